@@ -1,0 +1,38 @@
+"""FER Studio: ``streamlit run app/main.py``.
+
+This file is the only entry point. It makes the project importable from a fresh clone and imports
+the WebRTC stack before anything can import TensorFlow (see app/import_order.py).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+if str(PROJECT_ROOT) not in sys.path:
+    sys.path.insert(0, str(PROJECT_ROOT))
+
+import app.import_order  # noqa: E402, F401  (must precede every import that may load TensorFlow)
+
+# isort: split
+import streamlit as st  # noqa: E402
+
+VIEWS = Path(__file__).resolve().parent / "views"
+
+st.set_page_config(page_title="FER Studio", page_icon=":performing_arts:", layout="wide")
+
+navigation = st.navigation(
+    {
+        "FER Studio": [st.Page(VIEWS / "home.py", title="Overview", icon=":material/home:", default=True)],
+        "Data & models": [
+            st.Page(VIEWS / "dataset.py", title="Dataset", icon=":material/photo_library:", url_path="dataset"),
+            st.Page(VIEWS / "training.py", title="Training", icon=":material/model_training:", url_path="training"),
+        ],
+        "Try it": [
+            st.Page(VIEWS / "live.py", title="Live", icon=":material/videocam:", url_path="live"),
+            st.Page(VIEWS / "photos.py", title="Photos", icon=":material/add_a_photo:", url_path="photos"),
+        ],
+    }
+)
+navigation.run()

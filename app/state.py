@@ -1,0 +1,99 @@
+"""What pages share: the data-set choice (remembered for the session), cached data sets and models.
+
+Streamlit caching lives here and nowhere else; fer_core stays free of Streamlit.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from fer_core.data import FaceDataset
+from fer_core.datasets import DEMO_SOURCE, resolve_dataset
+from fer_core.errors import FerError
+from fer_core.settings import allowed_data_roots, fer2013_location, is_allowed_data_path
+
+SOURCE_KEY = "data_source"
+DEMO_LABEL = "Demo set (synthetic, built in)"
+OTHER_LABEL = "Another location..."
+
+
+@st.cache_resource(show_spinner="Loading faces...", max_entries=3)
+def cached_dataset(source: str) -> FaceDataset:
+    return resolve_dataset(source)
+
+
+def data_source_ui() -> str:
+    """Sidebar choice of data set, remembered for the session. Returns ``"demo"`` or a path.
+
+    A typed location must lie under the allowed data roots (``FER_DATA_ROOTS``), so a deployed app
+    does not let visitors list the server's folders; anything else is refused and the demo set is used.
+    """
+    detected = fer2013_location()
+    options = [DEMO_LABEL]
+    if detected is not None:
+        options.append(f"FER2013 at {detected}")
+    options.append(OTHER_LABEL)
+    current = st.session_state.get(SOURCE_KEY, DEMO_SOURCE)
+    if current == DEMO_SOURCE:
+        index = 0
+    elif detected is not None and current == str(detected):
+        index = 1
+    else:
+        index = len(options) - 1
+
+    with st.sidebar:
+        st.subheader("Data set")
+        choice = st.radio("Faces to use", options, index=index, key="data_source_choice", label_visibility="collapsed")
+        if choice == DEMO_LABEL:
+            source = DEMO_SOURCE
+        elif choice == OTHER_LABEL:
+            typed = st.text_input(
+                "FER2013 location",
+                value="" if current == DEMO_SOURCE else current,
+                placeholder="/data/fer2013 or /data/fer2013.csv",
+                help="A Kaggle-layout folder (train/ and test/ with class folders), a folder of class "
+                "folders, or the original fer2013.csv. Allowed under: "
+                + ", ".join(str(root) for root in allowed_data_roots()),
+            ).strip()
+            if not typed:
+                st.info("Type a location, or pick the demo set.")
+                source = DEMO_SOURCE
+            elif not is_allowed_data_path(typed):
+                st.error(
+                    f"{typed} is outside the folders this app may read. Allowed: "
+                    + ", ".join(str(root) for root in allowed_data_roots())
+                    + ". Set FER_DATA_ROOTS to change that."
+                )
+                source = DEMO_SOURCE
+            else:
+                source = str(Path(typed).expanduser())
+        else:
+            source = str(detected)
+        st.caption("Set FER2013_DIR or fer_studio.toml to point at your FER2013 copy (see README).")
+    st.session_state[SOURCE_KEY] = source
+    return source
+
+
+def load_dataset_or_stop(source: str) -> FaceDataset:
+    """The cached data set, or an ``st.error`` naming the problem and a stopped page."""
+    try:
+        return cached_dataset(source)
+    except FerError as error:
+        st.error(f"Could not load that data set: {error}")
+        st.stop()
+    except OSError as error:
+        st.error(f"Could not read that data set: {error.strerror or error}")
+        st.stop()
+    raise AssertionError("unreachable")
+
+
+def synthetic_banner(dataset: FaceDataset) -> None:
+    if dataset.synthetic:
+        st.info(
+            "You are looking at the **built-in demo set**: synthetic cartoon faces drawn by "
+            "`fer_core.demo`, not real people. Point the sidebar at FER2013 (see README: Kaggle "
+            "`msambare/fer2013` folders or the original `fer2013.csv`) to see real data.",
+            icon=":material/info:",
+        )

@@ -1,0 +1,4 @@
+import streamlit as st
+
+st.title("Dataset")
+st.info("Coming soon.")

@@ -1,0 +1,35 @@
+import streamlit as st
+
+from fer_core.labels import EMOTIONS
+from fer_core.settings import fer2013_location
+
+st.title("FER Studio")
+st.markdown(
+    "Facial expression recognition on the FER2013 task: 48x48 grayscale faces, seven classes "
+    f"({', '.join(EMOTIONS)}). Browse a data set, train a model and watch it learn, then try it "
+    "on your webcam and your photos."
+)
+
+columns = st.columns(4)
+cards = [
+    ("Dataset", "dataset", "Browse faces by class and split, class balance, data-quality problems."),
+    ("Training", "training", "Train with chosen settings, watch loss and accuracy live, compare and promote runs."),
+    ("Live", "live", "Your webcam, classified in real time in the browser."),
+    ("Photos", "photos", "Upload photos: every face found, classified, with its probabilities."),
+]
+for column, (title, url, text) in zip(columns, cards, strict=True):
+    with column.container(border=True):
+        st.subheader(title)
+        st.write(text)
+        st.page_link(f"views/{url}.py", label=f"Open {title}", icon=":material/arrow_forward:")
+
+st.divider()
+location = fer2013_location()
+if location is None:
+    st.info(
+        "No FER2013 copy found, so the pages use the **built-in synthetic demo set**. To use the real data, "
+        "download FER2013 (Kaggle `msambare/fer2013`, folder layout, or the original challenge `fer2013.csv`) and "
+        "set `FER2013_DIR=/path/to/fer2013`, or put it in `data/fer2013` inside the project."
+    )
+else:
+    st.success(f"FER2013 found at `{location}`: choose it in the sidebar of the Dataset and Training pages.")

@@ -1,0 +1,4 @@
+import streamlit as st
+
+st.title("Live")
+st.info("Coming soon.")

@@ -1,0 +1,4 @@
+import streamlit as st
+
+st.title("Photos")
+st.info("Coming soon.")

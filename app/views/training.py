@@ -1,0 +1,4 @@
+import streamlit as st
+
+st.title("Training")
+st.info("Coming soon.")

@@ -1,0 +1,25 @@
+"""Named data sources: ``demo`` for the built-in synthetic set, or any path ``load_dataset`` reads."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+from fer_core.data import FaceDataset, load_dataset
+from fer_core.demo import DEMO_NAME, demo_dir
+
+DEMO_SOURCE = "demo"
+
+
+def resolve_dataset(source: str | os.PathLike[str], *, split: str | None = None) -> FaceDataset:
+    """Load ``"demo"`` (the synthetic set, marked ``synthetic=True``) or a FER2013-shaped path."""
+    if str(source) == DEMO_SOURCE:
+        return replace(load_dataset(demo_dir()), name=DEMO_NAME, synthetic=True)
+    return load_dataset(source, split=split)
+
+
+def describe_source(source: str | os.PathLike[str]) -> str:
+    if str(source) == DEMO_SOURCE:
+        return f"{DEMO_NAME}: drawn by fer_core.demo, not real faces"
+    return str(Path(source).expanduser().resolve())

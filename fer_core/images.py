@@ -1,0 +1,101 @@
+"""Decoding user images safely: any common format, EXIF rotation honoured, size limits enforced
+from the header before any pixel is decoded (decompression-bomb safe)."""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from fer_core.errors import InvalidImageError
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+MAX_PIXELS = 40_000_000  # 40 megapixels: larger images are refused before decoding
+MAX_BYTES = 50 * 1024 * 1024
+
+
+def decode_image(data: bytes) -> npt.NDArray[np.uint8]:
+    """Decode image bytes into a BGR uint8 array of shape (H, W, 3).
+
+    Accepts JPEG (CMYK too), PNG (16-bit, alpha, palette), WebP, BMP, TIFF and GIF, whatever the
+    file's extension says. The EXIF orientation of phone photos is applied. Raises
+    :class:`InvalidImageError` with a readable reason for empty, corrupt, non-image or oversized input.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    if not data:
+        raise InvalidImageError("the file is empty (0 bytes)")
+    if len(data) > MAX_BYTES:
+        raise InvalidImageError(f"the file is {len(data) / 2**20:.0f} MB; the limit is {MAX_BYTES // 2**20} MB")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width * height > MAX_PIXELS:
+                raise InvalidImageError(
+                    f"the image is {width}x{height} ({width * height / 1e6:.0f} megapixels); "
+                    f"the limit is {MAX_PIXELS / 1e6:.0f} megapixels"
+                )
+            image = ImageOps.exif_transpose(image) or image  # type: ignore[assignment]
+            image.load()
+    except InvalidImageError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise InvalidImageError(_reason(error)) from None
+    except (OSError, ValueError, SyntaxError, EOFError) as error:
+        raise InvalidImageError(f"the image data is damaged or truncated ({error})") from None
+    return _to_bgr(image)
+
+
+def _reason(error: Exception) -> str:
+    text = str(error)
+    if "cannot identify image file" in text:
+        return "this is not an image file (or a format this app cannot read)"
+    return text
+
+
+def _to_bgr(image: Image.Image) -> npt.NDArray[np.uint8]:  # noqa: F821
+    from PIL import Image
+
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        high = array.max() if array.size else 1.0
+        array = array / (65535.0 if high > 255 else 255.0) * 255.0 if high > 0 else array
+        gray = np.clip(array, 0, 255).astype(np.uint8)
+        return cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+
+
+def read_image(path: str | os.PathLike[str]) -> npt.NDArray[np.uint8]:
+    """Read an image file into BGR uint8; missing or unreadable files raise :class:`InvalidImageError`."""
+    file = Path(path)
+    if not file.is_file():
+        raise InvalidImageError(f"{file} does not exist or is not a file")
+    try:
+        size = file.stat().st_size
+        if size > MAX_BYTES:
+            raise InvalidImageError(f"the file is {size / 2**20:.0f} MB; the limit is {MAX_BYTES // 2**20} MB")
+        return decode_image(file.read_bytes())
+    except OSError as error:
+        raise InvalidImageError(f"cannot read {file}: {error.strerror or error}") from None
+
+
+def encode_png(bgr_image: npt.NDArray[np.uint8]) -> bytes:
+    ok, buffer = cv2.imencode(".png", bgr_image)
+    if not ok:
+        raise ValueError("could not encode the image as PNG")
+    return buffer.tobytes()

@@ -1,0 +1,45 @@
+"""The FER2013 label order, defined once for the whole project.
+
+The integer codes are the ones in the original challenge CSV (``emotion`` column).
+Folder names from other layouts map onto them through :func:`label_from_name`.
+"""
+
+from __future__ import annotations
+
+EMOTIONS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+NUM_CLASSES = len(EMOTIONS)
+
+# Names other data sets use for the same classes (AffectNet, CK+, RAF-DB style folders).
+EMOTION_ALIASES: dict[str, str] = {
+    "anger": "angry",
+    "disgusted": "disgust",
+    "fearful": "fear",
+    "happiness": "happy",
+    "sadness": "sad",
+    "surprised": "surprise",
+}
+
+# One colour per emotion (BGR for OpenCV drawing; the app converts for plotly).
+EMOTION_COLORS_RGB: dict[str, tuple[int, int, int]] = {
+    "angry": (230, 57, 70),
+    "disgust": (106, 153, 78),
+    "fear": (131, 56, 236),
+    "happy": (255, 190, 11),
+    "sad": (58, 134, 255),
+    "surprise": (251, 86, 7),
+    "neutral": (141, 153, 174),
+}
+
+
+def label_from_name(name: str) -> int | None:
+    """Map a class folder name to its label code, or ``None`` when it is not one of ours.
+
+    Matching is case-insensitive and accepts the aliases in :data:`EMOTION_ALIASES`;
+    classes FER2013 does not have (``contempt``) return ``None`` so callers can report them.
+    """
+    key = name.strip().lower()
+    key = EMOTION_ALIASES.get(key, key)
+    try:
+        return EMOTIONS.index(key)
+    except ValueError:
+        return None

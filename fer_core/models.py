@@ -1,0 +1,115 @@
+"""Model architectures: a small registry of functional Keras builders.
+
+Every builder takes 48x48x1 inputs holding raw 0-255 gray values (scaling is the model's
+first layer) and ends in a 7-way softmax in the FER2013 label order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from fer_core.labels import NUM_CLASSES
+from fer_core.preprocess import FACE_SIZE
+
+if TYPE_CHECKING:
+    import keras
+
+INPUT_SHAPE = (FACE_SIZE, FACE_SIZE, 1)
+
+ModelBuilder = Callable[..., "keras.Model"]
+_REGISTRY: dict[str, tuple[ModelBuilder, str]] = {}
+
+
+def register(name: str, description: str) -> Callable[[ModelBuilder], ModelBuilder]:
+    def decorator(builder: ModelBuilder) -> ModelBuilder:
+        _REGISTRY[name] = (builder, description)
+        return builder
+
+    return decorator
+
+
+def architectures() -> dict[str, str]:
+    """Name -> one-line description of every registered architecture."""
+    return {name: description for name, (_, description) in _REGISTRY.items()}
+
+
+def build_model(arch: str, num_classes: int = NUM_CLASSES, **options: float) -> keras.Model:
+    """Build the named architecture. Unknown names raise ``ValueError`` listing the known ones."""
+    try:
+        builder, _ = _REGISTRY[arch]
+    except KeyError:
+        known = ", ".join(sorted(_REGISTRY))
+        raise ValueError(f"unknown architecture {arch!r}; choose one of: {known}") from None
+    return builder(num_classes=num_classes, **options)
+
+
+def _conv_bn_relu(x: keras.KerasTensor, filters: int, kernel_size: int) -> keras.KerasTensor:
+    from keras import layers
+
+    x = layers.Conv2D(filters, kernel_size, padding="same", use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    return layers.Activation("relu")(x)
+
+
+def _classifier_head(x: keras.KerasTensor, num_classes: int) -> keras.KerasTensor:
+    from keras import layers
+
+    # float32 softmax keeps mixed-precision training numerically stable.
+    return layers.Dense(num_classes, activation="softmax", dtype="float32", name="emotion")(x)
+
+
+@register("seed", "Reference CNN of the original project (4 conv + 2 dense, ~290 MMAC): kept for comparison")
+def build_seed(num_classes: int = NUM_CLASSES, dropout_rate: float = 0.25) -> keras.Model:
+    import keras
+    from keras import layers
+
+    inputs = keras.Input(shape=INPUT_SHAPE, name="gray_face")
+    x = layers.Rescaling(1.0 / 255)(inputs)
+    for filters, kernel_size in ((64, 3), (128, 5), (512, 3), (512, 3)):
+        x = _conv_bn_relu(x, filters, kernel_size)
+        x = layers.MaxPooling2D()(x)
+        x = layers.Dropout(dropout_rate)(x)
+    x = layers.Flatten()(x)
+    for units in (256, 512):
+        x = layers.Dense(units, use_bias=False)(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.Activation("relu")(x)
+        x = layers.Dropout(dropout_rate)(x)
+    return keras.Model(inputs, _classifier_head(x, num_classes), name="seed")
+
+
+@register(
+    "fernet",
+    "Default: VGG-style 4 stages x 2 conv (32-64-128-256), global pooling; ~2.5x fewer MACs than seed",
+)
+def build_fernet(num_classes: int = NUM_CLASSES, width: int = 32, dropout_rate: float = 0.4) -> keras.Model:
+    import keras
+    from keras import layers
+
+    inputs = keras.Input(shape=INPUT_SHAPE, name="gray_face")
+    x = layers.Rescaling(1.0 / 255)(inputs)
+    for stage in range(4):
+        filters = width * 2**stage
+        x = _conv_bn_relu(x, filters, 3)
+        x = _conv_bn_relu(x, filters, 3)
+        if stage < 3:
+            x = layers.MaxPooling2D()(x)
+            x = layers.SpatialDropout2D(0.1)(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dropout(dropout_rate)(x)
+    return keras.Model(inputs, _classifier_head(x, num_classes), name="fernet")
+
+
+@register("tiny", "A few thousand parameters: for tests and quick demo-set runs, not for real use")
+def build_tiny(num_classes: int = NUM_CLASSES) -> keras.Model:
+    import keras
+    from keras import layers
+
+    inputs = keras.Input(shape=INPUT_SHAPE, name="gray_face")
+    x = layers.Rescaling(1.0 / 255)(inputs)
+    for filters in (8, 16, 32):
+        x = _conv_bn_relu(x, filters, 3)
+        x = layers.MaxPooling2D()(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, _classifier_head(x, num_classes), name="tiny")

@@ -1,0 +1,71 @@
+"""Where things live: data roots, the runs folder, the promoted model. Read from the environment
+or an optional ``fer_studio.toml`` at the project root; nothing here touches the disk at import."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SETTINGS_FILE_ENV = "FER_SETTINGS"
+SHIPPED_MODEL_PATH = PROJECT_ROOT / "models" / "fer_default.keras"
+
+
+@lru_cache(maxsize=1)
+def _settings_file() -> dict[str, Any]:
+    path = Path(os.environ.get(SETTINGS_FILE_ENV, PROJECT_ROOT / "fer_studio.toml"))
+    if not path.is_file():
+        return {}
+    with path.open("rb") as handle:
+        return tomllib.load(handle)
+
+
+def _setting(env_name: str, key: str) -> str | None:
+    value = os.environ.get(env_name)
+    if value:
+        return value
+    configured = _settings_file().get(key)
+    return str(configured) if configured else None
+
+
+def default_runs_dir() -> Path:
+    """Training runs: ``$FER_RUNS_DIR``, ``runs_dir`` in fer_studio.toml, else ``<project>/runs``."""
+    configured = _setting("FER_RUNS_DIR", "runs_dir")
+    return Path(configured).expanduser() if configured else PROJECT_ROOT / "runs"
+
+
+def promoted_model_path() -> Path:
+    """Where "Use this model" puts a run's model; the app loads it before the shipped default."""
+    return default_runs_dir() / "promoted.keras"
+
+
+def fer2013_location() -> Path | None:
+    """The FER2013 copy to offer by default: ``$FER2013_DIR``, ``fer2013`` in fer_studio.toml,
+    ``<project>/data/fer2013``, then ``../shared/fer2013`` beside the project. None if none exists."""
+    configured = _setting("FER2013_DIR", "fer2013")
+    candidates = [Path(configured).expanduser()] if configured else []
+    candidates += [PROJECT_ROOT / "data" / "fer2013", PROJECT_ROOT.parent / "shared" / "fer2013"]
+    return next((path for path in candidates if path.exists()), None)
+
+
+def allowed_data_roots() -> list[Path]:
+    """Folders under which a location typed in the browser may lie (``$FER_DATA_ROOTS``, a
+    ``os.pathsep``-separated list, or ``data_roots`` in fer_studio.toml). By default: the project's
+    ``data/`` folder and the folder holding the configured FER2013 copy."""
+    configured = os.environ.get("FER_DATA_ROOTS") or _settings_file().get("data_roots")
+    if configured:
+        parts = configured.split(os.pathsep) if isinstance(configured, str) else list(configured)
+        return [Path(part).expanduser().resolve() for part in parts if part]
+    roots = [PROJECT_ROOT / "data"]
+    fer2013 = fer2013_location()
+    if fer2013 is not None:
+        roots.append(fer2013.resolve().parent)
+    return [root.resolve() for root in roots]
+
+
+def is_allowed_data_path(path: str | os.PathLike[str]) -> bool:
+    resolved = Path(path).expanduser().resolve()
+    return any(resolved == root or resolved.is_relative_to(root) for root in allowed_data_roots())

@@ -1,0 +1,189 @@
+"""``python -m training``: train, evaluate, list and resume runs from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from fer_core.errors import FerError
+
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from fer_core.models import architectures
+    from training.config import TrainConfig
+
+    defaults = TrainConfig()
+    parser = argparse.ArgumentParser(prog="python -m training", description="Train and evaluate FER models.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a model into a new run folder")
+    train.add_argument(
+        "--data", default=defaults.data, help="'demo', a FER2013 folder (Kaggle layout or class folders) or fer2013.csv"
+    )
+    train.add_argument("--config", type=Path, help="a TOML file of settings; flags given here override it")
+    train.add_argument("--arch", choices=sorted(architectures()), help=f"architecture (default {defaults.arch})")
+    train.add_argument("--epochs", type=int, help=f"default {defaults.epochs}")
+    train.add_argument("--batch-size", type=int, help=f"default {defaults.batch_size}")
+    train.add_argument("--lr", type=float, help="peak learning rate (default: the architecture's own)")
+    train.add_argument("--weight-decay", type=float, help=f"AdamW weight decay (default {defaults.weight_decay})")
+    train.add_argument(
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="flip/shift/rotate/zoom/brightness/contrast (default on)",
+    )
+    train.add_argument(
+        "--class-weights",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="softened inverse-frequency class weights (default on)",
+    )
+    train.add_argument("--label-smoothing", type=float, help=f"default {defaults.label_smoothing}")
+    train.add_argument("--patience", type=int, help=f"early-stopping patience in epochs (default {defaults.patience})")
+    train.add_argument(
+        "--val-fraction", type=float, help=f"validation share carved from train (default {defaults.val_fraction})"
+    )
+    train.add_argument("--run-dir", dest="runs_dir", help="folder that holds the runs (default: runs/ in the project)")
+    train.add_argument("--seed", type=int, help=f"default {defaults.seed}")
+    train.add_argument(
+        "--strategy", choices=["default", "mirrored"], help="'mirrored': MirroredStrategy over all visible devices"
+    )
+    train.add_argument(
+        "--precision", choices=["auto", "float32", "mixed_bfloat16", "mixed_float16"], help="default auto"
+    )
+    train.add_argument("--max-steps-per-epoch", type=int, help="cap steps per epoch (quick trials)")
+
+    evaluate = commands.add_parser("evaluate", help="accuracy, macro-F1, per-class scores and confusion matrix")
+    evaluate.add_argument(
+        "--model", type=Path, help="a .keras model or a run folder (default: the promoted model, else the shipped one)"
+    )
+    evaluate.add_argument(
+        "--data", required=True, help="'demo', a FER2013 folder, a folder of class folders or fer2013.csv"
+    )
+    evaluate.add_argument("--split", default="test", help="split to evaluate (default test)")
+    evaluate.add_argument("--tta", action="store_true", help="average with the horizontally flipped face")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object to stdout")
+
+    listing = commands.add_parser("runs", help="list runs with status and best validation accuracy")
+    listing.add_argument("--run-dir", dest="runs_dir", help="folder that holds the runs")
+    listing.add_argument("--json", action="store_true")
+
+    resume = commands.add_parser("resume", help="continue a run from its last epoch checkpoint")
+    resume.add_argument("run", type=Path, help="the run folder")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(COMMANDS[args.command](args))
+    except (FerError, ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from training.config import TrainConfig, config_from_mapping, load_config_file
+    from training.trainer import train
+
+    config = load_config_file(args.config) if args.config else TrainConfig()
+    overrides = {
+        key: value for key, value in vars(args).items() if key not in ("command", "config") and value is not None
+    }
+    config = config_from_mapping(overrides, config)
+    run_dir = train(config)
+    return _report_run(run_dir)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from training.trainer import resume
+
+    if not (args.run / "config.json").is_file():
+        raise ValueError(f"{args.run} is not a run folder (no config.json)")
+    return _report_run(resume(args.run))
+
+
+def _report_run(run_dir: Path) -> int:
+    from training.runs import Run
+
+    run = Run(run_dir)
+    status = run.status()
+    metrics = run.metrics()
+    summary = f"run {run_dir} {status.get('state')}"
+    if metrics:
+        summary += f": {metrics['split']} accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}"
+    print(summary)
+    return 0 if status.get("state") in ("finished", "stopped") else 1
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from fer_core.datasets import resolve_dataset
+    from fer_core.inference import load_classifier, resolve_model_path
+
+    model_path = resolve_model_path(args.model)
+    dataset = resolve_dataset(args.data, split=args.split).split(args.split)
+    classifier = load_classifier(model_path)
+    from fer_core.metrics import classification_report
+
+    probabilities = classifier.classify_batch(dataset.images, tta=args.tta)
+    report: dict[str, Any] = classification_report(dataset.labels, probabilities.argmax(axis=1))
+    report.update(model=str(model_path), data=str(args.data), split=args.split, tta=args.tta)
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(f"model {model_path}\ndata {args.data} [{args.split}], n={report['n']}")
+    print(f"accuracy {report['accuracy']:.4f}   macro-F1 {report['macro_f1']:.4f}")
+    print(f"{'class':<10}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}")
+    for emotion, scores in report["per_class"].items():
+        print(
+            f"{emotion:<10}{scores['precision']:>10.3f}{scores['recall']:>10.3f}{scores['f1']:>10.3f}{scores['support']:>9}"
+        )
+    print("confusion (rows true, columns predicted):")
+    for emotion, row in zip(report["labels"], report["confusion"], strict=True):
+        print(f"{emotion:<10}" + "".join(f"{value:>6}" for value in row))
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from fer_core.settings import default_runs_dir
+    from training.runs import list_runs
+
+    rows = []
+    for run in list_runs(Path(args.runs_dir) if args.runs_dir else default_runs_dir()):
+        status = run.status()
+        rows.append(
+            {
+                "run": run.name,
+                "state": status.get("state"),
+                "arch": run.config().get("settings", {}).get("arch"),
+                "epochs_done": len(run.history()["epochs"]),
+                "best_val_accuracy": run.best_val_accuracy(),
+                "test_accuracy": run.metrics().get("accuracy"),
+                "error": status.get("error"),
+            }
+        )
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    if not rows:
+        print("no runs yet: start one with `python -m training train --data demo`")
+        return 0
+    print(f"{'run':<34}{'state':<10}{'arch':<8}{'epochs':>7}{'best val':>10}{'test':>8}")
+    for row in rows:
+        best = f"{row['best_val_accuracy']:.4f}" if row["best_val_accuracy"] is not None else "-"
+        test = f"{row['test_accuracy']:.4f}" if row["test_accuracy"] is not None else "-"
+        print(
+            f"{row['run']:<34}{row['state'] or '?':<10}{row['arch'] or '?':<8}{row['epochs_done']:>7}{best:>10}{test:>8}"
+        )
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "runs": cmd_runs, "resume": cmd_resume}
