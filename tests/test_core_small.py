@@ -1,0 +1,80 @@
+"""Small pure pieces of the core: label order, settings and allowed roots, metrics, train config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fer_core import settings
+from fer_core.labels import EMOTIONS, label_from_name
+from fer_core.metrics import classification_report, confusion_matrix
+from training.config import TrainConfig, config_from_mapping, load_config_file
+
+
+def test_label_order_is_the_fer2013_csv_codes() -> None:
+    assert EMOTIONS == ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+
+
+@pytest.mark.parametrize(
+    ("folder", "expected"),
+    [("Angry", 0), ("anger", 0), ("SADNESS", 4), ("surprise", 5), ("Neutral", 6), ("contempt", None), ("cats", None)],
+)
+def test_folder_names_map_onto_the_label_order(folder: str, expected: int | None) -> None:
+    assert label_from_name(folder) == expected
+
+
+def test_typed_locations_must_lie_under_the_allowed_roots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    allowed = tmp_path / "data"
+    (allowed / "fer2013").mkdir(parents=True)
+    monkeypatch.setenv("FER_DATA_ROOTS", str(allowed))
+    assert settings.is_allowed_data_path(allowed / "fer2013")
+    assert settings.is_allowed_data_path(allowed / "fer2013" / ".." / "fer2013")
+    assert not settings.is_allowed_data_path(allowed / ".." / "elsewhere")
+    assert not settings.is_allowed_data_path("/etc")
+
+
+def test_fer2013_location_comes_from_the_environment_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FER2013_DIR", str(tmp_path))
+    assert settings.fer2013_location() == tmp_path
+
+
+def test_runs_dir_and_promoted_model_follow_fer_runs_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FER_RUNS_DIR", str(tmp_path))
+    assert settings.default_runs_dir() == tmp_path
+    assert settings.promoted_model_path().parent == tmp_path
+
+
+def test_classification_report_on_a_known_confusion() -> None:
+    labels = np.array([0, 0, 1, 1, 3, 3, 3, 6])
+    predictions = np.array([0, 3, 1, 0, 3, 3, 3, 6])
+    report = classification_report(labels, predictions)
+    assert report["n"] == 8
+    assert report["accuracy"] == pytest.approx(6 / 8)
+    assert report["per_class"]["angry"] == {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2}
+    assert report["per_class"]["happy"]["precision"] == pytest.approx(3 / 4)
+    assert report["per_class"]["fear"]["support"] == 0
+    # Macro-F1 averages over the classes present in the labels (angry, disgust, happy, neutral).
+    expected_f1 = [0.5, 2 / 3, 2 * 0.75 * 1 / 1.75, 1.0]
+    assert report["macro_f1"] == pytest.approx(np.mean(expected_f1))
+    assert confusion_matrix(labels, predictions).sum() == 8
+    assert report["confusion"][0] == [1, 0, 0, 1, 0, 0, 0]
+
+
+def test_train_config_rejects_unknown_keys_and_bad_values(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown setting"):
+        config_from_mapping({"epochz": 3})
+    with pytest.raises(ValueError, match="epochs must be at least 1"):
+        TrainConfig(epochs=0)
+    with pytest.raises(ValueError, match="label_smoothing"):
+        TrainConfig(label_smoothing=1.5)
+    file = tmp_path / "train.toml"
+    file.write_text('[train]\narch = "tiny"\nepochs = 3\n')
+    config = load_config_file(file)
+    assert (config.arch, config.epochs, config.batch_size) == ("tiny", 3, TrainConfig().batch_size)
+
+
+def test_learning_rate_defaults_to_the_architectures_own() -> None:
+    assert TrainConfig(arch="seed").learning_rate == pytest.approx(1e-4)
+    assert TrainConfig(arch="seed", lr=0.01).learning_rate == pytest.approx(0.01)

@@ -1,0 +1,183 @@
+"""The Dataset page, headless through AppTest: renders, filters, pages, and refuses bad locations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest import PROJECT_ROOT
+from streamlit.testing.v1 import AppTest
+
+from app.state import DEMO_LABEL, OTHER_LABEL
+
+MAIN_SCRIPT = str(PROJECT_ROOT / "app" / "main.py")
+GRID_PAGE_KEY = "dataset_page_{split}_{emotion}"
+
+
+def open_dataset_page() -> AppTest:
+    at = AppTest.from_file(MAIN_SCRIPT, default_timeout=60)
+    at.run()
+    at.switch_page("views/dataset.py")
+    at.run()
+    assert not at.exception, [exception.value for exception in at.exception]
+    return at
+
+
+def grid_captions(at: AppTest) -> list[str]:
+    """Captions of the face grid: the first image list on the page (the Browse tab comes before Quality)."""
+    return list(at.image[0].captions)
+
+
+def shown_files(at: AppTest) -> list[str]:
+    """File names under the grid's faces, with the caption's Markdown escapes and break hints removed."""
+    return [caption.split("\n")[-1].replace("\\", "").replace("\u200b", "") for caption in grid_captions(at)]
+
+
+def shown_labels(at: AppTest) -> set[str]:
+    return {caption.split("**")[1] for caption in grid_captions(at)}
+
+
+def choose_location(at: AppTest, location: str | Path) -> AppTest:
+    at.sidebar.radio(key="data_source_choice").set_value(OTHER_LABEL).run()
+    at.sidebar.text_input[0].input(str(location)).run()
+    assert not at.exception, [exception.value for exception in at.exception]
+    return at
+
+
+def write_faces(folder: Path, count: int, seed: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, gray_face in enumerate(np.random.default_rng(seed).integers(0, 256, (count, 48, 48), dtype=np.uint8)):
+        cv2.imwrite(str(folder / f"face_{seed}_{index}.png"), gray_face)
+
+
+# The demo set
+
+
+def test_the_page_renders_the_demo_set() -> None:
+    at = open_dataset_page()
+
+    assert not at.error
+    assert at.title[0].value == "Dataset"
+    assert any("built-in demo set" in info.value for info in at.info)
+    assert any("Showing the **built-in demo set**" in markdown.value for markdown in at.markdown)
+    assert any("balanced, every class has 240 faces" in markdown.value for markdown in at.markdown)
+    assert len(grid_captions(at)) == 24
+    assert len(at.get("plotly_chart")) == 2  # class counts and pixel histogram
+    assert [metric.label for metric in at.metric][:2] == ["Near-blank images", "Conflicting labels"]
+    assert at.metric[0].value == "0"
+
+
+def test_choosing_a_class_shows_only_that_class() -> None:
+    at = open_dataset_page()
+    at.button_group(key="dataset_class").set_value("happy").run()
+
+    assert shown_labels(at) == {"happy"}
+    assert all("_happy_" in name for name in shown_files(at))
+    assert any("Faces 1–24 of 300" in caption.value for caption in at.caption)
+
+
+def test_choosing_a_split_shows_only_that_split() -> None:
+    at = open_dataset_page()
+    at.button_group(key="dataset_split").set_value("test").run()
+
+    assert all(name.startswith("demo_test_") for name in shown_files(at))
+    assert any("of 420" in caption.value for caption in at.caption)
+
+    at.button_group(key="dataset_class").set_value("sad").run()
+    assert all(name.startswith("demo_test_sad_") for name in shown_files(at))
+    assert any("of 60" in caption.value for caption in at.caption)
+
+
+def test_the_next_page_shows_other_faces() -> None:
+    at = open_dataset_page()
+    first_page = shown_files(at)
+    at.pagination(key=GRID_PAGE_KEY.format(split="all", emotion="all")).set_value(2).run()
+    second_page = shown_files(at)
+
+    assert len(second_page) == 24
+    assert not set(first_page) & set(second_page)
+    assert any("Faces 25–48 of 2,100 · page 2 of 88" in caption.value for caption in at.caption)
+
+
+def test_without_shuffle_the_faces_come_in_file_order() -> None:
+    at = open_dataset_page()
+    at.toggle(key="dataset_shuffle").set_value(False).run()
+    assert shown_files(at)[:2] == ["demo_test_angry_0000.png", "demo_test_angry_0001.png"]
+
+
+# Bad locations
+
+
+@pytest.fixture
+def data_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "data"
+    root.mkdir()
+    monkeypatch.setenv("FER_DATA_ROOTS", str(root))
+    return root
+
+
+def test_a_missing_location_shows_an_error_and_the_page_stays_up(data_root: Path) -> None:
+    at = choose_location(open_dataset_page(), data_root / "no-such-folder")
+
+    assert len(at.error) == 1
+    assert "does not exist" in at.error[0].value
+    assert at.title[0].value == "Dataset"
+    assert at.sidebar.radio(key="data_source_choice").value == OTHER_LABEL
+
+    at.sidebar.radio(key="data_source_choice").set_value(DEMO_LABEL).run()  # and it recovers
+    assert not at.error
+    assert len(grid_captions(at)) == 24
+
+
+def test_a_folder_without_class_folders_explains_the_layout(data_root: Path) -> None:
+    (data_root / "holiday-photos").mkdir()
+    at = choose_location(open_dataset_page(), data_root / "holiday-photos")
+
+    assert len(at.error) == 1
+    assert "no images in class folders" in at.error[0].value
+    assert "train/<class>" in at.error[0].value
+
+
+def test_a_location_outside_the_allowed_roots_is_refused(data_root: Path) -> None:
+    at = choose_location(open_dataset_page(), PROJECT_ROOT)
+
+    assert any("outside the folders this app may read" in error.value for error in at.error)
+    assert any("Showing the **built-in demo set**" in markdown.value for markdown in at.markdown)
+    assert len(grid_captions(at)) == 24
+
+
+# A typed location with known problems
+
+
+def test_quality_findings_of_a_typed_location_are_listed(data_root: Path) -> None:
+    root = data_root / "faces"
+    write_faces(root / "train" / "happy", 5, seed=1)
+    write_faces(root / "train" / "sad", 3, seed=2)
+    write_faces(root / "test" / "happy", 2, seed=3)
+    write_faces(root / "train" / "contempt", 2, seed=4)
+    cv2.imwrite(str(root / "train" / "sad" / "blank.png"), np.zeros((48, 48), np.uint8))
+    cv2.imwrite(str(root / "train" / "sad" / "large.png"), np.full((96, 96), 90, np.uint8))
+    (root / "train" / "sad" / "notes.txt").write_text("not a face")
+    happy_copy = cv2.imread(str(root / "train" / "happy" / "face_1_0.png"), cv2.IMREAD_GRAYSCALE)
+    cv2.imwrite(str(root / "train" / "sad" / "copy.png"), happy_copy)  # same pixels, other label
+
+    at = choose_location(open_dataset_page(), root)
+
+    assert not at.error
+    assert any(f"from `{root}`" in markdown.value for markdown in at.markdown)
+    metrics = {metric.label: metric.value for metric in at.metric}
+    assert metrics["Near-blank images"] == "2"  # the black square and the flat 96x96 one
+    assert metrics["Conflicting labels"] == "1"
+    assert metrics["Duplicate groups"] == "1"
+    assert metrics["Load problems"] == "3"  # notes.txt, large.png resized, contempt skipped
+    labels = [tab.label for tab in at.tabs]
+    assert "Unreadable (1)" in labels
+    assert "Skipped folders (1)" in labels
+    assert "Not 48×48 (1)" in labels
+    tables = [frame.value for frame in at.dataframe]
+    assert any(table.iloc[:, 0].tolist() == ["train/sad/notes.txt"] for table in tables)
+    assert any(table.iloc[:, 0].tolist() == ["train/contempt"] for table in tables)
+    captions = [caption for image in at.image for caption in image.captions]
+    assert any("copy.png" in caption.replace("\\", "").replace("\u200b", "") for caption in captions)
