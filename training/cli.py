@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--precision", choices=["auto", "float32", "mixed_bfloat16", "mixed_float16"], help="default auto"
     )
     train.add_argument("--max-steps-per-epoch", type=int, help="cap steps per epoch (quick trials)")
+    # The launcher creates the run folder first (so the page knows it at once) and hands it over here;
+    # the settings then come from that folder's config.json.
+    train.add_argument("--into", type=Path, help=argparse.SUPPRESS)
 
     evaluate = commands.add_parser("evaluate", help="accuracy, macro-F1, per-class scores and confusion matrix")
     evaluate.add_argument(
@@ -75,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     resume = commands.add_parser("resume", help="continue a run from its last epoch checkpoint")
     resume.add_argument("run", type=Path, help="the run folder")
+    resume.add_argument("--launched", action="store_true", help=argparse.SUPPRESS)  # by training.launcher
     return parser
 
 
@@ -92,11 +96,19 @@ def main(argv: list[str] | None = None) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from training.config import TrainConfig, config_from_mapping, load_config_file
+    from training.runs import Run
     from training.trainer import train
 
+    if args.into is not None:
+        settings = Run(args.into).config().get("settings")
+        if not settings:
+            raise ValueError(f"{args.into} is not a run folder (no config.json with settings)")
+        return _report_run(train(config_from_mapping(settings), args.into))
     config = load_config_file(args.config) if args.config else TrainConfig()
     overrides = {
-        key: value for key, value in vars(args).items() if key not in ("command", "config") and value is not None
+        key: value
+        for key, value in vars(args).items()
+        if key not in ("command", "config", "into") and value is not None
     }
     config = config_from_mapping(overrides, config)
     run_dir = train(config)
@@ -108,7 +120,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
     if not (args.run / "config.json").is_file():
         raise ValueError(f"{args.run} is not a run folder (no config.json)")
-    return _report_run(resume(args.run))
+    return _report_run(resume(args.run, launched=args.launched))
 
 
 def _report_run(run_dir: Path) -> int:
@@ -120,6 +132,8 @@ def _report_run(run_dir: Path) -> int:
     summary = f"run {run_dir} {status.get('state')}"
     if metrics:
         summary += f": {metrics['split']} accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}"
+    elif status.get("state") == "stopped":
+        summary += f" after {len(run.history()['epochs'])} epoch(s); resume with `python -m training resume {run_dir}`"
     print(summary)
     return 0 if status.get("state") in ("finished", "stopped") else 1
 
@@ -153,23 +167,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from fer_core.settings import default_runs_dir
     from training.runs import list_runs
 
     rows = []
     for run in list_runs(Path(args.runs_dir) if args.runs_dir else default_runs_dir()):
-        status = run.status()
-        rows.append(
-            {
-                "run": run.name,
-                "state": status.get("state"),
-                "arch": run.config().get("settings", {}).get("arch"),
-                "epochs_done": len(run.history()["epochs"]),
-                "best_val_accuracy": run.best_val_accuracy(),
-                "test_accuracy": run.metrics().get("accuracy"),
-                "error": status.get("error"),
-            }
-        )
+        row = dataclasses.asdict(run.summary())
+        rows.append({"run": row.pop("name"), **row})
     if args.json:
         print(json.dumps(rows))
         return 0

@@ -7,14 +7,23 @@ still says running is reported as failed.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
+import re
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+try:  # POSIX: status updates from the launcher and the trainer are serialised with flock
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
 
 CONFIG_FILE = "config.json"
 STATUS_FILE = "status.json"
@@ -25,17 +34,28 @@ METRICS_FILE = "metrics.json"
 BEST_CHECKPOINT = "best.keras"
 LAST_CHECKPOINT = "last.keras"
 EXPORTED_MODEL = "model.keras"
+CHECKPOINT_INFO = "checkpoint.json"  # which epoch last.keras holds, and the best so far
+MISCLASSIFIED_FILE = "misclassified.npz"
 STOP_FLAG = "STOP"
 LOG_FILE = "train.log"
+STATUS_LOCK = ".status.lock"
 
 ACTIVE_STATES = frozenset({"queued", "running"})
 FINAL_STATES = frozenset({"finished", "failed", "stopped"})
 
 
+def temporary_path(path: Path) -> Path:
+    """A private name beside ``path`` (same folder, so ``os.replace`` is atomic), keeping its suffix."""
+    return path.with_name(f".{path.stem}.{os.getpid()}-{threading.get_ident()}.tmp{path.suffix}")
+
+
 def write_atomic(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
+    temporary = temporary_path(path)
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -44,6 +64,29 @@ def write_json(path: Path, data: Any) -> None:
 
 def read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+@contextlib.contextmanager
+def status_lock(run_dir: Path) -> Iterator[None]:
+    """Serialise read-modify-write of status.json between processes (the launcher and the trainer)."""
+    if fcntl is None:  # pragma: no cover
+        yield
+        return
+    with open(run_dir / STATUS_LOCK, "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def update_status(run_dir: Path, **changes: Any) -> dict[str, Any]:
+    """Merge ``changes`` into status.json (atomically, under the status lock). Returns the new status."""
+    with status_lock(run_dir):
+        status = _read_or_empty(run_dir / STATUS_FILE)
+        status.update(changes, updated_at=time.time())
+        write_json(run_dir / STATUS_FILE, status)
+    return status
 
 
 def pid_alive(pid: int | None) -> bool:
@@ -77,17 +120,26 @@ class Run:
         return _read_or_empty(self.path / CONFIG_FILE)
 
     def status(self) -> dict[str, Any]:
-        """The status, with a dead trainer's "running" turned into "failed" (and the reason)."""
+        """The status, with a dead trainer's "queued"/"running" turned into "failed" (with the reason),
+        or into "stopped" when a stop had been asked for (a SIGTERM that came before the trainer was
+        ready to handle it ends the process at once)."""
         status = _read_or_empty(self.path / STATUS_FILE) or {"state": "unknown"}
-        if status.get("state") == "running" and not pid_alive(status.get("pid")):
-            status = {
-                **status,
-                "state": "failed",
-                "error": status.get("error")
-                or f"the trainer process (pid {status.get('pid')}) ended without finishing: killed or crashed"
-                + _log_tail(self.path / LOG_FILE),
-            }
+        if status.get("state") in ACTIVE_STATES and not pid_alive(status.get("pid")):
+            if (self.path / STOP_FLAG).exists():
+                reason = status.get("stop_reason") or "stopped before training began"
+                return {**status, "state": "stopped", "stop_reason": reason}
+            reason = status.get("error") or (
+                f"the trainer process (pid {status.get('pid')}) ended without finishing: it was killed or crashed"
+            )
+            last_error = _last_error_line(self.path / LOG_FILE)
+            if last_error and last_error not in reason:
+                reason += f" ({last_error})"
+            return {**status, "state": "failed", "error": reason}
         return status
+
+    @property
+    def is_active(self) -> bool:
+        return self.status().get("state") in ACTIVE_STATES
 
     def history(self) -> dict[str, Any]:
         """``{"epochs": [{epoch, loss, accuracy, val_loss, val_accuracy, lr, ...}], "batches": [...]}``."""
@@ -108,8 +160,53 @@ class Run:
                 return self.path / name
         return None
 
+    def checkpoint_info(self) -> dict[str, Any]:
+        """``{"epoch": epochs held by last.keras, "best_val_accuracy", "best_epoch"}`` (empty before any)."""
+        return _read_or_empty(self.path / CHECKPOINT_INFO)
+
     def request_stop(self) -> None:
         (self.path / STOP_FLAG).touch()
+
+    def summary(self) -> RunSummary:
+        status = self.status()
+        config = self.config()
+        settings = config.get("settings", {})
+        history = self.history()
+        metrics = self.metrics()
+        started = status.get("started_at")
+        duration = status.get("elapsed_s")
+        if duration is None and started is not None:
+            duration = (status.get("finished_at") or status.get("updated_at") or started) - started
+        return RunSummary(
+            name=self.name,
+            state=str(status.get("state", "unknown")),
+            arch=settings.get("arch"),
+            data=settings.get("data"),
+            epochs_done=len(history["epochs"]),
+            epochs=settings.get("epochs"),
+            best_val_accuracy=self.best_val_accuracy(),
+            test_accuracy=metrics.get("accuracy"),
+            duration_s=float(duration) if duration is not None else None,
+            started_at=started or status.get("created_at"),
+            error=status.get("error"),
+        )
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One row of the runs table (the CLI's ``runs`` and the Training page)."""
+
+    name: str
+    state: str
+    arch: str | None
+    data: str | None
+    epochs_done: int
+    epochs: int | None
+    best_val_accuracy: float | None
+    test_accuracy: float | None
+    duration_s: float | None
+    started_at: float | None
+    error: str | None
 
 
 def _read_or_empty(path: Path) -> dict[str, Any]:
@@ -120,12 +217,21 @@ def _read_or_empty(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _log_tail(path: Path, lines: int = 3) -> str:
+_ERROR_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b.*")
+
+
+def _last_error_line(path: Path, max_bytes: int = 20_000) -> str | None:
+    """The last ``SomeError: message`` line of a log (never the traceback around it), if any."""
     try:
-        tail = path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-lines:]
+        with path.open("rb") as handle:
+            handle.seek(max(0, path.stat().st_size - max_bytes))
+            tail = handle.read().decode("utf-8", errors="replace")
     except OSError:
-        return ""
-    return ("; last log lines: " + " | ".join(tail)) if tail else ""
+        return None
+    for line in reversed(tail.strip().splitlines()):
+        if _ERROR_LINE.match(line.strip()):
+            return line.strip()[:300]
+    return None
 
 
 def list_runs(runs_dir: Path) -> list[Run]:
@@ -139,7 +245,7 @@ def list_runs(runs_dir: Path) -> list[Run]:
 def active_run(runs_dir: Path) -> Run | None:
     """The run whose trainer is alive, if any (one training at a time on a 2-core machine)."""
     for run in list_runs(runs_dir):
-        if run.status().get("state") in ACTIVE_STATES:
+        if run.is_active:
             return run
     return None
 

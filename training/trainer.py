@@ -1,4 +1,11 @@
-"""The trainer: one call trains one run into its own folder (see :mod:`training.runs`)."""
+"""The trainer: one call trains one run into its own folder (see :mod:`training.runs`).
+
+While it trains, the run folder always holds a consistent picture: history and status are
+rewritten (atomically) after every epoch and every few seconds within one, checkpoints are
+saved to a temporary file and moved into place. A stop request (the STOP flag file, SIGTERM or
+SIGINT) ends the run after the current step; the best checkpoint is kept and ``resume`` goes
+on from the last completed epoch.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +13,11 @@ import os
 import platform
 import signal
 import sys
+import threading
 import time
 import traceback
-from dataclasses import replace
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +30,13 @@ from fer_core.metrics import classification_report
 from training import runs
 from training.config import TrainConfig, config_from_mapping
 
-PROGRESS_INTERVAL_S = 2.0
+PROGRESS_INTERVAL_S = 2.0  # history/status rewrites within an epoch, at most this often
+POINTS_PER_EPOCH = 25  # batch-level history points kept per epoch (for the live chart)
+MISCLASSIFIED_COUNT = 48
+
+
+class StopRequested(Exception):  # noqa: N818 (a control-flow signal, not an error)
+    """Raised from a batch callback so that ``fit`` ends right after the current step."""
 
 
 def split_for_training(dataset: FaceDataset, val_fraction: float, seed: int) -> tuple[FaceDataset, FaceDataset]:
@@ -69,78 +84,173 @@ def environment_versions() -> dict[str, str]:
     }
 
 
+def save_model_atomic(model: Any, path: Path) -> None:
+    """``model.save`` into a temporary file beside ``path``, then ``os.replace``: a reader never
+    opens a half-written ``.keras`` file."""
+    temporary = runs.temporary_path(path)
+    try:
+        model.save(temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+class _Clock:
+    """Seconds per training step (the first step, which traces the graph, left out) and the time
+    validation takes at the end of an epoch: the basis of the ETA."""
+
+    def __init__(self) -> None:
+        self.step_seconds = 0.0
+        self.timed_steps = 0
+        self.validation_s: float | None = None
+        self.mark = time.monotonic()
+        self.seen_first_step = False
+
+    def start_epoch(self) -> None:
+        self.mark = time.monotonic()
+
+    def step_done(self) -> None:
+        now = time.monotonic()
+        if self.seen_first_step:
+            self.step_seconds += now - self.mark
+            self.timed_steps += 1
+        self.seen_first_step = True
+        self.mark = now
+
+    def epoch_done(self) -> None:
+        self.validation_s = time.monotonic() - self.mark
+
+    @property
+    def seconds_per_step(self) -> float | None:
+        return self.step_seconds / self.timed_steps if self.timed_steps else None
+
+
 def make_recorder(run_dir: Path, epochs: int, steps_per_epoch: int, initial_history: dict[str, Any]) -> Any:
     import keras
 
     class RunRecorder(keras.callbacks.Callback):
-        """Writes history.json/.csv and status.json after every epoch and every few seconds within one,
-        and ends training after the current step when a stop is requested."""
+        """Writes history.json/.csv and status.json after every epoch and every few seconds within
+        one, and ends training after the current step when a stop is requested (STOP flag)."""
 
         def __init__(self) -> None:
             super().__init__()
             self.epochs_log: list[dict[str, Any]] = list(initial_history.get("epochs", []))
             self.batches_log: list[dict[str, Any]] = list(initial_history.get("batches", []))
-            self.started = time.monotonic()
+            self.clock = _Clock()
             self.last_write = 0.0
             self.epoch = 0
-            self.steps_done = 0
+            self.step = 0
+            self.point_every = max(1, steps_per_epoch // POINTS_PER_EPOCH)
+            self.epoch_started = time.monotonic()
             self.stop_reason: str | None = None
-            self.status: dict[str, Any] = runs.read_json(run_dir / runs.STATUS_FILE)
 
-        def request_stop(self, reason: str) -> None:
-            self.stop_reason = reason
+        def check_stop(self) -> None:
+            if (run_dir / runs.STOP_FLAG).exists():
+                self.stop_reason = self.stop_reason or "stop requested"
+                raise StopRequested(self.stop_reason)
 
         def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            self.check_stop()
             self.epoch = epoch
+            self.step = 0
             self.epoch_started = time.monotonic()
+            self.clock.start_epoch()
 
         def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-            self.steps_done += 1
-            if (run_dir / runs.STOP_FLAG).exists() and self.stop_reason is None:
-                self.stop_reason = "stop requested"
-            if self.stop_reason is not None:
-                self.model.stop_training = True
-            now = time.monotonic()
-            if now - self.last_write >= PROGRESS_INTERVAL_S:
+            self.clock.step_done()
+            self.step = batch + 1
+            first_step = not self.epochs_log and not self.batches_log
+            if self.step % self.point_every == 0 or first_step:
                 logs = logs or {}
                 self.batches_log.append(
                     {
-                        "epoch": self.epoch + (batch + 1) / steps_per_epoch,
+                        "epoch": round(self.epoch + self.step / steps_per_epoch, 4),
                         "loss": _float(logs.get("loss")),
                         "accuracy": _float(logs.get("accuracy")),
                     }
                 )
-                self._write(step=batch + 1)
+            if first_step or time.monotonic() - self.last_write >= PROGRESS_INTERVAL_S:
+                self._write()
+            self.check_stop()
 
         def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            self.clock.epoch_done()
             row = {"epoch": epoch + 1, **{key: _float(value) for key, value in (logs or {}).items()}}
             row["lr"] = _float(self.model.optimizer.learning_rate)
             row["epoch_time_s"] = round(time.monotonic() - self.epoch_started, 2)
             self.epochs_log.append(row)
-            self._write(step=steps_per_epoch, epoch_done=True)
+            self.step = steps_per_epoch
+            self._write(epoch_done=True)
 
-        def _write(self, step: int, epoch_done: bool = False) -> None:
+        def _write(self, epoch_done: bool = False) -> None:
             self.last_write = time.monotonic()
-            history = {"epochs": self.epochs_log, "batches": self.batches_log}
-            runs.write_json(run_dir / runs.HISTORY_JSON, history)
+            runs.write_json(run_dir / runs.HISTORY_JSON, {"epochs": self.epochs_log, "batches": self.batches_log})
             if epoch_done:
                 runs.write_atomic(run_dir / runs.HISTORY_CSV, runs.history_to_csv(self.epochs_log))
-            elapsed = time.monotonic() - self.started
-            steps_left = (epochs - self.epoch - 1) * steps_per_epoch + (steps_per_epoch - step)
-            seconds_per_step = elapsed / max(self.steps_done, 1)
-            self.status.update(
+            seconds_per_step = self.clock.seconds_per_step
+            validation_s = self.clock.validation_s or 0.0
+            epochs_left = epochs - self.epoch - (1 if epoch_done else 0)
+            steps_left = max(0, epochs_left * steps_per_epoch - (0 if epoch_done else self.step))
+            progress: dict[str, Any] = {"seconds_per_step": None, "epoch_time_estimate_s": None, "eta_s": None}
+            if seconds_per_step is not None:
+                progress = {
+                    "seconds_per_step": round(seconds_per_step, 4),
+                    "epoch_time_estimate_s": round(seconds_per_step * steps_per_epoch + validation_s, 1),
+                    "eta_s": round(steps_left * seconds_per_step + epochs_left * validation_s, 1),
+                }
+            runs.update_status(
+                run_dir,
                 state="running",
+                phase="training",
                 epoch=self.epoch + 1,
                 epochs=epochs,
-                step=step,
+                step=self.step,
                 steps=steps_per_epoch,
-                seconds_per_step=round(seconds_per_step, 4),
-                eta_s=round(steps_left * seconds_per_step, 1),
-                updated_at=time.time(),
+                epochs_done=len(self.epochs_log),
+                elapsed_s=_elapsed(run_dir),
+                **progress,
             )
-            runs.write_json(run_dir / runs.STATUS_FILE, self.status)
 
     return RunRecorder()
+
+
+def make_checkpointer(run_dir: Path, best_so_far: float | None) -> Any:
+    """Saves last.keras after every epoch and best.keras when val_accuracy improves, both atomically,
+    then checkpoint.json saying which epoch they hold (what ``resume`` starts from)."""
+    import keras
+
+    class AtomicCheckpoint(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            info = runs.Run(run_dir).checkpoint_info()
+            self.best = best_so_far
+            self.best_epoch: int | None = info.get("best_epoch")
+
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            value = _float((logs or {}).get("val_accuracy"))
+            if value is not None and (self.best is None or value > self.best):
+                save_model_atomic(self.model, run_dir / runs.BEST_CHECKPOINT)
+                self.best, self.best_epoch = value, epoch + 1
+            save_model_atomic(self.model, run_dir / runs.LAST_CHECKPOINT)
+            runs.write_json(
+                run_dir / runs.CHECKPOINT_INFO,
+                {
+                    "epoch": epoch + 1,
+                    "best_val_accuracy": self.best,
+                    "best_epoch": self.best_epoch,
+                    "saved_at": time.time(),
+                },
+            )
+            runs.update_status(run_dir, best_val_accuracy=self.best, best_epoch=self.best_epoch)
+
+    return AtomicCheckpoint()
+
+
+def _elapsed(run_dir: Path) -> float:
+    """Seconds this run has spent in a trainer, over all its sessions (a resumed run adds up)."""
+    status = runs.Run(run_dir).status()
+    session = time.time() - float(status.get("session_started_at") or time.time())
+    return round(float(status.get("elapsed_before_s") or 0.0) + session, 1)
 
 
 def _float(value: Any) -> float | None:
@@ -152,14 +262,7 @@ def _float(value: Any) -> float | None:
         return None
 
 
-def _set_status(run_dir: Path, **changes: Any) -> None:
-    path = run_dir / runs.STATUS_FILE
-    status = runs.read_json(path) if path.exists() else {}
-    status.update(changes, updated_at=time.time())
-    runs.write_json(path, status)
-
-
-def create_run(config: TrainConfig) -> Path:
+def create_run(config: TrainConfig, command: str | None = None) -> Path:
     """Make the run folder with its config.json and a ``queued`` status. Returns its path."""
     run_dir = runs.new_run_dir(config.runs_path, config.arch)
     runs.write_json(
@@ -168,12 +271,43 @@ def create_run(config: TrainConfig) -> Path:
             "settings": config.to_dict(),
             "learning_rate": config.learning_rate,
             "data_source": describe_source(config.data),
-            "command": " ".join([Path(sys.executable).name, "-m", "training", *sys.argv[1:]]),
+            "command": command or " ".join([Path(sys.executable).name, "-m", "training", *sys.argv[1:]]),
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         },
     )
     runs.write_json(run_dir / runs.STATUS_FILE, {"state": "queued", "created_at": time.time(), "pid": os.getpid()})
     return run_dir
+
+
+@contextmanager
+def _stop_on_signals(run_dir: Path) -> Iterator[None]:
+    """SIGTERM/SIGINT raise the STOP flag (the batch callback ends the run after the current step).
+    Signal handlers can only be set from the main thread; elsewhere only the flag file works."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        (run_dir / runs.STOP_FLAG).touch()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextmanager
+def _restored_precision_policy() -> Iterator[None]:
+    """Training sets Keras's global precision policy; put the caller's back afterwards."""
+    import keras
+
+    previous = keras.mixed_precision.global_policy().name
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
 
 
 def train(config: TrainConfig, run_dir: Path | None = None, *, resume: bool = False) -> Path:
@@ -183,23 +317,52 @@ def train(config: TrainConfig, run_dir: Path | None = None, *, resume: bool = Fa
     or ``failed`` (with the error); the exception of a failure is re-raised for the caller.
     """
     run_dir = run_dir or create_run(config)
-    _set_status(run_dir, state="running", pid=os.getpid(), started_at=time.time(), error=None)
-    stop_requested: dict[str, str | None] = {"reason": None}
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        stop_requested["reason"] = f"stopped by signal {signal.Signals(signum).name}"
-        (run_dir / runs.STOP_FLAG).touch()
-
-    previous_handlers = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    status = runs.Run(run_dir).status()
+    now = time.time()
+    runs.update_status(
+        run_dir,
+        state="running",
+        phase="starting",
+        pid=os.getpid(),
+        started_at=status.get("started_at") or now,
+        resumed_at=now if resume else None,
+        session_started_at=now,
+        elapsed_before_s=float(status.get("elapsed_s") or 0.0),
+        error=None,
+        traceback=None,
+        stop_reason=None,
+        finished_at=None,
+    )
     try:
-        _train(config, run_dir, resume=resume)
+        with _stop_on_signals(run_dir), _restored_precision_policy():
+            _train(config, run_dir, resume=resume)
     except BaseException as error:
-        _set_status(run_dir, state="failed", error=f"{type(error).__name__}: {error}", traceback=traceback.format_exc())
+        runs.update_status(
+            run_dir,
+            state="failed",
+            phase=None,
+            error=f"{type(error).__name__}: {error}".strip()[:2000],
+            traceback=traceback.format_exc(),
+            finished_at=time.time(),
+            elapsed_s=_elapsed(run_dir),
+        )
         raise
-    finally:
-        for sig, handler in previous_handlers.items():
-            signal.signal(sig, handler)
+    runs.update_status(run_dir, elapsed_s=_elapsed(run_dir))
     return run_dir
+
+
+def _resume_point(run_dir: Path) -> tuple[int, dict[str, Any]]:
+    """Completed epochs held by last.keras, and the history cut back to them (a crash between the
+    history write and the checkpoint write leaves history one epoch ahead)."""
+    run = runs.Run(run_dir)
+    if not (run_dir / runs.LAST_CHECKPOINT).is_file():
+        return 0, {"epochs": [], "batches": []}
+    history = run.history()
+    done = int(run.checkpoint_info().get("epoch", len(history["epochs"])))
+    return done, {
+        "epochs": [row for row in history["epochs"] if row.get("epoch", 0) <= done],
+        "batches": [point for point in history["batches"] if point.get("epoch", 0) <= done],
+    }
 
 
 def _train(config: TrainConfig, run_dir: Path, *, resume: bool) -> None:
@@ -212,6 +375,7 @@ def _train(config: TrainConfig, run_dir: Path, *, resume: bool) -> None:
     precision = choose_precision(config.precision)
     keras.mixed_precision.set_global_policy(precision)
 
+    runs.update_status(run_dir, phase="loading data")
     dataset = resolve_dataset(config.data)
     train_set, val_set = split_for_training(dataset, config.val_fraction, config.seed)
     sample_weights = None
@@ -232,15 +396,13 @@ def _train(config: TrainConfig, run_dir: Path, *, resume: bool) -> None:
         steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
         train_data = train_data.repeat()
 
+    runs.update_status(run_dir, phase="building model")
     strategy = _strategy(config.strategy)
-    history = runs.Run(run_dir).history() if resume else {"epochs": [], "batches": []}
-    initial_epoch = len(history["epochs"]) if resume else 0
+    initial_epoch, history = _resume_point(run_dir) if resume else (0, {"epochs": [], "batches": []})
     with strategy.scope():
-        last_checkpoint = run_dir / runs.LAST_CHECKPOINT
-        if resume and last_checkpoint.exists():
-            model = keras.models.load_model(last_checkpoint)
+        if initial_epoch > 0:
+            model = keras.models.load_model(run_dir / runs.LAST_CHECKPOINT)
         else:
-            initial_epoch, history = 0, {"epochs": [], "batches": []}
             model = build_model(config.arch)
             model.compile(
                 optimizer=_optimizer(config, steps_per_epoch),
@@ -248,8 +410,9 @@ def _train(config: TrainConfig, run_dir: Path, *, resume: bool) -> None:
                 metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
             )
     _write_summary(model, run_dir)
-    _set_status(
+    runs.update_status(
         run_dir,
+        phase="training",
         precision=precision,
         strategy=config.strategy,
         devices=strategy.num_replicas_in_sync,
@@ -257,47 +420,51 @@ def _train(config: TrainConfig, run_dir: Path, *, resume: bool) -> None:
         val_size=len(val_set),
         epoch=initial_epoch,
         epochs=config.epochs,
+        steps=steps_per_epoch,
+        epochs_done=initial_epoch,
         versions=environment_versions(),
     )
 
-    recorder = make_recorder(run_dir, config.epochs, steps_per_epoch, history)
-    best_so_far = max((row.get("val_accuracy") or 0.0 for row in history["epochs"]), default=None)
-    best_checkpoint = keras.callbacks.ModelCheckpoint(
-        run_dir / runs.BEST_CHECKPOINT,
-        monitor="val_accuracy",
-        mode="max",
-        save_best_only=True,
-        initial_value_threshold=best_so_far,
+    best_so_far = max(
+        (row["val_accuracy"] for row in history["epochs"] if row.get("val_accuracy") is not None), default=None
     )
+    recorder = make_recorder(run_dir, config.epochs, steps_per_epoch, history)
     callbacks = [
-        recorder,
-        best_checkpoint,
-        keras.callbacks.ModelCheckpoint(last_checkpoint, save_best_only=False),
+        recorder,  # history first: a crash before the checkpoint write is cut back by _resume_point
+        make_checkpointer(run_dir, best_so_far),
         keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=config.patience),
     ]
+    stopped: str | None = None
     if initial_epoch < config.epochs:
-        model.fit(
-            train_data.with_options(_data_options()) if config.strategy == "mirrored" else train_data,
-            validation_data=val_data,
-            epochs=config.epochs,
-            initial_epoch=initial_epoch,
-            steps_per_epoch=steps_per_epoch,
-            callbacks=callbacks,
-            shuffle=False,  # the tf.data pipeline shuffles
-            verbose=2,
-        )
-    (run_dir / runs.STOP_FLAG).unlink(missing_ok=True)
-    if recorder.stop_reason is not None:
-        _set_status(run_dir, state="stopped", error=None, stop_reason=recorder.stop_reason, finished_at=time.time())
+        try:
+            model.fit(
+                train_data.with_options(_data_options()) if config.strategy == "mirrored" else train_data,
+                validation_data=val_data,
+                epochs=config.epochs,
+                initial_epoch=initial_epoch,
+                steps_per_epoch=steps_per_epoch,
+                callbacks=callbacks,
+                shuffle=False,  # the tf.data pipeline shuffles
+                verbose=2,
+            )
+        except StopRequested as stop:
+            stopped = str(stop)
+    if stopped is not None:
+        if (run_dir / runs.BEST_CHECKPOINT).is_file():
+            runs.update_status(run_dir, phase="exporting")
+            export_model(run_dir / runs.BEST_CHECKPOINT, run_dir / runs.EXPORTED_MODEL, config.arch)
+        (run_dir / runs.STOP_FLAG).unlink(missing_ok=True)
+        runs.update_status(run_dir, state="stopped", phase=None, stop_reason=stopped, finished_at=time.time())
         return
     _finish(run_dir, dataset, config)
+    (run_dir / runs.STOP_FLAG).unlink(missing_ok=True)
 
 
 def _finish(run_dir: Path, dataset: FaceDataset, config: TrainConfig) -> None:
     """Export the best checkpoint as a float32 model and evaluate it on the held-out split."""
     import keras
 
-    _set_status(run_dir, state="running", phase="evaluating")
+    runs.update_status(run_dir, phase="evaluating")
     export_model(run_dir / runs.BEST_CHECKPOINT, run_dir / runs.EXPORTED_MODEL, config.arch)
     model = keras.models.load_model(run_dir / runs.EXPORTED_MODEL)
     eval_split = "test" if "test" in dataset.split_names else "val"
@@ -305,11 +472,13 @@ def _finish(run_dir: Path, dataset: FaceDataset, config: TrainConfig) -> None:
         _, held_out = split_for_training(dataset, config.val_fraction, config.seed)
     else:
         held_out = dataset.split("test")
-    report = evaluate(model, held_out)
+    probabilities = predict_probabilities(model, held_out.images)
+    report = classification_report(held_out.labels, probabilities.argmax(axis=1))
     report["split"] = eval_split
+    report["best_epoch"] = runs.Run(run_dir).checkpoint_info().get("best_epoch")
     runs.write_json(run_dir / runs.METRICS_FILE, report)
-    save_misclassified(run_dir, model, held_out)
-    _set_status(run_dir, state="finished", phase=None, finished_at=time.time(), test_accuracy=report["accuracy"])
+    save_misclassified(run_dir, held_out, probabilities)
+    runs.update_status(run_dir, state="finished", phase=None, finished_at=time.time(), test_accuracy=report["accuracy"])
 
 
 def export_model(checkpoint: Path, destination: Path, arch: str) -> None:
@@ -322,7 +491,7 @@ def export_model(checkpoint: Path, destination: Path, arch: str) -> None:
     keras.mixed_precision.set_global_policy("float32")
     clean = build_model(arch)
     clean.set_weights(trained.get_weights())
-    clean.save(destination)
+    save_model_atomic(clean, destination)
 
 
 def predict_probabilities(model: Any, images: npt.NDArray[np.uint8], batch_size: int = 512) -> npt.NDArray[np.float32]:
@@ -340,20 +509,27 @@ def evaluate(model: Any, dataset: FaceDataset) -> dict[str, Any]:
     return classification_report(dataset.labels, probabilities.argmax(axis=1))
 
 
-def save_misclassified(run_dir: Path, model: Any, dataset: FaceDataset, count: int = 48) -> None:
+def save_misclassified(
+    run_dir: Path, dataset: FaceDataset, probabilities: npt.NDArray[np.float32], count: int = MISCLASSIFIED_COUNT
+) -> None:
     """The most confidently wrong held-out faces, for the Training page's gallery."""
-    probabilities = predict_probabilities(model, dataset.images)
     predicted = probabilities.argmax(axis=1)
     wrong = np.flatnonzero(predicted != dataset.labels)
     order = wrong[np.argsort(-probabilities[wrong, predicted[wrong]])][:count]
-    np.savez_compressed(
-        run_dir / "misclassified.npz",
-        images=dataset.images[order],
-        labels=dataset.labels[order],
-        predicted=predicted[order],
-        confidence=probabilities[order, predicted[order]],
-        source_ids=dataset.source_ids[order],
-    )
+    destination = run_dir / runs.MISCLASSIFIED_FILE
+    temporary = runs.temporary_path(destination)
+    try:
+        np.savez_compressed(
+            temporary,
+            images=dataset.images[order],
+            labels=dataset.labels[order],
+            predicted=predicted[order],
+            confidence=probabilities[order, predicted[order]],
+            source_ids=dataset.source_ids[order],
+        )
+        os.replace(temporary, destination)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def _optimizer(config: TrainConfig, steps_per_epoch: int) -> Any:
@@ -395,13 +571,20 @@ def _write_summary(model: Any, run_dir: Path) -> None:
     runs.write_atomic(run_dir / runs.SUMMARY_FILE, "\n".join(lines) + "\n")
 
 
-def resume(run_dir: Path) -> Path:
-    """Continue a stopped or failed run from its last epoch checkpoint, with its own settings."""
+def resume(run_dir: Path, *, launched: bool = False) -> Path:
+    """Continue a stopped or failed run from its last completed epoch, with its own settings.
+
+    ``launched``: started by :func:`training.launcher.resume_training`, which marks the run queued
+    (so that no second training starts meanwhile) before this process runs.
+    """
     run = runs.Run(run_dir)
     settings = run.config().get("settings")
     if not settings:
         raise ValueError(f"{run_dir} is not a run folder (no config.json with settings)")
-    if run.status().get("state") in runs.ACTIVE_STATES:
-        raise ValueError(f"{run_dir.name} is still running (pid {run.status().get('pid')})")
-    config = config_from_mapping(settings)
-    return train(replace(config, runs_dir=str(run_dir.parent)), run_dir, resume=True)
+    status = run.status()
+    if status.get("state") in runs.ACTIVE_STATES and not (launched and status.get("state") == "queued"):
+        raise ValueError(f"{run_dir.name} is still running (pid {status.get('pid')})")
+    if status.get("state") == "finished":
+        raise ValueError(f"{run_dir.name} has already finished; start a new run to train further")
+    (run_dir / runs.STOP_FLAG).unlink(missing_ok=True)
+    return train(config_from_mapping(settings), run_dir, resume=True)

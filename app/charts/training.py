@@ -1,0 +1,200 @@
+"""Training charts: learning curves, run comparison, confusion matrix, per-class scores.
+
+Plain data in (a run's history and metrics as :mod:`training.runs` reads them), plotly figure out.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from fer_core.labels import EMOTION_COLORS_RGB
+
+TRAIN_COLOR = "#3a86ff"
+VAL_COLOR = "#fb5607"
+BATCH_COLOR = "rgba(58, 134, 255, 0.35)"
+RUN_COLORS = ("#3a86ff", "#fb5607", "#8338ec", "#06a77d", "#ffbe0b", "#ff006e", "#6c757d", "#118ab2")
+FONT = {"size": 13}
+
+
+def _points(rows: Sequence[Mapping[str, Any]], key: str) -> tuple[list[float], list[float]]:
+    pairs = [(row["epoch"], row[key]) for row in rows if row.get(key) is not None and row.get("epoch") is not None]
+    return [x for x, _ in pairs], [y for _, y in pairs]
+
+
+def _gapped_by_epoch(x: list[float], y: list[float]) -> tuple[list[float | None], list[float | None]]:
+    """Within-epoch running averages restart every epoch: break the line there instead of joining."""
+    gapped_x: list[float | None] = []
+    gapped_y: list[float | None] = []
+    for index, (epoch, value) in enumerate(zip(x, y, strict=True)):
+        if index and math.ceil(epoch) != math.ceil(x[index - 1]):
+            gapped_x.append(None)
+            gapped_y.append(None)
+        gapped_x.append(epoch)
+        gapped_y.append(value)
+    return gapped_x, gapped_y
+
+
+def learning_curves_figure(history: Mapping[str, Sequence[Mapping[str, Any]]], *, height: int = 360) -> go.Figure:
+    """Loss and accuracy side by side: train within epochs (faint, batch-level running averages),
+    train per epoch and validation per epoch. X is the epoch, fractional within an epoch."""
+    epochs = history.get("epochs", [])
+    batches = history.get("batches", [])
+    figure = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Accuracy"), horizontal_spacing=0.09)
+    for column, metric in ((1, "loss"), (2, "accuracy")):
+        show_legend = column == 1
+        x, y = _gapped_by_epoch(*_points(batches, metric))
+        figure.add_trace(
+            go.Scatter(
+                x=x,
+                y=y,
+                mode="lines",
+                name="train (within epoch)",
+                line={"color": BATCH_COLOR, "width": 1.5},
+                legendgroup="batches",
+                showlegend=show_legend,
+                hovertemplate="epoch %{x:.2f}<br>%{y:.3f}<extra>train, running</extra>",
+            ),
+            row=1,
+            col=column,
+        )
+        for key, name, color, dash in (
+            (metric, "train", TRAIN_COLOR, "solid"),
+            (f"val_{metric}", "validation", VAL_COLOR, "solid"),
+        ):
+            x, y = _points(epochs, key)
+            figure.add_trace(
+                go.Scatter(
+                    x=x,
+                    y=y,
+                    mode="lines+markers",
+                    name=name,
+                    line={"color": color, "width": 2.5, "dash": dash},
+                    marker={"size": 7},
+                    legendgroup=name,
+                    showlegend=show_legend,
+                    hovertemplate=f"epoch %{{x}}<br>%{{y:.3f}}<extra>{name}</extra>",
+                ),
+                row=1,
+                col=column,
+            )
+    figure.update_xaxes(title_text="epoch", rangemode="tozero")
+    figure.update_yaxes(tickformat=".0%", row=1, col=2)
+    if not epochs and not batches:
+        figure.add_annotation(
+            text="Waiting for the first training steps...",
+            xref="paper",
+            yref="paper",
+            x=0.5,
+            y=0.5,
+            showarrow=False,
+            font={"size": 15, "color": "#6c757d"},
+        )
+    figure.update_layout(
+        height=height,
+        margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        legend={"orientation": "h", "yanchor": "bottom", "y": -0.32, "x": 0},
+        font=FONT,
+        hovermode="x unified",
+    )
+    return figure
+
+
+def compare_runs_figure(
+    curves: Mapping[str, Sequence[Mapping[str, Any]]], *, metric: str = "val_accuracy"
+) -> go.Figure:
+    """One line per run (name -> its per-epoch history rows) of ``metric`` against the epoch."""
+    figure = go.Figure()
+    for index, (name, rows) in enumerate(curves.items()):
+        x, y = _points(rows, metric)
+        figure.add_trace(
+            go.Scatter(
+                x=x,
+                y=y,
+                mode="lines+markers",
+                name=name,
+                line={"color": RUN_COLORS[index % len(RUN_COLORS)], "width": 2},
+                marker={"size": 6},
+                hovertemplate=f"epoch %{{x}}<br>%{{y:.3f}}<extra>{name}</extra>",
+            )
+        )
+    accuracy = "accuracy" in metric
+    figure.update_layout(
+        height=340,
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        xaxis_title="epoch",
+        yaxis_title=metric.replace("val_", "validation ").replace("_", " "),
+        yaxis_tickformat=".0%" if accuracy else None,
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
+        font=FONT,
+    )
+    return figure
+
+
+def confusion_figure(confusion: Sequence[Sequence[int]], labels: Sequence[str], *, normalize: bool = True) -> go.Figure:
+    """Rows true class, columns predicted. Colour is the share of each true class (row-normalised,
+    so rare classes are readable); the text shows the share and the count."""
+    counts = np.asarray(confusion, dtype=np.float64)
+    row_totals = counts.sum(axis=1, keepdims=True)
+    shares = np.divide(counts, row_totals, out=np.zeros_like(counts), where=row_totals > 0)
+    values = shares if normalize else counts
+    text = [
+        [f"{shares[i, j]:.0%}<br>{int(counts[i, j])}" if counts[i, j] else "" for j in range(len(labels))]
+        for i in range(len(labels))
+    ]
+    figure = go.Figure(
+        go.Heatmap(
+            z=values,
+            x=list(labels),
+            y=list(labels),
+            text=text,
+            texttemplate="%{text}",
+            colorscale="Blues",
+            zmin=0,
+            zmax=1 if normalize else None,
+            colorbar={"title": "share" if normalize else "count", "tickformat": ".0%" if normalize else None},
+            hovertemplate="true %{y}<br>predicted %{x}<br>%{text}<extra></extra>",
+        )
+    )
+    figure.update_layout(
+        height=440,
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        xaxis={"title": "predicted", "side": "bottom"},
+        yaxis={"title": "true", "autorange": "reversed"},
+        font=FONT,
+    )
+    return figure
+
+
+def per_class_f1_figure(per_class: Mapping[str, Mapping[str, float]]) -> go.Figure:
+    """F1 per emotion, in each emotion's colour, with precision and recall on hover."""
+    names = list(per_class)
+    figure = go.Figure(
+        go.Bar(
+            x=names,
+            y=[per_class[name]["f1"] for name in names],
+            marker_color=[_rgb(name) for name in names],
+            customdata=[
+                [per_class[name]["precision"], per_class[name]["recall"], per_class[name]["support"]] for name in names
+            ],
+            hovertemplate="%{x}<br>F1 %{y:.3f}<br>precision %{customdata[0]:.3f}<br>"
+            "recall %{customdata[1]:.3f}<br>%{customdata[2]} faces<extra></extra>",
+        )
+    )
+    figure.update_layout(
+        height=300,
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        yaxis={"title": "F1", "range": [0, 1], "tickformat": ".0%"},
+        font=FONT,
+    )
+    return figure
+
+
+def _rgb(emotion: str) -> str:
+    red, green, blue = EMOTION_COLORS_RGB.get(emotion, (120, 120, 120))
+    return f"rgb({red}, {green}, {blue})"

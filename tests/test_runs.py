@@ -1,0 +1,151 @@
+"""Run folders, the launcher's guards and promotion: no TensorFlow, no training."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fer_core.inference import describe_model, resolve_model_path
+from fer_core.settings import promoted_model_path
+from training import cli, launcher, promote, runs
+from training.config import TrainConfig
+from training.trainer import _resume_point, create_run
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def make_run(runs_dir: Path, state: str, **status: object) -> runs.Run:
+    run_dir = create_run(TrainConfig(data="demo", arch="tiny", epochs=3, runs_dir=str(runs_dir)))
+    runs.update_status(run_dir, state=state, **status)
+    return runs.Run(run_dir)
+
+
+def test_create_run_writes_config_and_a_queued_status(isolated_runs_dir: Path) -> None:
+    run = runs.Run(create_run(TrainConfig(data="demo", arch="tiny", runs_dir=str(isolated_runs_dir))))
+    assert run.config()["settings"]["arch"] == "tiny"
+    assert run.status()["state"] == "queued"
+    assert runs.active_run(isolated_runs_dir) == run  # queued by a live process counts as active
+
+
+def test_running_status_of_a_dead_trainer_is_reported_failed(isolated_runs_dir: Path) -> None:
+    run = make_run(isolated_runs_dir, "running", pid=dead_pid())
+    status = run.status()
+    assert status["state"] == "failed"
+    assert "killed or crashed" in status["error"]
+    assert runs.active_run(isolated_runs_dir) is None
+
+
+def test_queued_run_whose_trainer_never_started_is_failed(isolated_runs_dir: Path) -> None:
+    run = make_run(isolated_runs_dir, "queued", pid=dead_pid())
+    assert run.status()["state"] == "failed"
+
+
+def test_dead_trainer_that_was_asked_to_stop_is_reported_stopped(isolated_runs_dir: Path) -> None:
+    run = make_run(isolated_runs_dir, "running", pid=dead_pid())
+    run.request_stop()
+    assert run.status()["state"] == "stopped"
+
+
+def test_failure_reason_names_the_error_never_the_traceback(isolated_runs_dir: Path) -> None:
+    run = make_run(isolated_runs_dir, "running", pid=dead_pid())
+    (run.path / runs.LOG_FILE).write_text(
+        'Epoch 1/3\nTraceback (most recent call last):\n  File "trainer.py", line 3, in <module>\n'
+        "    raise ValueError('boom')\nValueError: the data went missing\n"
+    )
+    error = run.status()["error"]
+    assert "ValueError: the data went missing" in error
+    assert "Traceback" not in error and "File " not in error
+
+
+def test_live_trainer_is_the_active_run(isolated_runs_dir: Path) -> None:
+    make_run(isolated_runs_dir, "finished", pid=dead_pid())
+    live = make_run(isolated_runs_dir, "running", pid=os.getpid())
+    assert runs.active_run(isolated_runs_dir) == live
+
+
+def test_second_training_is_refused_while_one_is_active(isolated_runs_dir: Path) -> None:
+    live = make_run(isolated_runs_dir, "running", pid=os.getpid(), epoch=2, epochs=3)
+    with pytest.raises(launcher.TrainingBusyError, match=rf"{live.name} is still training \(epoch 2/3\)"):
+        launcher.start_training(TrainConfig(data="demo", arch="tiny", runs_dir=str(isolated_runs_dir)))
+    assert len(runs.list_runs(isolated_runs_dir)) == 1  # no second folder was made
+
+
+def test_stopping_an_in_process_trainer_only_raises_the_flag(isolated_runs_dir: Path) -> None:
+    run = make_run(isolated_runs_dir, "running", pid=os.getpid())
+    launcher.stop_run(run)  # must not SIGTERM the test process itself
+    assert (run.path / runs.STOP_FLAG).exists()
+
+
+def test_status_updates_merge_instead_of_overwriting(isolated_runs_dir: Path) -> None:
+    run = make_run(isolated_runs_dir, "running", pid=os.getpid())
+    runs.update_status(run.path, epoch=2)
+    runs.update_status(run.path, pid=os.getpid(), launched_at=1.0)
+    status = run.status()
+    assert (status["state"], status["epoch"], status["launched_at"]) == ("running", 2, 1.0)
+    assert not [path for path in run.path.iterdir() if ".tmp" in path.name]
+
+
+def test_resume_starts_after_the_epoch_the_checkpoint_holds(isolated_runs_dir: Path) -> None:
+    run = make_run(isolated_runs_dir, "failed")
+    history = {
+        "epochs": [{"epoch": 1, "val_accuracy": 0.2}, {"epoch": 2, "val_accuracy": 0.3}],
+        "batches": [{"epoch": 0.5}, {"epoch": 1.0}, {"epoch": 1.5}, {"epoch": 2.0}],
+    }
+    runs.write_json(run.path / runs.HISTORY_JSON, history)
+    (run.path / runs.LAST_CHECKPOINT).write_bytes(b"stand-in")
+    runs.write_json(run.path / runs.CHECKPOINT_INFO, {"epoch": 1})  # killed between history and checkpoint
+    done, kept = _resume_point(run.path)
+    assert done == 1
+    assert [row["epoch"] for row in kept["epochs"]] == [1]
+    assert [point["epoch"] for point in kept["batches"]] == [0.5, 1.0]
+
+
+def test_resume_point_without_a_checkpoint_starts_over(isolated_runs_dir: Path) -> None:
+    run = make_run(isolated_runs_dir, "stopped")
+    assert _resume_point(run.path) == (0, {"epochs": [], "batches": []})
+
+
+def test_promote_copies_the_model_where_the_app_loads_it(isolated_runs_dir: Path) -> None:
+    run = make_run(isolated_runs_dir, "finished", pid=dead_pid())
+    (run.path / runs.BEST_CHECKPOINT).write_bytes(b"best")
+    (run.path / runs.EXPORTED_MODEL).write_bytes(b"float32 export")
+    destination = promote.promote_run(run)
+    assert destination == promoted_model_path() == isolated_runs_dir / "promoted.keras"
+    assert destination.read_bytes() == b"float32 export"
+    card = promote.promoted_info() or {}
+    assert card["run"] == run.name and "provisional" not in card
+    assert resolve_model_path() == destination
+    assert describe_model(destination).details["run"] == run.name  # the card the Live page shows
+    promote.unpromote()
+    assert promote.promoted_info() is None
+
+
+def test_promoting_an_unfinished_run_marks_the_model_provisional(isolated_runs_dir: Path) -> None:
+    run = make_run(isolated_runs_dir, "stopped", pid=dead_pid())
+    (run.path / runs.BEST_CHECKPOINT).write_bytes(b"best so far")
+    promote.promote_run(run)
+    card = promote.promoted_info() or {}
+    assert card["provisional"] is True and "stopped" in card["note"]
+    assert promoted_model_path().read_bytes() == b"best so far"
+
+
+def test_promote_without_a_model_says_so(isolated_runs_dir: Path) -> None:
+    run = make_run(isolated_runs_dir, "running", pid=os.getpid())
+    with pytest.raises(ValueError, match="has no model yet"):
+        promote.promote_run(run)
+
+
+def test_runs_command_lists_runs_as_json(isolated_runs_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = make_run(isolated_runs_dir, "finished", pid=dead_pid())
+    assert cli.main(["runs", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(row["run"], row["state"], row["arch"]) for row in rows] == [(run.name, "finished", "tiny")]

@@ -1,0 +1,61 @@
+"""Training chart builders: plain data in, plotly figure out."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from app.charts.training import compare_runs_figure, confusion_figure, learning_curves_figure, per_class_f1_figure
+from fer_core.labels import EMOTIONS
+
+HISTORY = {
+    "epochs": [
+        {"epoch": 1, "loss": 1.8, "accuracy": 0.3, "val_loss": 1.7, "val_accuracy": 0.35},
+        {"epoch": 2, "loss": 1.5, "accuracy": 0.45, "val_loss": 1.6, "val_accuracy": 0.4},
+    ],
+    "batches": [{"epoch": 0.5, "loss": 1.9, "accuracy": 0.25}, {"epoch": 1.5, "loss": 1.6, "accuracy": 0.4}],
+}
+
+
+def test_learning_curves_show_train_validation_and_within_epoch_points() -> None:
+    figure = learning_curves_figure(HISTORY)
+    by_name: dict[str, int] = {}
+    for trace in figure.data:
+        by_name[trace.name] = by_name.get(trace.name, 0) + sum(x is not None for x in trace.x)
+    assert by_name == {"train (within epoch)": 4, "train": 4, "validation": 4}
+
+
+def test_within_epoch_line_breaks_where_the_running_average_restarts() -> None:
+    figure = learning_curves_figure(HISTORY)
+    within_epoch = next(trace for trace in figure.data if trace.name == "train (within epoch)")
+    assert list(within_epoch.x) == [0.5, None, 1.5]
+
+
+def test_empty_history_says_it_is_waiting() -> None:
+    figure = learning_curves_figure({"epochs": [], "batches": []})
+    assert any("Waiting" in annotation.text for annotation in figure.layout.annotations)
+
+
+def test_missing_values_are_left_out_not_plotted_as_zero() -> None:
+    figure = learning_curves_figure({"epochs": [{"epoch": 1, "loss": 1.0, "val_loss": None}], "batches": []})
+    validation_loss = next(trace for trace in figure.data if trace.name == "validation" and trace.xaxis == "x")
+    assert len(validation_loss.x) == 0
+
+
+def test_compare_runs_draws_one_line_per_run() -> None:
+    figure = compare_runs_figure({"run-a": HISTORY["epochs"], "run-b": HISTORY["epochs"][:1]})
+    assert [(trace.name, len(trace.x)) for trace in figure.data] == [("run-a", 2), ("run-b", 1)]
+
+
+def test_confusion_colours_are_shares_of_each_true_class() -> None:
+    confusion = np.diag([10, 0, 5, 20, 4, 3, 8]).tolist()
+    confusion[0][3] = 10  # half of the angry faces taken for happy
+    figure = confusion_figure(confusion, EMOTIONS)
+    shares = np.asarray(figure.data[0].z)
+    assert shares[0, 0] == shares[0, 3] == 0.5
+    assert shares[1].sum() == 0  # no disgust faces: an empty row, not a division by zero
+    assert "50%<br>10" in figure.data[0].text[0][0]
+
+
+def test_per_class_bars_follow_the_label_order() -> None:
+    per_class = {emotion: {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 3} for emotion in EMOTIONS}
+    assert list(per_class_f1_figure(per_class).data[0].x) == list(EMOTIONS)

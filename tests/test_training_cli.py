@@ -1,0 +1,195 @@
+"""The trainer end to end on the demo set: tiny architecture, a few steps per epoch."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import pytest
+from conftest import PROJECT_ROOT
+
+from fer_core.datasets import resolve_dataset
+from fer_core.labels import EMOTIONS
+from training import cli, runs, trainer
+from training.config import TrainConfig
+
+pytestmark = pytest.mark.slow
+
+RUN_FILES = {
+    "config.json",
+    "model_summary.txt",
+    "history.csv",
+    "history.json",
+    "status.json",
+    "checkpoint.json",
+    "best.keras",
+    "last.keras",
+    "model.keras",
+    "metrics.json",
+    "misclassified.npz",
+}
+TINY = ["--data", "demo", "--arch", "tiny", "--batch-size", "32"]
+
+
+def child_environment() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> runs.Run:
+    """One tiny run trained in this process, shared by the evaluation tests."""
+    runs_dir = tmp_path_factory.mktemp("shared-runs")
+    config = TrainConfig(
+        data="demo", arch="tiny", epochs=1, batch_size=32, max_steps_per_epoch=3, runs_dir=str(runs_dir)
+    )
+    return runs.Run(trainer.train(config))
+
+
+def test_train_command_fills_the_run_folder_while_readers_poll_it(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "training", "train", *TINY, "--epochs", "2", "--max-steps-per-epoch", "3"]
+    process = subprocess.Popen(
+        [*command, "--run-dir", str(tmp_path)],
+        cwd=PROJECT_ROOT,
+        env=child_environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    reads, versions = 0, set()
+    while process.poll() is None:  # a reader like the Training page: never sees half a file
+        for run_dir in tmp_path.iterdir():
+            for name in (runs.STATUS_FILE, runs.HISTORY_JSON):
+                try:
+                    text = (run_dir / name).read_text()
+                except FileNotFoundError:
+                    continue
+                json.loads(text)
+                reads += 1
+                versions.add(text)
+        time.sleep(0.01)
+    output = process.stdout.read() if process.stdout else ""
+    assert process.returncode == 0, output[-3000:]
+    assert reads > 50 and len(versions) > 3
+
+    (run_dir,) = tmp_path.iterdir()
+    assert {path.name for path in run_dir.iterdir()} >= RUN_FILES
+    assert not [path.name for path in run_dir.iterdir() if ".tmp" in path.name]
+    run = runs.Run(run_dir)
+    status = run.status()
+    assert status["state"] == "finished" and status["epochs_done"] == 2
+    assert [row["epoch"] for row in run.history()["epochs"]] == [1, 2]
+    assert run.history()["batches"]
+    assert len((run_dir / "history.csv").read_text().strip().splitlines()) == 3
+    metrics = run.metrics()
+    assert {"accuracy", "macro_f1", "per_class", "confusion", "n"} <= set(metrics)
+    assert len(metrics["confusion"]) == len(EMOTIONS) and sum(map(sum, metrics["confusion"])) == metrics["n"]
+    assert "finished: test accuracy" in output
+
+
+def test_evaluate_json_prints_the_report(finished_run: runs.Run, capsys: pytest.CaptureFixture[str]) -> None:
+    code = cli.main(["evaluate", "--model", str(finished_run.path), "--data", "demo", "--json"])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert {"accuracy", "macro_f1", "per_class", "confusion", "n"} <= set(report)
+    assert report["n"] == len(resolve_dataset("demo").split("test"))
+    assert set(report["per_class"]) == set(EMOTIONS)
+
+
+def test_evaluate_reads_a_single_folder_of_class_folders_as_the_named_split(
+    finished_run: runs.Run, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    faces = resolve_dataset("demo").split("test")
+    for index in range(14):
+        folder = tmp_path / "faces" / EMOTIONS[int(faces.labels[index * 30])]
+        folder.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(folder / f"{index}.png"), faces.images[index * 30])
+    model = finished_run.path / runs.EXPORTED_MODEL
+    monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path / "cache"))  # keep this throwaway folder out of the shared cache
+    code = cli.main(["evaluate", "--model", str(model), "--data", str(tmp_path / "faces"), "--split", "val", "--json"])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["n"], report["split"]) == (14, "val")
+
+
+def test_evaluate_a_missing_split_is_a_clear_error(finished_run: runs.Run, capsys: pytest.CaptureFixture[str]) -> None:
+    code = cli.main(["evaluate", "--model", str(finished_run.path), "--data", "demo", "--split", "val"])
+    assert code == cli.EXIT_USAGE
+    assert "has no 'val' split" in capsys.readouterr().err
+
+
+def test_stop_flag_ends_the_run_and_resume_continues_it(
+    isolated_runs_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_recorder = trainer.make_recorder
+
+    def recorder_that_asks_to_stop_after_epoch_one(run_dir: Path, *args: Any) -> Any:
+        recorder = make_recorder(run_dir, *args)
+        epoch_end = recorder.on_epoch_end
+
+        def on_epoch_end(epoch: int, logs: dict[str, Any] | None = None) -> None:
+            epoch_end(epoch, logs)
+            if epoch == 0:
+                (run_dir / runs.STOP_FLAG).touch()  # as the page's Stop button does
+
+        recorder.on_epoch_end = on_epoch_end
+        return recorder
+
+    monkeypatch.setattr(trainer, "make_recorder", recorder_that_asks_to_stop_after_epoch_one)
+    config = TrainConfig(data="demo", arch="tiny", epochs=3, batch_size=32, max_steps_per_epoch=3)
+    run = runs.Run(trainer.train(config))
+    status = run.status()
+    assert status["state"] == "stopped" and status["stop_reason"] == "stop requested"
+    assert [row["epoch"] for row in run.history()["epochs"]] == [1]
+    assert (run.path / runs.BEST_CHECKPOINT).is_file() and run.model_path() == run.path / runs.EXPORTED_MODEL
+    assert not (run.path / runs.STOP_FLAG).exists() and not run.metrics()
+
+    monkeypatch.setattr(trainer, "make_recorder", make_recorder)
+    trainer.resume(run.path)
+    status = run.status()
+    assert status["state"] == "finished" and status["resumed_at"] is not None
+    assert [row["epoch"] for row in run.history()["epochs"]] == [1, 2, 3]  # appended, not restarted
+    assert run.metrics()["n"] > 0
+    with pytest.raises(ValueError, match="already finished"):
+        trainer.resume(run.path)
+
+
+def test_a_failing_run_is_marked_failed_with_its_error(isolated_runs_dir: Path) -> None:
+    config = TrainConfig(data=str(isolated_runs_dir / "nowhere"), arch="tiny", epochs=1)
+    with pytest.raises(ValueError, match="does not exist"):
+        trainer.train(config)
+    (run,) = runs.list_runs(isolated_runs_dir)
+    status = run.status()
+    assert status["state"] == "failed" and "does not exist" in status["error"]
+
+
+def test_mirrored_strategy_trains_over_two_logical_cpu_devices(tmp_path: Path) -> None:
+    argv = ["train", *TINY, "--epochs", "1", "--max-steps-per-epoch", "2", "--strategy", "mirrored"]
+    code = textwrap.dedent(
+        f"""
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from training.cli import main
+        raise SystemExit(main({[*argv, "--run-dir", str(tmp_path)]!r}))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=PROJECT_ROOT,
+        env=child_environment(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    (run,) = runs.list_runs(tmp_path)
+    status = run.status()
+    assert (status["state"], status["strategy"], status["devices"]) == ("finished", "mirrored", 2)

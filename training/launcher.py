@@ -1,0 +1,160 @@
+"""Start and stop trainers as separate processes, so the app stays responsive and outlives a crash.
+
+    run = start_training(TrainConfig(data="demo", arch="tiny", epochs=3))
+    ...                       # run.status(), run.history() while it trains
+    stop_run(run)             # STOP flag + SIGTERM: ends after the current step
+
+The run folder is created here, before the trainer starts, so the caller knows it at once. Only
+one training runs at a time per runs folder: a second start raises :class:`TrainingBusyError`.
+Nothing here imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from fer_core.settings import PROJECT_ROOT
+from training import runs
+from training.config import TrainConfig
+
+LAUNCH_LOCK = ".launch.lock"
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+
+class TrainingBusyError(ValueError):
+    """A training is already running in this runs folder."""
+
+    def __init__(self, run: runs.Run) -> None:
+        status = run.status()
+        where = f"epoch {status.get('epoch')}/{status.get('epochs')}" if status.get("epoch") else status.get("state")
+        super().__init__(
+            f"run {run.name} is still training ({where}). One training at a time: "
+            "stop it or wait for it to finish, then start the next."
+        )
+        self.run = run
+
+
+@contextlib.contextmanager
+def _launch_lock(runs_dir: Path) -> Iterator[None]:
+    """Two clicks on Start in two tabs at the same moment: only one finds the runs folder idle."""
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:  # pragma: no cover
+        yield
+        return
+    with open(runs_dir / LAUNCH_LOCK, "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def trainer_environment() -> dict[str, str]:
+    """The child's environment: ours, with the project importable and quieter TensorFlow logs."""
+    environment = dict(os.environ)
+    paths = [str(PROJECT_ROOT), *filter(None, environment.get("PYTHONPATH", "").split(os.pathsep))]
+    environment["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    environment.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    environment["PYTHONUNBUFFERED"] = "1"  # train.log follows the run as it goes
+    return environment
+
+
+def _spawn(arguments: list[str], run_dir: Path) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "training", *arguments]
+    with (run_dir / runs.LOG_FILE).open("ab") as log:
+        log.write(f"$ {shlex.join(command)}\n".encode())
+        log.flush()
+        process = subprocess.Popen(
+            command,
+            cwd=PROJECT_ROOT,
+            env=trainer_environment(),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # a Ctrl+C or crash of the app does not reach the trainer
+        )
+    # Reap the child when it ends, so it does not linger as a zombie of the app's process.
+    threading.Thread(target=process.wait, name=f"reap-trainer-{process.pid}", daemon=True).start()
+    return process
+
+
+def start_training(config: TrainConfig) -> runs.Run:
+    """Create the run folder and start ``python -m training train --into RUN_DIR`` in the background."""
+    runs_dir = config.runs_path
+    with _launch_lock(runs_dir):
+        busy = runs.active_run(runs_dir)
+        if busy is not None:
+            raise TrainingBusyError(busy)
+        from training.trainer import create_run
+
+        command = f"python -m training train --into <run folder>  # started from the app, {_describe(config)}"
+        run_dir = create_run(config, command=command)
+        _launch(["train", "--into", str(run_dir)], run_dir)
+    return runs.Run(run_dir)
+
+
+def resume_training(run: runs.Run) -> runs.Run:
+    """Continue a stopped or failed run in the background (``python -m training resume RUN_DIR``)."""
+    state = run.status().get("state")
+    if state == "finished":
+        raise ValueError(f"run {run.name} has already finished; start a new run to train further")
+    with _launch_lock(run.path.parent):
+        busy = runs.active_run(run.path.parent)
+        if busy is not None:
+            raise TrainingBusyError(busy)
+        (run.path / runs.STOP_FLAG).unlink(missing_ok=True)
+        runs.update_status(run.path, state="queued", pid=os.getpid(), error=None, stop_reason=None)
+        _launch(["resume", str(run.path), "--launched"], run.path)
+    return run
+
+
+def _launch(arguments: list[str], run_dir: Path) -> None:
+    try:
+        process = _spawn(arguments, run_dir)
+    except OSError as error:
+        runs.update_status(run_dir, state="failed", error=f"could not start the trainer: {error}")
+        raise
+    # The status names the child from now on; a child that dies before it says "running" is
+    # then reported as failed rather than staying queued.
+    runs.update_status(run_dir, pid=process.pid, launched_at=time.time())
+
+
+def _describe(config: TrainConfig) -> str:
+    return f"data={config.data} arch={config.arch} epochs={config.epochs} batch_size={config.batch_size}"
+
+
+def _is_trainer(pid: int) -> bool:
+    """Whether ``pid`` still is a trainer (a pid may have been reused by an unrelated process)."""
+    if pid == os.getpid():
+        return False  # an in-process trainer (tests): the flag file is the only way to stop it
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return b"training" in handle.read()
+    except OSError:
+        return runs.pid_alive(pid)  # no /proc: trust the pid
+
+
+def stop_run(run: runs.Run, *, force: bool = False) -> None:
+    """Ask the trainer to stop after its current step (STOP flag and SIGTERM); the best checkpoint
+    is kept. ``force`` kills it at once (SIGKILL): for a trainer that no longer responds."""
+    run.request_stop()
+    pid = run.status().get("pid")
+    if not isinstance(pid, int) or not runs.pid_alive(pid) or not _is_trainer(pid):
+        return
+    if force:
+        runs.update_status(run.path, stop_reason="force-stopped: the trainer was killed")
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, signal.SIGKILL if force else signal.SIGTERM)
