@@ -35,6 +35,8 @@ def face_record(face: Any) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    import cv2
+
     from fer_core.detect import HaarFaceDetector
     from fer_core.images import read_image
     from fer_core.inference import load_predictor
@@ -56,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
                 else predictor.predict(bgr_image, tta=args.tta)
             )
             results.append({"image": str(path), "faces": [face_record(face) for face in faces], "error": None})
-        except FerError as error:
+        except (FerError, cv2.error) as error:  # one bad image must not stop the others
             results.append({"image": str(path), "faces": [], "error": str(error)})
     if args.json:
         print(json.dumps(results))

@@ -7,6 +7,7 @@ Detection dominates the per-frame cost, so it runs on a downscaled copy of the i
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
@@ -64,6 +65,9 @@ class HaarFaceDetector:
 
     ``max_side`` bounds the longer side of the image the cascade scans; ``min_face_size`` is in the
     original image's pixels. Boxes come back in original pixels, sorted left to right.
+
+    An OpenCV cascade keeps per-image buffers, so one detector scans one image at a time (a lock);
+    give each busy thread its own detector if they must not wait for each other.
     """
 
     def __init__(
@@ -85,6 +89,7 @@ class HaarFaceDetector:
         self.min_neighbors = min_neighbors
         self._frontal = load_cascade(FRONTAL_CASCADE)
         self._profile = load_cascade(PROFILE_CASCADE) if include_profiles else None
+        self._lock = threading.Lock()
 
     def detect(self, gray_image: npt.NDArray[np.uint8]) -> list[Box]:
         height, width = gray_image.shape[:2]
@@ -107,9 +112,10 @@ class HaarFaceDetector:
     def _scan(
         self, cascade: cv2.CascadeClassifier, gray: npt.NDArray[np.uint8], min_size: int
     ) -> list[tuple[int, int, int, int]]:
-        found = cascade.detectMultiScale(
-            gray, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(min_size, min_size)
-        )
+        with self._lock:
+            found = cascade.detectMultiScale(
+                gray, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(min_size, min_size)
+            )
         return [tuple(int(v) for v in box) for box in found]  # type: ignore[misc]
 
 

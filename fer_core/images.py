@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import os
+import re
+import struct
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,7 +31,7 @@ def decode_image(data: bytes) -> npt.NDArray[np.uint8]:
     file's extension says. The EXIF orientation of phone photos is applied. Raises
     :class:`InvalidImageError` with a readable reason for empty, corrupt, non-image or oversized input.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError
 
     if not data:
         raise InvalidImageError("the file is empty (0 bytes)")
@@ -38,14 +40,14 @@ def decode_image(data: bytes) -> npt.NDArray[np.uint8]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            width, height = image.size
+            opened = Image.open(io.BytesIO(data))
+            width, height = opened.size
             if width * height > MAX_PIXELS:
                 raise InvalidImageError(
                     f"the image is {width}x{height} ({width * height / 1e6:.0f} megapixels); "
                     f"the limit is {MAX_PIXELS / 1e6:.0f} megapixels"
                 )
-            image = ImageOps.exif_transpose(image) or image  # type: ignore[assignment]
+            image = _apply_exif_orientation(opened)
             image.load()
     except InvalidImageError:
         raise
@@ -56,14 +58,28 @@ def decode_image(data: bytes) -> npt.NDArray[np.uint8]:
     return _to_bgr(image)
 
 
+def _apply_exif_orientation(image: Image.Image) -> Image.Image:
+    """Turn a phone photo upright as its EXIF orientation says; a damaged EXIF block is ignored."""
+    from PIL import ImageOps
+
+    try:
+        return ImageOps.exif_transpose(image) or image
+    except (KeyError, TypeError, ValueError, SyntaxError, struct.error):
+        return image
+
+
 def _reason(error: Exception) -> str:
     text = str(error)
     if "cannot identify image file" in text:
         return "this is not an image file (or a format this app cannot read)"
+    pixels = re.search(r"Image size \((\d+) pixels\)", text)
+    if pixels or "decompression bomb" in text:
+        size = f" ({int(pixels.group(1)) / 1e6:.0f} megapixels)" if pixels else ""
+        return f"the image is too large{size}; the limit is {MAX_PIXELS / 1e6:.0f} megapixels"
     return text
 
 
-def _to_bgr(image: Image.Image) -> npt.NDArray[np.uint8]:  # noqa: F821
+def _to_bgr(image: Image.Image) -> npt.NDArray[np.uint8]:
     from PIL import Image
 
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):

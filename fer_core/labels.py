@@ -19,7 +19,7 @@ EMOTION_ALIASES: dict[str, str] = {
     "surprised": "surprise",
 }
 
-# One colour per emotion (BGR for OpenCV drawing; the app converts for plotly).
+# One colour per emotion, as RGB (fer_core.draw converts to BGR for OpenCV).
 EMOTION_COLORS_RGB: dict[str, tuple[int, int, int]] = {
     "angry": (230, 57, 70),
     "disgust": (106, 153, 78),

@@ -1,0 +1,149 @@
+"""Images and models the inference and Photos tests build: real FER2013 faces pasted on textured
+canvases at known places, image files in awkward formats, and tiny Keras models. Nothing downloads."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from fer_core.detect import Box, HaarFaceDetector
+from fer_core.labels import EMOTIONS
+
+FACE_CLASSES = ("happy", "neutral", "surprise")
+
+
+def fer_faces(fer2013_dir: Path, count: int = 60, classes: Sequence[str] = FACE_CLASSES) -> list[npt.NDArray[np.uint8]]:
+    """The first ``count`` test-split faces of ``classes`` (interleaved), as 48x48 uint8 arrays."""
+    per_class = [sorted((fer2013_dir / "test" / name).glob("*.jpg")) for name in classes]
+    files = [file for group in zip(*per_class, strict=False) for file in group][:count]
+    return [cv2.imread(str(file), cv2.IMREAD_GRAYSCALE) for file in files]
+
+
+def detectable_faces(
+    faces: Sequence[npt.NDArray[np.uint8]], size: int, count: int, detector: HaarFaceDetector | None = None
+) -> list[npt.NDArray[np.uint8]]:
+    """The first ``count`` faces the detector finds (IoU > 0.6) when upscaled to ``size`` on a plain
+    background. Haar misses some FER2013 faces; the tests choose the ones it finds, by running it."""
+    detector = detector or HaarFaceDetector(min_face_size=min(40, size // 2))
+    chosen = []
+    for face in faces:
+        canvas = np.full((size * 2, size * 2), 128, np.uint8)
+        canvas[size // 2 : size // 2 + size, size // 2 : size // 2 + size] = upscale(face, size)
+        target = Box(size // 2, size // 2, size, size)
+        if any(box.iou(target) > 0.6 for box in detector.detect(canvas)):
+            chosen.append(face)
+        if len(chosen) == count:
+            return chosen
+    raise AssertionError(f"the detector found only {len(chosen)} of {len(faces)} faces; need {count}")
+
+
+def upscale(gray_face: npt.NDArray[np.uint8], size: int) -> npt.NDArray[np.uint8]:
+    return cv2.resize(gray_face, (size, size), interpolation=cv2.INTER_CUBIC)
+
+
+def textured_background(height: int, width: int, seed: int = 0) -> npt.NDArray[np.uint8]:
+    """A BGR background with blotches, stripes and grain: something for a detector to work through."""
+    rng = np.random.default_rng(seed)
+    blotches = cv2.resize(rng.uniform(60, 200, (height // 40 + 2, width // 40 + 2, 3)), (width, height))
+    grain = rng.normal(0, 12, (height, width, 3))
+    stripes = 15 * np.sin(np.arange(width) / 7.0)[None, :, None]
+    return np.clip(blotches + grain + stripes, 0, 255).astype(np.uint8)
+
+
+def paste_faces(
+    background: npt.NDArray[np.uint8],
+    faces: Sequence[npt.NDArray[np.uint8]],
+    places: Sequence[tuple[int, int]],
+    size: int,
+) -> tuple[npt.NDArray[np.uint8], list[Box]]:
+    """``background`` with each face upscaled to ``size`` at its (x, y); returns the image and the boxes."""
+    image = background.copy()
+    boxes = []
+    for face, (x, y) in zip(faces, places, strict=True):
+        image[y : y + size, x : x + size] = cv2.cvtColor(upscale(face, size), cv2.COLOR_GRAY2BGR)
+        boxes.append(Box(x, y, size, size))
+    return image, boxes
+
+
+def group_photo(
+    faces: Sequence[npt.NDArray[np.uint8]], size: int = 120, width: int = 900, height: int = 400, seed: int = 0
+) -> tuple[npt.NDArray[np.uint8], list[Box]]:
+    """Faces in a row on a textured background, spaced evenly, at slightly different heights."""
+    step = width // len(faces)
+    places = [
+        (index * step + (step - size) // 2, (height - size) // 2 + (30 if index % 2 else -30))
+        for index in range(len(faces))
+    ]
+    return paste_faces(textured_background(height, width, seed), faces, places, size)
+
+
+def encode(bgr_image: npt.NDArray[np.uint8], extension: str = ".png") -> bytes:
+    ok, buffer = cv2.imencode(extension, bgr_image)
+    assert ok
+    return buffer.tobytes()
+
+
+def png_claiming_size(width: int, height: int) -> bytes:
+    """A few hundred bytes whose PNG header claims ``width`` x ``height`` pixels (a decompression bomb's shape)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 1000))
+        + chunk(b"IEND", b"")
+    )
+
+
+def jpeg_with_orientation(bgr_image: npt.NDArray[np.uint8], orientation: int) -> bytes:
+    """A JPEG of ``bgr_image`` as stored, with an EXIF orientation tag saying how to turn it upright."""
+    from PIL import Image
+
+    image = Image.fromarray(cv2.cvtColor(bgr_image, cv2.COLOR_BGR2RGB))
+    exif = image.getexif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=95, exif=exif)
+    return buffer.getvalue()
+
+
+def pil_bytes(mode: str, size: tuple[int, int], color: Any, image_format: str) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new(mode, size, color).save(buffer, format=image_format)
+    return buffer.getvalue()
+
+
+def tiny_model(constant_emotion: str | None = None, seed: int = 0) -> Any:
+    """The untrained "tiny" architecture; with ``constant_emotion`` it gives that class ~100% for any face."""
+    import keras
+
+    from fer_core.models import build_model
+
+    keras.utils.set_random_seed(seed)
+    model = build_model("tiny")
+    if constant_emotion is not None:
+        head = model.get_layer("emotion")
+        kernel, bias = head.get_weights()
+        bias = np.zeros_like(bias)
+        bias[EMOTIONS.index(constant_emotion)] = 12.0
+        head.set_weights([np.zeros_like(kernel), bias])
+    return model
+
+
+def save_tiny_model(path: Path, constant_emotion: str | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tiny_model(constant_emotion).save(path)
+    return path

@@ -1,0 +1,125 @@
+"""Decoding user images: every awkward format works, every bad file raises InvalidImageError naming
+the problem, and huge images are refused from the header alone."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import cv2
+import numpy as np
+import pytest
+from photo_samples import encode, jpeg_with_orientation, pil_bytes, png_claiming_size
+
+from fer_core.errors import InvalidImageError
+from fer_core.images import MAX_PIXELS, decode_image, encode_png, read_image
+
+
+def gradient_image(height: int = 60, width: int = 80) -> np.ndarray:
+    x = np.linspace(0, 255, width, dtype=np.uint8)[None, :].repeat(height, axis=0)
+    y = np.linspace(0, 255, height, dtype=np.uint8)[:, None].repeat(width, axis=1)
+    return np.dstack([x, y, 255 - x])
+
+
+def test_png_round_trips_exactly() -> None:
+    bgr_image = gradient_image()
+    decoded = decode_image(encode_png(bgr_image))
+    assert decoded.dtype == np.uint8 and decoded.shape == (60, 80, 3)
+    np.testing.assert_array_equal(decoded, bgr_image)
+
+
+def test_channel_order_is_bgr() -> None:
+    red = np.zeros((10, 10, 3), np.uint8)
+    red[:, :, 2] = 255  # BGR red
+    np.testing.assert_array_equal(decode_image(encode(red, ".png"))[0, 0], [0, 0, 255])
+
+
+def test_empty_file_is_refused() -> None:
+    with pytest.raises(InvalidImageError, match="empty"):
+        decode_image(b"")
+
+
+def test_text_file_is_not_an_image() -> None:
+    with pytest.raises(InvalidImageError, match="not an image"):
+        decode_image(b"name,emotion\nalice,happy\n")
+
+
+def test_truncated_jpeg_is_reported_as_damaged() -> None:
+    data = encode(gradient_image(200, 200), ".jpg")
+    with pytest.raises(InvalidImageError, match="damaged or truncated"):
+        decode_image(data[: len(data) // 2])
+
+
+def test_huge_image_is_refused_from_its_header_without_decoding() -> None:
+    data = png_claiming_size(20_000, 20_000)  # 400 megapixels claimed in a few hundred bytes
+    assert len(data) < 2_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(InvalidImageError, match=r"too large.*limit is 40 megapixels"):
+            decode_image(data)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 * 2**20  # nothing near 400 MB was allocated
+
+
+def test_image_just_over_the_limit_names_its_size() -> None:
+    side = int(MAX_PIXELS**0.5) + 100
+    with pytest.raises(InvalidImageError, match=rf"{side}x{side}.*limit is 40 megapixels"):
+        decode_image(png_claiming_size(side, side))
+
+
+def test_sixteen_bit_gray_png_is_scaled_to_eight_bits() -> None:
+    gray16 = np.linspace(0, 65535, 64 * 48).reshape(48, 64).astype(np.uint16)
+    decoded = decode_image(encode(gray16, ".png"))
+    assert decoded.shape == (48, 64, 3) and decoded.dtype == np.uint8
+    assert decoded.min() == 0 and decoded.max() >= 254  # the full 16-bit range maps onto 0-255
+
+
+def test_sixteen_bit_colour_png_decodes() -> None:
+    bgr16 = (gradient_image().astype(np.uint16) * 257)[:, :, ::-1].copy()
+    decoded = decode_image(encode(bgr16, ".png"))
+    assert decoded.shape == (60, 80, 3) and decoded.dtype == np.uint8
+    assert np.abs(decoded.astype(int) - gradient_image()[:, :, ::-1].astype(int)).max() <= 1
+
+
+def test_alpha_png_is_composited_on_white() -> None:
+    decoded = decode_image(pil_bytes("RGBA", (20, 10), (255, 0, 0, 0), "PNG"))  # fully transparent red
+    assert decoded.shape == (10, 20, 3)
+    np.testing.assert_array_equal(decoded[0, 0], [255, 255, 255])
+
+
+def test_cmyk_jpeg_decodes_to_bgr() -> None:
+    decoded = decode_image(pil_bytes("CMYK", (32, 24), (0, 255, 255, 0), "JPEG"))  # CMYK red
+    assert decoded.shape == (24, 32, 3)
+    blue, green, red = decoded[12, 16].astype(int)
+    assert red > 200 and green < 60 and blue < 60
+
+
+def test_grayscale_image_becomes_three_channels() -> None:
+    decoded = decode_image(pil_bytes("L", (30, 20), 90, "PNG"))
+    assert decoded.shape == (20, 30, 3)
+    assert (decoded == 90).all()
+
+
+@pytest.mark.parametrize("image_format", ["WEBP", "BMP", "GIF", "TIFF"])
+def test_other_formats_decode(image_format: str) -> None:
+    assert decode_image(pil_bytes("RGB", (30, 20), (10, 120, 200), image_format)).shape == (20, 30, 3)
+
+
+def test_exif_rotation_is_applied() -> None:
+    stored = gradient_image(60, 80)  # landscape as stored by the camera
+    decoded = decode_image(jpeg_with_orientation(stored, 6))  # 6: rotate 90 degrees clockwise to view
+    assert decoded.shape == (80, 60, 3)
+    expected = cv2.rotate(stored, cv2.ROTATE_90_CLOCKWISE)
+    assert np.abs(decoded.astype(int) - expected.astype(int)).mean() < 4  # JPEG noise only
+
+
+def test_file_extension_does_not_matter(tmp_path) -> None:
+    path = tmp_path / "really-a-png.jpg"
+    path.write_bytes(encode_png(gradient_image()))
+    np.testing.assert_array_equal(read_image(path), gradient_image())
+
+
+def test_missing_file_is_an_invalid_image(tmp_path) -> None:
+    with pytest.raises(InvalidImageError, match="does not exist"):
+        read_image(tmp_path / "nowhere.png")

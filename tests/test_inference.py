@@ -1,0 +1,337 @@
+"""The inference pipeline: crops made exactly like training faces, one batched model call per image,
+the fast TFLite path agreeing with Keras, flip averaging, model resolution, and drawing."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from photo_samples import detectable_faces, fer_faces, group_photo, save_tiny_model, textured_background, tiny_model
+
+import fer_core
+from fer_core import inference
+from fer_core.detect import Box
+from fer_core.draw import UNCERTAIN_COLOR_RGB, draw_predictions, face_caption, scale_predictions
+from fer_core.errors import ModelLoadError
+from fer_core.inference import (
+    LITE_MAX_BATCH,
+    UNCERTAIN,
+    EmotionClassifier,
+    FacePrediction,
+    Predictor,
+    crop_face,
+    describe_model,
+    load_predictor,
+    resolve_model_path,
+)
+from fer_core.labels import EMOTION_COLORS_RGB, EMOTIONS
+from fer_core.preprocess import to_gray, to_gray48
+
+
+def random_faces(count: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (count, 48, 48), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def classifier() -> EmotionClassifier:
+    return EmotionClassifier(tiny_model(seed=1), source="tiny")
+
+
+@pytest.fixture(scope="module")
+def found_faces(fer2013_dir) -> list[np.ndarray]:
+    return detectable_faces(fer_faces(fer2013_dir), size=120, count=4)
+
+
+# --- crops: the same function as training ---------------------------------------------------------
+
+
+def test_crop_at_a_pasted_faces_exact_box_equals_the_face() -> None:
+    face = random_faces(1)[0]  # a FER2013-like 48x48 face
+    canvas = to_gray(textured_background(200, 300))
+    canvas[70:118, 100:148] = face
+    np.testing.assert_array_equal(crop_face(canvas, Box(100, 70, 48, 48), margin=0), to_gray48(face))
+
+
+def test_crop_of_a_larger_face_is_to_gray48_of_it() -> None:
+    face = np.kron(random_faces(1)[0], np.ones((2, 2), np.uint8))  # 96x96
+    canvas = to_gray(textured_background(200, 300))
+    canvas[50:146, 120:216] = face
+    np.testing.assert_array_equal(crop_face(canvas, Box(120, 50, 96, 96), margin=0), to_gray48(face))
+
+
+def test_crop_with_margin_past_the_edge_replicates_the_border() -> None:
+    gray_image = np.tile(np.arange(100, dtype=np.uint8), (80, 1))
+    crop = crop_face(gray_image, Box(0, 0, 40, 40), margin=0.25)
+    assert crop.shape == (48, 48) and crop.dtype == np.uint8
+    assert (crop[:, 0] == 0).all()  # the replicated first column
+
+
+# --- the classifier ------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_tflite_path_is_used_and_agrees_with_keras(classifier) -> None:
+    assert classifier.backend == "tflite", classifier.backend_note
+    reference = EmotionClassifier(classifier.model, backend="tf.function")
+    assert reference.backend == "tf.function"
+    for count in (1, 2, 5, 8, LITE_MAX_BATCH + 3):
+        faces = random_faces(count, seed=count)
+        np.testing.assert_allclose(classifier.classify_batch(faces), reference.classify_batch(faces), atol=1e-4)
+
+
+@pytest.mark.slow
+def test_tflite_path_agrees_on_the_real_architecture_with_trained_statistics() -> None:
+    import keras
+
+    from fer_core.models import build_model
+
+    keras.utils.set_random_seed(3)
+    model = build_model("fernet")
+    rng = np.random.default_rng(3)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):  # non-trivial statistics to fold
+            gamma, beta, mean, variance = layer.get_weights()
+            layer.set_weights(
+                [
+                    rng.uniform(0.5, 1.5, gamma.shape),
+                    rng.normal(0, 0.1, beta.shape),
+                    rng.normal(0, 0.2, mean.shape),
+                    rng.uniform(0.5, 2.0, variance.shape),
+                ]
+            )
+    fast = EmotionClassifier(model)
+    reference = EmotionClassifier(model, backend="tf.function")
+    assert fast.backend == "tflite", fast.backend_note
+    faces = random_faces(8, seed=4)
+    np.testing.assert_allclose(fast.classify_batch(faces), reference.classify_batch(faces), atol=1e-4)
+    np.testing.assert_allclose(fast.classify_batch(faces[:1]), reference.classify_batch(faces[:1]), atol=1e-4)
+
+
+@pytest.mark.slow
+def test_a_failed_conversion_falls_back_to_the_graph(monkeypatch) -> None:
+    def broken(_forward):
+        raise RuntimeError("converter exploded")
+
+    monkeypatch.setattr(inference, "convert_to_tflite", broken)
+    classifier = EmotionClassifier(tiny_model())
+    assert classifier.backend == "tf.function"
+    assert "converter exploded" in classifier.backend_note
+    assert classifier.classify_batch(random_faces(3)).shape == (3, 7)
+    with pytest.raises(ModelLoadError, match="TFLite backend is not available"):
+        EmotionClassifier(tiny_model(), backend="tflite")
+
+
+@pytest.mark.slow
+def test_unknown_backend_and_wrong_model_shapes_are_refused() -> None:
+    import keras
+
+    with pytest.raises(ValueError, match="backend must be one of"):
+        EmotionClassifier(tiny_model(), backend="onnx")
+    inputs = keras.Input((64, 64, 3))
+    wrong = keras.Model(inputs, keras.layers.Dense(7)(keras.layers.Flatten()(inputs)))
+    with pytest.raises(ModelLoadError, match=r"a FER model takes \(None, 48, 48, 1\)"):
+        EmotionClassifier(wrong, source="wrong.keras")
+
+
+@pytest.mark.slow
+def test_probabilities_have_one_row_per_face_and_sum_to_one(classifier) -> None:
+    scores = classifier.classify_batch(random_faces(6))
+    assert scores.shape == (6, 7) and scores.dtype == np.float32
+    np.testing.assert_allclose(scores.sum(axis=1), 1.0, atol=1e-5)
+    assert classifier.classify_batch(np.zeros((0, 48, 48), np.uint8)).shape == (0, 7)
+
+
+@pytest.mark.slow
+def test_flip_averaging_is_the_mean_of_the_face_and_its_mirror(classifier) -> None:
+    faces = random_faces(5, seed=9)
+    plain = classifier.classify_batch(faces)
+    mirrored = classifier.classify_batch(faces[:, :, ::-1])
+    averaged = classifier.classify_batch(faces, tta=True)
+    np.testing.assert_allclose(averaged, (plain + mirrored) / 2, atol=1e-6)
+    assert not np.allclose(plain, mirrored)  # the test would prove nothing on symmetric scores
+
+
+@pytest.mark.slow
+def test_threads_can_share_a_classifier(classifier) -> None:
+    faces = [random_faces(count, seed=count) for count in (1, 3, 8, 2)]
+    expected = [classifier.classify_batch(batch) for batch in faces]
+    results: dict[int, np.ndarray] = {}
+
+    def work(index: int) -> None:
+        for _ in range(20):
+            results[index] = classifier.classify_batch(faces[index])
+
+    threads = [threading.Thread(target=work, args=(index,)) for index in range(len(faces))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for index, scores in enumerate(expected):
+        np.testing.assert_allclose(results[index], scores, atol=1e-6)
+
+
+# --- the predictor: detection + one batched classification ---------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.fer2013
+def test_predict_finds_the_faces_and_classifies_them_in_one_call(classifier, found_faces, monkeypatch) -> None:
+    bgr_image, boxes = group_photo(found_faces)
+    predictor = Predictor(classifier)
+    calls = []
+    original = classifier.classify_batch
+    monkeypatch.setattr(
+        classifier, "classify_batch", lambda faces, **kw: calls.append(len(faces)) or original(faces, **kw)
+    )
+    predictions = predictor.predict(bgr_image)
+    assert calls == [len(boxes)]
+    assert [p.box.x for p in predictions] == sorted(p.box.x for p in predictions)  # left to right
+    for box in boxes:
+        assert max(p.box.iou(box) for p in predictions) > 0.5
+    gray_image = to_gray(bgr_image)
+    crops = np.stack([crop_face(gray_image, p.box) for p in predictions])
+    expected = original(crops)
+    for prediction, crop, scores in zip(predictions, crops, expected, strict=True):
+        assert isinstance(prediction, FacePrediction)
+        np.testing.assert_array_equal(prediction.gray_face, crop)
+        np.testing.assert_allclose(prediction.scores, scores, atol=1e-6)
+        assert prediction.emotion == EMOTIONS[int(np.argmax(scores))]
+        assert prediction.confidence == pytest.approx(float(scores.max()))
+        assert set(prediction.scores_by_emotion()) == set(EMOTIONS)
+
+
+@pytest.mark.slow
+def test_no_face_returns_an_empty_list(classifier) -> None:
+    assert Predictor(classifier).predict(textured_background(240, 320)) == []
+
+
+@pytest.mark.slow
+def test_whole_image_prediction_uses_the_whole_image_as_the_face(classifier) -> None:
+    face = random_faces(1, seed=5)[0]
+    prediction = Predictor(classifier).predict_whole_image(face)
+    assert prediction.box == Box(0, 0, 48, 48)
+    np.testing.assert_array_equal(prediction.gray_face, face)
+    np.testing.assert_allclose(prediction.scores, classifier.classify_batch(face[None])[0], atol=1e-6)
+
+
+def test_label_is_uncertain_below_the_threshold() -> None:
+    scores = np.array([0.05, 0.05, 0.1, 0.45, 0.15, 0.1, 0.1], np.float32)
+    prediction = FacePrediction(Box(0, 0, 10, 10), "happy", 0.45, scores, np.zeros((48, 48), np.uint8))
+    assert prediction.label(0.4) == "happy"
+    assert prediction.label(0.5) == UNCERTAIN
+    assert face_caption(prediction, 0.5, 2) == "#2 uncertain (happy 45%)"
+    assert face_caption(prediction, 0.4) == "happy 45%"
+
+
+# --- which model ---------------------------------------------------------------------------------
+
+
+def test_promoted_model_comes_before_the_shipped_default(tmp_path, isolated_runs_dir, monkeypatch) -> None:
+    shipped = tmp_path / "fer_default.keras"
+    shipped.write_bytes(b"placeholder")
+    monkeypatch.setattr(inference, "SHIPPED_MODEL_PATH", shipped)
+    assert resolve_model_path() == shipped
+    assert describe_model(shipped).kind == "shipped"
+    promoted = isolated_runs_dir / "promoted.keras"
+    promoted.write_bytes(b"placeholder")
+    assert resolve_model_path() == promoted
+    assert describe_model(promoted).kind == "promoted"
+
+
+def test_no_model_at_all_is_a_clear_error(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(inference, "SHIPPED_MODEL_PATH", tmp_path / "missing.keras")
+    with pytest.raises(ModelLoadError, match="no model found"):
+        resolve_model_path()
+    with pytest.raises(ModelLoadError, match="no model file"):
+        resolve_model_path(tmp_path / "nope.keras")
+
+
+def test_run_folder_resolves_to_its_model(tmp_path) -> None:
+    (tmp_path / "best.keras").write_bytes(b"x")
+    assert resolve_model_path(tmp_path) == tmp_path / "best.keras"
+    (tmp_path / "model.keras").write_bytes(b"x")
+    assert resolve_model_path(tmp_path) == tmp_path / "model.keras"
+
+
+def test_promoted_model_is_described_from_its_card_and_run(isolated_runs_dir) -> None:
+    import json
+
+    run = isolated_runs_dir / "20260101-120000-fernet"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"settings": {"arch": "fernet"}, "data_source": "/data/fer2013"}))
+    (run / "metrics.json").write_text(json.dumps({"accuracy": 0.671, "split": "test"}))
+    (isolated_runs_dir / "promoted.keras").write_bytes(b"x")
+    (isolated_runs_dir / "promoted.json").write_text(json.dumps({"run": run.name, "test_accuracy": 0.671}))
+    info = describe_model(isolated_runs_dir / "promoted.keras")
+    assert info.kind == "promoted"
+    assert info.details["run"] == run.name
+    assert info.details["arch"] == "fernet"
+    assert info.details["data_source"] == "/data/fer2013"
+    assert info.details["test_accuracy"] == 0.671
+
+
+def test_a_broken_model_card_is_ignored(tmp_path) -> None:
+    (tmp_path / "mine.keras").write_bytes(b"x")
+    (tmp_path / "mine.json").write_text("{not json")
+    assert describe_model(tmp_path / "mine.keras").details == {}
+
+
+@pytest.mark.slow
+def test_load_predictor_takes_a_path_and_defaults_to_the_promoted_model(isolated_runs_dir) -> None:
+    path = save_tiny_model(isolated_runs_dir / "promoted.keras", constant_emotion="surprise")
+    predictor = fer_core.load_predictor()
+    assert Path(predictor.classifier.source) == path
+    assert predictor.predict_whole_image(random_faces(1)[0]).emotion == "surprise"
+    other = save_tiny_model(isolated_runs_dir / "elsewhere" / "sad.keras", constant_emotion="sad")
+    assert load_predictor(other).predict_whole_image(random_faces(1)[0]).emotion == "sad"
+
+
+def test_a_corrupt_model_file_is_a_model_load_error(tmp_path) -> None:
+    path = tmp_path / "broken.keras"
+    path.write_bytes(b"not a zip")
+    with pytest.raises(ModelLoadError, match=r"could not load broken\.keras"):
+        load_predictor(path)
+
+
+# --- drawing -------------------------------------------------------------------------------------
+
+
+def prediction_at(box: Box, emotion: str, confidence: float) -> FacePrediction:
+    scores = np.full(7, (1 - confidence) / 6, np.float32)
+    scores[EMOTIONS.index(emotion)] = confidence
+    return FacePrediction(box, emotion, confidence, scores, np.zeros((48, 48), np.uint8))
+
+
+def test_drawing_returns_an_annotated_copy_in_the_emotions_colour() -> None:
+    bgr_image = np.full((400, 600, 3), 30, np.uint8)
+    original = bgr_image.copy()
+    happy = prediction_at(Box(100, 150, 120, 120), "happy", 0.9)
+    unsure = prediction_at(Box(400, 150, 120, 120), "sad", 0.3)
+    annotated = draw_predictions(bgr_image, [happy, unsure], threshold=0.5)
+    np.testing.assert_array_equal(bgr_image, original)
+    assert annotated.shape == bgr_image.shape and annotated.dtype == np.uint8
+    red, green, blue = EMOTION_COLORS_RGB["happy"]
+    np.testing.assert_array_equal(annotated[210, 100], [blue, green, red])  # left edge of the happy box
+    red, green, blue = UNCERTAIN_COLOR_RGB
+    np.testing.assert_array_equal(annotated[210, 400], [blue, green, red])  # the uncertain face is grey
+    assert (annotated[140, 100:200] != 30).any()  # a caption above the box
+
+
+def test_drawing_scales_with_the_image_and_survives_edges() -> None:
+    small = draw_predictions(np.zeros((48, 48, 3), np.uint8), [prediction_at(Box(0, 0, 48, 48), "fear", 0.8)])
+    assert small.shape == (48, 48, 3)
+    big_image = np.zeros((3000, 4000, 3), np.uint8)
+    big = draw_predictions(big_image, [prediction_at(Box(3900, 0, 200, 200), "angry", 0.8)])
+    red, green, blue = EMOTION_COLORS_RGB["angry"]
+    assert (big[500:505, 3900] == [blue, green, red]).all(axis=1).sum() == 0  # box ends at y=200
+    thick = (big[190, 3880:3940] == [blue, green, red]).all(axis=1).sum()  # below the caption
+    assert 8 <= thick <= 12  # lines grow with the image (10 px at 4000 px wide)
+
+
+def test_scaled_predictions_scale_only_the_boxes() -> None:
+    prediction = prediction_at(Box(10, 20, 30, 40), "happy", 0.9)
+    (scaled,) = scale_predictions([prediction], 0.5)
+    assert scaled.box == Box(5, 10, 15, 20)
+    assert scaled.emotion == "happy" and scaled.scores is prediction.scores

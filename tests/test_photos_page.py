@@ -1,0 +1,292 @@
+"""The Photos page through AppTest: faces found and labelled, every kind of bad file reported by name
+while the good files of the same upload are still shown, the threshold, the whole-image fallback,
+the downloads, and which model the page uses."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest import PROJECT_ROOT
+from photo_samples import (
+    detectable_faces,
+    encode,
+    fer_faces,
+    group_photo,
+    jpeg_with_orientation,
+    pil_bytes,
+    png_claiming_size,
+    save_tiny_model,
+    textured_background,
+)
+from streamlit.testing.v1 import AppTest
+
+from app.charts.predictions import probability_chart
+from app.views.photos import PhotoResult, annotated_png, face_rows, process_uploads, rows_to_csv, rows_to_json
+from fer_core import inference
+from fer_core.detect import Box
+from fer_core.inference import FacePrediction, Predictor
+from fer_core.labels import EMOTIONS
+
+pytestmark = pytest.mark.slow
+
+PAGE = str(PROJECT_ROOT / "app" / "views" / "photos.py")
+WHOLE_IMAGE = "Classify the whole image as one face"
+
+
+@pytest.fixture(scope="module")
+def model_files(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("models")
+    return {
+        emotion: save_tiny_model(folder / f"{emotion}.keras", constant_emotion=emotion)
+        for emotion in ("surprise", "happy")
+    }
+
+
+@pytest.fixture
+def promoted(model_files, isolated_runs_dir) -> Path:
+    """A promoted model that calls every face "surprise" (the shipped one is never loaded)."""
+    path = isolated_runs_dir / "promoted.keras"
+    shutil.copyfile(model_files["surprise"], path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def group(fer2013_dir) -> tuple[bytes, list[Box]]:
+    faces = detectable_faces(fer_faces(fer2013_dir), size=120, count=3)
+    bgr_image, boxes = group_photo(faces, width=720)
+    return encode(bgr_image, ".png"), boxes
+
+
+@pytest.fixture(scope="module")
+def fer_crop(fer2013_dir) -> bytes:
+    return (next((fer2013_dir / "test" / "happy").glob("*.jpg"))).read_bytes()
+
+
+def run_page() -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=180)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def upload(at: AppTest, files: list[tuple[str, bytes]]) -> AppTest:
+    at.file_uploader(key="photos_upload").set_value([(name, data, "image/png") for name, data in files])
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def photo_headings(at: AppTest) -> list[str]:
+    return [markdown.value.removeprefix("#### ") for markdown in at.markdown if markdown.value.startswith("#### ")]
+
+
+def whole_image_toggle(at: AppTest):
+    return next(toggle for toggle in at.toggle if toggle.label == WHOLE_IMAGE)
+
+
+def face_tables(at: AppTest) -> list:
+    return [frame.value for frame in at.dataframe]
+
+
+def test_empty_page_says_what_to_do_and_which_model(promoted) -> None:
+    at = run_page()
+    assert "Add one or more photos" in at.info[0].value
+    assert "promoted" in at.caption[0].value
+    assert at.file_uploader(key="photos_upload").accept_multiple_files
+    assert set(at.file_uploader(key="photos_upload").allowed_type) >= {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
+
+
+def test_group_photo_faces_are_boxed_labelled_and_charted(promoted, group) -> None:
+    data, boxes = group
+    at = upload(run_page(), [("group.png", data)])
+    assert photo_headings(at) == ["group.png"]
+    (table,) = face_tables(at)
+    assert list(table["face"]) == [f"#{number}" for number in range(1, len(boxes) + 1)]
+    assert set(table["label"]) == {"surprise"}
+    assert len(at.get("plotly_chart")) == len(boxes)
+    crops = [image for image in at.image if image.captions[0].startswith("#")]
+    assert [image.captions[0] for image in crops] == [f"#{n} surprise 100%" for n in range(1, len(boxes) + 1)]
+    assert len(at.image) == 1 + len(boxes)  # the annotated photo and the 48x48 crop of each face
+    assert [metric.value for metric in at.metric] == ["1", str(len(boxes)), "0"]
+    assert not at.error
+
+
+def test_bad_files_get_an_error_each_and_good_files_are_still_shown(promoted, group) -> None:
+    data, boxes = group
+    truncated = encode(textured_background(300, 400), ".jpg")
+    bad = {
+        "empty.png": (b"", "empty"),
+        "notes.png": (b"name,emotion\nalice,happy\n", "not an image"),
+        "half.jpg": (truncated[: len(truncated) // 2], "damaged or truncated"),
+        "bomb.png": (png_claiming_size(20_000, 20_000), "too large"),
+    }
+    good = {
+        "group.png": data,
+        "png-named.jpg": data,
+        "deep.png": encode((np.linspace(0, 65535, 200 * 300).reshape(200, 300)).astype(np.uint16), ".png"),
+        "alpha.png": pil_bytes("RGBA", (300, 200), (200, 30, 30, 120), "PNG"),
+        "cmyk.jpg": pil_bytes("CMYK", (300, 200), (0, 120, 200, 10), "JPEG"),
+        "gray.png": pil_bytes("L", (300, 200), 90, "PNG"),
+        "photo.webp": pil_bytes("RGB", (300, 200), (20, 90, 160), "WEBP"),
+        "photo.bmp": pil_bytes("RGB", (300, 200), (20, 90, 160), "BMP"),
+    }
+    files = [(name, content) for name, (content, _) in bad.items()] + list(good.items())
+    at = upload(run_page(), files)
+    errors = [error.value for error in at.error]
+    assert len(errors) == len(bad)
+    for (name, (_, problem)), error in zip(bad.items(), errors, strict=True):
+        assert name in error and problem in error
+    assert photo_headings(at) == list(good)
+    tables = face_tables(at)
+    assert [len(table) for table in tables] == [len(boxes), len(boxes)]  # both copies of the group photo
+    assert [metric.value for metric in at.metric] == [str(len(files)), str(2 * len(boxes)), str(len(bad))]
+
+
+def test_exif_rotated_phone_photo_is_turned_upright_and_its_faces_found(promoted, group) -> None:
+    data, boxes = group
+    upright = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    stored = cv2.rotate(upright, cv2.ROTATE_90_COUNTERCLOCKWISE)  # how a phone held sideways stores it
+    at = upload(run_page(), [("phone.jpg", jpeg_with_orientation(stored, 6))])
+    height, width = upright.shape[:2]
+    assert f"{width} x {height} pixels" in at.caption[1].value
+    (table,) = face_tables(at)
+    assert len(table) == len(boxes)
+
+
+def test_faces_below_the_threshold_are_uncertain(promoted, group) -> None:
+    at = upload(run_page(), [("group.png", group[0])])
+    assert set(face_tables(at)[0]["label"]) == {"surprise"}
+    at.slider(key="photos_threshold").set_value(100).run()
+    assert set(face_tables(at)[0]["label"]) == {"uncertain"}
+
+
+def test_a_face_crop_with_no_face_found_is_classified_whole(promoted, fer_crop) -> None:
+    at = upload(run_page(), [("crop.jpg", fer_crop)])
+    assert "No face found in **crop.jpg**" in at.warning[0].value
+    assert whole_image_toggle(at).value  # on by default for a small image
+    (table,) = face_tables(at)
+    assert list(table["label"]) == ["surprise"]
+
+
+def test_a_large_image_with_no_face_offers_whole_image_classification(promoted) -> None:
+    sky = np.dstack([np.linspace(120, 250, 600)[None, :].repeat(400, axis=0)] * 3).astype(np.uint8)
+    at = upload(run_page(), [("sky.png", encode(sky))])
+    assert "No face found" in at.warning[0].value
+    toggle = whole_image_toggle(at)
+    assert not toggle.value and not face_tables(at)
+    toggle.set_value(True).run()
+    assert not at.exception
+    assert len(face_tables(at)[0]) == 1
+
+
+def test_camera_photo_is_processed(promoted, group) -> None:
+    at = run_page()
+    at.button_group(key="photos_source").set_value("Camera").run()
+    bgr_image = cv2.imdecode(np.frombuffer(group[0], np.uint8), cv2.IMREAD_COLOR)
+    _, jpeg = cv2.imencode(".jpg", bgr_image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    at.camera_input(key="photos_camera").upload("image.jpg", jpeg.tobytes()).run()
+    assert not at.exception, at.exception
+    assert len(face_tables(at)[0]) == len(group[1])
+
+
+def test_page_uses_the_promoted_model_when_there_is_one(model_files, isolated_runs_dir, monkeypatch, fer_crop) -> None:
+    monkeypatch.setattr(inference, "SHIPPED_MODEL_PATH", model_files["happy"])
+    at = upload(run_page(), [("crop.jpg", fer_crop)])
+    assert "shipped default" in at.caption[0].value
+    assert list(face_tables(at)[0]["label"]) == ["happy"]
+
+    shutil.copyfile(model_files["surprise"], isolated_runs_dir / "promoted.keras")
+    (isolated_runs_dir / "promoted.json").write_text(json.dumps({"run": "20260101-demo-tiny", "data": "demo"}))
+    at = upload(run_page(), [("crop.jpg", fer_crop)])
+    assert "promoted run" in at.caption[0].value and "20260101-demo-tiny" in at.caption[0].value
+    assert "synthetic demo set" in at.caption[0].value
+    assert list(face_tables(at)[0]["label"]) == ["surprise"]
+
+
+def test_no_model_at_all_is_an_error_not_a_traceback(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(inference, "SHIPPED_MODEL_PATH", tmp_path / "missing.keras")
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.run()
+    assert not at.exception
+    assert "No model to run" in at.error[0].value
+
+
+def test_downloads_are_offered(promoted, group) -> None:
+    at = upload(run_page(), [("group.png", group[0])])
+    labels = [button.proto.label for button in at.get("download_button")]
+    assert labels == ["All faces (CSV)", "All faces (JSON)", "Annotated image (PNG)"]
+
+
+# --- the page's helpers, without Streamlit ---------------------------------------------------------
+
+
+def fake_prediction(box: Box, emotion: str = "happy") -> FacePrediction:
+    scores = np.full(7, 0.05, np.float32)
+    scores[EMOTIONS.index(emotion)] = 0.7
+    return FacePrediction(box, emotion, 0.7, scores, np.zeros((48, 48), np.uint8))
+
+
+def test_csv_and_json_have_one_row_per_face_with_all_probabilities() -> None:
+    result = PhotoResult("a.png", "0" * 40, None, (100, 80), faces=(fake_prediction(Box(1, 2, 30, 40)),))
+    rows = face_rows(result, list(result.faces), threshold=0.8)
+    (row,) = list(csv.DictReader(io.StringIO(rows_to_csv(rows))))
+    assert row["file"] == "a.png" and row["face"] == "1"
+    assert [row[key] for key in ("x", "y", "width", "height")] == ["1", "2", "30", "40"]
+    assert row["label"] == "uncertain" and row["emotion"] == "happy"
+    assert [float(row[emotion]) for emotion in EMOTIONS] == pytest.approx(list(result.faces[0].scores))
+    (record,) = json.loads(rows_to_json(rows))
+    assert record["box"] == [1, 2, 30, 40] and list(record["scores"]) == list(EMOTIONS)
+
+
+def test_annotated_png_keeps_full_resolution_and_enlarges_face_crops() -> None:
+    big = encode(textured_background(2000, 3000))
+    png = annotated_png(big, [fake_prediction(Box(100, 100, 400, 400))], threshold=0.5)()
+    assert cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR).shape == (2000, 3000, 3)
+    crop = encode(np.zeros((48, 48, 3), np.uint8))
+    png = annotated_png(crop, [fake_prediction(Box(0, 0, 48, 48))], threshold=0.5)()
+    assert cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR).shape == (384, 384, 3)
+
+
+class FakeUpload:
+    def __init__(self, name: str, data: bytes) -> None:
+        self.name, self._data = name, data
+
+    def getvalue(self) -> bytes:
+        return self._data
+
+
+class CountingPredictor(Predictor):
+    def __init__(self) -> None:
+        self.classifier, self.detector, self.calls = object(), object(), 0
+
+    def predict(self, bgr_image, *, tta=False):
+        self.calls += 1
+        return [fake_prediction(Box(0, 0, 10, 10))]
+
+
+def test_uploads_are_processed_once_and_bad_ones_do_not_stop_the_rest() -> None:
+    predictor, memo = CountingPredictor(), {}
+    good = encode(textured_background(50, 60))
+    files = [FakeUpload("bad.png", b"nope"), FakeUpload("good.png", good)]
+    first = process_uploads(files, predictor, memo=memo)
+    assert [result.error is None for result in first] == [False, True]
+    assert first[1].size == (60, 50) and len(first[1].faces) == 1
+    process_uploads(files, predictor, memo=memo)  # a rerun (the threshold moved): no new detection
+    assert predictor.calls == 1
+    process_uploads(files[:1], predictor, memo=memo)
+    assert len(memo) == 1  # the removed photo's result is dropped
+
+
+def test_probability_chart_has_the_seven_emotions_in_order() -> None:
+    figure = probability_chart(dict(zip(EMOTIONS, np.linspace(0.1, 0.2, 7), strict=True)), threshold=0.4)
+    (bars,) = figure.data
+    assert list(bars.y) == list(EMOTIONS)
+    with pytest.raises(ValueError, match="scores lack"):
+        probability_chart({"happy": 1.0})
