@@ -1,0 +1,297 @@
+"""Faces followed from one video frame to the next, so live labels do not flicker.
+
+:class:`FaceTracker` matches each frame's face boxes to the tracks of earlier frames by box overlap
+(IoU), gives every track an id, and smooths each track's class probabilities with an exponential
+moving average. A track that is not seen for more than ``max_missed`` frames is dropped; until then
+it keeps its last box, so a face the detector misses for a frame or two does not blink.
+
+:class:`FaceFinder` decides which boxes a frame needs: a full detection every ``redetect_every``
+frames, and in between a cheap search in a small window around each known face. Full-frame Haar
+detection is most of the per-frame cost; searching only near known faces cuts it several times
+without losing them, and a face the local search misses triggers a full detection on the next frame.
+
+    finder, tracker = FaceFinder(detector), FaceTracker(smoothing=0.6)
+    for bgr_frame in frames:
+        gray_frame = to_gray(bgr_frame)
+        boxes = finder.find(gray_frame, tracker.boxes())
+        predictions = predictor.classify_boxes(gray_frame, boxes)
+        faces = tracker.update([p.box for p in predictions], [p.scores for p in predictions])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from fer_core.detect import Box, FaceDetector, suppress_overlaps
+from fer_core.labels import EMOTIONS, NUM_CLASSES
+
+DEFAULT_SMOOTHING = 0.6  # weight of the past in the moving average: 0 = no smoothing
+DEFAULT_IOU_THRESHOLD = 0.3  # the least overlap for a box to continue a track
+DEFAULT_MAX_CENTER_SHIFT = 0.5  # a box not overlapping enough may still continue a track this near
+DEFAULT_MAX_MISSED = 5  # frames a track survives unseen
+DEFAULT_REDETECT_EVERY = 6  # frames between full detections
+SEARCH_MARGIN = 0.4  # a search window grows a known box by this share of its size on each side
+SEARCH_FACE_SIZE = 64  # a search window is shrunk so the known face is about this many pixels wide
+
+
+class TrackedFace(NamedTuple):
+    track_id: int  # 1, 2, ... in order of appearance; never reused within a tracker
+    box: Box  # the latest box, in frame pixels
+    scores: npt.NDArray[np.float32]  # smoothed probabilities, one per class in EMOTIONS order, sum 1
+    missed: int  # frames since the face was last seen: 0 = in this frame
+
+    @property
+    def emotion(self) -> str:
+        return EMOTIONS[int(np.argmax(self.scores))]
+
+    @property
+    def confidence(self) -> float:
+        return float(np.max(self.scores))
+
+    @property
+    def area(self) -> int:
+        return self.box.width * self.box.height
+
+
+@dataclass
+class _Track:
+    track_id: int
+    box: Box
+    scores: npt.NDArray[np.float32]
+    missed: int = 0
+
+    def snapshot(self) -> TrackedFace:
+        return TrackedFace(self.track_id, self.box, self.scores.copy(), self.missed)
+
+
+def match_boxes(
+    previous: Sequence[Box],
+    current: Sequence[Box],
+    iou_threshold: float = DEFAULT_IOU_THRESHOLD,
+    max_center_shift: float = DEFAULT_MAX_CENTER_SHIFT,
+) -> list[tuple[int, int]]:
+    """Pairs ``(previous index, current index)``, each box used at most once.
+
+    Best overlap (IoU) first; then, for boxes still unpaired, the nearest centres, when they moved
+    less than ``max_center_shift`` times the box width and the size changed less than 1.5 times: at
+    a low frame rate a face can move out of its old box between two processed frames. Greedy
+    matching is enough for the handful of faces in a webcam frame.
+    """
+    by_overlap = sorted(
+        (
+            (previous_box.iou(current_box), i, j)
+            for i, previous_box in enumerate(previous)
+            for j, current_box in enumerate(current)
+        ),
+        reverse=True,
+    )
+    pairs: list[tuple[int, int]] = []
+    used_previous: set[int] = set()
+    used_current: set[int] = set()
+    for overlap, i, j in by_overlap:
+        if overlap < iou_threshold or overlap <= 0.0:
+            break
+        if i not in used_previous and j not in used_current:
+            pairs.append((i, j))
+            used_previous.add(i)
+            used_current.add(j)
+    by_distance = sorted(
+        (_center_shift(previous[i], current[j]), i, j)
+        for i in range(len(previous))
+        for j in range(len(current))
+        if i not in used_previous and j not in used_current and _similar_size(previous[i], current[j])
+    )
+    for shift, i, j in by_distance:
+        if shift > max_center_shift:
+            break
+        if i not in used_previous and j not in used_current:
+            pairs.append((i, j))
+            used_previous.add(i)
+            used_current.add(j)
+    return pairs
+
+
+def _center_shift(first: Box, second: Box) -> float:
+    """How far the centres are apart, in widths of the larger box."""
+    dx = (first.x + first.width / 2) - (second.x + second.width / 2)
+    dy = (first.y + first.height / 2) - (second.y + second.height / 2)
+    return float(np.hypot(dx, dy)) / max(1, first.width, second.width)
+
+
+def _similar_size(first: Box, second: Box) -> bool:
+    return max(first.width, second.width) <= 1.5 * max(1, min(first.width, second.width))
+
+
+class FaceTracker:
+    """Face tracks across frames: ids, IoU matching, per-track moving average of probabilities.
+
+    ``smoothing`` is the weight the average keeps from the past at each frame (0 <= s < 1):
+    0 shows every frame's raw probabilities, 0.8 settles over about five frames.
+    """
+
+    def __init__(
+        self,
+        *,
+        smoothing: float = DEFAULT_SMOOTHING,
+        iou_threshold: float = DEFAULT_IOU_THRESHOLD,
+        max_missed: int = DEFAULT_MAX_MISSED,
+    ) -> None:
+        if not 0.0 < iou_threshold <= 1.0:
+            raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
+        if max_missed < 0:
+            raise ValueError(f"max_missed must be 0 or more frames, got {max_missed}")
+        self.smoothing = smoothing
+        self.iou_threshold = iou_threshold
+        self.max_missed = max_missed
+        self._tracks: list[_Track] = []
+        self._next_id = 1
+
+    @property
+    def smoothing(self) -> float:
+        return self._smoothing
+
+    @smoothing.setter
+    def smoothing(self, value: float) -> None:
+        if not 0.0 <= value < 1.0:
+            raise ValueError(f"smoothing must be in [0, 1), got {value}")
+        self._smoothing = float(value)
+
+    def update(
+        self, boxes: Sequence[Box], scores: Sequence[npt.NDArray[np.float32]] | npt.NDArray[np.float32]
+    ) -> list[TrackedFace]:
+        """Feed one frame's faces; returns every live track (seen now or lately), oldest first."""
+        score_rows = np.asarray(scores, dtype=np.float32).reshape(-1, NUM_CLASSES)
+        if len(boxes) != len(score_rows):
+            raise ValueError(f"got {len(boxes)} boxes but {len(score_rows)} rows of scores")
+        pairs = match_boxes([track.box for track in self._tracks], boxes, self.iou_threshold)
+        matched_tracks = {i for i, _ in pairs}
+        matched_boxes = {j for _, j in pairs}
+        for i, j in pairs:
+            track = self._tracks[i]
+            track.box = boxes[j]
+            track.scores = _normalized(self._smoothing * track.scores + (1.0 - self._smoothing) * score_rows[j])
+            track.missed = 0
+        for i, track in enumerate(self._tracks):
+            if i not in matched_tracks:
+                track.missed += 1
+        self._tracks = [track for track in self._tracks if track.missed <= self.max_missed]
+        for j, box in enumerate(boxes):
+            if j not in matched_boxes:
+                self._tracks.append(_Track(self._next_id, box, _normalized(score_rows[j])))
+                self._next_id += 1
+        return self.faces()
+
+    def faces(self) -> list[TrackedFace]:
+        return [track.snapshot() for track in self._tracks]
+
+    def boxes(self) -> list[Box]:
+        """The last box of every live track: where to look for faces in the next frame."""
+        return [track.box for track in self._tracks]
+
+    def reset(self) -> None:
+        """Forget every track; ids keep counting up so old records stay unambiguous."""
+        self._tracks = []
+
+
+def _normalized(scores: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    total = float(scores.sum())
+    if total <= 0.0 or not np.isfinite(total):
+        return np.full(NUM_CLASSES, 1.0 / NUM_CLASSES, np.float32)
+    return (scores / total).astype(np.float32)
+
+
+class FaceFinder:
+    """The boxes to classify in each frame of a video.
+
+    Every ``redetect_every``-th frame (and whenever no face is known, or one was lost) ``detector``
+    scans the whole frame; a known face that scan misses is searched for near its last box. On the
+    other frames each known box is searched for again in a window around it, shrunk so the face is
+    about ``SEARCH_FACE_SIZE`` pixels wide, with ``search_detector`` (by default ``detector``; give
+    it a minimum face size below ``SEARCH_FACE_SIZE``, since the window is shrunk). Boxes narrower
+    than ``min_face_size`` frame pixels are dropped either way. ``redetect_every=1`` scans every
+    frame in full.
+    """
+
+    def __init__(
+        self,
+        detector: FaceDetector,
+        *,
+        redetect_every: int = DEFAULT_REDETECT_EVERY,
+        search_detector: FaceDetector | None = None,
+        min_face_size: int = 0,
+    ) -> None:
+        if redetect_every < 1:
+            raise ValueError(f"redetect_every must be 1 or more frames, got {redetect_every}")
+        self.detector = detector
+        self.search_detector = search_detector if search_detector is not None else detector
+        self.redetect_every = redetect_every
+        self.min_face_size = min_face_size
+        self._frames_since_detection = 0
+        self._lost_face = False
+
+    def find(self, gray_image: npt.NDArray[np.uint8], known_boxes: Sequence[Box]) -> list[Box]:
+        due = self._frames_since_detection + 1 >= self.redetect_every
+        if due or not known_boxes or self._lost_face:
+            self._frames_since_detection = 0
+            self._lost_face = False
+            detected = self._large_enough(self.detector.detect(gray_image))
+            # A known face the full scan missed this time is looked for near where it was.
+            unmatched = [known for known in known_boxes if all(known.iou(box) < 0.3 for box in detected)]
+            return self._merged(detected + self._search_all(gray_image, unmatched, lost_means_rescan=False))
+        self._frames_since_detection += 1
+        return self._merged(self._search_all(gray_image, known_boxes, lost_means_rescan=True))
+
+    def _search_all(
+        self, gray_image: npt.NDArray[np.uint8], known_boxes: Sequence[Box], *, lost_means_rescan: bool
+    ) -> list[Box]:
+        found: list[Box] = []
+        for known in known_boxes:
+            box = self.search_near(gray_image, known)
+            if box is not None:
+                found.append(box)
+            elif lost_means_rescan:
+                self._lost_face = True
+        return self._large_enough(found)
+
+    def search_near(self, gray_image: npt.NDArray[np.uint8], known: Box) -> Box | None:
+        """The face closest to ``known`` in a window around it, or None."""
+        height, width = gray_image.shape[:2]
+        pad_x, pad_y = round(known.width * SEARCH_MARGIN), round(known.height * SEARCH_MARGIN)
+        left, top = max(0, known.x - pad_x), max(0, known.y - pad_y)
+        right = min(width, known.x + known.width + pad_x)
+        bottom = min(height, known.y + known.height + pad_y)
+        if right - left < 16 or bottom - top < 16:
+            return None
+        window = gray_image[top:bottom, left:right]
+        scale = min(1.0, SEARCH_FACE_SIZE / max(1, known.width))
+        if scale < 1.0:
+            window = cv2.resize(window, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        candidates = [
+            Box(
+                left + round(box.x / scale),
+                top + round(box.y / scale),
+                round(box.width / scale),
+                round(box.height / scale),
+            )
+            for box in self.search_detector.detect(window)
+        ]
+        overlapping = [box for box in candidates if box.iou(known) > 0.0]
+        return max(overlapping, key=known.iou) if overlapping else None
+
+    def reset(self) -> None:
+        """Detect on the whole next frame."""
+        self._frames_since_detection = 0
+        self._lost_face = True
+
+    def _large_enough(self, boxes: Sequence[Box]) -> list[Box]:
+        return [box for box in boxes if min(box.width, box.height) >= self.min_face_size]
+
+    @staticmethod
+    def _merged(boxes: list[Box]) -> list[Box]:
+        return sorted(suppress_overlaps(boxes), key=lambda box: (box.x, box.y))

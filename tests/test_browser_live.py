@@ -1,0 +1,185 @@
+"""End to end in headless Chromium: the real app server, a fake camera playing FER2013 faces, the Live
+page's START button, and annotated video plus a live panel coming back.
+
+Also: the server survives the TensorFlow/WebRTC import-order crash whatever page is opened first.
+The tests share one server; the page-order test runs first, on the server's very first page loads.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from browser_support import (
+    AppServer,
+    detectable_faces,
+    drifting_frames,
+    has_non_loopback_address,
+    is_annotated,
+    launch_chromium,
+    require_chromium,
+    running_app,
+    video_stats_script,
+    write_y4m,
+)
+
+pytestmark = pytest.mark.browser
+
+SCREENSHOT_COPY = Path("/tmp/live_e2e.png")
+PAGE_TIMEOUT_MS = 120_000  # the first page that loads the model imports TensorFlow: slow on a busy machine
+
+
+@pytest.fixture(scope="module")
+def chromium_executable() -> str:
+    return require_chromium()
+
+
+@pytest.fixture(scope="module")
+def server(chromium_executable: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
+    folder = tmp_path_factory.mktemp("live_server")
+    runs_dir = folder / "runs"
+    runs_dir.mkdir()
+    with running_app(folder / "server.log", env={"FER_RUNS_DIR": str(runs_dir)}) as app_server:
+        yield app_server
+
+
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as handle:
+        yield handle
+
+
+def wait_for_script(page: Any, timeout_ms: int = PAGE_TIMEOUT_MS) -> None:
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=timeout_ms)
+
+
+def assert_alive(server: AppServer, where: str) -> None:
+    assert server.alive(), f"the server died {where} (exit {server.process.returncode}):\n{server.log_tail()}"
+
+
+def test_server_survives_photos_then_training_then_live(server: AppServer, playwright: Any) -> None:
+    browser = launch_chromium(playwright)
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(f"{server.url}/photos", timeout=PAGE_TIMEOUT_MS)
+        page.get_by_role("heading", name="Photos").first.wait_for(timeout=PAGE_TIMEOUT_MS)
+        wait_for_script(page)
+        assert_alive(server, "after opening Photos")
+        for title in ("Training", "Live"):
+            page.get_by_role("link", name=title, exact=True).first.click()
+            page.get_by_role("heading", name=title).first.wait_for(timeout=PAGE_TIMEOUT_MS)
+            wait_for_script(page)
+            assert_alive(server, f"after opening {title}")
+        start = page.frame_locator('iframe[title*="webrtc_streamer"]').get_by_role(
+            "button", name=re.compile("start", re.I)
+        )
+        start.wait_for(timeout=60_000)
+        assert_alive(server, "after rendering the camera component")
+        assert "Segmentation fault" not in server.log_tail(20_000)
+    finally:
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def fake_camera(fer2013_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    faces = detectable_faces(fer2013_dir, 3)
+    folder = tmp_path_factory.mktemp("camera")
+    return write_y4m(folder / "faces.y4m", drifting_frames(faces, frame_count=45))  # a 3-second loop
+
+
+@pytest.mark.fer2013
+def test_live_page_streams_annotated_video_and_fills_the_panel(
+    server: AppServer, playwright: Any, fake_camera: Path, tmp_path: Path
+) -> None:
+    if not has_non_loopback_address():
+        pytest.skip("WebRTC here needs a non-loopback network address: aioice never offers 127.0.0.1")
+    browser = launch_chromium(playwright, fake_video=fake_camera)
+    try:
+        context = browser.new_context(viewport={"width": 1440, "height": 1000})
+        context.grant_permissions(["camera"], origin=server.url)
+        page = context.new_page()
+        page.goto(f"{server.url}/live", timeout=PAGE_TIMEOUT_MS)
+        page.get_by_role("heading", name="Live").first.wait_for(timeout=PAGE_TIMEOUT_MS)
+        frame = page.frame_locator('iframe[title*="webrtc_streamer"]')
+        frame.get_by_role("button", name=re.compile("start", re.I)).click(timeout=60_000)
+
+        # The panel (refreshed by the page, fed by the frame callback) names the largest face.
+        face_heading = page.get_by_text(re.compile(r"Face #\d+: \w+"))
+        face_heading.first.wait_for(timeout=60_000)
+        first_count = processed_frames(page)
+        deadline = time.monotonic() + 30
+        while processed_frames(page) <= first_count and time.monotonic() < deadline:
+            time.sleep(1)
+        assert processed_frames(page) > first_count, "the frame count did not grow: frames stopped coming"
+        assert page.get_by_text(re.compile(r"\d+(\.\d)? fps")).count() >= 1
+
+        # The component's video element shows the frames the server annotated.
+        stats = wait_for_annotated_video(page)
+        assert (stats["width"], stats["height"]) == (640, 480)
+        assert is_annotated(stats), f"the video came back without annotations: {stats}"
+
+        screenshot = tmp_path / "live_e2e.png"
+        page.screenshot(path=str(screenshot), full_page=True)
+        shutil.copyfile(screenshot, SCREENSHOT_COPY)
+        assert_alive(server, "while streaming")
+        frame.get_by_role("button", name=re.compile("stop", re.I)).click(timeout=30_000)
+    finally:
+        browser.close()
+    assert_alive(server, "after the stream stopped")
+
+
+@pytest.mark.fer2013
+def test_two_tabs_stream_at_once_and_both_get_annotated_video(
+    server: AppServer, playwright: Any, fake_camera: Path
+) -> None:
+    if not has_non_loopback_address():
+        pytest.skip("WebRTC here needs a non-loopback network address: aioice never offers 127.0.0.1")
+    browser = launch_chromium(playwright, fake_video=fake_camera)
+    try:
+        tabs = []
+        for _ in range(2):  # one window each: Chromium throttles the timers of a hidden tab
+            context = browser.new_context(viewport={"width": 1280, "height": 900})
+            context.grant_permissions(["camera"], origin=server.url)
+            tabs.append(context.new_page())
+        for tab in tabs:
+            tab.goto(f"{server.url}/live", timeout=PAGE_TIMEOUT_MS)
+            tab.get_by_role("heading", name="Live").first.wait_for(timeout=PAGE_TIMEOUT_MS)
+            start = tab.frame_locator('iframe[title*="webrtc_streamer"]').get_by_role(
+                "button", name=re.compile("start", re.I)
+            )
+            start.click(timeout=60_000)
+        for tab in tabs:  # each session has its own processor, and its own annotated video back
+            stats = wait_for_annotated_video(tab, timeout_s=60)
+            assert is_annotated(stats), f"a tab's video was not annotated: {stats}"
+        assert_alive(server, "with two streams")
+    finally:
+        browser.close()
+
+
+def processed_frames(page: Any) -> int:
+    text = page.get_by_text(re.compile(r"frames processed this session")).first.inner_text(timeout=30_000)
+    match = re.search(r"([\d,]+) frames processed", text)
+    assert match, text
+    return int(match.group(1).replace(",", ""))
+
+
+def wait_for_annotated_video(page: Any, timeout_s: float = 30.0) -> dict[str, Any]:
+    """The component's video statistics once its frames carry the server's annotations (or the
+    last ones seen when ``timeout_s`` runs out)."""
+    deadline = time.monotonic() + timeout_s
+    stats: dict[str, Any] | None = None
+    while time.monotonic() < deadline:
+        component = next((frame for frame in page.frames if "webrtc_streamer" in frame.url), None)
+        stats = component.evaluate(video_stats_script()) if component is not None else None
+        if is_annotated(stats):
+            break
+        time.sleep(0.5)
+    assert stats is not None, "the video never started playing"
+    return stats

@@ -1,0 +1,223 @@
+"""The Live page through Streamlit's AppTest, with streamlit-webrtc's ``webrtc_streamer`` replaced by
+a fake that can feed frames to the page's callback as the real one would from its worker thread."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import av
+import numpy as np
+import numpy.typing as npt
+import pytest
+import streamlit_webrtc
+from browser_support import detectable_faces, frame_with_faces
+from conftest import PROJECT_ROOT
+from streamlit.testing.v1 import AppTest
+
+import app.models
+from app.live import LiveProcessor
+from fer_core.detect import Box
+from fer_core.labels import EMOTIONS, NUM_CLASSES
+
+PAGE = str(PROJECT_ROOT / "app" / "views" / "live.py")
+FACE_BOX = Box(235, 155, 170, 170)
+
+
+class FakeStreamer:
+    """Stands in for ``webrtc_streamer``: records its arguments, feeds ``frames`` to the callback."""
+
+    def __init__(self, playing: bool = False, frames: list[npt.NDArray[np.uint8]] | None = None) -> None:
+        self.playing = playing
+        self.frames = frames or []
+        self.calls: list[dict[str, Any]] = []
+        self.returned: list[av.VideoFrame] = []
+
+    def __call__(self, key: str, **kwargs: Any) -> SimpleNamespace:
+        self.calls.append({"key": key, **kwargs})
+        callback: Callable[[av.VideoFrame], av.VideoFrame] = kwargs["video_frame_callback"]
+        for bgr_frame in self.frames:
+            self.returned.append(callback(av.VideoFrame.from_ndarray(bgr_frame, format="bgr24")))
+        self.frames = []  # like a camera: each frame arrives once
+        return SimpleNamespace(
+            state=SimpleNamespace(playing=self.playing, signalling=False),
+            video_processor=None,
+            audio_processor=None,
+            video_receiver=None,
+        )
+
+
+class FixedClassifier:
+    def __init__(self, emotion: str = "happy", confidence: float = 0.7) -> None:
+        self.scores = np.full(NUM_CLASSES, (1 - confidence) / (NUM_CLASSES - 1), np.float32)
+        self.scores[EMOTIONS.index(emotion)] = confidence
+
+    def classify_batch(self, gray_faces: npt.NDArray[np.uint8], *, tta: bool = False) -> npt.NDArray[np.float32]:
+        return np.tile(self.scores, (len(gray_faces), 1))
+
+
+@pytest.fixture
+def fake_streamer(monkeypatch: pytest.MonkeyPatch) -> FakeStreamer:
+    streamer = FakeStreamer()
+    monkeypatch.setattr(streamlit_webrtc, "webrtc_streamer", streamer)  # the name the page imports
+    return streamer
+
+
+@pytest.fixture
+def fixed_classifier(monkeypatch: pytest.MonkeyPatch) -> FixedClassifier:
+    classifier = FixedClassifier()
+    monkeypatch.setattr(app.models, "cached_classifier", lambda path, mtime: classifier)
+    return classifier
+
+
+def run_page(timeout: float = 60) -> AppTest:
+    page = AppTest.from_file(PAGE, default_timeout=timeout)
+    page.run()
+    assert not page.exception, page.exception
+    return page
+
+
+def all_text(page: AppTest) -> str:
+    parts = [
+        getattr(element, "value", "")
+        for kind in ("markdown", "caption", "info", "error", "warning")
+        for element in page.get(kind)
+    ]
+    return "\n".join(str(part) for part in parts)
+
+
+def test_page_shows_the_settings_and_waits_for_the_camera(
+    fake_streamer: FakeStreamer, fixed_classifier: FixedClassifier
+) -> None:
+    page = run_page()
+    assert page.title[0].value == "Live"
+    assert str(page.sidebar.selectbox(key="live_model").value).startswith("Current: shipped default")
+    assert page.sidebar.slider(key="live_threshold").value == 40
+    assert page.sidebar.slider(key="live_smoothing").value == pytest.approx(0.6)
+    assert page.sidebar.slider(key="live_min_face").value == 48
+    assert page.sidebar.toggle(key="live_mirror").value is True
+    assert "Press **START**" in all_text(page)
+    [call] = fake_streamer.calls
+    assert call["rtc_configuration"] == {"iceServers": []}  # localhost needs no STUN/TURN
+    assert call["media_stream_constraints"]["audio"] is False
+    assert callable(call["video_frame_callback"])
+    assert page.get("download_button") == []  # nothing to download before a session
+
+
+@pytest.mark.fer2013
+def test_panel_shows_the_largest_face_while_playing(
+    fake_streamer: FakeStreamer, fixed_classifier: FixedClassifier, fer2013_dir: Path
+) -> None:
+    [face] = detectable_faces(fer2013_dir, 1)
+    fake_streamer.playing = True
+    fake_streamer.frames = [frame_with_faces([face], [FACE_BOX], seed=index % 2) for index in range(4)]
+    page = run_page()
+    text = all_text(page)
+    assert "Face #1: happy" in text
+    assert "Streaming · 4 frames processed" in text
+    assert [metric.label for metric in page.metric] == ["Faces", "Frame rate", "Processing"]
+    assert page.metric[0].value == "1"
+    assert len(page.get("plotly_chart")) == 2  # probabilities and timeline
+    assert all(returned.width == 640 for returned in fake_streamer.returned)
+    assert [getattr(button, "label", None) for button in page.get("download_button")] == ["Download session (CSV)"]
+
+
+def test_clear_results_empties_the_panel(fake_streamer: FakeStreamer, fixed_classifier: FixedClassifier) -> None:
+    fake_streamer.frames = [np.zeros((480, 640, 3), np.uint8)]
+    page = run_page()
+    assert "frames processed" in all_text(page)
+    page.button(key="live_clear").click().run()
+    assert not page.exception
+    assert "Press **START**" in all_text(page)
+
+
+@pytest.mark.fer2013
+def test_a_face_below_the_threshold_is_called_uncertain_with_its_best_guess(
+    fake_streamer: FakeStreamer, monkeypatch: pytest.MonkeyPatch, fer2013_dir: Path
+) -> None:
+    monkeypatch.setattr(app.models, "cached_classifier", lambda path, mtime: FixedClassifier("sad", 0.3))
+    [face] = detectable_faces(fer2013_dir, 1)
+    fake_streamer.playing = True
+    fake_streamer.frames = [frame_with_faces([face], [FACE_BOX])]
+    page = run_page()
+    assert "Face #1: uncertain** (most likely sad, 30%)" in all_text(page)
+
+
+def test_settings_reach_this_sessions_processor(fake_streamer: FakeStreamer, fixed_classifier: FixedClassifier) -> None:
+    page = run_page()
+    page.sidebar.slider(key="live_threshold").set_value(70)
+    page.sidebar.slider(key="live_smoothing").set_value(0.2)
+    page.sidebar.slider(key="live_min_face").set_value(96)
+    page.sidebar.toggle(key="live_mirror").set_value(False)
+    page.run()
+    assert not page.exception
+    processor: LiveProcessor = page.session_state["live_processor"]
+    settings = processor.settings
+    assert (settings.threshold, settings.smoothing, settings.min_face_size, settings.mirror) == (0.7, 0.2, 96, False)
+    assert processor.classifier is fixed_classifier
+    assert fake_streamer.calls[-1]["video_frame_callback"] == processor.video_frame_callback
+
+
+def test_each_browser_session_gets_its_own_processor_sharing_one_model(
+    fake_streamer: FakeStreamer, fixed_classifier: FixedClassifier
+) -> None:
+    first, second = run_page(), run_page()
+    first_processor, second_processor = first.session_state["live_processor"], second.session_state["live_processor"]
+    assert first_processor is not second_processor
+    assert first_processor.classifier is second_processor.classifier is fixed_classifier
+
+
+def test_processing_errors_show_in_the_panel(
+    fake_streamer: FakeStreamer, fixed_classifier: FixedClassifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(LiveProcessor, "process", _raise)
+    fake_streamer.playing = True
+    fake_streamer.frames = [np.zeros((480, 640, 3), np.uint8)]
+    page = run_page()
+    assert "Frames could not be processed" in page.error[0].value
+    assert fake_streamer.returned and fake_streamer.returned[0].width == 640  # the frame, unannotated
+
+
+def test_a_bad_ice_server_setting_warns_and_falls_back_to_none(
+    fake_streamer: FakeStreamer, fixed_classifier: FixedClassifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FER_ICE_SERVERS", "not json")
+    page = run_page()
+    assert "FER_ICE_SERVERS is not valid JSON" in page.warning[0].value
+    assert fake_streamer.calls[-1]["rtc_configuration"] == {"iceServers": []}
+
+
+def test_ice_servers_from_the_environment_reach_the_streamer(
+    fake_streamer: FakeStreamer, fixed_classifier: FixedClassifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FER_ICE_SERVERS", '[{"urls": ["stun:stun.example.org:3478"]}]')
+    run_page()
+    assert fake_streamer.calls[-1]["rtc_configuration"] == {"iceServers": [{"urls": ["stun:stun.example.org:3478"]}]}
+
+
+def test_a_missing_model_stops_the_page_with_an_error(
+    fake_streamer: FakeStreamer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fer_core.errors import ModelLoadError
+
+    def no_model(path: str, mtime: float) -> None:
+        raise ModelLoadError("the file is damaged")
+
+    monkeypatch.setattr(app.models, "cached_classifier", no_model)
+    page = run_page()
+    assert "Could not load the model" in page.error[0].value
+    assert fake_streamer.calls == []
+
+
+@pytest.mark.slow
+def test_page_runs_with_the_real_model(fake_streamer: FakeStreamer) -> None:
+    page = run_page(timeout=180)
+    processor: LiveProcessor = page.session_state["live_processor"]
+    assert type(processor.classifier).__name__ == "EmotionClassifier"
+    assert "Model:" in all_text(page)
+
+
+def _raise(self: LiveProcessor, bgr_frame: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    raise RuntimeError("the model is broken")
