@@ -15,6 +15,8 @@ from fer_core.errors import FerError
 from fer_core.settings import allowed_data_roots, fer2013_location, is_allowed_data_path
 
 SOURCE_KEY = "data_source"
+THRESHOLD_KEY = "confidence_threshold"  # percent; shared by Photos and Live
+DEFAULT_THRESHOLD_PERCENT = 40
 DEMO_LABEL = "Demo set (synthetic, built in)"
 OTHER_LABEL = "Another location..."
 
@@ -97,3 +99,27 @@ def synthetic_banner(dataset: FaceDataset) -> None:
             "`msambare/fer2013` folders or the original `fer2013.csv`) to see real data.",
             icon=":material/info:",
         )
+
+
+def confidence_threshold_ui(widget_key: str) -> float:
+    """The confidence threshold, one setting for the session: set on Photos, it applies on Live too.
+
+    The value lives under a plain session key. Each page has its own slider (``widget_key``), seeded
+    from that value whenever the page shows it afresh: Streamlit drops a widget's state when a page
+    without it runs, and one widget key shared by two pages resets when switching straight between
+    them. Returns a probability (0-1).
+    """
+    if widget_key not in st.session_state:
+        st.session_state[widget_key] = st.session_state.get(THRESHOLD_KEY, DEFAULT_THRESHOLD_PERCENT)
+    percent = st.slider(
+        "Confidence threshold",
+        min_value=0,
+        max_value=100,
+        step=5,
+        format="%d%%",
+        key=widget_key,
+        help='A face whose most likely emotion is below this probability is labelled "uncertain". '
+        "The same setting applies on the Photos and Live pages.",
+    )
+    st.session_state[THRESHOLD_KEY] = percent
+    return percent / 100

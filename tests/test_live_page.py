@@ -221,3 +221,15 @@ def test_page_runs_with_the_real_model(fake_streamer: FakeStreamer) -> None:
 
 def _raise(self: LiveProcessor, bgr_frame: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
     raise RuntimeError("the model is broken")
+
+
+def test_the_confidence_threshold_set_on_photos_applies_on_live(
+    fake_streamer: FakeStreamer, fixed_classifier: FixedClassifier
+) -> None:
+    app_test = AppTest.from_file(str(PROJECT_ROOT / "app" / "main.py"), default_timeout=120).run()
+    app_test.switch_page("views/photos.py").run()
+    app_test.sidebar.slider(key="photos_threshold").set_value(75).run()
+    app_test.switch_page("views/live.py").run()
+    assert not app_test.exception, app_test.exception
+    assert app_test.sidebar.slider(key="live_threshold").value == 75
+    assert app_test.session_state["confidence_threshold"] == 75

@@ -27,6 +27,7 @@ from app.live import (
     timeline_figure,
 )
 from app.models import cached_classifier, current_model, model_caption
+from app.state import confidence_threshold_ui
 from fer_core.errors import FerError
 from fer_core.inference import UNCERTAIN, describe_model, resolve_model_path
 from fer_core.labels import EMOTIONS
@@ -80,16 +81,7 @@ def settings_ui() -> tuple[Path, LiveSettings]:
             key="live_model",
             help="The current model is the one promoted on the Training page, else the shipped default.",
         )
-        threshold = st.slider(
-            "Confidence threshold",
-            min_value=0,
-            max_value=100,
-            value=40,
-            step=5,
-            format="%d%%",
-            key="live_threshold",
-            help='A face whose most likely emotion is below this probability is labelled "uncertain".',
-        )
+        threshold = confidence_threshold_ui("live_threshold")
         smoothing = st.slider(
             "Smoothing",
             min_value=0.0,
@@ -111,7 +103,7 @@ def settings_ui() -> tuple[Path, LiveSettings]:
             help="Faces narrower than this, in camera pixels, are ignored. Larger values also make detection faster.",
         )
         mirror = st.toggle("Mirror view", value=True, key="live_mirror", help="Flip the video left to right.")
-    settings = LiveSettings(min_face_size=min_face_size, smoothing=smoothing, threshold=threshold / 100, mirror=mirror)
+    settings = LiveSettings(min_face_size=min_face_size, smoothing=smoothing, threshold=threshold, mirror=mirror)
     return choices[choice], settings
 
 

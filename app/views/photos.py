@@ -22,6 +22,7 @@ import streamlit as st
 
 from app.charts.predictions import probability_chart
 from app.models import current_model_ui, predictor_or_stop
+from app.state import confidence_threshold_ui
 from fer_core.draw import draw_predictions, face_caption, scale_predictions
 from fer_core.errors import InvalidImageError
 from fer_core.images import MAX_BYTES, MAX_PIXELS, decode_image, encode_png
@@ -68,16 +69,7 @@ class PhotoSettings(NamedTuple):
 def settings_ui() -> PhotoSettings:
     with st.sidebar:
         st.subheader("Photos")
-        threshold = st.slider(
-            "Confidence threshold",
-            min_value=0,
-            max_value=100,
-            value=40,
-            step=5,
-            format="%d%%",
-            key="photos_threshold",
-            help='A face whose most likely emotion is below this probability is labelled "uncertain".',
-        )
+        threshold = confidence_threshold_ui("photos_threshold")
         min_face_size = st.slider(
             "Smallest face (pixels)",
             min_value=20,
@@ -101,7 +93,7 @@ def settings_ui() -> PhotoSettings:
             key="photos_tta",
             help="Test-time augmentation: classify each face and its mirror image and average the two.",
         )
-    return PhotoSettings(threshold / 100, min_face_size, include_profiles, tta)
+    return PhotoSettings(threshold, min_face_size, include_profiles, tta)
 
 
 def photos_ui() -> list[UploadedPhoto]:
