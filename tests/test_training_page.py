@@ -60,14 +60,15 @@ def all_text(at: AppTest) -> str:
 @pytest.mark.slow
 def test_page_trains_a_short_run_shows_it_growing_and_promotes_it(isolated_runs_dir: Path) -> None:
     at = open_page()
-    at.selectbox(key="train_arch").set_value("tiny")
-    at.number_input(key="train_epochs").set_value(4)
+    # Long enough (several seconds) for the page to be seen mid-run on a fast, quiet machine too.
+    at.selectbox(key="train_arch").set_value("fernet")
+    at.number_input(key="train_epochs").set_value(6)
     at.selectbox(key="train_batch_size").set_value(32)
-    at.number_input(key="train_max_steps").set_value(6)
+    at.number_input(key="train_max_steps").set_value(8)
     at.button(key="train_start").click().run()
     assert not at.exception, at.exception
     (run,) = runs.list_runs(isolated_runs_dir)
-    assert run.config()["settings"]["max_steps_per_epoch"] == 6
+    assert run.config()["settings"]["max_steps_per_epoch"] == 8
 
     observed: list[tuple[str, int]] = []
     deadline = time.monotonic() + 150
