@@ -19,7 +19,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from fer_core.settings import PROJECT_ROOT
@@ -27,11 +26,6 @@ from training import runs
 from training.config import TrainConfig
 
 LAUNCH_LOCK = ".launch.lock"
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
 
 
 class TrainingBusyError(ValueError):
@@ -47,19 +41,10 @@ class TrainingBusyError(ValueError):
         self.run = run
 
 
-@contextlib.contextmanager
-def _launch_lock(runs_dir: Path) -> Iterator[None]:
+def _launch_lock(runs_dir: Path) -> contextlib.AbstractContextManager[None]:
     """Two clicks on Start in two tabs at the same moment: only one finds the runs folder idle."""
     runs_dir.mkdir(parents=True, exist_ok=True)
-    if fcntl is None:  # pragma: no cover
-        yield
-        return
-    with open(runs_dir / LAUNCH_LOCK, "a+b") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return runs.file_lock(runs_dir / LAUNCH_LOCK)
 
 
 def trainer_environment() -> dict[str, str]:

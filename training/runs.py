@@ -67,17 +67,22 @@ def read_json(path: Path) -> Any:
 
 
 @contextlib.contextmanager
-def status_lock(run_dir: Path) -> Iterator[None]:
-    """Serialise read-modify-write of status.json between processes (the launcher and the trainer)."""
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock between processes, held on ``path`` (created if missing) for the block."""
     if fcntl is None:  # pragma: no cover
         yield
         return
-    with open(run_dir / STATUS_LOCK, "a+b") as handle:
+    with open(path, "a+b") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def status_lock(run_dir: Path) -> contextlib.AbstractContextManager[None]:
+    """Serialise read-modify-write of status.json between processes (the launcher and the trainer)."""
+    return file_lock(run_dir / STATUS_LOCK)
 
 
 def update_status(run_dir: Path, **changes: Any) -> dict[str, Any]:
