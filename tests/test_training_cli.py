@@ -124,6 +124,54 @@ def test_evaluate_a_missing_split_is_a_clear_error(finished_run: runs.Run, capsy
     assert "has no 'val' split" in capsys.readouterr().err
 
 
+def test_init_from_starts_a_run_from_another_runs_weights(finished_run: runs.Run) -> None:
+    import keras
+    import numpy as np
+
+    from fer_core.models import build_model
+
+    model = build_model("tiny")
+    trainer.load_initial_weights(model, finished_run.path)  # a run folder: its exported model
+    exported = keras.models.load_model(finished_run.path / runs.EXPORTED_MODEL, compile=False)
+    for copied, original in zip(model.get_weights(), exported.get_weights(), strict=True):
+        np.testing.assert_array_equal(copied, original)
+
+
+def test_init_from_another_architecture_or_nothing_is_a_clear_error(
+    finished_run: runs.Run, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fer_core.models import build_model
+
+    with pytest.raises(ValueError, match="does not match the architecture"):
+        trainer.load_initial_weights(build_model("fernet"), finished_run.path / runs.EXPORTED_MODEL)
+    code = cli.main(
+        ["train", *TINY, "--epochs", "1", "--init-from", str(tmp_path / "missing.keras"), "--run-dir", str(tmp_path)]
+    )
+    assert code == cli.EXIT_USAGE
+    assert "no model to start from" in capsys.readouterr().err
+    (run,) = runs.list_runs(tmp_path)
+    assert run.status()["state"] == "failed"  # the run folder says why, as for any failed run
+
+
+def test_train_with_init_from_loads_the_weights_and_records_the_source(
+    finished_run: runs.Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loaded: list[str] = []
+    load_initial_weights = trainer.load_initial_weights
+
+    def spy(model: Any, source: str) -> None:
+        load_initial_weights(model, source)
+        loaded.append(source)
+
+    monkeypatch.setattr(trainer, "load_initial_weights", spy)
+    arguments = ["train", *TINY, "--epochs", "1", "--max-steps-per-epoch", "2", "--run-dir", str(tmp_path)]
+    assert cli.main([*arguments, "--init-from", str(finished_run.path)]) == 0
+    assert loaded == [str(finished_run.path)]
+    (run,) = runs.list_runs(tmp_path)
+    assert run.config()["settings"]["init_from"] == str(finished_run.path)
+    assert run.status()["state"] == "finished"
+
+
 def test_stop_flag_ends_the_run_and_resume_continues_it(
     isolated_runs_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -57,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--precision", choices=["auto", "float32", "mixed_bfloat16", "mixed_float16"], help="default auto"
     )
     train.add_argument("--max-steps-per-epoch", type=int, help="cap steps per epoch (quick trials)")
+    train.add_argument(
+        "--init-from",
+        help="start from the weights of this .keras model or run folder (same architecture): fine-tuning",
+    )
     # The launcher creates the run folder first (so the page knows it at once) and hands it over here;
     # the settings then come from that folder's config.json.
     train.add_argument("--into", type=Path, help=argparse.SUPPRESS)

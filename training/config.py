@@ -30,6 +30,7 @@ class TrainConfig:
     strategy: str = "default"  # "default" or "mirrored"
     precision: str = "auto"  # "auto", "float32", "mixed_bfloat16" or "mixed_float16"
     max_steps_per_epoch: int = 0  # 0: the whole train split every epoch (tests use small values)
+    init_from: str = ""  # a .keras model of the same architecture whose weights the run starts from
 
     def __post_init__(self) -> None:
         if self.epochs < 1:

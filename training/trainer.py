@@ -404,6 +404,9 @@ def _train(config: TrainConfig, run_dir: Path, *, resume: bool) -> None:
             model = keras.models.load_model(run_dir / runs.LAST_CHECKPOINT)
         else:
             model = build_model(config.arch)
+            if config.init_from:
+                runs.update_status(run_dir, phase="loading initial weights")
+                load_initial_weights(model, config.init_from)
             model.compile(
                 optimizer=_optimizer(config, steps_per_epoch),
                 loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
@@ -479,6 +482,31 @@ def _finish(run_dir: Path, dataset: FaceDataset, config: TrainConfig) -> None:
     runs.write_json(run_dir / runs.METRICS_FILE, report)
     save_misclassified(run_dir, held_out, probabilities)
     runs.update_status(run_dir, state="finished", phase=None, finished_at=time.time(), test_accuracy=report["accuracy"])
+
+
+def load_initial_weights(model: Any, source: str | Path) -> None:
+    """Copy the weights of the model at ``source`` (a ``.keras`` file, or a run folder: its exported
+    model, else its best checkpoint) into ``model``, which must have the same architecture."""
+    import keras
+
+    path = Path(source)
+    if path.is_dir():
+        candidates = [path / runs.EXPORTED_MODEL, path / runs.BEST_CHECKPOINT]
+        path = next((candidate for candidate in candidates if candidate.is_file()), candidates[0])
+    if not path.is_file():
+        raise FileNotFoundError(f"no model to start from at {source}")
+    try:
+        initial = keras.models.load_model(path, compile=False)
+    except Exception as error:
+        raise ValueError(f"could not load {path} to start from: {error}") from error
+    weights = initial.get_weights()
+    expected = [tuple(weight.shape) for weight in model.get_weights()]
+    if [tuple(weight.shape) for weight in weights] != expected:
+        raise ValueError(
+            f"{path} ({initial.name}, {initial.count_params():,} parameters) does not match the architecture "
+            f"being trained ({model.name}, {model.count_params():,} parameters); --init-from needs the same one"
+        )
+    model.set_weights(weights)
 
 
 def export_model(checkpoint: Path, destination: Path, arch: str) -> None:
