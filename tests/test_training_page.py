@@ -14,6 +14,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from fer_core.labels import EMOTIONS
+from fer_core.settings import SHIPPED_MODEL_PATH
 from training import runs
 from training.config import TrainConfig
 from training.trainer import create_run
@@ -65,10 +66,12 @@ def test_page_trains_a_short_run_shows_it_growing_and_promotes_it(isolated_runs_
     at.number_input(key="train_epochs").set_value(6)
     at.selectbox(key="train_batch_size").set_value(32)
     at.number_input(key="train_max_steps").set_value(8)
+    at.selectbox(key="train_init_from").set_value("Shipped default model")  # fine-tune the shipped model
     at.button(key="train_start").click().run()
     assert not at.exception, at.exception
     (run,) = runs.list_runs(isolated_runs_dir)
     assert run.config()["settings"]["max_steps_per_epoch"] == 8
+    assert run.config()["settings"]["init_from"] == str(SHIPPED_MODEL_PATH)
 
     observed: list[tuple[str, int]] = []
     deadline = time.monotonic() + 150
@@ -91,6 +94,7 @@ def test_page_trains_a_short_run_shows_it_growing_and_promotes_it(isolated_runs_
     assert list(table["Run"]) == [run.name] and "finished" in table["Status"][0]
     assert point_count(chart_spec(at, "confusion")) > 0
     assert not at.button(key="train_start").disabled
+    assert f"Run {run.name}" in at.selectbox(key="train_init_from").options  # later runs may start from it
 
     at.button(key=f"promote-{run.name}").click().run()
     assert not at.exception, at.exception
@@ -123,6 +127,14 @@ def test_a_failed_run_shows_its_error_and_no_traceback(isolated_runs_dir: Path) 
     assert any("This run failed: DatasetError: /data/fer2013 does not exist" in element.value for element in at.error)
     assert "Traceback" not in all_text(at)
     assert not at.exception
+
+
+def test_only_models_of_the_chosen_architecture_are_offered_to_start_from() -> None:
+    at = open_page()
+    at.selectbox(key="train_arch").set_value("fernet").run()
+    assert at.selectbox(key="train_init_from").options == ["Random weights", "Shipped default model"]
+    at.selectbox(key="train_arch").set_value("tiny").run()
+    assert at.selectbox(key="train_init_from").options == ["Random weights"]  # the shipped model is a fernet
 
 
 def test_empty_runs_folder_invites_a_first_run() -> None:

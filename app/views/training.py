@@ -18,9 +18,10 @@ import streamlit as st
 from app.charts.training import compare_runs_figure, confusion_figure, learning_curves_figure, per_class_f1_figure
 from app.state import cached_dataset, data_source_ui
 from fer_core.errors import FerError
+from fer_core.inference import describe_model
 from fer_core.labels import EMOTIONS
 from fer_core.models import architectures
-from fer_core.settings import default_runs_dir
+from fer_core.settings import SHIPPED_MODEL_PATH, default_runs_dir
 from training import launcher, promote, runs
 from training.config import ARCH_LEARNING_RATES, TrainConfig
 
@@ -101,6 +102,22 @@ def settings_caption(settings: dict[str, Any], status: dict[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------- new run
+
+
+RANDOM_START = "Random weights"
+
+
+def start_choices(arch: str, runs_dir: Path) -> dict[str, str]:
+    """Models a new ``arch`` run may start from: random weights, the shipped default and every run
+    of the same architecture that has saved a model (label -> path, "" for random)."""
+    choices = {RANDOM_START: ""}
+    if SHIPPED_MODEL_PATH.is_file() and describe_model(SHIPPED_MODEL_PATH).details.get("arch") == arch:
+        choices["Shipped default model"] = str(SHIPPED_MODEL_PATH)
+    for run in runs.list_runs(runs_dir):  # newest first
+        model_path = run.model_path()
+        if model_path is not None and (run.config().get("settings") or {}).get("arch") == arch:
+            choices[f"Run {run.name}"] = str(model_path)
+    return choices
 
 
 def new_run_ui(source: str, busy: runs.Run | None) -> None:
@@ -204,6 +221,14 @@ def new_run_ui(source: str, busy: runs.Run | None) -> None:
             key="train_strategy",
             format_func=lambda name: {"default": "one device", "mirrored": "all devices (MirroredStrategy)"}[name],
         )
+        starts = start_choices(arch, default_runs_dir())
+        start_from = st.selectbox(
+            "Start from",
+            list(starts),
+            key="train_init_from",
+            help="Fine-tune: begin with the weights of a trained model of the same architecture instead of "
+            "random ones (with a lower learning rate, e.g. a third of the default).",
+        )
 
     if busy is not None:
         st.info(f"Run **{busy.name}** is training. One training at a time: stop it or wait for it to finish.")
@@ -234,6 +259,7 @@ def new_run_ui(source: str, busy: runs.Run | None) -> None:
             strategy=str(strategy),
             precision=str(precision),
             max_steps_per_epoch=int(max_steps),
+            init_from=starts.get(str(start_from), ""),
         )
         run = launcher.start_training(config)
     except launcher.TrainingBusyError as error:
