@@ -47,7 +47,7 @@ async def query_consent(connection: Any) -> None:
         while True:
             await asyncio.sleep(ice.CONSENT_INTERVAL * (0.8 + 0.4 * random.random()))
             if time.monotonic() - last_answer > CONSENT_TIMEOUT_S:
-                LOGGER.info("ICE consent expired: no answer to consent checks for %.0f s", CONSENT_TIMEOUT_S)
+                LOGGER.warning("ICE consent expired: no answer to consent checks for %.0f s", CONSENT_TIMEOUT_S)
                 connection._query_consent_task = None  # close() must not cancel the task running it
                 await connection.close()
                 return
