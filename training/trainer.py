@@ -489,11 +489,9 @@ def load_initial_weights(model: Any, source: str | Path) -> None:
     model, else its best checkpoint) into ``model``, which must have the same architecture."""
     import keras
 
-    path = Path(source)
-    if path.is_dir():
-        candidates = [path / runs.EXPORTED_MODEL, path / runs.BEST_CHECKPOINT]
-        path = next((candidate for candidate in candidates if candidate.is_file()), candidates[0])
-    if not path.is_file():
+    given = Path(source)
+    path = runs.Run(given).model_path() if given.is_dir() else given
+    if path is None or not path.is_file():
         raise FileNotFoundError(f"no model to start from at {source}")
     try:
         initial = keras.models.load_model(path, compile=False)

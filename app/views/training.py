@@ -227,7 +227,7 @@ def new_run_ui(source: str, busy: runs.Run | None) -> None:
             list(starts),
             key="train_init_from",
             help="Fine-tune: begin with the weights of a trained model of the same architecture instead of "
-            "random ones (with a lower learning rate, e.g. a third of the default).",
+            "random ones (with a lower learning rate, e.g. half the default).",
         )
 
     if busy is not None:
