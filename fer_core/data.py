@@ -287,7 +287,8 @@ def load_csv(path: str | os.PathLike[str]) -> FaceDataset:
     splits: list[str] = []
     source_ids: list[str] = []
     bad_rows: list[str] = []
-    with csv_path.open(newline="", encoding="utf-8-sig") as handle:
+    # A stray non-UTF-8 byte becomes U+FFFD, so its row is reported as malformed instead of ending the load.
+    with csv_path.open(newline="", encoding="utf-8-sig", errors="replace") as handle:
         reader = csv.DictReader(handle)
         columns = {name.strip().lower(): name for name in reader.fieldnames or []}
         missing = [name for name in ("emotion", "pixels") if name not in columns]
@@ -295,18 +296,21 @@ def load_csv(path: str | os.PathLike[str]) -> FaceDataset:
             found = ", ".join(reader.fieldnames or []) or "nothing"
             raise DatasetError(f"{csv_path.name} lacks the column(s) {', '.join(missing)} (found: {found})")
         usage_column = columns.get("usage")
-        for row in reader:
-            line = reader.line_num
-            try:
-                label, image = _parse_row(row[columns["emotion"]], row[columns["pixels"]])
-            except ValueError as error:
-                bad_rows.append(f"line {line}: {error}")
-                continue
-            usage = (row.get(usage_column) or "Training").strip() if usage_column else "Training"
-            images.append(image)
-            labels.append(label)
-            splits.append(CSV_USAGE_SPLITS.get(usage, normalize_split(usage)))
-            source_ids.append(f"{csv_path.name}:{line}")
+        try:
+            for row in reader:
+                line = reader.line_num
+                try:
+                    label, image = _parse_row(row[columns["emotion"]], row[columns["pixels"]])
+                except ValueError as error:
+                    bad_rows.append(f"line {line}: {error}")
+                    continue
+                usage = (row.get(usage_column) or "Training").strip() if usage_column else "Training"
+                images.append(image)
+                labels.append(label)
+                splits.append(CSV_USAGE_SPLITS.get(usage, normalize_split(usage)))
+                source_ids.append(f"{csv_path.name}:{line}")
+        except csv.Error as error:  # e.g. an unclosed quote that swallows the rest of the file
+            raise DatasetError(f"{csv_path.name} is not readable as CSV near line {reader.line_num}: {error}") from None
     if not images:
         raise DatasetError(f"{csv_path.name} has no valid rows ({len(bad_rows)} malformed)")
     return FaceDataset(
@@ -328,7 +332,7 @@ def _parse_row(emotion: str | None, pixels: str | None) -> tuple[int, npt.NDArra
         raise ValueError(f"emotion {label} is outside 0-{len(EMOTIONS) - 1}")
     try:
         values = np.array((pixels or "").split(), dtype=np.int64)
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: a value too large for int64
         raise ValueError("pixels are not all integers") from None
     if values.size != _PIXELS_PER_FACE:
         raise ValueError(f"{values.size} pixel values, expected {_PIXELS_PER_FACE}")

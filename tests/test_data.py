@@ -244,6 +244,7 @@ def test_a_csv_with_no_valid_rows_raises(tmp_path: Path) -> None:
         ("3", " ".join(["7"] * 2303 + ["256"]), "outside 0-255"),
         ("9", " ".join(["7"] * 2304), "emotion 9 is outside 0-6"),
         ("happy", " ".join(["7"] * 2304), "not an integer"),
+        ("3", " ".join(["7"] * 2303 + ["9" * 30]), "not all integers"),  # too large even for int64
     ],
 )
 def test_malformed_csv_rows_are_skipped_with_their_line_number(
@@ -265,6 +266,27 @@ def test_malformed_csv_rows_are_skipped_with_their_line_number(
     assert len(dataset.report.bad_rows) == 1
     assert dataset.report.bad_rows[0].startswith("line 3: ")  # the header is line 1
     assert reason in dataset.report.bad_rows[0]
+
+
+def test_a_row_with_a_byte_that_is_not_utf8_is_skipped_not_fatal(tmp_path: Path) -> None:
+    good = random_faces(2)
+    text = "emotion,pixels,Usage\n"
+    text += f"0,{pixels_text(good[0])},Training\n"
+    text += "3,7 7 \udcff 7,Training\n"  # the stray byte, written below as raw 0xFF
+    text += f"5,{pixels_text(good[1])},PublicTest\n"
+    (tmp_path / "faces.csv").write_bytes(text.encode("utf-8", "surrogateescape"))
+
+    dataset = load(tmp_path / "faces.csv", tmp_path)
+
+    assert dataset.labels.tolist() == [0, 5] and np.array_equal(dataset.images, good)
+    assert len(dataset.report.bad_rows) == 1 and dataset.report.bad_rows[0].startswith("line 3: ")
+
+
+def test_an_unclosed_quote_is_a_clear_error(tmp_path: Path) -> None:
+    text = "emotion,pixels,Usage\n" + '3,"7 7 7,Training\n' + ("7 " * 70_000) + "\n"
+    (tmp_path / "faces.csv").write_text(text)
+    with pytest.raises(DatasetError, match=r"faces\.csv is not readable as CSV near line \d+"):
+        load(tmp_path / "faces.csv", tmp_path)
 
 
 def test_csv_and_folders_holding_the_same_faces_load_identically(tmp_path: Path) -> None:
