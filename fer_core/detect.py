@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from fer_core.errors import ModelLoadError
+from fer_core.images import rescale
 
 FRONTAL_CASCADE = "haarcascade_frontalface_default.xml"
 PROFILE_CASCADE = "haarcascade_profileface.xml"
@@ -94,11 +95,7 @@ class HaarFaceDetector:
     def detect(self, gray_image: npt.NDArray[np.uint8]) -> list[Box]:
         height, width = gray_image.shape[:2]
         scale = min(1.0, self.max_side / max(height, width))
-        small = (
-            gray_image
-            if scale == 1.0
-            else cv2.resize(gray_image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        )
+        small = gray_image if scale == 1.0 else rescale(gray_image, scale)
         small = cv2.equalizeHist(small)
         min_size = max(12, round(self.min_face_size * scale))
         boxes = self._scan(self._frontal, small, min_size)

@@ -24,6 +24,17 @@ MAX_PIXELS = 40_000_000  # 40 megapixels: larger images are refused before decod
 MAX_BYTES = 50 * 1024 * 1024
 
 
+def rescale(image: npt.NDArray[np.uint8], scale: float, interpolation: int = cv2.INTER_AREA) -> npt.NDArray[np.uint8]:
+    """``image`` resized by ``scale``, every side at least one pixel.
+
+    ``cv2.resize(image, None, fx=scale, fy=scale)`` rounds the short side of a very thin image (a
+    3000 x 1 banner, say) down to zero and fails; this never does.
+    """
+    height, width = image.shape[:2]
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(image, size, interpolation=interpolation)
+
+
 def decode_image(data: bytes) -> npt.NDArray[np.uint8]:
     """Decode image bytes into a BGR uint8 array of shape (H, W, 3).
 

@@ -24,11 +24,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-import cv2
 import numpy as np
 import numpy.typing as npt
 
 from fer_core.detect import Box, FaceDetector, suppress_overlaps
+from fer_core.images import rescale
 from fer_core.labels import EMOTIONS, NUM_CLASSES
 
 DEFAULT_SMOOTHING = 0.6  # weight of the past in the moving average: 0 = no smoothing
@@ -271,7 +271,7 @@ class FaceFinder:
         window = gray_image[top:bottom, left:right]
         scale = min(1.0, SEARCH_FACE_SIZE / max(1, known.width))
         if scale < 1.0:
-            window = cv2.resize(window, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            window = rescale(window, scale)
         candidates = [
             Box(
                 left + round(box.x / scale),

@@ -41,6 +41,12 @@ def test_tiny_image_is_not_an_error() -> None:
     assert HaarFaceDetector().detect(np.full((5, 7), 200, np.uint8)) == []
 
 
+@pytest.mark.parametrize("shape", [(1, 3000), (3000, 1), (2, 6000)])
+def test_a_very_thin_image_is_not_an_error(shape: tuple[int, int]) -> None:
+    # Scaled to max_side, the short side rounds to zero: cv2.resize would fail on it.
+    assert HaarFaceDetector(max_side=1280).detect(np.full(shape, 200, np.uint8)) == []
+
+
 @pytest.mark.fer2013
 def test_pasted_fer2013_faces_are_found_where_they_are(found_faces) -> None:
     bgr_image, boxes = group_photo(found_faces)

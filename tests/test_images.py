@@ -11,7 +11,7 @@ import pytest
 from photo_samples import encode, jpeg_with_orientation, pil_bytes, png_claiming_size
 
 from fer_core.errors import InvalidImageError
-from fer_core.images import MAX_PIXELS, decode_image, encode_png, read_image
+from fer_core.images import MAX_PIXELS, decode_image, encode_png, read_image, rescale
 
 
 def gradient_image(height: int = 60, width: int = 80) -> np.ndarray:
@@ -123,3 +123,9 @@ def test_file_extension_does_not_matter(tmp_path) -> None:
 def test_missing_file_is_an_invalid_image(tmp_path) -> None:
     with pytest.raises(InvalidImageError, match="does not exist"):
         read_image(tmp_path / "nowhere.png")
+
+
+def test_rescale_keeps_every_side_at_least_one_pixel() -> None:
+    assert rescale(np.zeros((1, 3000, 3), np.uint8), 0.1).shape == (1, 300, 3)
+    assert rescale(np.zeros((3000, 2), np.uint8), 0.01).shape == (30, 1)
+    assert rescale(gradient_image(60, 80), 0.5).shape == (30, 40, 3)

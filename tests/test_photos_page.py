@@ -186,6 +186,14 @@ def test_a_large_image_with_no_face_offers_whole_image_classification(promoted) 
     assert len(face_tables(at)[0]) == 1
 
 
+def test_a_very_thin_image_is_shown_not_a_traceback(promoted) -> None:
+    banner = np.full((2, 4000, 3), 180, np.uint8)  # its short side rounds to 0 when scaled for detection
+    at = upload(run_page(), [("banner.png", encode(banner))])
+    assert not at.exception, at.exception
+    assert photo_headings(at) == ["banner.png"] and not at.error
+    assert "No face found" in at.warning[0].value
+
+
 def test_camera_photo_is_processed(promoted, group) -> None:
     at = run_page()
     at.button_group(key="photos_source").set_value("Camera").run()

@@ -25,12 +25,14 @@ from app.models import current_model_ui, predictor_or_stop
 from app.state import confidence_threshold_ui
 from fer_core.draw import draw_predictions, face_caption, scale_predictions
 from fer_core.errors import InvalidImageError
-from fer_core.images import MAX_BYTES, MAX_PIXELS, decode_image, encode_png
+from fer_core.images import MAX_BYTES, MAX_PIXELS, decode_image, encode_png, rescale
 from fer_core.inference import FacePrediction, Predictor
 from fer_core.labels import EMOTIONS
 
 IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp"]
-DISPLAY_MAX_SIDE = 1600  # what the browser gets; the PNG download keeps the full resolution
+# What the browser gets (the PNG download keeps the full resolution): no wider than st.image's widest
+# (1,460 px), so Streamlit never resizes it again; its resize floors a thin image's height to 0 and fails.
+DISPLAY_MAX_SIDE = 1400
 DISPLAY_MIN_SIDE = 360  # tiny images (face crops) are enlarged so their label can be read
 SMALL_IMAGE_SIDE = 160  # at most this big, an image with no face found is probably a face crop
 CROP_ZOOM = 3  # the 48x48 crops are shown at 144x144, pixels kept sharp
@@ -123,9 +125,12 @@ def analyse_photo(name: str, data: bytes, predictor: Predictor, *, tta: bool = F
     except InvalidImageError as error:
         return PhotoResult(name, digest, str(error))
     height, width = bgr_image.shape[:2]
-    faces = tuple(predictor.predict(bgr_image, tta=tta))
-    whole_image = None if faces else predictor.predict_whole_image(bgr_image, tta=tta)
-    display_bgr, display_scale = _display_copy(bgr_image)
+    try:
+        faces = tuple(predictor.predict(bgr_image, tta=tta))
+        whole_image = None if faces else predictor.predict_whole_image(bgr_image, tta=tta)
+        display_bgr, display_scale = _display_copy(bgr_image)
+    except cv2.error as error:  # a shape OpenCV cannot work with: this photo fails, the others go on
+        return PhotoResult(name, digest, f"the image could not be processed ({width}x{height}): {error.err}")
     return PhotoResult(name, digest, None, (width, height), display_bgr, display_scale, faces, whole_image)
 
 
@@ -295,7 +300,7 @@ def _display_copy(bgr_image: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.uint
     longer = max(bgr_image.shape[:2])
     if longer > DISPLAY_MAX_SIDE:
         scale = DISPLAY_MAX_SIDE / longer
-        return cv2.resize(bgr_image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA), scale
+        return rescale(bgr_image, scale), scale
     if longer < DISPLAY_MIN_SIDE:
         factor = int(np.ceil(DISPLAY_MIN_SIDE / longer))
         return cv2.resize(bgr_image, None, fx=factor, fy=factor, interpolation=cv2.INTER_NEAREST), float(factor)
