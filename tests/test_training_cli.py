@@ -208,6 +208,23 @@ def test_stop_flag_ends_the_run_and_resume_continues_it(
         trainer.resume(run.path)
 
 
+def test_a_new_best_checkpoint_retires_an_older_export(tmp_path: Path) -> None:
+    """After a resume, the model a run hands out (Use this model, Start from, --model RUN) must be its
+    current best, not the export written when it was stopped."""
+    from fer_core.models import build_model
+
+    run = runs.Run(tmp_path)
+    (run.path / runs.EXPORTED_MODEL).write_bytes(b"the export from before the resume")
+    checkpointer = trainer.make_checkpointer(run.path, best_so_far=0.5)
+    checkpointer.set_model(build_model("tiny"))
+
+    checkpointer.on_epoch_end(3, {"val_accuracy": 0.4})  # no better: the export still holds the best
+    assert run.model_path() == run.path / runs.EXPORTED_MODEL
+    checkpointer.on_epoch_end(4, {"val_accuracy": 0.6})
+    assert run.model_path() == run.path / runs.BEST_CHECKPOINT
+    assert run.checkpoint_info()["best_epoch"] == 5
+
+
 def test_a_failing_run_is_marked_failed_with_its_error(isolated_runs_dir: Path) -> None:
     config = TrainConfig(data=str(isolated_runs_dir / "nowhere"), arch="tiny", epochs=1)
     with pytest.raises(ValueError, match="does not exist"):

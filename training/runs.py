@@ -159,7 +159,8 @@ class Run:
         return max(values) if values else None
 
     def model_path(self) -> Path | None:
-        """The model to use from this run: the float32 export, else the best checkpoint."""
+        """The model to use from this run: the float32 export, else the best checkpoint (a new best
+        checkpoint removes the export, so the export is never older than it)."""
         for name in (EXPORTED_MODEL, BEST_CHECKPOINT):
             if (self.path / name).is_file():
                 return self.path / name

@@ -230,6 +230,9 @@ def make_checkpointer(run_dir: Path, best_so_far: float | None) -> Any:
             value = _float((logs or {}).get("val_accuracy"))
             if value is not None and (self.best is None or value > self.best):
                 save_model_atomic(self.model, run_dir / runs.BEST_CHECKPOINT)
+                # An export from before a resume is now an older model: without it, the run's model is
+                # the new best (Run.model_path) until the run exports again when it stops or finishes.
+                (run_dir / runs.EXPORTED_MODEL).unlink(missing_ok=True)
                 self.best, self.best_epoch = value, epoch + 1
             save_model_atomic(self.model, run_dir / runs.LAST_CHECKPOINT)
             runs.write_json(
