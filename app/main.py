@@ -18,6 +18,8 @@ import app.import_order  # noqa: E402, F401  (must precede every import that may
 # isort: split
 import streamlit as st  # noqa: E402
 
+from fer_core.settings import settings_problem  # noqa: E402
+
 VIEWS = Path(__file__).resolve().parent / "views"
 
 st.set_page_config(page_title="FER Studio", page_icon=":performing_arts:", layout="wide")
@@ -35,4 +37,6 @@ navigation = st.navigation(
         ],
     }
 )
+if problem := settings_problem():
+    st.sidebar.warning(problem, icon=":material/settings_alert:")
 navigation.run()

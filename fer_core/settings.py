@@ -3,6 +3,7 @@ or an optional ``fer_studio.toml`` at the project root; nothing here touches the
 
 from __future__ import annotations
 
+import logging
 import os
 import tomllib
 from functools import lru_cache
@@ -12,15 +13,31 @@ from typing import Any
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SETTINGS_FILE_ENV = "FER_SETTINGS"
 SHIPPED_MODEL_PATH = PROJECT_ROOT / "models" / "fer_default.keras"
+LOGGER = logging.getLogger(__name__)
 
 
 @lru_cache(maxsize=1)
-def _settings_file() -> dict[str, Any]:
+def _read_settings_file() -> tuple[dict[str, Any], str | None]:
+    """The settings file's table, and why it was ignored if it could not be read (None if it was)."""
     path = Path(os.environ.get(SETTINGS_FILE_ENV, PROJECT_ROOT / "fer_studio.toml"))
     if not path.is_file():
-        return {}
-    with path.open("rb") as handle:
-        return tomllib.load(handle)
+        return {}, None
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle), None
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        problem = f"{path} was ignored, the defaults apply: {error}"
+        LOGGER.warning(problem)
+        return {}, problem
+
+
+def _settings_file() -> dict[str, Any]:
+    return _read_settings_file()[0]
+
+
+def settings_problem() -> str | None:
+    """Why the settings file was ignored (it is not valid TOML, say), or None: the app shows it."""
+    return _read_settings_file()[1]
 
 
 def _setting(env_name: str, key: str) -> str | None:

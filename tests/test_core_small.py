@@ -46,6 +46,30 @@ def test_runs_dir_and_promoted_model_follow_fer_runs_dir(tmp_path: Path, monkeyp
     assert settings.promoted_model_path().parent == tmp_path
 
 
+@pytest.fixture
+def settings_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A fer_studio.toml of the test's own (the settings file is read once per process: cache cleared)."""
+    path = tmp_path / "fer_studio.toml"
+    monkeypatch.setenv(settings.SETTINGS_FILE_ENV, str(path))
+    monkeypatch.delenv("FER_RUNS_DIR", raising=False)
+    settings._read_settings_file.cache_clear()
+    yield path
+    settings._read_settings_file.cache_clear()
+
+
+def test_the_settings_file_sets_the_runs_dir(settings_file: Path, tmp_path: Path) -> None:
+    settings_file.write_text(f'runs_dir = "{tmp_path / "my-runs"}"\n')
+    assert settings.default_runs_dir() == tmp_path / "my-runs"
+    assert settings.settings_problem() is None
+
+
+def test_a_settings_file_that_is_not_toml_is_ignored_with_the_reason(settings_file: Path) -> None:
+    settings_file.write_text('runs_dir = "/somewhere\n')  # the quote is never closed
+    assert settings.default_runs_dir() == settings.PROJECT_ROOT / "runs"  # the defaults apply
+    problem = settings.settings_problem()
+    assert problem is not None and str(settings_file) in problem and "line 1" in problem
+
+
 def test_classification_report_on_a_known_confusion() -> None:
     labels = np.array([0, 0, 1, 1, 3, 3, 3, 6])
     predictions = np.array([0, 3, 1, 0, 3, 3, 3, 6])

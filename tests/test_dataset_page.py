@@ -11,6 +11,7 @@ from conftest import PROJECT_ROOT
 from streamlit.testing.v1 import AppTest
 
 from app.state import DEMO_LABEL, OTHER_LABEL
+from fer_core import settings
 
 MAIN_SCRIPT = str(PROJECT_ROOT / "app" / "main.py")
 GRID_PAGE_KEY = "dataset_page_{split}_{emotion}"
@@ -181,3 +182,18 @@ def test_quality_findings_of_a_typed_location_are_listed(data_root: Path) -> Non
     assert any(table.iloc[:, 0].tolist() == ["train/contempt"] for table in tables)
     captions = [caption for image in at.image for caption in image.captions]
     assert any("copy.png" in caption.replace("\\", "").replace("\u200b", "") for caption in captions)
+
+
+def test_a_broken_settings_file_is_named_in_the_sidebar_and_the_page_still_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken = tmp_path / "fer_studio.toml"
+    broken.write_text("data_roots = [\n")
+    monkeypatch.setenv(settings.SETTINGS_FILE_ENV, str(broken))
+    settings._read_settings_file.cache_clear()
+    try:
+        at = open_dataset_page()
+        assert any(str(broken) in warning.value and "defaults apply" in warning.value for warning in at.sidebar.warning)
+        assert grid_captions(at)  # the demo set is still browsable
+    finally:
+        settings._read_settings_file.cache_clear()

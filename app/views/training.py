@@ -371,9 +371,11 @@ def active_progress_ui(run: runs.Run, status: dict[str, Any]) -> None:
         percent(status.get("best_val_accuracy")),
         help=f"Reached in epoch {best_epoch}; that checkpoint is the one kept." if best_epoch else None,
     )
-    stop_flag = run.path / runs.STOP_FLAG
-    if stop_flag.exists():
-        waited = time.time() - stop_flag.stat().st_mtime
+    try:
+        waited: float | None = time.time() - (run.path / runs.STOP_FLAG).stat().st_mtime
+    except FileNotFoundError:  # no stop requested, or the trainer has just taken the request
+        waited = None
+    if waited is not None:
         st.warning(f"Stopping after the current step... ({duration_text(waited)})", icon=":material/pending:")
         if waited > FORCE_STOP_AFTER_S and st.button(
             "Force stop", key=f"kill-{run.name}", help="Kill the trainer now; the best checkpoint so far is kept."
