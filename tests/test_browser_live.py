@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import cv2
 import pytest
 from browser_support import (
     AppServer,
@@ -24,6 +25,7 @@ from browser_support import (
     launch_chromium,
     require_chromium,
     running_app,
+    textured_canvas,
     video_stats_script,
     write_y4m,
 )
@@ -64,23 +66,43 @@ def assert_alive(server: AppServer, where: str) -> None:
     assert server.alive(), f"the server died {where} (exit {server.process.returncode}):\n{server.log_tail()}"
 
 
-def test_server_survives_photos_then_training_then_live(server: AppServer, playwright: Any) -> None:
+def wait_while_alive(locator: Any, server: AppServer, where: str, timeout_ms: int = PAGE_TIMEOUT_MS) -> None:
+    """``locator.wait_for``, failing within seconds, and saying so, if the server dies meanwhile."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    deadline = time.monotonic() + timeout_ms / 1000
+    while True:
+        try:
+            locator.wait_for(timeout=2_000)
+            return
+        except PlaywrightTimeout:
+            assert_alive(server, where)
+            if time.monotonic() > deadline:
+                raise
+
+
+def test_server_survives_photos_then_training_then_live(server: AppServer, playwright: Any, tmp_path: Path) -> None:
+    photo = tmp_path / "first-photo.png"
+    cv2.imwrite(str(photo), textured_canvas())
     browser = launch_chromium(playwright)
     try:
         page = browser.new_page(viewport={"width": 1280, "height": 800})
         page.goto(f"{server.url}/photos", timeout=PAGE_TIMEOUT_MS)
         page.get_by_role("heading", name="Photos").first.wait_for(timeout=PAGE_TIMEOUT_MS)
         wait_for_script(page)
-        assert_alive(server, "after opening Photos")
+        # A photo makes the page load the model, so TensorFlow is in the server before the Live page's
+        # WebRTC stack is used: the order that crashes an unguarded process.
+        page.locator('input[type="file"]').first.set_input_files(str(photo))
+        wait_while_alive(page.get_by_role("heading", name=photo.name).first, server, "classifying a photo")
+        wait_for_script(page)
         for title in ("Training", "Live"):
             page.get_by_role("link", name=title, exact=True).first.click()
-            page.get_by_role("heading", name=title).first.wait_for(timeout=PAGE_TIMEOUT_MS)
+            wait_while_alive(page.get_by_role("heading", name=title).first, server, f"opening {title}")
             wait_for_script(page)
-            assert_alive(server, f"after opening {title}")
         start = page.frame_locator('iframe[title*="webrtc_streamer"]').get_by_role(
             "button", name=re.compile("start", re.I)
         )
-        start.wait_for(timeout=60_000)
+        wait_while_alive(start, server, "rendering the camera component", timeout_ms=60_000)
         assert_alive(server, "after rendering the camera component")
         assert "Segmentation fault" not in server.log_tail(20_000)
     finally:
