@@ -66,6 +66,17 @@ def test_failure_reason_names_the_error_never_the_traceback(isolated_runs_dir: P
     assert "Traceback" not in error and "File " not in error
 
 
+def test_a_pid_reused_by_another_process_does_not_keep_a_dead_run_running(isolated_runs_dir: Path) -> None:
+    # After a restart the dead trainer's pid may belong to some other process: alive, but started later.
+    started = runs.process_start_ticks(os.getpid())
+    assert started is not None  # Linux: /proc is there
+    reused = make_run(isolated_runs_dir, "running", pid=os.getpid(), pid_started=started - 1)
+    assert reused.status()["state"] == "failed"
+    assert runs.active_run(isolated_runs_dir) is None
+    same = make_run(isolated_runs_dir, "running", **runs.process_identity(os.getpid()))
+    assert same.status()["state"] == "running"
+
+
 def test_live_trainer_is_the_active_run(isolated_runs_dir: Path) -> None:
     make_run(isolated_runs_dir, "finished", pid=dead_pid())
     live = make_run(isolated_runs_dir, "running", pid=os.getpid())

@@ -101,7 +101,7 @@ def resume_training(run: runs.Run) -> runs.Run:
         if busy is not None:
             raise TrainingBusyError(busy)
         (run.path / runs.STOP_FLAG).unlink(missing_ok=True)
-        runs.update_status(run.path, state="queued", pid=os.getpid(), error=None, stop_reason=None)
+        runs.update_status(run.path, state="queued", **runs.process_identity(os.getpid()), error=None, stop_reason=None)
         _launch(["resume", str(run.path), "--launched"], run.path)
     return run
 
@@ -114,7 +114,7 @@ def _launch(arguments: list[str], run_dir: Path) -> None:
         raise
     # The status names the child from now on; a child that dies before it says "running" is
     # then reported as failed rather than staying queued.
-    runs.update_status(run_dir, pid=process.pid, launched_at=time.time())
+    runs.update_status(run_dir, **runs.process_identity(process.pid), launched_at=time.time())
 
 
 def _describe(config: TrainConfig) -> str:
@@ -136,8 +136,9 @@ def stop_run(run: runs.Run, *, force: bool = False) -> None:
     """Ask the trainer to stop after its current step (STOP flag and SIGTERM); the best checkpoint
     is kept. ``force`` kills it at once (SIGKILL): for a trainer that no longer responds."""
     run.request_stop()
-    pid = run.status().get("pid")
-    if not isinstance(pid, int) or not runs.pid_alive(pid) or not _is_trainer(pid):
+    status = run.status()
+    pid = status.get("pid")
+    if not isinstance(pid, int) or not runs.pid_alive(pid, status.get("pid_started")) or not _is_trainer(pid):
         return
     if force:
         runs.update_status(run.path, stop_reason="force-stopped: the trainer was killed")

@@ -94,8 +94,26 @@ def update_status(run_dir: Path, **changes: Any) -> dict[str, Any]:
     return status
 
 
-def pid_alive(pid: int | None) -> bool:
+def process_start_ticks(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks after boot: field 22 of /proc/PID/stat), or None."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
+            return int(handle.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def process_identity(pid: int) -> dict[str, Any]:
+    """Status fields that name a process: its pid, and its start time, which a reused pid does not share."""
+    return {"pid": pid, "pid_started": process_start_ticks(pid)}
+
+
+def pid_alive(pid: int | None, started: int | None = None) -> bool:
+    """Whether process ``pid`` runs; with ``started`` (from :func:`process_identity`), whether it is
+    still the same process, not a later one that was given the same pid (after a restart, say)."""
     if not pid:
+        return False
+    if started is not None and process_start_ticks(pid) not in (None, started):
         return False
     try:
         os.kill(pid, 0)
@@ -129,7 +147,7 @@ class Run:
         or into "stopped" when a stop had been asked for (a SIGTERM that came before the trainer was
         ready to handle it ends the process at once)."""
         status = _read_or_empty(self.path / STATUS_FILE) or {"state": "unknown"}
-        if status.get("state") in ACTIVE_STATES and not pid_alive(status.get("pid")):
+        if status.get("state") in ACTIVE_STATES and not pid_alive(status.get("pid"), status.get("pid_started")):
             if (self.path / STOP_FLAG).exists():
                 reason = status.get("stop_reason") or "stopped before training began"
                 return {**status, "state": "stopped", "stop_reason": reason}

@@ -278,7 +278,9 @@ def create_run(config: TrainConfig, command: str | None = None) -> Path:
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         },
     )
-    runs.write_json(run_dir / runs.STATUS_FILE, {"state": "queued", "created_at": time.time(), "pid": os.getpid()})
+    runs.write_json(
+        run_dir / runs.STATUS_FILE, {"state": "queued", "created_at": time.time(), **runs.process_identity(os.getpid())}
+    )
     return run_dir
 
 
@@ -326,7 +328,7 @@ def train(config: TrainConfig, run_dir: Path | None = None, *, resume: bool = Fa
         run_dir,
         state="running",
         phase="starting",
-        pid=os.getpid(),
+        **runs.process_identity(os.getpid()),
         started_at=status.get("started_at") or now,
         resumed_at=now if resume else None,
         session_started_at=now,
