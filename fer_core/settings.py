@@ -71,7 +71,8 @@ def fer2013_location() -> Path | None:
 def allowed_data_roots() -> list[Path]:
     """Folders under which a location typed in the browser may lie (``$FER_DATA_ROOTS``, a
     ``os.pathsep``-separated list, or ``data_roots`` in fer_studio.toml). By default: the project's
-    ``data/`` folder and the folder holding the configured FER2013 copy."""
+    ``data/`` folder and the configured FER2013 copy itself (not the folder holding it: with FER2013
+    at ``/fer2013`` or ``~/fer2013.csv`` that would open all of ``/`` or the home folder)."""
     configured = os.environ.get("FER_DATA_ROOTS") or _settings_file().get("data_roots")
     if configured:
         parts = configured.split(os.pathsep) if isinstance(configured, str) else list(configured)
@@ -79,7 +80,7 @@ def allowed_data_roots() -> list[Path]:
     roots = [PROJECT_ROOT / "data"]
     fer2013 = fer2013_location()
     if fer2013 is not None:
-        roots.append(fer2013.resolve().parent)
+        roots.append(fer2013.resolve())
     return [root.resolve() for root in roots]
 
 

@@ -35,6 +35,21 @@ def test_typed_locations_must_lie_under_the_allowed_roots(tmp_path: Path, monkey
     assert not settings.is_allowed_data_path("/etc")
 
 
+def test_by_default_the_fer2013_copy_is_allowed_but_not_its_neighbours(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("FER_DATA_ROOTS", raising=False)
+    monkeypatch.setenv(settings.SETTINGS_FILE_ENV, str(tmp_path / "none.toml"))
+    settings._read_settings_file.cache_clear()
+    (tmp_path / "fer2013" / "test").mkdir(parents=True)
+    monkeypatch.setenv("FER2013_DIR", str(tmp_path / "fer2013"))
+    try:
+        assert settings.is_allowed_data_path(tmp_path / "fer2013" / "test")
+        assert not settings.is_allowed_data_path(tmp_path)  # e.g. FER2013 at /fer2013 must not open all of /
+    finally:
+        settings._read_settings_file.cache_clear()
+
+
 def test_fer2013_location_comes_from_the_environment_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FER2013_DIR", str(tmp_path))
     assert settings.fer2013_location() == tmp_path
