@@ -80,6 +80,27 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--run-dir", dest="runs_dir", help="folder that holds the runs")
     listing.add_argument("--json", action="store_true")
 
+    average = commands.add_parser(
+        "average",
+        help="average the weights of models of one architecture and re-estimate batch-norm statistics",
+        description="Average the weights of one or more models of one architecture (checkpoints of a run, "
+        "warm restarts) and re-estimate their batch-norm statistics on the clean training faces; the "
+        "validation accuracy of each input and of the result is printed. One model: recalibration only.",
+    )
+    average.add_argument("models", nargs="+", type=Path, help=".keras files or run folders")
+    average.add_argument("--data", required=True, help="the data the models were trained on (its train split is used)")
+    average.add_argument("--output", type=Path, required=True, help="the .keras file to write")
+    average.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
+    average.add_argument(
+        "--recalibrate",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="re-estimate batch-norm statistics on clean training faces (default on)",
+    )
+    average.add_argument("--val-fraction", type=float, default=defaults.val_fraction, help="as in training")
+    average.add_argument("--seed", type=int, default=defaults.seed, help="as in training: the same validation faces")
+    average.add_argument("--json", action="store_true", help="print one JSON object to stdout")
+
     resume = commands.add_parser("resume", help="continue a run from its last epoch checkpoint")
     resume.add_argument("run", type=Path, help="the run folder")
     resume.add_argument("--launched", action="store_true", help=argparse.SUPPRESS)  # by training.launcher
@@ -170,6 +191,49 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_average(args: argparse.Namespace) -> int:
+    import keras
+
+    from fer_core.datasets import resolve_dataset
+    from fer_core.inference import resolve_model_path
+    from training.averaging import combine_models
+    from training.trainer import predict_probabilities, save_model_atomic, split_for_training
+
+    if args.output.exists() and not args.overwrite:
+        raise ValueError(f"{args.output} exists: pass --overwrite to replace it")
+    if args.output.suffix != ".keras":
+        raise ValueError(f"{args.output} must end in .keras")
+    paths = [resolve_model_path(path) for path in args.models]
+    train, val = split_for_training(resolve_dataset(args.data), args.val_fraction, args.seed)
+    models = [keras.models.load_model(path, compile=False) for path in paths]
+
+    def val_accuracy(model: Any) -> float:
+        return float((predict_probabilities(model, val.images).argmax(axis=1) == val.labels).mean())
+
+    inputs = [
+        {"model": str(path), "val_accuracy": val_accuracy(model)} for path, model in zip(paths, models, strict=True)
+    ]
+    combined = combine_models(models, train.images, recalibrate=args.recalibrate)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    save_model_atomic(combined, args.output)
+    report = {
+        "inputs": inputs,
+        "output": str(args.output),
+        "val_accuracy": val_accuracy(combined),
+        "recalibrated_on": len(train) if args.recalibrate else 0,
+        "val_faces": len(val),
+    }
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    for row in inputs:
+        print(f"val accuracy {row['val_accuracy']:.4f}  {row['model']}")
+    what = "average" if len(models) > 1 else "copy"
+    recalibrated = f", batch norm re-estimated on {len(train):,} training faces" if args.recalibrate else ""
+    print(f"val accuracy {report['val_accuracy']:.4f}  {args.output} ({what}{recalibrated})")
+    return 0
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     import dataclasses
 
@@ -196,4 +260,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "runs": cmd_runs, "resume": cmd_resume}
+COMMANDS = {
+    "train": cmd_train,
+    "evaluate": cmd_evaluate,
+    "average": cmd_average,
+    "runs": cmd_runs,
+    "resume": cmd_resume,
+}

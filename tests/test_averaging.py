@@ -1,0 +1,97 @@
+"""Weight averaging and batch-norm recalibration (training.averaging) and `python -m training average`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from fer_core.models import build_model
+from fer_core.preprocess import face_batch
+from training import cli
+from training.averaging import average_weights, combine_models, recalibrate_batch_norm
+
+pytestmark = pytest.mark.slow
+
+
+def faces(count: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (count, 48, 48), dtype=np.uint8)
+
+
+def batch_norms(model: keras.Model) -> list[keras.layers.BatchNormalization]:
+    return [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+
+
+def test_average_weights_is_the_elementwise_mean() -> None:
+    first, second = build_model("tiny"), build_model("tiny")
+    averaged = average_weights([first, second])
+    for mean, a, b in zip(averaged, first.get_weights(), second.get_weights(), strict=True):
+        np.testing.assert_allclose(mean, (a + b) / 2, rtol=1e-6)
+
+
+def test_models_of_different_architectures_are_refused() -> None:
+    with pytest.raises(ValueError, match="only models of one architecture"):
+        average_weights([build_model("tiny"), build_model("fernet")])
+    with pytest.raises(ValueError, match="no models"):
+        average_weights([])
+
+
+def test_recalibration_sets_the_statistics_of_the_clean_faces_and_nothing_else() -> None:
+    model = build_model("tiny")
+    first_norm = batch_norms(model)[0]
+    first_norm.moving_mean.assign(np.full(first_norm.moving_mean.shape, 50.0, np.float32))  # far off
+    other_weights = [w.numpy().copy() for w in model.weights if "moving" not in w.path]
+    images = faces(96)
+
+    assert recalibrate_batch_norm(model, images, batch_size=32) == 3
+
+    # The first batch-norm layer sees the first convolution's output, which does not depend on any
+    # other statistics: its recalibrated moving mean is that output's mean over all 96 faces.
+    inputs_of_first_norm = keras.Model(model.input, first_norm.input)(face_batch(images))
+    np.testing.assert_allclose(first_norm.moving_mean.numpy(), np.mean(inputs_of_first_norm, axis=(0, 1, 2)), atol=1e-4)
+    assert all(layer.momentum == 0.9 for layer in batch_norms(model))  # the tiny model's own, restored
+    for before, after in zip(other_weights, [w.numpy() for w in model.weights if "moving" not in w.path], strict=True):
+        np.testing.assert_array_equal(before, after)
+
+
+def test_dropout_is_off_during_recalibration_and_restored_after() -> None:
+    model = build_model("fernet")
+    dropouts = [layer for layer in model.layers if "Dropout" in type(layer).__name__]
+    rates = [layer.rate for layer in dropouts]
+    images = faces(64)
+    recalibrate_batch_norm(model, images, batch_size=64)
+    once = [layer.moving_mean.numpy().copy() for layer in batch_norms(model)]
+    recalibrate_batch_norm(model, images, batch_size=64)  # dropout would make a second pass differ
+    for first, second in zip(once, [layer.moving_mean.numpy() for layer in batch_norms(model)], strict=True):
+        np.testing.assert_allclose(first, second, atol=1e-5)
+    assert [layer.rate for layer in dropouts] == rates and any(rates)
+
+
+def test_combine_models_rebuilds_the_architecture_in_float32() -> None:
+    combined = combine_models([build_model("tiny"), build_model("tiny")], faces(32), recalibrate=False)
+    assert combined.name == "tiny" and combined.dtype_policy.name == "float32"
+
+
+def test_average_command_writes_the_model_and_reports_validation_accuracy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inputs = [tmp_path / "a.keras", tmp_path / "b.keras"]
+    for path in inputs:
+        build_model("tiny").save(path)
+    output = tmp_path / "out" / "averaged.keras"
+    argv = ["average", *map(str, inputs), "--data", "demo", "--output", str(output), "--json"]
+
+    assert cli.main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [row["model"] for row in report["inputs"]] == list(map(str, inputs))
+    assert 0 <= report["val_accuracy"] <= 1 and report["recalibrated_on"] > 0 and report["val_faces"] > 0
+    assert keras.models.load_model(output, compile=False).name == "tiny"
+
+    assert cli.main(argv) == 2  # an existing output is kept unless --overwrite
+    assert "pass --overwrite" in capsys.readouterr().err
+    build_model("fernet").save(tmp_path / "other.keras")
+    assert cli.main([*argv[:3], str(tmp_path / "other.keras"), *argv[3:], "--overwrite"]) == 2
+    assert "only models of one architecture" in capsys.readouterr().err

