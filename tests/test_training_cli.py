@@ -225,6 +225,31 @@ def test_a_new_best_checkpoint_retires_an_older_export(tmp_path: Path) -> None:
     assert run.checkpoint_info()["best_epoch"] == 5
 
 
+@pytest.mark.parametrize(("accuracies", "kept"), [((0.50, 0.60), True), ((0.60, 0.55), False)])
+def test_batch_norm_recalibration_is_kept_only_if_validation_accuracy_rises(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, accuracies: tuple[float, float], kept: bool
+) -> None:
+    from fer_core.models import build_model
+
+    model_path = tmp_path / "model.keras"
+    build_model("tiny").save(model_path)
+    original = model_path.read_bytes()
+    measured = iter(accuracies)  # before, then after re-estimation
+    monkeypatch.setattr(trainer, "accuracy_on", lambda model, dataset: next(measured))
+    config = TrainConfig(data="demo", arch="tiny")
+
+    result = trainer.recalibrate_if_better(model_path, resolve_dataset("demo"), config)
+
+    assert result == {"val_accuracy_before": accuracies[0], "val_accuracy_after": accuracies[1], "kept": kept}
+    assert (model_path.read_bytes() != original) == kept
+
+
+def test_a_finished_run_reports_its_batch_norm_recalibration(finished_run: runs.Run) -> None:
+    recalibration = finished_run.metrics()["batch_norm_recalibration"]
+    assert set(recalibration) == {"val_accuracy_before", "val_accuracy_after", "kept"}
+    assert recalibration["kept"] == (recalibration["val_accuracy_after"] > recalibration["val_accuracy_before"])
+
+
 def test_a_failing_run_is_marked_failed_with_its_error(isolated_runs_dir: Path) -> None:
     config = TrainConfig(data=str(isolated_runs_dir / "nowhere"), arch="tiny", epochs=1)
     with pytest.raises(ValueError, match="does not exist"):

@@ -197,7 +197,7 @@ def cmd_average(args: argparse.Namespace) -> int:
     from fer_core.datasets import resolve_dataset
     from fer_core.inference import resolve_model_path
     from training.averaging import combine_models
-    from training.trainer import predict_probabilities, save_model_atomic, split_for_training
+    from training.trainer import accuracy_on, save_model_atomic, split_for_training
 
     if args.output.exists() and not args.overwrite:
         raise ValueError(f"{args.output} exists: pass --overwrite to replace it")
@@ -207,11 +207,8 @@ def cmd_average(args: argparse.Namespace) -> int:
     train, val = split_for_training(resolve_dataset(args.data), args.val_fraction, args.seed)
     models = [keras.models.load_model(path, compile=False) for path in paths]
 
-    def val_accuracy(model: Any) -> float:
-        return float((predict_probabilities(model, val.images).argmax(axis=1) == val.labels).mean())
-
     inputs = [
-        {"model": str(path), "val_accuracy": val_accuracy(model)} for path, model in zip(paths, models, strict=True)
+        {"model": str(path), "val_accuracy": accuracy_on(model, val)} for path, model in zip(paths, models, strict=True)
     ]
     combined = combine_models(models, train.images, recalibrate=args.recalibrate)
     args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -219,7 +216,7 @@ def cmd_average(args: argparse.Namespace) -> int:
     report = {
         "inputs": inputs,
         "output": str(args.output),
-        "val_accuracy": val_accuracy(combined),
+        "val_accuracy": accuracy_on(combined, val),
         "recalibrated_on": len(train) if args.recalibrate else 0,
         "val_faces": len(val),
     }

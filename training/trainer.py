@@ -472,8 +472,11 @@ def _finish(run_dir: Path, dataset: FaceDataset, config: TrainConfig) -> None:
     """Export the best checkpoint as a float32 model and evaluate it on the held-out split."""
     import keras
 
-    runs.update_status(run_dir, phase="evaluating")
+    runs.update_status(run_dir, phase="exporting")
     export_model(run_dir / runs.BEST_CHECKPOINT, run_dir / runs.EXPORTED_MODEL, config.arch)
+    runs.update_status(run_dir, phase="recalibrating")
+    recalibration = recalibrate_if_better(run_dir / runs.EXPORTED_MODEL, dataset, config)
+    runs.update_status(run_dir, phase="evaluating")
     model = keras.models.load_model(run_dir / runs.EXPORTED_MODEL)
     eval_split = "test" if "test" in dataset.split_names else "val"
     if eval_split == "val":
@@ -484,9 +487,29 @@ def _finish(run_dir: Path, dataset: FaceDataset, config: TrainConfig) -> None:
     report = classification_report(held_out.labels, probabilities.argmax(axis=1))
     report["split"] = eval_split
     report["best_epoch"] = runs.Run(run_dir).checkpoint_info().get("best_epoch")
+    report["batch_norm_recalibration"] = recalibration
     runs.write_json(run_dir / runs.METRICS_FILE, report)
     save_misclassified(run_dir, held_out, probabilities)
     runs.update_status(run_dir, state="finished", phase=None, finished_at=time.time(), test_accuracy=report["accuracy"])
+
+
+def recalibrate_if_better(model_path: Path, dataset: FaceDataset, config: TrainConfig) -> dict[str, Any]:
+    """Re-estimate the batch-norm statistics of the model at ``model_path`` on the clean training faces
+    (see :mod:`training.averaging`) and keep the result if it is more accurate on the validation faces.
+    Returns both validation accuracies and whether the recalibrated model was kept."""
+    import keras
+
+    from training.averaging import recalibrate_batch_norm
+
+    train, val = split_for_training(dataset, config.val_fraction, config.seed)
+    model = keras.models.load_model(model_path, compile=False)
+    before = accuracy_on(model, val)
+    if not recalibrate_batch_norm(model, train.images):
+        return {"val_accuracy_before": before, "val_accuracy_after": before, "kept": False}
+    after = accuracy_on(model, val)
+    if after > before:
+        save_model_atomic(model, model_path)
+    return {"val_accuracy_before": before, "val_accuracy_after": after, "kept": after > before}
 
 
 def load_initial_weights(model: Any, source: str | Path) -> None:
@@ -533,6 +556,10 @@ def predict_probabilities(model: Any, images: npt.NDArray[np.uint8], batch_size:
         for start in range(0, len(images), batch_size)
     ]
     return np.concatenate(outputs) if outputs else np.zeros((0, 7), np.float32)
+
+
+def accuracy_on(model: Any, dataset: FaceDataset) -> float:
+    return float((predict_probabilities(model, dataset.images).argmax(axis=1) == dataset.labels).mean())
 
 
 def evaluate(model: Any, dataset: FaceDataset) -> dict[str, Any]:

@@ -45,6 +45,7 @@ PHASE_TEXT = {
     "loading data": "Loading the faces...",
     "building model": "Building the model...",
     "exporting": "Saving the best model...",
+    "recalibrating": "Re-estimating batch-norm statistics on the clean training faces...",
     "evaluating": "Evaluating the best model on the held-out faces...",
 }
 
@@ -347,7 +348,7 @@ def active_progress_ui(run: runs.Run, status: dict[str, Any]) -> None:
     phase = status.get("phase")
     epochs = int(status.get("epochs") or run.config().get("settings", {}).get("epochs") or 1)
     if status.get("state") == "queued" or phase in PHASE_TEXT:
-        done = 1.0 if phase in ("evaluating", "exporting") else 0.0
+        done = 1.0 if phase in ("exporting", "recalibrating", "evaluating") else 0.0
         st.progress(done, text=PHASE_TEXT.get(str(phase), "Waiting for the trainer to start..."))
     else:
         epoch = int(status.get("epoch") or 1)
@@ -525,6 +526,7 @@ def run_details_ui(run: runs.Run) -> None:
         columns[2].metric("Macro-F1", f"{metrics['macro_f1']:.3f}" if metrics else "-")
         columns[3].metric("Best val accuracy", percent(summary.best_val_accuracy))
         columns[4].metric("Duration", duration_text(summary.duration_s))
+        recalibration_caption(metrics.get("batch_norm_recalibration"))
         if summary.state == "failed":
             st.error(f"This run failed: {first_line(summary.error)}", icon=":material/error:")
         elif summary.state == "stopped":
@@ -550,6 +552,18 @@ def run_details_ui(run: runs.Run) -> None:
             mistakes_ui(run)
         with settings_tab:
             settings_ui(run)
+
+
+def recalibration_caption(recalibration: Any) -> None:
+    """What re-estimating the batch-norm statistics on clean training faces did for this run."""
+    if not isinstance(recalibration, dict) or recalibration.get("val_accuracy_before") is None:
+        return
+    before, after = recalibration["val_accuracy_before"], recalibration.get("val_accuracy_after")
+    outcome = "kept" if recalibration.get("kept") else "not kept: no better"
+    st.caption(
+        f"Batch-norm statistics re-estimated on the clean training faces after training: validation accuracy "
+        f"{percent(before)} → {percent(after)} ({outcome})."
+    )
 
 
 def promote_button(run: runs.Run) -> None:
