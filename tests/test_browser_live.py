@@ -162,15 +162,24 @@ def test_live_page_streams_annotated_video_and_fills_the_panel(
     assert_alive(server, "after the stream stopped")
 
 
+@pytest.fixture(scope="module")
+def slow_fake_camera(fer2013_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fake camera at 8 frames per second: two browsers encoding and decoding video beside the
+    server on two cores is the heaviest thing this suite does; fewer frames leave it room to answer."""
+    faces = detectable_faces(fer2013_dir, 3)
+    folder = tmp_path_factory.mktemp("slow_camera")
+    return write_y4m(folder / "faces.y4m", drifting_frames(faces, frame_count=24, fps=8), fps=8)
+
+
 @pytest.mark.fer2013
 def test_two_tabs_stream_at_once_and_both_get_annotated_video(
-    server: AppServer, playwright: Any, fake_camera: Path
+    server: AppServer, playwright: Any, slow_fake_camera: Path
 ) -> None:
     if not has_non_loopback_address():
         pytest.skip("WebRTC here needs a non-loopback network address: aioice never offers 127.0.0.1")
     # Two browser processes, as two users would have. Started one after the other: negotiating two
     # connections at once on a loaded 2-core machine can take longer than any sensible timeout.
-    browsers = [launch_chromium(playwright, fake_video=fake_camera) for _ in range(2)]
+    browsers = [launch_chromium(playwright, fake_video=slow_fake_camera) for _ in range(2)]
     try:
         tabs = []
         for browser in browsers:
@@ -186,7 +195,7 @@ def test_two_tabs_stream_at_once_and_both_get_annotated_video(
         # camera component stops its stream on ICE "disconnected", a state WebRTC means as transient
         # (streamlit-webrtc's frontend), and shows START again. A user presses it again; so do we,
         # then require both streams to run side by side.
-        for _ in range(3):  # restarting one stream may, in turn, drop the other
+        for _ in range(4):  # restarting one stream may, in turn, drop the other
             dropped = [tab for tab in tabs if video_time(tab) is None]
             for tab in dropped:
                 print("a stream was dropped while the other started; pressing START again")
@@ -218,13 +227,24 @@ def wait_for_video(page: Any, timeout_s: float) -> dict[str, Any] | None:
     return None
 
 
-def start_streaming(page: Any) -> None:
-    """Press the camera component's START and wait until its video comes back annotated."""
-    start = page.frame_locator('iframe[title*="webrtc_streamer"]').get_by_role("button", name=re.compile("start", re.I))
-    start.click(timeout=60_000)
-    if wait_for_video(page, timeout_s=60) is None:  # negotiation lost on a loaded machine: as a user would
-        print("a stream did not start within 60 s; pressing START again")
+def start_streaming(page: Any, attempts: int = 3) -> None:
+    """Press the camera component's START and wait until its video comes back annotated.
+
+    On a loaded machine a negotiation can be lost; as a user would, press START again, and after
+    that reload the page (a fresh session and camera component) before pressing it.
+    """
+    for attempt in range(attempts):
+        if attempt == 2:
+            print("still no video: reloading the page")
+            page.reload(timeout=PAGE_TIMEOUT_MS)
+            page.get_by_role("heading", name="Live").first.wait_for(timeout=PAGE_TIMEOUT_MS)
+        start = page.frame_locator('iframe[title*="webrtc_streamer"]').get_by_role(
+            "button", name=re.compile("start", re.I)
+        )
         start.click(timeout=60_000)
+        if wait_for_video(page, timeout_s=60) is not None:
+            break
+        print("a stream did not start within 60 s; trying again")
     stats = wait_for_annotated_video(page, timeout_s=90)
     assert is_annotated(stats), f"a tab's video was not annotated: {stats}"
 
