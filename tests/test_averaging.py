@@ -39,22 +39,48 @@ def test_models_of_different_architectures_are_refused() -> None:
         average_weights([])
 
 
+def first_norm_inputs(model: keras.Model, images: np.ndarray) -> np.ndarray:
+    """What the first batch-norm layer sees: the first convolution's output, which depends on no
+    statistics, so its recalibrated moving mean and variance can be computed directly."""
+    return np.asarray(keras.Model(model.input, batch_norms(model)[0].input)(face_batch(images)))
+
+
 def test_recalibration_sets_the_statistics_of_the_clean_faces_and_nothing_else() -> None:
     model = build_model("tiny")
     first_norm = batch_norms(model)[0]
     first_norm.moving_mean.assign(np.full(first_norm.moving_mean.shape, 50.0, np.float32))  # far off
     other_weights = [w.numpy().copy() for w in model.weights if "moving" not in w.path]
-    images = faces(96)
+    images = faces(100)
 
-    assert recalibrate_batch_norm(model, images, batch_size=32) == 3
+    assert recalibrate_batch_norm(model, images, batch_size=32) == 3  # batches of 32, 32, 32 and 4
 
-    # The first batch-norm layer sees the first convolution's output, which does not depend on any
-    # other statistics: its recalibrated moving mean is that output's mean over all 96 faces.
-    inputs_of_first_norm = keras.Model(model.input, first_norm.input)(face_batch(images))
-    np.testing.assert_allclose(first_norm.moving_mean.numpy(), np.mean(inputs_of_first_norm, axis=(0, 1, 2)), atol=1e-4)
+    expected = np.mean(first_norm_inputs(model, images), axis=(0, 1, 2))  # over every face, equally
+    np.testing.assert_allclose(first_norm.moving_mean.numpy(), expected, atol=1e-4)
     assert all(layer.momentum == 0.9 for layer in batch_norms(model))  # the tiny model's own, restored
     for before, after in zip(other_weights, [w.numpy() for w in model.weights if "moving" not in w.path], strict=True):
         np.testing.assert_array_equal(before, after)
+
+
+def test_faces_stored_class_by_class_still_give_the_whole_set_s_variance() -> None:
+    # A folder-layout data set comes class by class; unshuffled, every batch here would hold only
+    # dark or only bright faces and the variance would miss the difference between the two.
+    model = build_model("tiny")
+    rng = np.random.default_rng(3)
+    images = np.concatenate([rng.integers(0, 60, (64, 48, 48)), rng.integers(190, 256, (64, 48, 48))]).astype(np.uint8)
+
+    recalibrate_batch_norm(model, images, batch_size=32)
+
+    population = np.var(first_norm_inputs(model, images), axis=(0, 1, 2))
+    np.testing.assert_allclose(batch_norms(model)[0].moving_variance.numpy(), population, rtol=0.1)
+
+
+def test_frozen_batch_norm_layers_are_recalibrated_and_stay_frozen() -> None:
+    model = build_model("tiny")
+    model.trainable = False
+    before = batch_norms(model)[0].moving_mean.numpy().copy()
+    recalibrate_batch_norm(model, faces(32))
+    assert not np.allclose(batch_norms(model)[0].moving_mean.numpy(), before)
+    assert not any(layer.trainable for layer in batch_norms(model))
 
 
 def test_dropout_is_off_during_recalibration_and_restored_after() -> None:
@@ -70,9 +96,16 @@ def test_dropout_is_off_during_recalibration_and_restored_after() -> None:
     assert [layer.rate for layer in dropouts] == rates and any(rates)
 
 
-def test_combine_models_rebuilds_the_architecture_in_float32() -> None:
-    combined = combine_models([build_model("tiny"), build_model("tiny")], faces(32), recalibrate=False)
-    assert combined.name == "tiny" and combined.dtype_policy.name == "float32"
+def test_combine_models_rebuilds_mixed_precision_checkpoints_in_float32() -> None:
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        checkpoints = [build_model("tiny"), build_model("tiny")]
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert checkpoints[0].layers[2].dtype_policy.name == "mixed_bfloat16"
+    combined = combine_models(checkpoints, faces(32), recalibrate=False)
+    assert combined.name == "tiny"
+    assert {layer.dtype_policy.name for layer in combined.layers} == {"float32"}
 
 
 def test_average_command_writes_the_model_and_reports_validation_accuracy(

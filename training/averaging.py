@@ -38,29 +38,40 @@ def average_weights(models: Sequence[Any]) -> list[npt.NDArray[np.float32]]:
     return [np.mean([weight_list[index] for weight_list in weight_lists], axis=0) for index in range(len(shapes[0]))]
 
 
-def recalibrate_batch_norm(model: Any, gray_faces: npt.NDArray[np.uint8], batch_size: int = RECALIBRATION_BATCH) -> int:
+def recalibrate_batch_norm(
+    model: Any, gray_faces: npt.NDArray[np.uint8], batch_size: int = RECALIBRATION_BATCH, seed: int = 0
+) -> int:
     """Re-estimate the moving mean and variance of every ``BatchNormalization`` layer of ``model``
     from ``gray_faces`` (clean 48x48 training faces, no augmentation), in place.
 
-    Each batch runs through the model in training mode with dropout off; a layer's statistics end
-    as the equal-weighted mean of the batches' (momentum 1 - 1/k at batch k). Other weights are not
-    touched. Returns the number of layers recalibrated (0: the model has no batch normalisation).
+    The faces are shuffled first (a folder-layout data set is stored class by class: one-class
+    batches would normalise away the differences between classes and understate the variance), then
+    run through the model in batches, in training mode with dropout off. Each layer's statistics end
+    as the average over all faces of the batches' statistics, each batch weighted by its size
+    (momentum ``seen / (seen + n)``; the first batch replaces the old statistics). Other weights are
+    not touched. Returns the number of layers recalibrated (0: the model has no batch normalisation).
     """
     import keras
 
     layers = [layer for layer in _all_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
     if not layers or len(gray_faces) == 0:
         return 0
-    momenta = [layer.momentum for layer in layers]
+    saved = [(layer.momentum, layer.trainable) for layer in layers]
+    order = np.random.default_rng(seed).permutation(len(gray_faces))
+    seen = 0
     try:
+        for layer in layers:
+            layer.trainable = True  # Keras updates the statistics of trainable layers only
         with _dropout_off(model):
-            for number, start in enumerate(range(0, len(gray_faces), batch_size), start=1):
+            for start in range(0, len(order), batch_size):
+                batch = gray_faces[np.sort(order[start : start + batch_size])]
                 for layer in layers:
-                    layer.momentum = 1.0 - 1.0 / number  # the first batch replaces the old statistics
-                model(face_batch(gray_faces[start : start + batch_size]), training=True)
+                    layer.momentum = seen / (seen + len(batch))
+                model(face_batch(batch), training=True)
+                seen += len(batch)
     finally:
-        for layer, momentum in zip(layers, momenta, strict=True):
-            layer.momentum = momentum
+        for layer, (momentum, trainable) in zip(layers, saved, strict=True):
+            layer.momentum, layer.trainable = momentum, trainable
     return len(layers)
 
 
@@ -87,8 +98,9 @@ def _dropout_off(model: Any) -> Iterator[None]:
 
 
 def combine_models(models: Sequence[Any], train_faces: npt.NDArray[np.uint8], *, recalibrate: bool = True) -> Any:
-    """A new float32 model: the average of ``models`` (one model: a copy of it), its batch-norm
-    statistics re-estimated on ``train_faces`` unless ``recalibrate`` is False."""
+    """A new model: the average of ``models`` (one model: a copy of it), its batch-norm statistics
+    re-estimated on ``train_faces`` unless ``recalibrate`` is False. A registered architecture is
+    rebuilt in float32; another is cloned as it is."""
     import keras
 
     from fer_core.models import architectures, build_model
