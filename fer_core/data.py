@@ -299,6 +299,9 @@ def load_csv(path: str | os.PathLike[str]) -> FaceDataset:
         try:
             for row in reader:
                 line = reader.line_num
+                if any("\ufffd" in (value or "") for value in row.values() if isinstance(value, str)):
+                    bad_rows.append(f"line {line}: bytes that are not UTF-8 text")
+                    continue
                 try:
                     label, image = _parse_row(row[columns["emotion"]], row[columns["pixels"]])
                 except ValueError as error:

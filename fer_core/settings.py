@@ -25,7 +25,7 @@ def _read_settings_file() -> tuple[dict[str, Any], str | None]:
     try:
         with path.open("rb") as handle:
             return tomllib.load(handle), None
-    except (OSError, tomllib.TOMLDecodeError) as error:
+    except (OSError, ValueError) as error:  # ValueError: TOMLDecodeError, or bytes that are not UTF-8
         problem = f"{path} was ignored, the defaults apply: {error}"
         LOGGER.warning(problem)
         return {}, problem

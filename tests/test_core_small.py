@@ -78,11 +78,17 @@ def test_the_settings_file_sets_the_runs_dir(settings_file: Path, tmp_path: Path
     assert settings.settings_problem() is None
 
 
-def test_a_settings_file_that_is_not_toml_is_ignored_with_the_reason(settings_file: Path) -> None:
-    settings_file.write_text('runs_dir = "/somewhere\n')  # the quote is never closed
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [(b'runs_dir = "/somewhere\n', "line 1"), (b'runs_dir = "/caf\xe9"\n', "utf-8")],  # open quote; Latin-1
+)
+def test_a_settings_file_that_is_not_toml_is_ignored_with_the_reason(
+    settings_file: Path, content: bytes, reason: str
+) -> None:
+    settings_file.write_bytes(content)
     assert settings.default_runs_dir() == settings.PROJECT_ROOT / "runs"  # the defaults apply
     problem = settings.settings_problem()
-    assert problem is not None and str(settings_file) in problem and "line 1" in problem
+    assert problem is not None and str(settings_file) in problem and reason in problem
 
 
 def test_classification_report_on_a_known_confusion() -> None:

@@ -268,11 +268,12 @@ def test_malformed_csv_rows_are_skipped_with_their_line_number(
     assert reason in dataset.report.bad_rows[0]
 
 
-def test_a_row_with_a_byte_that_is_not_utf8_is_skipped_not_fatal(tmp_path: Path) -> None:
+@pytest.mark.parametrize("bad_row", ["3,7 7 \udcff 7,Training", f"3,{' '.join(['7'] * 2304)},Train\udcffing"])
+def test_a_row_with_a_byte_that_is_not_utf8_is_skipped_not_fatal(tmp_path: Path, bad_row: str) -> None:
     good = random_faces(2)
     text = "emotion,pixels,Usage\n"
     text += f"0,{pixels_text(good[0])},Training\n"
-    text += "3,7 7 \udcff 7,Training\n"  # the stray byte, written below as raw 0xFF
+    text += bad_row + "\n"  # its stray byte is written below as raw 0xFF
     text += f"5,{pixels_text(good[1])},PublicTest\n"
     (tmp_path / "faces.csv").write_bytes(text.encode("utf-8", "surrogateescape"))
 

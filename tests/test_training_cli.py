@@ -250,6 +250,23 @@ def test_a_finished_run_reports_its_batch_norm_recalibration(finished_run: runs.
     assert recalibration["kept"] == (recalibration["val_accuracy_after"] > recalibration["val_accuracy_before"])
 
 
+def test_a_failed_recalibration_leaves_the_run_finished_with_its_plain_export(
+    isolated_runs_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def out_of_memory(*args: Any) -> dict[str, Any]:
+        raise MemoryError("no room for the training faces")
+
+    monkeypatch.setattr(trainer, "recalibrate_if_better", out_of_memory)
+    config = TrainConfig(data="demo", arch="tiny", epochs=1, batch_size=32, max_steps_per_epoch=2)
+    run = runs.Run(trainer.train(config))
+    assert run.status()["state"] == "finished"
+    assert run.metrics()["batch_norm_recalibration"] == {
+        "error": "MemoryError: no room for the training faces",
+        "kept": False,
+    }
+    assert run.model_path() == run.path / runs.EXPORTED_MODEL
+
+
 def test_a_failing_run_is_marked_failed_with_its_error(isolated_runs_dir: Path) -> None:
     config = TrainConfig(data=str(isolated_runs_dir / "nowhere"), arch="tiny", epochs=1)
     with pytest.raises(ValueError, match="does not exist"):

@@ -556,7 +556,12 @@ def run_details_ui(run: runs.Run) -> None:
 
 def recalibration_caption(recalibration: Any) -> None:
     """What re-estimating the batch-norm statistics on clean training faces did for this run."""
-    if not isinstance(recalibration, dict) or recalibration.get("val_accuracy_before") is None:
+    if not isinstance(recalibration, dict):
+        return
+    if recalibration.get("error"):
+        st.caption(f"Batch-norm re-estimation was skipped ({first_line(str(recalibration['error']), 200)}).")
+        return
+    if recalibration.get("val_accuracy_before") is None:
         return
     before, after = recalibration["val_accuracy_before"], recalibration.get("val_accuracy_after")
     outcome = "kept" if recalibration.get("kept") else "not kept: no better"
