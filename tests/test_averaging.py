@@ -128,3 +128,27 @@ def test_average_command_writes_the_model_and_reports_validation_accuracy(
     build_model("fernet").save(tmp_path / "other.keras")
     assert cli.main([*argv[:3], str(tmp_path / "other.keras"), *argv[3:], "--overwrite"]) == 2
     assert "only models of one architecture" in capsys.readouterr().err
+
+
+def fake_run(folder: Path, seed: int, val_fraction: float) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"settings": {"seed": seed, "val_fraction": val_fraction}}))
+    build_model("tiny").save(folder / "best.keras")
+    return folder / "best.keras"
+
+
+def test_average_holds_out_the_validation_faces_of_the_models_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first, second = fake_run(tmp_path / "a", 7, 0.2), fake_run(tmp_path / "b", 7, 0.2)
+    output = str(tmp_path / "out.keras")
+    assert cli.main(["average", str(first), str(second), "--data", "demo", "--output", output, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["seed"], report["val_fraction"]) == (7, 0.2)
+
+    other = fake_run(tmp_path / "c", 8, 0.2)
+    argv = ["average", str(first), str(other), "--data", "demo", "--output", output, "--overwrite"]
+    assert cli.main(argv) == 2
+    assert "different validation splits" in capsys.readouterr().err
+    assert cli.main([*argv, "--seed", "8", "--val-fraction", "1.0"]) == 2
+    assert "val_fraction must be in (0, 0.5)" in capsys.readouterr().err

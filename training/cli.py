@@ -6,9 +6,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fer_core.errors import FerError
+
+if TYPE_CHECKING:
+    from training.config import TrainConfig
 
 EXIT_USAGE = 2
 
@@ -97,8 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=True,
         help="re-estimate batch-norm statistics on clean training faces (default on)",
     )
-    average.add_argument("--val-fraction", type=float, default=defaults.val_fraction, help="as in training")
-    average.add_argument("--seed", type=int, default=defaults.seed, help="as in training: the same validation faces")
+    average.add_argument(
+        "--val-fraction", type=float, help="as in training (default: the inputs' runs' own, else the training default)"
+    )
+    average.add_argument(
+        "--seed", type=int, help="as in training: the same validation faces (default: the inputs' runs' own, else 42)"
+    )
     average.add_argument("--json", action="store_true", help="print one JSON object to stdout")
 
     resume = commands.add_parser("resume", help="continue a run from its last epoch checkpoint")
@@ -204,7 +211,8 @@ def cmd_average(args: argparse.Namespace) -> int:
     if args.output.suffix != ".keras":
         raise ValueError(f"{args.output} must end in .keras")
     paths = [resolve_model_path(path) for path in args.models]
-    train, val = split_for_training(resolve_dataset(args.data), args.val_fraction, args.seed)
+    split = _validation_split(paths, seed=args.seed, val_fraction=args.val_fraction)
+    train, val = split_for_training(resolve_dataset(args.data), split.val_fraction, split.seed)
     models = [keras.models.load_model(path, compile=False) for path in paths]
 
     inputs = [
@@ -219,6 +227,8 @@ def cmd_average(args: argparse.Namespace) -> int:
         "val_accuracy": accuracy_on(combined, val),
         "recalibrated_on": len(train) if args.recalibrate else 0,
         "val_faces": len(val),
+        "seed": split.seed,
+        "val_fraction": split.val_fraction,
     }
     if args.json:
         print(json.dumps(report))
@@ -229,6 +239,32 @@ def cmd_average(args: argparse.Namespace) -> int:
     recalibrated = f", batch norm re-estimated on {len(train):,} training faces" if args.recalibrate else ""
     print(f"val accuracy {report['val_accuracy']:.4f}  {args.output} ({what}{recalibrated})")
     return 0
+
+
+def _validation_split(paths: list[Path], *, seed: int | None, val_fraction: float | None) -> TrainConfig:
+    """The seed and validation share to hold out, as a checked TrainConfig: those given, else those
+    of the runs the models come from (a model inside a run folder), else the training defaults.
+    Other validation faces would include faces the models were trained on."""
+    from training.config import TrainConfig, config_from_mapping
+    from training.runs import Run
+
+    used = set()
+    for path in paths:
+        settings = Run(path.parent).config().get("settings") if (path.parent / "config.json").is_file() else None
+        if isinstance(settings, dict):
+            defaults = TrainConfig()
+            used.add((settings.get("seed", defaults.seed), settings.get("val_fraction", defaults.val_fraction)))
+    if len(used) > 1 and (seed is None or val_fraction is None):
+        raise ValueError(
+            f"the models were trained with different validation splits (seed, share: {sorted(used)}); "
+            "pass --seed and --val-fraction"
+        )
+    run_seed, run_fraction = used.pop() if used else (None, None)
+    chosen = {
+        "seed": seed if seed is not None else run_seed,
+        "val_fraction": val_fraction if val_fraction is not None else run_fraction,
+    }
+    return config_from_mapping({key: value for key, value in chosen.items() if value is not None})
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
