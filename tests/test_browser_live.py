@@ -261,7 +261,8 @@ def video_time(page: Any) -> float | None:
 
 
 def processed_frames(page: Any) -> int:
-    text = page.get_by_text(re.compile(r"frames processed this session")).first.inner_text(timeout=30_000)
+    # The panel is a fragment the page re-runs every second; on a loaded machine a re-run can take long.
+    text = page.get_by_text(re.compile(r"frames processed this session")).first.inner_text(timeout=90_000)
     match = re.search(r"([\d,]+) frames processed", text)
     assert match, text
     return int(match.group(1).replace(",", ""))
