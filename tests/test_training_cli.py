@@ -236,9 +236,9 @@ def test_batch_norm_recalibration_is_kept_only_if_validation_accuracy_rises(
     original = model_path.read_bytes()
     measured = iter(accuracies)  # before, then after re-estimation
     monkeypatch.setattr(trainer, "accuracy_on", lambda model, dataset: next(measured))
-    config = TrainConfig(data="demo", arch="tiny")
+    train, val = trainer.split_for_training(resolve_dataset("demo"), 0.1, seed=42)
 
-    result = trainer.recalibrate_if_better(model_path, resolve_dataset("demo"), config)
+    result = trainer.recalibrate_if_better(model_path, train, val)
 
     assert result == {"val_accuracy_before": accuracies[0], "val_accuracy_after": accuracies[1], "kept": kept}
     assert (model_path.read_bytes() != original) == kept

@@ -475,18 +475,16 @@ def _finish(run_dir: Path, dataset: FaceDataset, config: TrainConfig) -> None:
     runs.update_status(run_dir, phase="exporting")
     export_model(run_dir / runs.BEST_CHECKPOINT, run_dir / runs.EXPORTED_MODEL, config.arch)
     runs.update_status(run_dir, phase="recalibrating")
+    train, val = split_for_training(dataset, config.val_fraction, config.seed)
     try:
-        recalibration = recalibrate_if_better(run_dir / runs.EXPORTED_MODEL, dataset, config)
+        recalibration = recalibrate_if_better(run_dir / runs.EXPORTED_MODEL, train, val)
     except Exception as error:  # an optional polish: the run and its plain export still stand
         print(f"batch-norm recalibration skipped: {type(error).__name__}: {error}", file=sys.stderr)
         recalibration = {"error": f"{type(error).__name__}: {error}", "kept": False}
     runs.update_status(run_dir, phase="evaluating")
     model = keras.models.load_model(run_dir / runs.EXPORTED_MODEL)
     eval_split = "test" if "test" in dataset.split_names else "val"
-    if eval_split == "val":
-        _, held_out = split_for_training(dataset, config.val_fraction, config.seed)
-    else:
-        held_out = dataset.split("test")
+    held_out = dataset.split("test") if eval_split == "test" else val
     probabilities = predict_probabilities(model, held_out.images)
     report = classification_report(held_out.labels, probabilities.argmax(axis=1))
     report["split"] = eval_split
@@ -497,15 +495,14 @@ def _finish(run_dir: Path, dataset: FaceDataset, config: TrainConfig) -> None:
     runs.update_status(run_dir, state="finished", phase=None, finished_at=time.time(), test_accuracy=report["accuracy"])
 
 
-def recalibrate_if_better(model_path: Path, dataset: FaceDataset, config: TrainConfig) -> dict[str, Any]:
-    """Re-estimate the batch-norm statistics of the model at ``model_path`` on the clean training faces
-    (see :mod:`training.averaging`) and keep the result if it is more accurate on the validation faces.
+def recalibrate_if_better(model_path: Path, train: FaceDataset, val: FaceDataset) -> dict[str, Any]:
+    """Re-estimate the batch-norm statistics of the model at ``model_path`` on the clean ``train``
+    faces (see :mod:`training.averaging`) and keep the result if it is more accurate on ``val``.
     Returns both validation accuracies and whether the recalibrated model was kept."""
     import keras
 
     from training.averaging import recalibrate_batch_norm
 
-    train, val = split_for_training(dataset, config.val_fraction, config.seed)
     model = keras.models.load_model(model_path, compile=False)
     before = accuracy_on(model, val)
     if not recalibrate_batch_norm(model, train.images):
