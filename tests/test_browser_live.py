@@ -140,10 +140,14 @@ def test_live_page_streams_annotated_video_and_fills_the_panel(
             deadline = time.monotonic() + 30
             while processed_frames(page) <= first_count and time.monotonic() < deadline:
                 time.sleep(1)
-            if processed_frames(page) > first_count or video_time(page) is not None:
+            if processed_frames(page) > first_count:
                 break
-            print("the stream was dropped; pressing START again")
+            # Dropped (START shows again) or stalled (the last frame stays up): as a user would, reload.
+            print("the stream was dropped or stalled; reloading the page and pressing START")
+            page.reload(timeout=PAGE_TIMEOUT_MS)
+            page.get_by_role("heading", name="Live").first.wait_for(timeout=PAGE_TIMEOUT_MS)
             start_streaming(page)
+            face_heading.first.wait_for(timeout=60_000)
         assert processed_frames(page) > first_count, "the frame count did not grow: frames stopped coming"
         assert page.get_by_text(re.compile(r"\d+(\.\d)? fps")).count() >= 1
 
