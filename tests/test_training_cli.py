@@ -300,3 +300,21 @@ def test_mirrored_strategy_trains_over_two_logical_cpu_devices(tmp_path: Path) -
     (run,) = runs.list_runs(tmp_path)
     status = run.status()
     assert (status["state"], status["strategy"], status["devices"]) == ("finished", "mirrored", 2)
+
+
+def test_keep_last_saves_a_snapshot_of_each_of_the_last_epochs(tmp_path: Path) -> None:
+    """--keep-last N: the models of the last N epochs stay in snapshots/, for `training average`."""
+    from fer_core.models import build_model
+
+    run = runs.Run(tmp_path)
+    checkpointer = trainer.make_checkpointer(run.path, best_so_far=None, epochs=5, keep_last=2)
+    checkpointer.set_model(build_model("tiny"))
+    for epoch in range(5):
+        checkpointer.on_epoch_end(epoch, {"val_accuracy": 0.1 * epoch})
+    snapshots = sorted(path.name for path in (run.path / runs.SNAPSHOTS_DIR).iterdir())
+    assert snapshots == ["epoch-004.keras", "epoch-005.keras"]
+
+
+def test_keep_last_beyond_the_epochs_is_refused() -> None:
+    with pytest.raises(ValueError, match="keep_last"):
+        TrainConfig(epochs=3, keep_last=4)

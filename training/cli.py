@@ -64,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--init-from",
         help="start from the weights of this .keras model or run folder (same architecture): fine-tuning",
     )
+    train.add_argument(
+        "--keep-last",
+        type=int,
+        help="also keep the model of each of the last N epochs in snapshots/ (for `average`; default 0)",
+    )
     # The launcher creates the run folder first (so the page knows it at once) and hands it over here;
     # the settings then come from that folder's config.json.
     train.add_argument("--into", type=Path, help=argparse.SUPPRESS)

@@ -31,6 +31,7 @@ class TrainConfig:
     precision: str = "auto"  # "auto", "float32", "mixed_bfloat16" or "mixed_float16"
     max_steps_per_epoch: int = 0  # 0: the whole train split every epoch (tests use small values)
     init_from: str = ""  # a .keras model of the same architecture whose weights the run starts from
+    keep_last: int = 0  # also keep each of the last N epochs' models (snapshots/), for weight averaging
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -43,6 +44,8 @@ class TrainConfig:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if not 0 < self.val_fraction < 0.5:
             raise ValueError(f"val_fraction must be in (0, 0.5), got {self.val_fraction}")
+        if not 0 <= self.keep_last <= self.epochs:
+            raise ValueError(f"keep_last must be between 0 and epochs ({self.epochs}), got {self.keep_last}")
         if self.strategy not in ("default", "mirrored"):
             raise ValueError(f"strategy must be 'default' or 'mirrored', got {self.strategy!r}")
         if self.precision not in ("auto", "float32", "mixed_bfloat16", "mixed_float16"):

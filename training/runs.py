@@ -34,6 +34,7 @@ METRICS_FILE = "metrics.json"
 BEST_CHECKPOINT = "best.keras"
 LAST_CHECKPOINT = "last.keras"
 EXPORTED_MODEL = "model.keras"
+SNAPSHOTS_DIR = "snapshots"  # epoch-NNN.keras for the last epochs, with --keep-last
 CHECKPOINT_INFO = "checkpoint.json"  # which epoch last.keras holds, and the best so far
 MISCLASSIFIED_FILE = "misclassified.npz"
 STOP_FLAG = "STOP"

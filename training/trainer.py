@@ -214,9 +214,11 @@ def make_recorder(run_dir: Path, epochs: int, steps_per_epoch: int, initial_hist
     return RunRecorder()
 
 
-def make_checkpointer(run_dir: Path, best_so_far: float | None) -> Any:
+def make_checkpointer(run_dir: Path, best_so_far: float | None, *, epochs: int = 0, keep_last: int = 0) -> Any:
     """Saves last.keras after every epoch and best.keras when val_accuracy improves, both atomically,
-    then checkpoint.json saying which epoch they hold (what ``resume`` starts from)."""
+    then checkpoint.json saying which epoch they hold (what ``resume`` starts from). With
+    ``keep_last``, each of the last ``keep_last`` of ``epochs`` epochs is also kept as
+    ``snapshots/epoch-NNN.keras``, for weight averaging (``python -m training average``)."""
     import keras
 
     class AtomicCheckpoint(keras.callbacks.Callback):
@@ -234,6 +236,9 @@ def make_checkpointer(run_dir: Path, best_so_far: float | None) -> Any:
                 # the new best (Run.model_path) until the run exports again when it stops or finishes.
                 (run_dir / runs.EXPORTED_MODEL).unlink(missing_ok=True)
                 self.best, self.best_epoch = value, epoch + 1
+            if keep_last and epoch + 1 > epochs - keep_last:
+                (run_dir / runs.SNAPSHOTS_DIR).mkdir(exist_ok=True)
+                save_model_atomic(self.model, run_dir / runs.SNAPSHOTS_DIR / f"epoch-{epoch + 1:03d}.keras")
             save_model_atomic(self.model, run_dir / runs.LAST_CHECKPOINT)
             runs.write_json(
                 run_dir / runs.CHECKPOINT_INFO,
@@ -439,7 +444,7 @@ def _train(config: TrainConfig, run_dir: Path, *, resume: bool) -> None:
     recorder = make_recorder(run_dir, config.epochs, steps_per_epoch, history)
     callbacks = [
         recorder,  # history first: a crash before the checkpoint write is cut back by _resume_point
-        make_checkpointer(run_dir, best_so_far),
+        make_checkpointer(run_dir, best_so_far, epochs=config.epochs, keep_last=config.keep_last),
         keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=config.patience),
     ]
     stopped: str | None = None
