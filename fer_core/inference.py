@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from fer_core import run_layout
 from fer_core.detect import Box, FaceDetector, HaarFaceDetector
 from fer_core.errors import ModelLoadError
 from fer_core.labels import EMOTIONS, NUM_CLASSES
@@ -251,7 +252,7 @@ def resolve_model_path(path: str | os.PathLike[str] | None = None) -> Path:
     if path is not None:
         candidate = Path(path).expanduser()
         if candidate.is_dir():
-            for name in ("model.keras", "best.keras"):
+            for name in run_layout.MODEL_FILES:
                 if (candidate / name).is_file():
                     return candidate / name
             raise ModelLoadError(f"{candidate} holds no model.keras or best.keras")
@@ -296,14 +297,14 @@ def describe_model(path: str | os.PathLike[str]) -> ModelInfo:
     else:
         kind = "custom"
     card = _read_json_object(model_path.with_suffix(".json"))
-    run_dir = model_path.parent if (model_path.parent / "config.json").is_file() else None
+    run_dir = model_path.parent if run_layout.is_run_folder(model_path.parent) else None
     if run_dir is None and card.get("run"):
         candidate = promoted_model_path().parent / str(card["run"])
-        run_dir = candidate if (candidate / "config.json").is_file() else None
+        run_dir = candidate if run_layout.is_run_folder(candidate) else None
     details: dict[str, Any] = {}
     if run_dir is not None:
-        config = _read_json_object(run_dir / "config.json")
-        metrics = _read_json_object(run_dir / "metrics.json")
+        config = _read_json_object(run_dir / run_layout.CONFIG_FILE)
+        metrics = _read_json_object(run_dir / run_layout.METRICS_FILE)
         settings = config.get("settings")
         if not isinstance(settings, dict):
             settings = {}

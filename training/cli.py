@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fer_core.errors import FerError
+from fer_core.run_layout import is_run_folder
 
 if TYPE_CHECKING:
     from training.config import TrainConfig
@@ -155,7 +156,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_resume(args: argparse.Namespace) -> int:
     from training.trainer import resume
 
-    if not (args.run / "config.json").is_file():
+    if not is_run_folder(args.run):
         raise ValueError(f"{args.run} is not a run folder (no config.json)")
     return _report_run(resume(args.run, launched=args.launched))
 
@@ -255,7 +256,7 @@ def _validation_split(paths: list[Path], *, seed: int | None, val_fraction: floa
 
     used = set()
     for path in paths:
-        settings = Run(path.parent).config().get("settings") if (path.parent / "config.json").is_file() else None
+        settings = Run(path.parent).config().get("settings") if is_run_folder(path.parent) else None
         if isinstance(settings, dict):
             defaults = TrainConfig()
             used.add((settings.get("seed", defaults.seed), settings.get("val_fraction", defaults.val_fraction)))

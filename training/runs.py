@@ -25,21 +25,24 @@ try:  # POSIX: status updates from the launcher and the trainer are serialised w
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-CONFIG_FILE = "config.json"
-STATUS_FILE = "status.json"
-HISTORY_JSON = "history.json"
-HISTORY_CSV = "history.csv"
-SUMMARY_FILE = "model_summary.txt"
-METRICS_FILE = "metrics.json"
-BEST_CHECKPOINT = "best.keras"
-LAST_CHECKPOINT = "last.keras"
-EXPORTED_MODEL = "model.keras"
-SNAPSHOTS_DIR = "snapshots"  # epoch-NNN.keras for the last epochs, with --keep-last
-CHECKPOINT_INFO = "checkpoint.json"  # which epoch last.keras holds, and the best so far
-MISCLASSIFIED_FILE = "misclassified.npz"
-STOP_FLAG = "STOP"
-LOG_FILE = "train.log"
-STATUS_LOCK = ".status.lock"
+from fer_core.run_layout import (  # noqa: F401  (the names are part of this module's interface)
+    BEST_CHECKPOINT,
+    CHECKPOINT_INFO,
+    CONFIG_FILE,
+    EXPORTED_MODEL,
+    HISTORY_CSV,
+    HISTORY_JSON,
+    LAST_CHECKPOINT,
+    LOG_FILE,
+    METRICS_FILE,
+    MISCLASSIFIED_FILE,
+    MODEL_FILES,
+    SNAPSHOTS_DIR,
+    STATUS_FILE,
+    STATUS_LOCK,
+    STOP_FLAG,
+    SUMMARY_FILE,
+)
 
 ACTIVE_STATES = frozenset({"queued", "running"})
 FINAL_STATES = frozenset({"finished", "failed", "stopped"})
@@ -180,7 +183,7 @@ class Run:
     def model_path(self) -> Path | None:
         """The model to use from this run: the float32 export, else the best checkpoint (a new best
         checkpoint removes the export, so the export is never older than it)."""
-        for name in (EXPORTED_MODEL, BEST_CHECKPOINT):
+        for name in MODEL_FILES:
             if (self.path / name).is_file():
                 return self.path / name
         return None

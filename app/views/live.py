@@ -28,6 +28,7 @@ from app.live import (
 )
 from app.models import cached_classifier, current_model, model_caption
 from app.state import confidence_threshold_ui
+from fer_core import run_layout
 from fer_core.errors import FerError
 from fer_core.inference import UNCERTAIN, describe_model, resolve_model_path
 from fer_core.labels import EMOTIONS
@@ -47,7 +48,7 @@ def model_choices() -> dict[str, Path]:
     if SHIPPED_MODEL_PATH.is_file() and current.path.resolve() != SHIPPED_MODEL_PATH.resolve():
         choices["Shipped default"] = SHIPPED_MODEL_PATH
     runs_dir = default_runs_dir()
-    run_folders = sorted((config.parent for config in runs_dir.glob("*/config.json")), reverse=True)
+    run_folders = sorted((config.parent for config in runs_dir.glob(f"*/{run_layout.CONFIG_FILE}")), reverse=True)
     for run_folder in run_folders:
         try:
             path = resolve_model_path(run_folder)  # its exported model, else its best checkpoint
