@@ -5,7 +5,7 @@ The cache is keyed by the model file's path and modification time, so promoting 
 replaces ``promoted.keras``) loads the new model on the next rerun without a restart.
 
     classifier, info = load_model_or_stop()          # promoted model, else the shipped default
-    predictor = cached_predictor(str(info.path), info.path.stat().st_mtime, min_face_size=60)
+    predictor = cached_predictor(str(info.path), model_version(info.path), min_face_size=60)
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from fer_core.inference import (
     load_classifier,
     resolve_model_path,
 )
+from fer_core.serving import served_files
 from fer_core.settings import PROJECT_ROOT
 
 # Photos are not real time: scan them larger and finer than webcam frames. On FER2013 faces pasted on
@@ -35,9 +36,10 @@ PHOTO_SCALE_FACTOR = 1.05
 PHOTO_MIN_NEIGHBORS = 6
 
 
-@st.cache_resource(show_spinner="Loading the model...", max_entries=2)
-def cached_classifier(model_path: str, mtime: float) -> EmotionClassifier:
-    """The classifier for ``model_path``; ``mtime`` is only part of the cache key."""
+@st.cache_resource(show_spinner="Loading the model...", max_entries=4)
+def cached_classifier(model_path: str, version: tuple[float, ...]) -> EmotionClassifier:
+    """The served (LiteRT) classifier for ``model_path``; ``version`` (see :func:`model_version`) is
+    only part of the cache key, so a model replaced on disk is loaded afresh."""
     return load_classifier(model_path)
 
 
@@ -61,7 +63,7 @@ def cached_detector(
 
 def cached_predictor(
     model_path: str,
-    mtime: float,
+    version: tuple[float, ...],
     *,
     min_face_size: int = 40,
     max_side: int = PHOTO_MAX_SIDE,
@@ -71,7 +73,7 @@ def cached_predictor(
 ) -> Predictor:
     """The cached classifier behind a cached detector with the given settings (cheap to build)."""
     detector = cached_detector(min_face_size, max_side, include_profiles, scale_factor, min_neighbors)
-    return Predictor(cached_classifier(model_path, mtime), detector)
+    return Predictor(cached_classifier(model_path, version), detector)
 
 
 def current_model() -> ModelInfo:
@@ -79,8 +81,9 @@ def current_model() -> ModelInfo:
     return describe_model(resolve_model_path())
 
 
-def model_mtime(info: ModelInfo) -> float:
-    return info.path.stat().st_mtime
+def model_version(path: Path) -> tuple[float, ...]:
+    """The modification times of a model's files (.keras, .tflite, record): a new value for a new model."""
+    return tuple(file.stat().st_mtime if file.exists() else 0.0 for file in served_files(path))
 
 
 def predictor_or_stop(
@@ -90,7 +93,7 @@ def predictor_or_stop(
     try:
         return cached_predictor(
             str(info.path),
-            model_mtime(info),
+            model_version(info.path),
             min_face_size=min_face_size,
             max_side=max_side,
             include_profiles=include_profiles,
@@ -108,7 +111,7 @@ def load_model_or_stop() -> tuple[EmotionClassifier, ModelInfo]:
     """The current model's cached classifier and what it is, or an ``st.error`` and a stopped page."""
     try:
         info = current_model()
-        return cached_classifier(str(info.path), model_mtime(info)), info
+        return cached_classifier(str(info.path), model_version(info.path)), info
     except FerError as error:
         st.error(f"No model to run: {error}. Train one on the Training page and promote it.")
         st.stop()

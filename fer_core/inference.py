@@ -8,13 +8,10 @@ all in one compiled model call.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import threading
-import warnings
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -23,18 +20,17 @@ import numpy as np
 import numpy.typing as npt
 
 from fer_core import run_layout
+from fer_core.calibration import apply_temperature
 from fer_core.detect import Box, FaceDetector, HaarFaceDetector
 from fer_core.errors import ModelLoadError
 from fer_core.labels import EMOTIONS, NUM_CLASSES
 from fer_core.preprocess import FACE_SIZE, face_batch, to_gray, to_gray48
+from fer_core.serving import checked_lite_model
 from fer_core.settings import SHIPPED_MODEL_PATH, promoted_model_path
 
 DEFAULT_MARGIN = 0.1  # each side of the detector's box, as a share of its size
 WARMUP_BATCH_SIZES = (1, 2, 4, 8)
 UNCERTAIN = "uncertain"  # the label of a face whose confidence is below the chosen threshold
-BACKENDS = ("auto", "tflite", "tf.function")
-LITE_MAX_BATCH = 32  # larger batches (evaluating a data set) go through TensorFlow's multi-threaded graph
-LITE_TOLERANCE = 1e-4  # the TFLite copy must agree with the Keras model this closely, else it is not used
 
 LOGGER = logging.getLogger(__name__)
 
@@ -72,89 +68,58 @@ def crop_face(gray_image: npt.NDArray[np.uint8], box: Box, margin: float = DEFAU
 
 
 class EmotionClassifier:
-    """A FER model with a compiled forward pass, warmed up on load and safe to share between threads.
+    """A FER model run by LiteRT, warmed up on load and safe to share between threads.
 
-    Small batches (the faces of one photo or video frame) run through a TFLite copy of the model
-    (XNNPACK kernels, batch-norm folded into the convolutions): about twice as fast at batch 1 as
-    the ``tf.function`` graph, which still runs large batches. The copy is checked against the Keras
-    model on load and used only if every probability agrees within ``LITE_TOLERANCE``; otherwise,
-    or with ``backend="tf.function"``, everything runs through the graph. ``backend`` says which
-    one small batches use.
+    It runs the ``.tflite`` copy that ``training.export`` converted from the Keras model and checked
+    against it (see :mod:`fer_core.serving`): XNNPACK kernels with batch normalisation folded into the
+    convolutions, and no TensorFlow in the process. ``temperature`` calibrates the probabilities
+    (:mod:`fer_core.calibration`); it never changes which emotion wins. One interpreter runs one batch
+    at a time (a lock), resized to each batch size it is given.
     """
 
-    def __init__(self, model: Any, source: str = "", *, backend: str = "auto", num_threads: int = 1) -> None:
-        import tensorflow as tf
+    def __init__(self, flatbuffer: bytes, source: str = "", *, temperature: float = 1.0, num_threads: int = 1) -> None:
+        from ai_edge_litert.interpreter import Interpreter
 
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         if num_threads < 1:
             raise ValueError(f"num_threads must be at least 1, got {num_threads}")
-        input_shape = tuple(model.input_shape)
-        output_shape = tuple(model.output_shape)
-        if input_shape[1:] != (FACE_SIZE, FACE_SIZE, 1) or output_shape[-1] != NUM_CLASSES:
-            raise ModelLoadError(
-                f"{source or 'the model'} takes {input_shape} and gives {output_shape}; "
-                f"a FER model takes (None, 48, 48, 1) and gives 7 scores"
-            )
-        self.model = model
+        if not temperature > 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
         self.source = source
-        self._forward = tf.function(
-            lambda faces: model(faces, training=False),
-            input_signature=[tf.TensorSpec([None, FACE_SIZE, FACE_SIZE, 1], tf.float32)],
-            reduce_retracing=True,
-        )
-        self._lite: LiteForward | None = None
-        self.backend = "tf.function"
-        self.backend_note = "TFLite not requested" if backend == "tf.function" else ""
-        if backend != "tf.function":
-            self._lite, self.backend_note = _checked_lite_forward(self._forward, num_threads)
-            if self._lite is not None:
-                self.backend = "tflite"
-            elif backend == "tflite":
-                raise ModelLoadError(
-                    f"the TFLite backend is not available for {source or 'this model'}: {self.backend_note}"
-                )
-        for batch_size in WARMUP_BATCH_SIZES:
-            self._small_batch_forward(np.zeros((batch_size, FACE_SIZE, FACE_SIZE, 1), np.float32))
-
-    def _small_batch_forward(self, faces: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        if self._lite is not None and len(faces) <= LITE_MAX_BATCH:
-            return self._lite(faces)
-        return np.asarray(self._forward(faces), np.float32)
-
-    def classify_batch(
-        self, gray_faces: npt.NDArray[np.uint8], *, tta: bool = False, batch_size: int = 512
-    ) -> npt.NDArray[np.float32]:
-        """Probabilities (N, 7) for 48x48 uint8 faces; ``tta`` averages with the mirrored faces."""
-        faces = face_batch(gray_faces)
-        outputs: list[npt.NDArray[np.float32]] = []
-        for start in range(0, len(faces), batch_size):
-            chunk = faces[start : start + batch_size]
-            if tta:
-                both = np.concatenate([chunk, chunk[:, :, ::-1]])
-                scores = self._small_batch_forward(both)
-                outputs.append(((scores[: len(chunk)] + scores[len(chunk) :]) / 2).astype(np.float32))
-            else:
-                outputs.append(self._small_batch_forward(chunk))
-        return np.concatenate(outputs) if outputs else np.zeros((0, NUM_CLASSES), np.float32)
-
-
-class LiteForward:
-    """One TFLite interpreter for a model, resized to each batch size it is given (cheap), behind a
-    lock: an interpreter must not run two batches at once."""
-
-    def __init__(self, flatbuffer: bytes, num_threads: int = 1) -> None:
-        import tensorflow as tf
-
-        with warnings.catch_warnings():  # tf.lite.Interpreter warns that LiteRT will replace it
-            warnings.simplefilter("ignore")
-            self._interpreter = tf.lite.Interpreter(model_content=flatbuffer, num_threads=num_threads)
-        self._input = self._interpreter.get_input_details()[0]["index"]
-        self._output = self._interpreter.get_output_details()[0]["index"]
+        self.temperature = float(temperature)
+        self.num_threads = num_threads
+        name = Path(source).name if source else "the model"
+        try:
+            self._interpreter = Interpreter(model_content=flatbuffer, num_threads=num_threads)
+            input_details = self._interpreter.get_input_details()
+            output_details = self._interpreter.get_output_details()
+        except (ValueError, RuntimeError) as error:
+            raise ModelLoadError(f"{name} is not a model LiteRT can run ({str(error)[:200]})") from None
+        input_shape = tuple(int(v) for v in input_details[0]["shape_signature"]) if input_details else ()
+        output_shape = tuple(int(v) for v in output_details[0]["shape_signature"]) if output_details else ()
+        if (
+            len(input_details) != 1
+            or input_shape[1:] != (FACE_SIZE, FACE_SIZE, 1)
+            or output_shape[-1:] != (NUM_CLASSES,)
+        ):
+            raise ModelLoadError(
+                f"{name} takes {input_shape} and gives {output_shape}; a FER model takes (N, 48, 48, 1) "
+                "and gives 7 scores"
+            )
+        self._input = input_details[0]["index"]
+        self._output = output_details[0]["index"]
         self._batch_size = -1
         self._lock = threading.Lock()
+        check_faces = np.random.default_rng(0).integers(0, 256, (4, FACE_SIZE, FACE_SIZE, 1)).astype(np.float32)
+        check = self._forward(check_faces)
+        if not np.isfinite(check).all() or not np.allclose(check.sum(axis=1), 1.0, atol=1e-3):
+            raise ModelLoadError(
+                f"{name} gives {'non-finite' if not np.isfinite(check).all() else 'non-probability'} outputs "
+                "(NaN or infinite weights?), so it is not used"
+            )
+        for batch_size in WARMUP_BATCH_SIZES:
+            self._forward(np.zeros((batch_size, FACE_SIZE, FACE_SIZE, 1), np.float32))
 
-    def __call__(self, faces: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    def _forward(self, faces: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         faces = np.ascontiguousarray(faces, np.float32)
         with self._lock:
             if len(faces) != self._batch_size:
@@ -165,45 +130,21 @@ class LiteForward:
             self._interpreter.invoke()
             return np.array(self._interpreter.get_tensor(self._output), np.float32)
 
-
-def convert_to_tflite(forward: Any) -> bytes:
-    """A float32 TFLite flatbuffer of a ``tf.function`` taking (None, 48, 48, 1) faces.
-
-    The graph is frozen first (variables become constants), so the converter sees the weights and
-    folds batch normalisation into the convolutions; nothing is written to disk or stdout.
-    """
-    import tensorflow as tf
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
-
-    frozen = convert_variables_to_constants_v2(forward.get_concrete_function())
-    with _quiet_logger("absl"), _quiet_logger("tensorflow"):
-        return bytes(tf.lite.TFLiteConverter.from_concrete_functions([frozen]).convert())
-
-
-def _checked_lite_forward(forward: Callable[[Any], Any], num_threads: int) -> tuple[LiteForward | None, str]:
-    """A TFLite copy of ``forward`` that agrees with it, or None and the reason."""
-    try:
-        lite = LiteForward(convert_to_tflite(forward), num_threads=num_threads)
-        check_faces = np.random.default_rng(0).integers(0, 256, (3, FACE_SIZE, FACE_SIZE, 1)).astype(np.float32)
-        difference = float(np.abs(lite(check_faces) - np.asarray(forward(check_faces))).max())
-    except Exception as error:  # the converter and interpreter raise many types; any means "not available"
-        LOGGER.info("TFLite copy not used: %s", error)
-        return None, f"conversion failed ({type(error).__name__}: {str(error)[:200]})"
-    if not difference <= LITE_TOLERANCE:  # also catches NaN
-        LOGGER.warning("TFLite copy not used: it differs from the Keras model by %s", difference)
-        return None, f"the TFLite copy differs from the Keras model by {difference:.2g}"
-    return lite, f"TFLite copy agrees with the Keras model within {difference:.1g}"
-
-
-@contextlib.contextmanager
-def _quiet_logger(name: str) -> Iterator[None]:
-    logger = logging.getLogger(name)
-    previous = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(previous)
+    def classify_batch(
+        self, gray_faces: npt.NDArray[np.uint8], *, tta: bool = False, batch_size: int = 256
+    ) -> npt.NDArray[np.float32]:
+        """Calibrated probabilities (N, 7) for 48x48 uint8 faces; ``tta`` averages with the mirrored faces."""
+        faces = face_batch(gray_faces)
+        outputs: list[npt.NDArray[np.float32]] = []
+        for start in range(0, len(faces), batch_size):
+            chunk = faces[start : start + batch_size]
+            if tta:
+                both = self._forward(np.concatenate([chunk, chunk[:, :, ::-1]]))
+                scores = ((both[: len(chunk)] + both[len(chunk) :]) / 2).astype(np.float32)
+            else:
+                scores = self._forward(chunk)
+            outputs.append(apply_temperature(scores, self.temperature))
+        return np.concatenate(outputs) if outputs else np.zeros((0, NUM_CLASSES), np.float32)
 
 
 class Predictor:
@@ -327,15 +268,12 @@ def _read_json_object(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def load_classifier(path: str | os.PathLike[str] | None = None, *, backend: str = "auto") -> EmotionClassifier:
-    import keras
-
+def load_classifier(path: str | os.PathLike[str] | None = None, *, num_threads: int = 1) -> EmotionClassifier:
+    """The served (LiteRT) form of a model: an explicit ``.keras``/``.tflite`` file or run folder, else the
+    promoted model, else the shipped default. Raises :class:`ModelLoadError` saying what is wrong."""
     model_path = resolve_model_path(path)
-    try:
-        model = keras.models.load_model(model_path, compile=False)
-    except Exception as error:  # Keras raises many types for a bad file; all mean the same to a user
-        raise ModelLoadError(f"could not load {model_path.name}: {error}") from None
-    return EmotionClassifier(model, source=str(model_path), backend=backend)
+    flatbuffer, record = checked_lite_model(model_path)
+    return EmotionClassifier(flatbuffer, str(model_path), temperature=record.temperature, num_threads=num_threads)
 
 
 def load_predictor(

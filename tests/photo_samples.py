@@ -143,7 +143,33 @@ def tiny_model(constant_emotion: str | None = None, seed: int = 0) -> Any:
     return model
 
 
-def save_tiny_model(path: Path, constant_emotion: str | None = None) -> Path:
+def save_tiny_model(path: Path, constant_emotion: str | None = None, *, temperature: float = 1.0) -> Path:
+    """A tiny model saved at ``path`` (.keras) with the LiteRT copy and record the app serves it from."""
+    from training.export import export_tflite
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tiny_model(constant_emotion).save(path)
+    model = tiny_model(constant_emotion)
+    model.save(path)
+    export_tflite(path, temperature=temperature, model=model)
     return path
+
+
+def copy_model(source: Path, destination: Path) -> Path:
+    """Copy a model with its LiteRT copy and record (what ``promote`` does), e.g. to ``promoted.keras``."""
+    import shutil
+
+    from fer_core.serving import served_files
+
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    for source_file, destination_file in zip(served_files(source), served_files(destination), strict=True):
+        shutil.copyfile(source_file, destination_file)
+    return destination
+
+
+def tiny_classifier(constant_emotion: str | None = None, seed: int = 0, *, temperature: float = 1.0) -> Any:
+    """An EmotionClassifier (LiteRT) running the tiny architecture, made in memory."""
+    from fer_core.inference import EmotionClassifier
+    from training.export import convert_to_tflite
+
+    flatbuffer = convert_to_tflite(tiny_model(constant_emotion, seed))
+    return EmotionClassifier(flatbuffer, source="tiny", temperature=temperature)

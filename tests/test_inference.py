@@ -3,12 +3,21 @@ the fast TFLite path agreeing with Keras, flip averaging, model resolution, and 
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
-from photo_samples import detectable_faces, fer_faces, group_photo, save_tiny_model, textured_background, tiny_model
+from photo_samples import (
+    detectable_faces,
+    fer_faces,
+    group_photo,
+    save_tiny_model,
+    textured_background,
+    tiny_classifier,
+    tiny_model,
+)
 
 import fer_core
 from fer_core import inference
@@ -16,13 +25,13 @@ from fer_core.detect import Box
 from fer_core.draw import UNCERTAIN_COLOR_RGB, draw_predictions, face_caption, scale_predictions
 from fer_core.errors import ModelLoadError
 from fer_core.inference import (
-    LITE_MAX_BATCH,
     UNCERTAIN,
     EmotionClassifier,
     FacePrediction,
     Predictor,
     crop_face,
     describe_model,
+    load_classifier,
     load_predictor,
     resolve_model_path,
 )
@@ -36,7 +45,7 @@ def random_faces(count: int, seed: int = 0) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def classifier() -> EmotionClassifier:
-    return EmotionClassifier(tiny_model(seed=1), source="tiny")
+    return tiny_classifier(seed=1)
 
 
 @pytest.fixture(scope="module")
@@ -72,20 +81,11 @@ def test_crop_with_margin_past_the_edge_replicates_the_border() -> None:
 
 
 @pytest.mark.slow
-def test_tflite_path_is_used_and_agrees_with_keras(classifier) -> None:
-    assert classifier.backend == "tflite", classifier.backend_note
-    reference = EmotionClassifier(classifier.model, backend="tf.function")
-    assert reference.backend == "tf.function"
-    for count in (1, 2, 5, 8, LITE_MAX_BATCH + 3):
-        faces = random_faces(count, seed=count)
-        np.testing.assert_allclose(classifier.classify_batch(faces), reference.classify_batch(faces), atol=1e-4)
-
-
-@pytest.mark.slow
-def test_tflite_path_agrees_on_the_real_architecture_with_trained_statistics() -> None:
+def test_the_served_copy_agrees_with_keras_on_the_real_architecture_with_trained_statistics(tmp_path) -> None:
     import keras
 
     from fer_core.models import build_model
+    from training.export import export_tflite
 
     keras.utils.set_random_seed(3)
     model = build_model("fernet")
@@ -101,38 +101,101 @@ def test_tflite_path_agrees_on_the_real_architecture_with_trained_statistics() -
                     rng.uniform(0.5, 2.0, variance.shape),
                 ]
             )
-    fast = EmotionClassifier(model)
-    reference = EmotionClassifier(model, backend="tf.function")
-    assert fast.backend == "tflite", fast.backend_note
-    faces = random_faces(8, seed=4)
-    np.testing.assert_allclose(fast.classify_batch(faces), reference.classify_batch(faces), atol=1e-4)
-    np.testing.assert_allclose(fast.classify_batch(faces[:1]), reference.classify_batch(faces[:1]), atol=1e-4)
+    path = tmp_path / "fernet.keras"
+    model.save(path)
+    export_tflite(path, model=model)
+    served = load_classifier(path)
+    for count in (1, 2, 5, 8, 40):
+        faces = random_faces(count, seed=count)
+        expected = np.asarray(model(faces.astype(np.float32)[..., None], training=False))
+        np.testing.assert_allclose(served.classify_batch(faces), expected, atol=1e-4)
 
 
 @pytest.mark.slow
-def test_a_failed_conversion_falls_back_to_the_graph(monkeypatch) -> None:
-    def broken(_forward):
-        raise RuntimeError("converter exploded")
+def test_a_copy_that_disagrees_with_keras_is_not_written(tmp_path, monkeypatch) -> None:
+    from training import export
 
-    monkeypatch.setattr(inference, "convert_to_tflite", broken)
-    classifier = EmotionClassifier(tiny_model())
-    assert classifier.backend == "tf.function"
-    assert "converter exploded" in classifier.backend_note
-    assert classifier.classify_batch(random_faces(3)).shape == (3, 7)
-    with pytest.raises(ModelLoadError, match="TFLite backend is not available"):
-        EmotionClassifier(tiny_model(), backend="tflite")
+    path = save_tiny_model(tmp_path / "tiny.keras")
+    (tmp_path / "tiny.tflite").unlink()
+    monkeypatch.setattr(export, "lite_probabilities", lambda flatbuffer, faces: np.full((len(faces), 7), 1 / 7))
+    with pytest.raises(ModelLoadError, match="differs from it by"):
+        export.export_tflite(path)
+    assert not (tmp_path / "tiny.tflite").exists()
 
 
 @pytest.mark.slow
-def test_unknown_backend_and_wrong_model_shapes_are_refused() -> None:
+def test_a_model_with_nan_weights_is_refused_at_export_and_at_load(tmp_path) -> None:
+    from training.export import convert_to_tflite, export_tflite
+
+    model = tiny_model()
+    kernel, bias = model.get_layer("emotion").get_weights()
+    model.get_layer("emotion").set_weights([np.full_like(kernel, np.nan), bias])
+    model.save(tmp_path / "nan.keras")
+    with pytest.raises(ModelLoadError, match="non-finite"):
+        export_tflite(tmp_path / "nan.keras", model=model)
+    with pytest.raises(ModelLoadError, match="non-finite outputs"):
+        EmotionClassifier(convert_to_tflite(model), source="nan.tflite")
+
+
+@pytest.mark.slow
+def test_stale_tampered_or_unchecked_copies_are_refused_with_the_fix(tmp_path) -> None:
+    path = save_tiny_model(tmp_path / "tiny.keras")
+    load_classifier(path)  # served as exported
+    record = json.loads((tmp_path / "tiny.tflite.json").read_text())
+
+    (tmp_path / "tiny.tflite.json").write_text(json.dumps({**record, "max_difference": 0.3}))
+    with pytest.raises(ModelLoadError, match=r"differs from the Keras model by 0\.3"):
+        load_classifier(path)
+    (tmp_path / "tiny.tflite.json").write_text(json.dumps({**record, "temperature": "warm"}))
+    with pytest.raises(ModelLoadError, match=r"'temperature' has the wrong type.*training export"):
+        load_classifier(path)
+    (tmp_path / "tiny.tflite.json").unlink()
+    with pytest.raises(ModelLoadError, match=r"tiny\.tflite\.json is missing.*python -m training export"):
+        load_classifier(path)
+    (tmp_path / "tiny.tflite.json").write_text(json.dumps(record))
+
+    tiny_model(seed=9).save(path)  # the Keras model trained further after its export
+    with pytest.raises(ModelLoadError, match=r"earlier version of tiny\.keras"):
+        load_classifier(path)
+    (tmp_path / "tiny.tflite").write_bytes((tmp_path / "tiny.tflite").read_bytes()[:1000])
+    with pytest.raises(ModelLoadError, match="changed or damaged"):
+        load_classifier(path)
+    (tmp_path / "tiny.tflite").unlink()
+    with pytest.raises(ModelLoadError, match="no LiteRT copy"):
+        load_classifier(path)
+
+
+def test_bytes_that_are_not_a_litert_model_are_refused() -> None:
+    with pytest.raises(ModelLoadError, match="not a model LiteRT can run"):
+        EmotionClassifier(b"definitely not a flatbuffer", source="junk.tflite")
+
+
+@pytest.mark.slow
+def test_wrong_model_shapes_are_refused(tmp_path) -> None:
     import keras
+    import tensorflow as tf
 
-    with pytest.raises(ValueError, match="backend must be one of"):
-        EmotionClassifier(tiny_model(), backend="onnx")
+    from training.export import export_tflite
+
     inputs = keras.Input((64, 64, 3))
-    wrong = keras.Model(inputs, keras.layers.Dense(7)(keras.layers.Flatten()(inputs)))
+    wrong = keras.Model(inputs, keras.layers.Dense(7, activation="softmax")(keras.layers.Flatten()(inputs)))
     with pytest.raises(ModelLoadError, match=r"a FER model takes \(None, 48, 48, 1\)"):
-        EmotionClassifier(wrong, source="wrong.keras")
+        export_tflite(tmp_path / "wrong.keras", model=wrong)
+    forward = tf.function(lambda x: wrong(x), input_signature=[tf.TensorSpec([None, 64, 64, 3], tf.float32)])
+    flatbuffer = tf.lite.TFLiteConverter.from_concrete_functions([forward.get_concrete_function()], wrong).convert()
+    with pytest.raises(ModelLoadError, match=r"a FER model takes \(N, 48, 48, 1\)"):
+        EmotionClassifier(flatbuffer, source="wrong.tflite")
+
+
+@pytest.mark.slow
+def test_the_temperature_calibrates_probabilities_without_changing_the_winner() -> None:
+    faces = random_faces(12, seed=5)
+    plain = tiny_classifier(seed=2).classify_batch(faces)
+    sharper = tiny_classifier(seed=2, temperature=0.5).classify_batch(faces)
+    np.testing.assert_array_equal(plain.argmax(axis=1), sharper.argmax(axis=1))
+    assert (sharper.max(axis=1) >= plain.max(axis=1) - 1e-6).all()
+    expected = plain.astype(np.float64) ** 2
+    np.testing.assert_allclose(sharper, expected / expected.sum(axis=1, keepdims=True), atol=1e-5)
 
 
 @pytest.mark.slow
@@ -291,7 +354,7 @@ def test_load_predictor_takes_a_path_and_defaults_to_the_promoted_model(isolated
 def test_a_corrupt_model_file_is_a_model_load_error(tmp_path) -> None:
     path = tmp_path / "broken.keras"
     path.write_bytes(b"not a zip")
-    with pytest.raises(ModelLoadError, match=r"could not load broken\.keras"):
+    with pytest.raises(ModelLoadError, match=r"broken\.keras has no LiteRT copy"):
         load_predictor(path)
 
 

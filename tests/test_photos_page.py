@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import shutil
 from pathlib import Path
 
 import cv2
@@ -15,6 +14,7 @@ import numpy as np
 import pytest
 from conftest import PROJECT_ROOT
 from photo_samples import (
+    copy_model,
     detectable_faces,
     encode,
     fer_faces,
@@ -52,9 +52,7 @@ def model_files(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture
 def promoted(model_files, isolated_runs_dir) -> Path:
     """A promoted model that calls every face "surprise" (the shipped one is never loaded)."""
-    path = isolated_runs_dir / "promoted.keras"
-    shutil.copyfile(model_files["surprise"], path)
-    return path
+    return copy_model(model_files["surprise"], isolated_runs_dir / "promoted.keras")
 
 
 @pytest.fixture(scope="module")
@@ -210,7 +208,7 @@ def test_page_uses_the_promoted_model_when_there_is_one(model_files, isolated_ru
     assert "shipped default" in at.caption[0].value
     assert list(face_tables(at)[0]["label"]) == ["happy"]
 
-    shutil.copyfile(model_files["surprise"], isolated_runs_dir / "promoted.keras")
+    copy_model(model_files["surprise"], isolated_runs_dir / "promoted.keras")
     (isolated_runs_dir / "promoted.json").write_text(json.dumps({"run": "20260101-demo-tiny", "data": "demo"}))
     at = upload(run_page(), [("crop.jpg", fer_crop)])
     assert "promoted run" in at.caption[0].value and "20260101-demo-tiny" in at.caption[0].value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from fer_core.inference import describe_model, resolve_model_path
+from fer_core.serving import ServingRecord, checked_lite_model, served_files, write_record
 from fer_core.settings import promoted_model_path
 from training import cli, launcher, promote, runs
 from training.config import TrainConfig
@@ -125,24 +127,44 @@ def test_resume_point_without_a_checkpoint_starts_over(isolated_runs_dir: Path) 
     assert _resume_point(run.path) == (0, {"epochs": [], "batches": []})
 
 
+def write_served_model(path: Path, content: bytes) -> None:
+    """Stand-in files for a model and its LiteRT copy, with a record whose hashes match them."""
+    path.write_bytes(content)
+    path.with_suffix(".tflite").write_bytes(b"litert copy of " + content)
+    write_record(
+        path,
+        ServingRecord(
+            keras_sha256=hashlib.sha256(content).hexdigest(),
+            tflite_sha256=hashlib.sha256(b"litert copy of " + content).hexdigest(),
+            max_difference=0.0,
+            tolerance=1e-4,
+            check_faces=1,
+        ),
+    )
+
+
 def test_promote_copies_the_model_where_the_app_loads_it(isolated_runs_dir: Path) -> None:
     run = make_run(isolated_runs_dir, "finished", pid=dead_pid())
     (run.path / runs.BEST_CHECKPOINT).write_bytes(b"best")
-    (run.path / runs.EXPORTED_MODEL).write_bytes(b"float32 export")
+    with pytest.raises(ValueError, match=r"no model the app can serve yet.*python -m training export"):
+        promote.promote_run(run)  # a model without its LiteRT copy: nothing the app could load
+    write_served_model(run.path / runs.EXPORTED_MODEL, b"float32 export")
     destination = promote.promote_run(run)
     assert destination == promoted_model_path() == isolated_runs_dir / "promoted.keras"
     assert destination.read_bytes() == b"float32 export"
+    assert checked_lite_model(destination)[0] == b"litert copy of float32 export"  # copied with its record
     card = promote.promoted_info() or {}
     assert card["run"] == run.name and "provisional" not in card
     assert resolve_model_path() == destination
     assert describe_model(destination).details["run"] == run.name  # the card the Live page shows
     promote.unpromote()
     assert promote.promoted_info() is None
+    assert not any(path.exists() for path in served_files(destination))
 
 
 def test_promoting_an_unfinished_run_marks_the_model_provisional(isolated_runs_dir: Path) -> None:
     run = make_run(isolated_runs_dir, "stopped", pid=dead_pid())
-    (run.path / runs.BEST_CHECKPOINT).write_bytes(b"best so far")
+    write_served_model(run.path / runs.BEST_CHECKPOINT, b"best so far")
     promote.promote_run(run)
     card = promote.promoted_info() or {}
     assert card["provisional"] is True and "stopped" in card["note"]

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fer_core.errors import FerError
 from fer_core.run_layout import is_run_folder
@@ -114,6 +114,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     average.add_argument("--json", action="store_true", help="print one JSON object to stdout")
 
+    export = commands.add_parser(
+        "export",
+        help="write the LiteRT copy of a model that the app and fer_core serve, with its calibration",
+        description="Convert a .keras model (or a run folder's model) to the LiteRT copy the app, the library and "
+        "the CLIs run, check that it gives the Keras model's probabilities, and fit its calibration temperature "
+        "on the validation faces of --data (a run's own data by default).",
+    )
+    export.add_argument("model", type=Path, help="a .keras file or a run folder")
+    export.add_argument(
+        "--data", help="the data the model was trained on (default: a run's own; without data the temperature is 1)"
+    )
+    export.add_argument("--val-fraction", type=float, help="as in training (default: the run's own, else 0.1)")
+    export.add_argument("--seed", type=int, help="as in training (default: the run's own, else 42)")
+
     resume = commands.add_parser("resume", help="continue a run from its last epoch checkpoint")
     resume.add_argument("run", type=Path, help="the run folder")
     resume.add_argument("--launched", action="store_true", help=argparse.SUPPRESS)  # by training.launcher
@@ -178,21 +192,23 @@ def _report_run(run_dir: Path) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from fer_core.datasets import resolve_dataset
-    from fer_core.inference import load_classifier, resolve_model_path
+    from fer_core.inference import resolve_model_path
+    from training.trainer import evaluate_served
 
     model_path = resolve_model_path(args.model)
     dataset = resolve_dataset(args.data, split=args.split).split(args.split)
-    classifier = load_classifier(model_path)
-    from fer_core.metrics import classification_report
-
-    probabilities = classifier.classify_batch(dataset.images, tta=args.tta)
-    report: dict[str, Any] = classification_report(dataset.labels, probabilities.argmax(axis=1))
+    report, _ = evaluate_served(model_path, dataset, tta=args.tta)
     report.update(model=str(model_path), data=str(args.data), split=args.split, tta=args.tta)
     if args.json:
         print(json.dumps(report))
         return 0
     print(f"model {model_path}\ndata {args.data} [{args.split}], n={report['n']}")
-    print(f"accuracy {report['accuracy']:.4f}   macro-F1 {report['macro_f1']:.4f}")
+    calibration = report["calibration"]
+    print(f"accuracy {report['accuracy']:.4f}   macro-F1 {report['macro_f1']:.4f}   (LiteRT, as the app runs it)")
+    print(
+        f"calibration: temperature {calibration['temperature']:.3f}, expected calibration error "
+        f"{calibration['ece_before']:.3f} before, {calibration['ece_after']:.3f} after"
+    )
     print(f"{'class':<10}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}")
     for emotion, scores in report["per_class"].items():
         print(
@@ -209,8 +225,9 @@ def cmd_average(args: argparse.Namespace) -> int:
 
     from fer_core.datasets import resolve_dataset
     from fer_core.inference import resolve_model_path
+    from fer_core.serving import lite_path
     from training.averaging import combine_models
-    from training.trainer import accuracy_on, save_model_atomic, split_for_training
+    from training.trainer import accuracy_on, export_served, save_model_atomic, split_for_training
 
     if args.output.exists() and not args.overwrite:
         raise ValueError(f"{args.output} exists: pass --overwrite to replace it")
@@ -227,6 +244,7 @@ def cmd_average(args: argparse.Namespace) -> int:
     combined = combine_models(models, train.images, recalibrate=args.recalibrate)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     save_model_atomic(combined, args.output)
+    temperature = export_served(args.output, val)
     report = {
         "inputs": inputs,
         "output": str(args.output),
@@ -235,6 +253,8 @@ def cmd_average(args: argparse.Namespace) -> int:
         "val_faces": len(val),
         "seed": split.seed,
         "val_fraction": split.val_fraction,
+        "served": str(lite_path(args.output)),
+        "temperature": temperature,
     }
     if args.json:
         print(json.dumps(report))
@@ -244,6 +264,7 @@ def cmd_average(args: argparse.Namespace) -> int:
     what = "average" if len(models) > 1 else "copy"
     recalibrated = f", batch norm re-estimated on {len(train):,} training faces" if args.recalibrate else ""
     print(f"val accuracy {report['val_accuracy']:.4f}  {args.output} ({what}{recalibrated})")
+    print(f"served copy {report['served']} (calibration temperature {temperature:.3f})")
     return 0
 
 
@@ -271,6 +292,41 @@ def _validation_split(paths: list[Path], *, seed: int | None, val_fraction: floa
         "val_fraction": val_fraction if val_fraction is not None else run_fraction,
     }
     return config_from_mapping({key: value for key, value in chosen.items() if value is not None})
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from fer_core.datasets import resolve_dataset
+    from fer_core.serving import lite_path, read_record
+    from training import runs
+    from training.export import export_tflite
+    from training.trainer import export_model, export_served, split_for_training
+
+    model_path: Path = args.model
+    data = args.data
+    if is_run_folder(model_path):
+        run = runs.Run(model_path)
+        settings = run.config().get("settings") or {}
+        if not (model_path / runs.EXPORTED_MODEL).is_file():
+            if not (model_path / runs.BEST_CHECKPOINT).is_file():
+                raise ValueError(f"{model_path} has no model yet: let the run finish an epoch")
+            export_model(model_path / runs.BEST_CHECKPOINT, model_path / runs.EXPORTED_MODEL, str(settings["arch"]))
+        model_path = model_path / runs.EXPORTED_MODEL
+        data = data or settings.get("data")
+    elif model_path.suffix != ".keras":
+        raise ValueError(f"{model_path} is neither a .keras file nor a run folder")
+    if data:
+        split = _validation_split([model_path], seed=args.seed, val_fraction=args.val_fraction)
+        _, val = split_for_training(resolve_dataset(data), split.val_fraction, split.seed)
+        temperature = export_served(model_path, val)
+    else:
+        temperature = 1.0
+        export_tflite(model_path, temperature=temperature)
+    record = read_record(model_path)
+    print(
+        f"wrote {lite_path(model_path)}: agrees with {model_path.name} within {record.max_difference:.1g} on "
+        f"{record.check_faces} faces; calibration temperature {temperature:.3f}"
+    )
+    return 0
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -303,6 +359,7 @@ COMMANDS = {
     "train": cmd_train,
     "evaluate": cmd_evaluate,
     "average": cmd_average,
+    "export": cmd_export,
     "runs": cmd_runs,
     "resume": cmd_resume,
 }

@@ -1,4 +1,5 @@
-"""The "Use this model" action: copy a run's model to the promoted location the Live and Photos pages load.
+"""The "Use this model" action: copy a run's model, with its LiteRT copy and that copy's record, to the
+promoted location the Live, Photos and Video pages load.
 
 The copy goes to a temporary file beside the destination and is then moved into place, so a page
 loading the promoted model never reads half a file. ``promoted.json`` beside it says where it came
@@ -13,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from fer_core.errors import ModelLoadError
+from fer_core.serving import checked_lite_model, served_files
 from fer_core.settings import promoted_model_path
 from training import runs
 
@@ -29,14 +32,16 @@ def promote_run(run: runs.Run) -> Path:
     source = run.model_path()
     if source is None:
         raise ValueError(f"run {run.name} has no model yet (no model.keras or best.keras): let it finish an epoch")
+    try:
+        checked_lite_model(source)
+    except ModelLoadError as error:
+        raise ValueError(
+            f"run {run.name} has no model the app can serve yet ({error}); a run writes one when it stops or "
+            f"finishes, or `python -m training export {run.path}` makes it"
+        ) from None
     destination = promoted_model_path()
     destination.parent.mkdir(parents=True, exist_ok=True)
-    temporary = runs.temporary_path(destination)
-    try:
-        shutil.copyfile(source, temporary)
-        os.replace(temporary, destination)
-    finally:
-        temporary.unlink(missing_ok=True)
+    _copy_together(list(zip(served_files(source), served_files(destination), strict=True)))
     summary = run.summary()
     metrics = run.metrics()
     card: dict[str, Any] = {  # the model card fer_core.inference.describe_model reads
@@ -56,6 +61,20 @@ def promote_run(run: runs.Run) -> Path:
     return destination
 
 
+def _copy_together(pairs: list[tuple[Path, Path]]) -> None:
+    """Copy each (source, destination) to a temporary file first, then move them all into place, so the
+    model, its LiteRT copy and its record change together (a reader checks that they match)."""
+    temporaries = [runs.temporary_path(destination) for _, destination in pairs]
+    try:
+        for (source, _), temporary in zip(pairs, temporaries, strict=True):
+            shutil.copyfile(source, temporary)
+        for (_, destination), temporary in zip(pairs, temporaries, strict=True):
+            os.replace(temporary, destination)
+    finally:
+        for temporary in temporaries:
+            temporary.unlink(missing_ok=True)
+
+
 def promoted_info() -> dict[str, Any] | None:
     """The promoted model's card (``run``, ``accuracy``, ``promoted_at``...), or None when none is."""
     if not promoted_model_path().is_file():
@@ -69,5 +88,6 @@ def promoted_info() -> dict[str, Any] | None:
 
 def unpromote() -> None:
     """Go back to the shipped default model."""
-    promoted_model_path().unlink(missing_ok=True)
+    for path in served_files(promoted_model_path()):
+        path.unlink(missing_ok=True)
     promoted_info_path().unlink(missing_ok=True)

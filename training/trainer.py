@@ -466,6 +466,7 @@ def _train(config: TrainConfig, run_dir: Path, *, resume: bool) -> None:
         if (run_dir / runs.BEST_CHECKPOINT).is_file():
             runs.update_status(run_dir, phase="exporting")
             export_model(run_dir / runs.BEST_CHECKPOINT, run_dir / runs.EXPORTED_MODEL, config.arch)
+            export_served(run_dir / runs.EXPORTED_MODEL, val_set)
         (run_dir / runs.STOP_FLAG).unlink(missing_ok=True)
         runs.update_status(run_dir, state="stopped", phase=None, stop_reason=stopped, finished_at=time.time())
         return
@@ -474,30 +475,62 @@ def _train(config: TrainConfig, run_dir: Path, *, resume: bool) -> None:
 
 
 def _finish(run_dir: Path, dataset: FaceDataset, config: TrainConfig) -> None:
-    """Export the best checkpoint as a float32 model and evaluate it on the held-out split."""
-    import keras
-
+    """Export the best checkpoint as a float32 model and its served (LiteRT) copy, calibrated on the
+    validation faces, and evaluate the served copy on the held-out split: the path the app runs."""
     runs.update_status(run_dir, phase="exporting")
-    export_model(run_dir / runs.BEST_CHECKPOINT, run_dir / runs.EXPORTED_MODEL, config.arch)
+    model_path = run_dir / runs.EXPORTED_MODEL
+    export_model(run_dir / runs.BEST_CHECKPOINT, model_path, config.arch)
     runs.update_status(run_dir, phase="recalibrating")
     train, val = split_for_training(dataset, config.val_fraction, config.seed)
     try:
-        recalibration = recalibrate_if_better(run_dir / runs.EXPORTED_MODEL, train, val)
+        recalibration = recalibrate_if_better(model_path, train, val)
     except Exception as error:  # an optional polish: the run and its plain export still stand
         print(f"batch-norm recalibration skipped: {type(error).__name__}: {error}", file=sys.stderr)
         recalibration = {"error": f"{type(error).__name__}: {error}", "kept": False}
+    runs.update_status(run_dir, phase="exporting")
+    export_served(model_path, val)
     runs.update_status(run_dir, phase="evaluating")
-    model = keras.models.load_model(run_dir / runs.EXPORTED_MODEL)
     eval_split = "test" if "test" in dataset.split_names else "val"
     held_out = dataset.split("test") if eval_split == "test" else val
-    probabilities = predict_probabilities(model, held_out.images)
-    report = classification_report(held_out.labels, probabilities.argmax(axis=1))
+    report, probabilities = evaluate_served(model_path, held_out)
     report["split"] = eval_split
     report["best_epoch"] = runs.Run(run_dir).checkpoint_info().get("best_epoch")
     report["batch_norm_recalibration"] = recalibration
     runs.write_json(run_dir / runs.METRICS_FILE, report)
     save_misclassified(run_dir, held_out, probabilities)
     runs.update_status(run_dir, state="finished", phase=None, finished_at=time.time(), test_accuracy=report["accuracy"])
+
+
+def export_served(model_path: Path, val: FaceDataset) -> float:
+    """Fit the calibration temperature on the validation faces and write the model's LiteRT copy with
+    it (:func:`training.export.export_tflite`, checked on those faces too). Returns the temperature."""
+    from fer_core.calibration import fit_temperature
+    from training.export import export_tflite, load_keras_model
+
+    model = load_keras_model(model_path)
+    temperature = fit_temperature(predict_probabilities(model, val.images), val.labels) if len(val) else 1.0
+    export_tflite(model_path, temperature=temperature, check_faces=val.images, model=model)
+    return temperature
+
+
+def evaluate_served(
+    model_path: Path, dataset: FaceDataset, *, tta: bool = False
+) -> tuple[dict[str, Any], npt.NDArray[np.float32]]:
+    """Evaluate the served (LiteRT, calibrated) copy of a model, as the app runs it: the classification
+    report with its calibration (expected calibration error before and after the temperature, and
+    reliability tables), and the served probabilities."""
+    from fer_core.calibration import apply_temperature, calibration_report
+    from fer_core.inference import EmotionClassifier
+    from fer_core.serving import checked_lite_model
+
+    flatbuffer, record = checked_lite_model(model_path)
+    uncalibrated = EmotionClassifier(flatbuffer, str(model_path), num_threads=os.cpu_count() or 1)
+    raw = uncalibrated.classify_batch(dataset.images, tta=tta)
+    probabilities = apply_temperature(raw, record.temperature)
+    report = classification_report(dataset.labels, probabilities.argmax(axis=1))
+    report["calibration"] = calibration_report(raw, dataset.labels, record.temperature)
+    report["served"] = {"runtime": "LiteRT", "file": model_path.with_suffix(".tflite").name, "tta": tta}
+    return report, probabilities
 
 
 def recalibrate_if_better(model_path: Path, train: FaceDataset, val: FaceDataset) -> dict[str, Any]:

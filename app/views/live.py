@@ -26,7 +26,7 @@ from app.live import (
     rtc_configuration,
     timeline_figure,
 )
-from app.models import cached_classifier, current_model, model_caption
+from app.models import cached_classifier, current_model, model_caption, model_version
 from app.state import confidence_threshold_ui
 from fer_core import run_layout
 from fer_core.errors import FerError
@@ -110,7 +110,7 @@ def settings_ui() -> tuple[Path, LiveSettings]:
 
 def classifier_or_stop(model_path: Path) -> Classifier:
     try:
-        return cached_classifier(str(model_path), model_path.stat().st_mtime)
+        return cached_classifier(str(model_path), model_version(model_path))
     except FerError as error:
         st.error(f"Could not load the model {model_path.name}: {error}")
         st.stop()

@@ -1,0 +1,169 @@
+"""The served form of a model: a LiteRT copy beside each ``.keras`` file, and the record of its check.
+
+    models/fer_default.keras          training, fine-tuning, averaging (TensorFlow)
+    models/fer_default.tflite         what the app, the library and the CLIs run (LiteRT, no TensorFlow)
+    models/fer_default.tflite.json    how it was made: the hashes of both files, the largest difference
+                                      from the Keras model on check faces, the calibration temperature
+
+``training.export`` writes the copy and its record (converting needs TensorFlow); this module only
+reads and checks them, so the app server never loads TensorFlow. A copy is served only if its record
+says it agreed with the Keras model within ``TOLERANCE`` and both files are still the ones it names:
+a ``.keras`` replaced after the conversion makes its copy stale, and it is refused until exported again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from fer_core.errors import ModelLoadError
+
+LITE_SUFFIX = ".tflite"
+RECORD_SUFFIX = ".tflite.json"
+TOLERANCE = 1e-4  # the LiteRT copy's probabilities may differ from the Keras model's by at most this
+RECORD_VERSION = 1
+
+
+def lite_path(model_path: str | os.PathLike[str]) -> Path:
+    """The LiteRT copy of a model (``x.keras`` -> ``x.tflite``; a ``.tflite`` path is returned as is)."""
+    return Path(model_path).with_suffix(LITE_SUFFIX)
+
+
+def keras_path(model_path: str | os.PathLike[str]) -> Path:
+    return Path(model_path).with_suffix(".keras")
+
+
+def record_path(model_path: str | os.PathLike[str]) -> Path:
+    path = Path(model_path)
+    return path.with_name(path.with_suffix("").name + RECORD_SUFFIX)
+
+
+def served_files(model_path: str | os.PathLike[str]) -> tuple[Path, Path, Path]:
+    """The ``.keras``, ``.tflite`` and record paths of one model, whichever of them is given."""
+    return keras_path(model_path), lite_path(model_path), record_path(model_path)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class ServingRecord:
+    """What ``training.export`` checked when it wrote a LiteRT copy."""
+
+    keras_sha256: str  # the .keras file the copy was converted from
+    tflite_sha256: str
+    max_difference: float  # the largest difference of any probability on the check faces
+    tolerance: float
+    check_faces: int
+    temperature: float = 1.0  # calibration: served probabilities are softmax(logits / temperature)
+    converter: str = ""  # e.g. "tensorflow 2.21.0"
+    created_at: str = ""
+    version: int = RECORD_VERSION
+
+    @classmethod
+    def from_json(cls, data: Any, source: str = "the record") -> ServingRecord:
+        """Parse and check a record; a missing key or a value of the wrong type raises ``ModelLoadError``."""
+        if not isinstance(data, dict):
+            raise ModelLoadError(f"{source} is not a JSON object")
+        expected: dict[str, tuple[type, ...]] = {
+            "keras_sha256": (str,),
+            "tflite_sha256": (str,),
+            "max_difference": (int, float),
+            "tolerance": (int, float),
+            "check_faces": (int,),
+            "temperature": (int, float),
+            "converter": (str,),
+            "created_at": (str,),
+            "version": (int,),
+        }
+        values: dict[str, Any] = {}
+        for key, types in expected.items():
+            if key not in data:
+                if key in ("keras_sha256", "tflite_sha256", "max_difference", "tolerance", "check_faces"):
+                    raise ModelLoadError(f"{source} lacks {key!r}")
+                continue
+            value = data[key]
+            if isinstance(value, bool) or not isinstance(value, types):
+                raise ModelLoadError(f"{source}: {key!r} has the wrong type ({type(value).__name__})")
+            values[key] = value
+        record = cls(**values)
+        if not (math.isfinite(record.temperature) and record.temperature > 0):
+            raise ModelLoadError(f"{source}: the temperature must be a positive number, got {record.temperature}")
+        return record
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def read_record(model_path: str | os.PathLike[str]) -> ServingRecord:
+    path = record_path(model_path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelLoadError(f"{path.name} is missing") from None
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(f"{path.name} cannot be read ({error})") from None
+    return ServingRecord.from_json(data, path.name)
+
+
+def write_record(model_path: str | os.PathLike[str], record: ServingRecord) -> Path:
+    """Write the record atomically (temporary file, then rename). Returns its path."""
+    path = record_path(model_path)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        temporary.write_text(json.dumps(record.to_json(), indent=2) + "\n", encoding="utf-8")
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
+
+
+def export_hint(model_path: str | os.PathLike[str]) -> str:
+    return f"make it with `python -m training export {keras_path(model_path)}`"
+
+
+def checked_lite_model(model_path: str | os.PathLike[str]) -> tuple[bytes, ServingRecord]:
+    """The LiteRT copy of ``model_path`` and its record, after checking that it may be served.
+
+    Raises :class:`ModelLoadError` saying what is wrong and how to fix it when the copy or its record
+    is missing or unreadable, when the copy disagreed with the Keras model, or when either file has
+    changed since the check (a ``.keras`` trained further, a truncated ``.tflite``).
+    """
+    keras_file, lite_file, _ = served_files(model_path)
+    if not lite_file.is_file():
+        raise ModelLoadError(f"{keras_file.name} has no LiteRT copy ({lite_file.name}): {export_hint(keras_file)}")
+    try:
+        record = read_record(model_path)
+    except ModelLoadError as error:
+        raise ModelLoadError(
+            f"the LiteRT copy {lite_file.name} cannot be used: {error}; {export_hint(keras_file)}"
+        ) from None
+    if not record.max_difference <= record.tolerance <= TOLERANCE:
+        raise ModelLoadError(
+            f"the LiteRT copy {lite_file.name} differs from the Keras model by {record.max_difference:.2g} "
+            f"(at most {TOLERANCE:g} is allowed), so it is not used"
+        )
+    try:
+        flatbuffer = lite_file.read_bytes()
+        keras_digest = sha256_of(keras_file) if keras_file.is_file() else None
+    except OSError as error:
+        raise ModelLoadError(f"cannot read {lite_file.name}: {error.strerror or error}") from None
+    if hashlib.sha256(flatbuffer).hexdigest() != record.tflite_sha256:
+        raise ModelLoadError(
+            f"{lite_file.name} is not the file its record describes (changed or damaged): {export_hint(keras_file)}"
+        )
+    if keras_digest is not None and keras_digest != record.keras_sha256:
+        raise ModelLoadError(
+            f"{lite_file.name} was made from an earlier version of {keras_file.name}: {export_hint(keras_file)}"
+        )
+    return flatbuffer, record

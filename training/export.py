@@ -1,0 +1,171 @@
+"""Make the served form of a Keras model: its LiteRT copy, checked against it, and the record of the check.
+
+    python -m training export models/fer_default.keras --data <fer2013>   # also fits the temperature
+
+The app, ``fer_core.load_predictor()`` and the CLIs run models through LiteRT only (see
+:mod:`fer_core.serving`): this is where a ``.keras`` file becomes servable. The trainer calls it for every
+run's export, ``promote`` copies its output, ``average`` calls it for the averaged model. Converting
+needs TensorFlow, so it runs in the trainer or CLI process, never in the app server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from fer_core.errors import ModelLoadError
+from fer_core.labels import NUM_CLASSES
+from fer_core.preprocess import FACE_SIZE, face_batch
+from fer_core.serving import TOLERANCE, ServingRecord, lite_path, read_record, sha256_of, write_record
+from training.runs import temporary_path
+
+CHECK_FACES = 64  # random faces, plus the real ones given, on which the copy must agree
+
+
+def convert_to_tflite(model: Any) -> bytes:
+    """A float32 LiteRT flatbuffer of a Keras model taking (N, 48, 48, 1) faces.
+
+    The graph is frozen first (variables become constants), so the converter sees the weights and folds
+    batch normalisation into the convolutions; nothing is written to disk or stdout.
+    """
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    forward = tf.function(
+        lambda faces: model(faces, training=False),
+        input_signature=[tf.TensorSpec([None, FACE_SIZE, FACE_SIZE, 1], tf.float32)],
+    )
+    frozen = convert_variables_to_constants_v2(forward.get_concrete_function())
+    with _quiet_logger("absl"), _quiet_logger("tensorflow"):
+        return bytes(tf.lite.TFLiteConverter.from_concrete_functions([frozen]).convert())
+
+
+def load_keras_model(path: Path) -> Any:
+    """A ``.keras`` file as a Keras model; an unreadable or damaged file is a :class:`ModelLoadError`
+    that says so (Keras itself reports some as "File not found")."""
+    import keras
+
+    if not path.is_file():
+        raise ModelLoadError(f"no model file at {path}")
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as error:  # Keras raises many types for a bad file; all mean the same to a user
+        reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+        raise ModelLoadError(f"{path.name} is unreadable or not a Keras model file ({reason})") from None
+
+
+def as_float32(model: Any) -> Any:
+    """The same model computing in float32 (a mixed-precision checkpoint's weights in a float32 build);
+    a model that already is float32 is returned as it is."""
+    import keras
+
+    from fer_core.models import architectures, build_model
+
+    if all(layer.dtype_policy.compute_dtype == "float32" for layer in model.layers):
+        return model
+    previous = keras.mixed_precision.global_policy().name
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        clean = build_model(model.name) if model.name in architectures() else keras.models.clone_model(model)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    clean.set_weights(model.get_weights())
+    return clean
+
+
+def lite_probabilities(flatbuffer: bytes, faces: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=flatbuffer, num_threads=1)
+    index = interpreter.get_input_details()[0]["index"]
+    interpreter.resize_tensor_input(index, faces.shape)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(index, np.ascontiguousarray(faces, np.float32))
+    interpreter.invoke()
+    return np.array(interpreter.get_tensor(interpreter.get_output_details()[0]["index"]), np.float32)
+
+
+def export_tflite(
+    model_path: Path,
+    *,
+    temperature: float = 1.0,
+    check_faces: npt.NDArray[np.uint8] | None = None,
+    model: Any = None,
+) -> Path:
+    """Write ``model_path``'s LiteRT copy (``x.tflite``) and its record (``x.tflite.json``); returns the copy.
+
+    The copy must give the probabilities of the Keras model within ``TOLERANCE`` on ``CHECK_FACES``
+    random faces and on ``check_faces`` (real ones, when given); otherwise nothing is written and
+    :class:`ModelLoadError` says by how much they differ. ``model`` is the loaded ``model_path``, if
+    the caller has it already.
+    """
+    import tensorflow as tf
+
+    keras_model = as_float32(model if model is not None else load_keras_model(model_path))
+    input_shape, output_shape = tuple(keras_model.input_shape), tuple(keras_model.output_shape)
+    if input_shape[1:] != (FACE_SIZE, FACE_SIZE, 1) or output_shape[-1:] != (NUM_CLASSES,):
+        raise ModelLoadError(
+            f"{model_path.name} takes {input_shape} and gives {output_shape}; a FER model takes (None, 48, 48, 1) "
+            "and gives 7 scores"
+        )
+    flatbuffer = convert_to_tflite(keras_model)
+    faces = np.random.default_rng(0).integers(0, 256, (CHECK_FACES, FACE_SIZE, FACE_SIZE), dtype=np.uint8)
+    if check_faces is not None and len(check_faces):
+        faces = np.concatenate([faces, check_faces[:256]])
+    batch = face_batch(faces)
+    expected = np.asarray(keras_model(batch, training=False), np.float32)
+    served = lite_probabilities(flatbuffer, batch)
+    if not np.isfinite(expected).all():
+        raise ModelLoadError(f"{model_path.name} gives non-finite outputs (NaN or infinite weights?): not exported")
+    difference = float(np.abs(served - expected).max())
+    if not difference <= TOLERANCE:
+        raise ModelLoadError(
+            f"the LiteRT copy of {model_path.name} differs from it by {difference:.2g} (at most {TOLERANCE:g} "
+            "is allowed): not exported"
+        )
+    destination = lite_path(model_path)
+    temporary = temporary_path(destination)
+    try:
+        temporary.write_bytes(flatbuffer)
+        os.replace(temporary, destination)
+    finally:
+        temporary.unlink(missing_ok=True)
+    write_record(
+        model_path,
+        ServingRecord(
+            keras_sha256=sha256_of(model_path),
+            tflite_sha256=sha256_of(destination),
+            max_difference=difference,
+            tolerance=TOLERANCE,
+            check_faces=len(faces),
+            temperature=float(temperature),
+            converter=f"tensorflow {tf.__version__}",
+            created_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        ),
+    )
+    return destination
+
+
+def set_temperature(model_path: Path, temperature: float) -> None:
+    """Change the calibration temperature in an existing record (the copy itself is unchanged)."""
+    record = read_record(model_path)
+    write_record(model_path, ServingRecord(**{**record.to_json(), "temperature": float(temperature)}))
+
+
+@contextlib.contextmanager
+def _quiet_logger(name: str) -> Iterator[None]:
+    logger = logging.getLogger(name)
+    previous = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
