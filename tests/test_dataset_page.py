@@ -197,3 +197,23 @@ def test_a_broken_settings_file_is_named_in_the_sidebar_and_the_page_still_works
         assert grid_captions(at)  # the demo set is still browsable
     finally:
         settings._read_settings_file.cache_clear()
+
+
+@pytest.mark.parametrize("line", ["data_roots = 5", "data_roots = [1, 2]", 'runs_dir = ["a"]', "fer2013 = 3"])
+def test_a_setting_of_the_wrong_type_gets_one_sidebar_warning_and_the_page_still_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, line: str
+) -> None:
+    settings_file = tmp_path / "fer_studio.toml"
+    settings_file.write_text(line + "\n")
+    monkeypatch.setenv(settings.SETTINGS_FILE_ENV, str(settings_file))
+    monkeypatch.delenv("FER_DATA_ROOTS", raising=False)
+    settings._read_settings_file.cache_clear()
+    try:
+        at = open_dataset_page()
+        key = line.split(" = ")[0]
+        assert len(at.sidebar.warning) == 1
+        assert f"{key} = " in at.sidebar.warning[0].value and "ignored" in at.sidebar.warning[0].value
+        assert not at.error
+        assert grid_captions(at)  # the demo set is still browsable
+    finally:
+        settings._read_settings_file.cache_clear()
