@@ -14,14 +14,18 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import hashlib
 import json
+import logging
 import os
 import shutil
+import stat
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -46,20 +50,24 @@ CSV_USAGE_SPLITS: dict[str, str] = {"Training": "train", "PublicTest": "test", "
 SPLIT_ORDER = ("train", "val", "test", "private_test")
 CACHE_VERSION = 2
 _PIXELS_PER_FACE = FACE_SIZE * FACE_SIZE
+LOGGER = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class LoadReport:
     """What the loader noticed and worked around. Nothing in here stopped the load."""
 
-    unreadable: tuple[str, ...] = ()  # files that could not be decoded (skipped)
+    unreadable: tuple[str, ...] = ()  # files that could not be read or decoded (skipped)
     resized: tuple[str, ...] = ()  # images that were not 48x48 (converted with to_gray48)
     skipped_folders: tuple[str, ...] = ()  # folders that are not a FER2013 class (e.g. train/contempt)
     bad_rows: tuple[str, ...] = ()  # CSV rows skipped, each "line N: reason"
+    # Folders that could not be opened, and entries whose type could not be read (a symlink loop),
+    # each "path: reason", e.g. "train/happy: permission denied". Their images are not loaded.
+    unreadable_folders: tuple[str, ...] = ()
 
     @property
     def problem_count(self) -> int:
-        return len(self.unreadable) + len(self.bad_rows) + len(self.skipped_folders)
+        return len(self.unreadable) + len(self.bad_rows) + len(self.skipped_folders) + len(self.unreadable_folders)
 
 
 @dataclass(frozen=True)
@@ -140,17 +148,22 @@ def load_dataset(
     or the folder's own name when it is ``train``/``val``/``test``); it is ignored for the other layouts.
     Bad locations raise :class:`DatasetError` with a message that says what was expected.
     """
+    if "\x00" in os.fspath(source):
+        raise DatasetError(f"{os.fspath(source)!r} contains a NUL character, which no file name can hold")
     path = Path(source).expanduser()
-    if not path.exists():
-        raise DatasetError(f"{path} does not exist")
-    if path.is_file():
+    try:
+        path_stat = path.stat()
+    except OSError as error:
+        if error.errno in (errno.ENOENT, errno.ENOTDIR):
+            raise DatasetError(f"{path} does not exist") from None
+        raise DatasetError(f"cannot read {path}: {_os_reason(error)}") from None
+    if stat.S_ISREG(path_stat.st_mode):
         if path.suffix.lower() != ".csv":
             raise DatasetError(f"{path} is a file but not a .csv: point at a FER2013 CSV or a folder of class folders")
-        stat = path.stat()
-        file_stats = np.array([[stat.st_size, stat.st_mtime_ns]], dtype=np.int64)
+        file_stats = np.array([[path_stat.st_size, path_stat.st_mtime_ns]], dtype=np.int64)
         fingerprint = _fingerprint(path, [path.name], file_stats, extra="csv")
         return _cached(path, "csv", fingerprint, lambda: load_csv(path), cache_dir, use_cache)
-    if not path.is_dir():
+    if not stat.S_ISDIR(path_stat.st_mode):
         raise DatasetError(f"{path} is neither a folder nor a .csv file")
     layout = _scan_folders(path, split)
     fingerprint = _fingerprint(path, layout.source_ids, layout.file_stats, extra=repr(split))
@@ -167,12 +180,40 @@ class _FolderLayout:
     labels: list[int]
     file_stats: npt.NDArray[np.int64]  # (N, 2): size in bytes and mtime in ns, for the cache fingerprint
     skipped_folders: tuple[str, ...]  # relative paths of folders that are not a FER2013 class
+    unreadable: tuple[str, ...] = ()  # files seen in a class folder but not stat-able (skipped)
+    unreadable_folders: tuple[str, ...] = ()  # "path: reason" for folders or links that could not be opened
 
 
-def _subfolders(folder: str) -> list[os.DirEntry[str]]:
+def _os_reason(error: OSError) -> str:
+    """A short reason for ``error``, in words: "permission denied", "a symbolic link loop"."""
+    if error.errno == errno.ELOOP:
+        return "a symbolic link loop"
+    return (error.strerror or type(error).__name__).lower()
+
+
+class _Listing(NamedTuple):
+    folders: list[os.DirEntry[str]]  # sorted by name, hidden ones left out
+    files: list[os.DirEntry[str]]
+
+
+def _list_folder(folder: str, relative: str, problems: list[str]) -> _Listing:
+    """The subfolders and files of ``folder``. An entry whose type cannot be read (a symlink loop, say)
+    is noted in ``problems`` as ``"<relative><name>: reason"`` and left out; an unreadable ``folder``
+    raises ``OSError``. Other entries (sockets, dangling links) are left out silently."""
+    folders: list[os.DirEntry[str]] = []
+    files: list[os.DirEntry[str]] = []
     with os.scandir(folder) as entries:
-        found = [entry for entry in entries if not entry.name.startswith(".") and entry.is_dir()]
-    return sorted(found, key=lambda entry: entry.name)
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                if entry.is_dir():
+                    folders.append(entry)
+                elif entry.is_file():
+                    files.append(entry)
+            except OSError as error:
+                problems.append(f"{relative}{entry.name}: {_os_reason(error)}")
+    return _Listing(sorted(folders, key=lambda entry: entry.name), sorted(files, key=lambda entry: entry.name))
 
 
 def _scan_folders(root: Path, split: str | None) -> _FolderLayout:
@@ -180,40 +221,65 @@ def _scan_folders(root: Path, split: str | None) -> _FolderLayout:
 
     ``os.scandir`` gives file types without a ``stat`` per file; the one ``stat`` per image (size and
     mtime, for the cache fingerprint) is the main cost of a cached load (~0.1-0.3 s for FER2013).
+    A split or class folder that cannot be opened (no permission, a symlink loop) is skipped and
+    reported in ``unreadable_folders``, as the Dataset page and the training CLI then show; only an
+    unreadable ``root`` raises :class:`DatasetError`.
     """
+    problems: list[str] = []
+    try:
+        top = _list_folder(str(root), "", problems)
+    except OSError as error:
+        raise DatasetError(f"cannot read the folder {root}: {_os_reason(error)}") from None
     split_dirs = [
         (SPLIT_FOLDERS[entry.name.lower()], entry.path, f"{entry.name}/")
-        for entry in _subfolders(str(root))
+        for entry in top.folders
         if entry.name.lower() in SPLIT_FOLDERS
     ]
-    if not split_dirs:
+    class_dirs: list[tuple[str, str, list[os.DirEntry[str]]]] = []  # (split, prefix, class folders)
+    if split_dirs:
+        for split_name, split_path, prefix in split_dirs:
+            try:
+                class_dirs.append((split_name, prefix, _list_folder(split_path, prefix, problems).folders))
+            except OSError as error:
+                problems.append(f"{prefix.rstrip('/')}: {_os_reason(error)}")
+    else:
         default_split = normalize_split(split) if split else SPLIT_FOLDERS.get(root.name.lower(), "train")
-        split_dirs = [(default_split, str(root), "")]
+        class_dirs.append((default_split, "", top.folders))
     source_ids: list[str] = []
     splits: list[str] = []
     labels: list[int] = []
     stats: list[tuple[int, int]] = []
     skipped: list[str] = []
-    for split_name, split_path, prefix in split_dirs:
-        for class_dir in _subfolders(split_path):
+    unreadable: list[str] = []
+    for split_name, prefix, folders in class_dirs:
+        for class_dir in folders:
             label = label_from_name(class_dir.name)
             if label is None:
                 skipped.append(f"{prefix}{class_dir.name}")
                 continue
-            with os.scandir(class_dir.path) as entries:
-                files = sorted(
-                    (entry for entry in entries if not entry.name.startswith(".") and entry.is_file()),
-                    key=lambda entry: entry.name,
-                )
+            relative = f"{prefix}{class_dir.name}/"
+            try:
+                files = _list_folder(class_dir.path, relative, problems).files
+            except OSError as error:
+                problems.append(f"{prefix}{class_dir.name}: {_os_reason(error)}")
+                continue
             for file in files:
-                stat = file.stat()
-                source_ids.append(f"{prefix}{class_dir.name}/{file.name}")
+                try:
+                    file_stat = file.stat()
+                except OSError:  # removed since the listing, say
+                    unreadable.append(f"{relative}{file.name}")
+                    continue
+                source_ids.append(f"{relative}{file.name}")
                 splits.append(split_name)
                 labels.append(label)
-                stats.append((stat.st_size, stat.st_mtime_ns))
+                stats.append((file_stat.st_size, file_stat.st_mtime_ns))
+    if problems:
+        LOGGER.warning("%s: skipped what could not be read: %s", root, "; ".join(problems))
     if not source_ids:
         expected = ", ".join(EMOTIONS)
         found = f" It only has folders that are not FER2013 classes: {', '.join(skipped)}." if skipped else ""
+        if problems:
+            found += f" Could not read: {'; '.join(problems)}."
         raise DatasetError(
             f"{root} has no images in class folders. Expected train/<class>/*.jpg and test/<class>/*.jpg "
             f"(Kaggle layout) or <class>/*.jpg, with <class> one of: {expected}.{found}"
@@ -225,6 +291,8 @@ def _scan_folders(root: Path, split: str | None) -> _FolderLayout:
         labels=labels,
         file_stats=np.array(stats, dtype=np.int64).reshape(-1, 2),
         skipped_folders=tuple(skipped),
+        unreadable=tuple(unreadable),
+        unreadable_folders=tuple(problems),
     )
 
 
@@ -255,7 +323,7 @@ def _load_files(layout: _FolderLayout) -> FaceDataset:
         decoded = [image for batch in pool.map(_read_gray_batch, batches) for image in batch]
     images: list[npt.NDArray[np.uint8]] = []
     keep: list[int] = []
-    unreadable: list[str] = []
+    unreadable = list(layout.unreadable)
     resized: list[str] = []
     for index, (image, source_id) in enumerate(zip(decoded, layout.source_ids, strict=True)):
         if image is None:
@@ -275,13 +343,26 @@ def _load_files(layout: _FolderLayout) -> FaceDataset:
         splits=np.array(layout.splits)[kept],
         source_ids=np.array(layout.source_ids)[kept],
         name=layout.root.name,
-        report=LoadReport(unreadable=tuple(unreadable), resized=tuple(resized), skipped_folders=layout.skipped_folders),
+        report=LoadReport(
+            unreadable=tuple(unreadable),
+            resized=tuple(resized),
+            skipped_folders=layout.skipped_folders,
+            unreadable_folders=layout.unreadable_folders,
+        ),
     )
 
 
 def load_csv(path: str | os.PathLike[str]) -> FaceDataset:
-    """Load the original ``fer2013.csv``. Malformed rows are skipped and reported by line number."""
+    """Load the original ``fer2013.csv``. Malformed rows are skipped and reported by line number; a
+    file that cannot be read raises :class:`DatasetError` naming the reason."""
     csv_path = Path(path)
+    try:
+        return _read_csv(csv_path)
+    except OSError as error:  # no permission, a read error mid-file
+        raise DatasetError(f"cannot read {csv_path}: {_os_reason(error)}") from None
+
+
+def _read_csv(csv_path: Path) -> FaceDataset:
     images: list[npt.NDArray[np.uint8]] = []
     labels: list[int] = []
     splits: list[str] = []

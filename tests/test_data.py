@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import csv
+import errno
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -187,12 +189,134 @@ def test_a_folder_of_only_unreadable_files_raises(tmp_path: Path) -> None:
         load(tmp_path / "faces", tmp_path)
 
 
+# Folders that cannot be read
+
+
+def refuse_to_list(monkeypatch: pytest.MonkeyPatch, *folders: Path) -> None:
+    """Make ``os.scandir`` fail on ``folders`` with "Permission denied", as for a folder the user
+    may not read (chmod 000 does not stop root, so the tests do not rely on it)."""
+    real_scandir = os.scandir
+    refused = {str(folder) for folder in folders}
+
+    def scandir(path: Any) -> Any:
+        if os.fspath(path) in refused:
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+
+
+def test_a_symlink_loop_in_a_data_folder_is_skipped_and_reported(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = tmp_path / "faces"
+    write_class_folders(root / "train", {"happy": 2, "sad": 1})
+    write_class_folders(root / "test", {"happy": 1})
+    (root / "selfloop").symlink_to("selfloop")  # ln -s selfloop faces/selfloop
+    (root / "train" / "angry").symlink_to("angry")  # a loop where a class folder would be
+    (root / "train" / "happy" / "loop.png").symlink_to("loop.png")  # a loop where a face would be
+
+    dataset = load(root, tmp_path)
+
+    assert len(dataset) == 4
+    assert dataset.report.unreadable_folders == (
+        "selfloop: a symbolic link loop",
+        "train/angry: a symbolic link loop",
+        "train/happy/loop.png: a symbolic link loop",
+    )
+    assert dataset.report.problem_count == 3
+    assert "train/angry: a symbolic link loop" in caplog.text  # what the training CLI prints
+    assert load(root, tmp_path).report == dataset.report  # and again from the cache
+
+
+def test_a_symlink_loop_in_a_flat_class_folder_layout_is_skipped(tmp_path: Path) -> None:
+    write_class_folders(tmp_path / "faces", {"fear": 2})
+    (tmp_path / "faces" / "selfloop").symlink_to("selfloop")
+    dataset = load(tmp_path / "faces", tmp_path)
+    assert len(dataset) == 2
+    assert dataset.report.unreadable_folders == ("selfloop: a symbolic link loop",)
+
+
+def test_a_location_that_is_a_symlink_loop_is_a_dataset_error(tmp_path: Path) -> None:
+    (tmp_path / "selfloop").symlink_to("selfloop")
+    with pytest.raises(DatasetError, match="symbolic link loop"):
+        load(tmp_path / "selfloop", tmp_path)
+
+
+def test_a_class_folder_that_cannot_be_read_is_skipped_and_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = tmp_path / "faces"
+    write_class_folders(root / "train", {"happy": 2, "sad": 3})
+    write_class_folders(root / "test", {"sad": 1})
+    refuse_to_list(monkeypatch, root / "train" / "sad")
+
+    dataset = load(root, tmp_path)
+
+    assert dataset.class_counts()["train"]["happy"] == 2
+    assert dataset.class_counts()["train"]["sad"] == 0
+    assert dataset.class_counts()["test"]["sad"] == 1
+    assert dataset.report.unreadable_folders == ("train/sad: permission denied",)
+    assert "train/sad: permission denied" in caplog.text
+
+
+def test_a_split_folder_that_cannot_be_read_is_skipped_and_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "faces"
+    write_class_folders(root / "train", {"happy": 2})
+    write_class_folders(root / "test", {"happy": 1})
+    refuse_to_list(monkeypatch, root / "test")
+
+    dataset = load(root, tmp_path)
+
+    assert dataset.split_names == ["train"]
+    assert dataset.report.unreadable_folders == ("test: permission denied",)
+
+
+def test_when_every_class_folder_is_unreadable_the_error_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_class_folders(tmp_path / "faces", {"happy": 2})
+    refuse_to_list(monkeypatch, tmp_path / "faces" / "happy")
+    with pytest.raises(DatasetError, match="Could not read: happy: permission denied"):
+        load(tmp_path / "faces", tmp_path)
+
+
+def test_a_data_folder_that_cannot_be_read_is_a_dataset_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_class_folders(tmp_path / "faces", {"happy": 2})
+    refuse_to_list(monkeypatch, tmp_path / "faces")
+    with pytest.raises(DatasetError, match=r"cannot read the folder .*faces: permission denied"):
+        load(tmp_path / "faces", tmp_path)
+
+
+def test_a_csv_that_cannot_be_read_is_a_dataset_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    csv_path = tmp_path / "faces.csv"
+    write_csv(csv_path, [("4", pixels_text(random_faces(1)[0]), "Training")])
+    real_open = Path.open
+
+    def open_unless_csv(self: Path, *args: Any, **kwargs: Any) -> Any:
+        if self == csv_path:
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", open_unless_csv)
+    with pytest.raises(DatasetError, match=r"cannot read .*faces\.csv: permission denied"):
+        load(csv_path, tmp_path)
+
+
 # Bad locations
 
 
 def test_a_missing_path_raises_a_dataset_error(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="does not exist"):
         load(tmp_path / "nowhere", tmp_path)
+
+
+@pytest.mark.parametrize("location", ["data/\x00", "\x00"])
+def test_a_location_with_a_nul_character_is_a_dataset_error(tmp_path: Path, location: str) -> None:
+    with pytest.raises(DatasetError, match="NUL character"):
+        load_dataset(location, cache_dir=tmp_path / "cache")
 
 
 def test_dataset_error_is_a_value_error() -> None:
