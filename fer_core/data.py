@@ -23,7 +23,7 @@ import shutil
 import stat
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -83,11 +83,18 @@ class FaceDataset:
     report: LoadReport = field(default_factory=LoadReport)
 
     def __post_init__(self) -> None:
-        n = len(self.images)
         if self.images.shape[1:] != (FACE_SIZE, FACE_SIZE) or self.images.dtype != np.uint8:
             raise ValueError(f"images must be uint8 (N, 48, 48), got {self.images.dtype} {self.images.shape}")
-        if not (len(self.labels) == len(self.splits) == len(self.source_ids) == n):
+        if any(array.ndim != 1 for array in (self.labels, self.splits, self.source_ids)):
+            raise ValueError("labels, splits and source_ids must be one-dimensional")
+        if not (len(self.labels) == len(self.splits) == len(self.source_ids) == len(self.images)):
             raise ValueError("images, labels, splits and source_ids must have the same length")
+        if not np.issubdtype(self.labels.dtype, np.integer):
+            raise ValueError(f"labels must be integer codes, got {self.labels.dtype}")
+        if self.labels.size and not 0 <= int(self.labels.min()) <= int(self.labels.max()) < len(EMOTIONS):
+            raise ValueError(
+                f"labels must be codes 0-{len(EMOTIONS) - 1}, got {int(self.labels.min())} to {int(self.labels.max())}"
+            )
 
     def __len__(self) -> int:
         return len(self.images)
@@ -167,7 +174,7 @@ def load_dataset(
         raise DatasetError(f"{path} is neither a folder nor a .csv file")
     layout = _scan_folders(path, split)
     fingerprint = _fingerprint(path, layout.source_ids, layout.file_stats, extra=repr(split))
-    return _cached(path, repr(split), fingerprint, lambda: _load_files(layout), cache_dir, use_cache)
+    return _cached(path, repr(split), fingerprint, lambda: _load_files(layout), cache_dir, use_cache, layout)
 
 
 @dataclass(frozen=True)
@@ -448,12 +455,15 @@ def _cached(
     load: Callable[[], FaceDataset],
     cache_dir: str | os.PathLike[str] | None,
     use_cache: bool,
+    layout: _FolderLayout | None = None,
 ) -> FaceDataset:
     """``load()``, or its result from a previous call with the same fingerprint.
 
     Each entry is a folder of plain ``.npy`` files (one per array, read at disk speed; an ``.npz`` goes
     through ``zipfile`` and was several times slower) plus ``meta.json`` for the name and load report.
     Entries for the same source with an older fingerprint are deleted once a new one is written.
+    What is read back is checked (types, shapes, label codes, split names and, for folders, each
+    face's label and split against ``layout``); an entry that fails is deleted and rebuilt.
     """
     if not use_cache:
         return load()
@@ -462,8 +472,9 @@ def _cached(
     entry = folder / f"dataset-{source_key}-{fingerprint}"
     if entry.is_dir():
         try:
-            return _read_cache(entry)
-        except (OSError, ValueError, KeyError, TypeError):
+            return _read_cache(entry, layout)
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            LOGGER.warning("%s: the cached copy in %s is invalid (%s); rebuilding it", root, entry, error)
             shutil.rmtree(entry, ignore_errors=True)  # a damaged cache is rebuilt, never trusted
     dataset = load()
     with contextlib.suppress(OSError):  # a read-only cache location only costs speed
@@ -489,8 +500,40 @@ def _write_cache(entry: Path, dataset: FaceDataset) -> None:
         shutil.rmtree(temporary, ignore_errors=True)
 
 
-def _read_cache(entry: Path) -> FaceDataset:
+def _read_cache(entry: Path, layout: _FolderLayout | None) -> FaceDataset:
+    """The data set stored in ``entry``, if it is one a load could have written: ``ValueError`` (or
+    ``OSError``, ``KeyError``, ``TypeError``) naming the first problem otherwise."""
     meta = json.loads((entry / "meta.json").read_text(encoding="utf-8"))
-    arrays = {name: np.load(entry / f"{name}.npy", allow_pickle=False) for name in _CACHED_ARRAYS}
+    if not (isinstance(meta["name"], str) and isinstance(meta["synthetic"], bool) and isinstance(meta["report"], dict)):
+        raise ValueError("meta.json holds values of the wrong type")
+    report_fields = {report_field.name for report_field in fields(LoadReport)}
+    for key, values in meta["report"].items():
+        if key not in report_fields or not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise ValueError(f"meta.json has a bad load report entry {key!r}")
     report = LoadReport(**{key: tuple(values) for key, values in meta["report"].items()})
-    return FaceDataset(**arrays, name=str(meta["name"]), synthetic=bool(meta["synthetic"]), report=report)
+    arrays = {name: np.load(entry / f"{name}.npy", allow_pickle=False) for name in _CACHED_ARRAYS}
+    if arrays["labels"].dtype != np.int64:
+        raise ValueError(f"labels are {arrays['labels'].dtype}, not int64")
+    for name in ("splits", "source_ids"):
+        if arrays[name].dtype.kind != "U":
+            raise ValueError(f"{name} are {arrays[name].dtype}, not text")
+    dataset = FaceDataset(**arrays, name=meta["name"], synthetic=meta["synthetic"], report=report)
+    bad_splits = [name for name in np.unique(dataset.splits).tolist() if not name or normalize_split(name) != name]
+    if bad_splits:
+        raise ValueError(f"unknown split names {bad_splits}")
+    if layout is not None:
+        _check_against_layout(dataset, layout)
+    return dataset
+
+
+def _check_against_layout(dataset: FaceDataset, layout: _FolderLayout) -> None:
+    """Every cached face must be a listed file, with the label and split its folders give it."""
+    if len(dataset) + len(dataset.report.unreadable) != len(layout.source_ids) + len(layout.unreadable):
+        raise ValueError("the number of faces does not match the files listed")
+    source_ids = dataset.source_ids.tolist()
+    if len(set(source_ids)) != len(source_ids):
+        raise ValueError("a file appears twice")
+    expected = dict(zip(layout.source_ids, zip(layout.splits, layout.labels, strict=True), strict=True))
+    for source_id, split_name, label in zip(source_ids, dataset.splits.tolist(), dataset.labels.tolist(), strict=True):
+        if expected.get(source_id) != (split_name, label):
+            raise ValueError(f"{source_id} has a split or label its folders do not give it")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import csv
 import errno
+import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -502,6 +504,86 @@ def test_a_damaged_cache_is_rebuilt(tmp_path: Path) -> None:
 
     assert np.array_equal(first.labels, second.labels)
     assert np.load(entry / "labels.npy").tolist() == first.labels.tolist()
+
+
+@pytest.mark.parametrize(
+    ("array_name", "edit"),
+    [
+        pytest.param("labels", lambda labels: labels + 7, id="labels-out-of-range"),
+        pytest.param("labels", lambda labels: labels - 1, id="labels-negative"),
+        pytest.param("labels", lambda labels: 6 - labels, id="labels-in-range-but-not-the-folders"),
+        pytest.param("labels", lambda labels: labels.astype(np.float64), id="labels-float"),
+        pytest.param("labels", lambda labels: labels[:-1], id="labels-one-short"),
+        pytest.param("labels", lambda labels: labels.reshape(-1, 1), id="labels-2d"),
+        pytest.param("splits", lambda splits: np.full_like(splits, "test"), id="splits-not-the-folders"),
+        pytest.param("splits", lambda splits: np.full(len(splits), "Bogus Split"), id="splits-unknown"),
+        pytest.param("splits", lambda splits: np.zeros(len(splits), dtype=np.int64), id="splits-numbers"),
+        pytest.param(
+            "source_ids", lambda source_ids: np.array(["train/happy/x.png"] * len(source_ids)), id="source-ids-unlisted"
+        ),
+        pytest.param("images", lambda images: images[:, :, :47], id="images-47-wide"),
+        pytest.param("images", lambda images: images.astype(np.float32), id="images-float"),
+    ],
+)
+def test_an_edited_cache_is_detected_and_rebuilt(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, array_name: str, edit: Callable[[Any], Any]
+) -> None:
+    write_class_folders(tmp_path / "faces" / "train", {"angry": 2, "happy": 3})
+    first = load(tmp_path / "faces", tmp_path)
+    (entry,) = cache_entries(tmp_path)
+    np.save(entry / f"{array_name}.npy", edit(np.load(entry / f"{array_name}.npy")))
+
+    second = load(tmp_path / "faces", tmp_path)
+
+    assert np.array_equal(second.images, first.images)
+    assert second.labels.tolist() == first.labels.tolist()
+    assert second.splits.tolist() == first.splits.tolist()
+    assert second.source_ids.tolist() == first.source_ids.tolist()
+    assert "is invalid" in caplog.text
+    assert np.load(entry / "labels.npy").tolist() == first.labels.tolist()  # the entry was written afresh
+
+
+def test_an_edited_csv_cache_with_labels_out_of_range_is_rebuilt(tmp_path: Path) -> None:
+    write_csv(tmp_path / "faces.csv", [("4", pixels_text(random_faces(1)[0]), "Training")])
+    load(tmp_path / "faces.csv", tmp_path)
+    (entry,) = cache_entries(tmp_path)
+    np.save(entry / "labels.npy", np.array([42], dtype=np.int64))
+    assert load(tmp_path / "faces.csv", tmp_path).labels.tolist() == [4]
+
+
+@pytest.mark.parametrize(
+    "meta",
+    [
+        {"name": 5, "synthetic": False, "report": {}},
+        {"name": "faces", "synthetic": "no", "report": {}},
+        {"name": "faces", "synthetic": False, "report": {"unreadable": "x"}},
+        {"name": "faces", "synthetic": False, "report": {"surprise": []}},
+        {"name": "faces", "synthetic": False, "report": {"unreadable": [1]}},
+        ["not", "a", "table"],
+    ],
+)
+def test_a_cache_with_bad_metadata_is_rebuilt(tmp_path: Path, meta: Any) -> None:
+    write_class_folders(tmp_path / "faces", {"happy": 2})
+    first = load(tmp_path / "faces", tmp_path)
+    (entry,) = cache_entries(tmp_path)
+    (entry / "meta.json").write_text(json.dumps(meta))
+
+    second = load(tmp_path / "faces", tmp_path)
+
+    assert second.name == "faces" and second.report == first.report
+    assert json.loads((entry / "meta.json").read_text())["name"] == "faces"
+
+
+@pytest.mark.parametrize("labels", [[0, 7], [-1, 0], [0.0, 1.0]])
+def test_a_face_dataset_refuses_labels_that_are_not_emotion_codes(labels: list[float]) -> None:
+    with pytest.raises(ValueError, match="labels must be"):
+        FaceDataset(
+            images=random_faces(2),
+            labels=np.array(labels),
+            splits=np.array(["train", "train"]),
+            source_ids=np.array(["a", "b"]),
+            name="faces",
+        )
 
 
 def test_use_cache_false_writes_nothing(tmp_path: Path) -> None:
