@@ -27,11 +27,11 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import NamedTuple
 
-import cv2
 import numpy as np
 import numpy.typing as npt
 
-from fer_core.errors import DatasetError
+from fer_core.errors import DatasetError, InvalidImageError
+from fer_core.images import decode_gray
 from fer_core.labels import EMOTIONS, label_from_name
 from fer_core.preprocess import FACE_SIZE, to_gray48
 
@@ -304,14 +304,12 @@ def _scan_folders(root: Path, split: str | None) -> _FolderLayout:
 
 
 def _read_gray(file: str) -> npt.NDArray[np.uint8] | None:
+    """The file as 8-bit gray, or None if it cannot be read or is not an image of an accepted format."""
     try:
-        data = np.fromfile(file, dtype=np.uint8)
-    except OSError:
+        with open(file, "rb") as handle:
+            return decode_gray(handle.read())
+    except (OSError, InvalidImageError):
         return None
-    if data.size == 0:
-        return None
-    image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE)
-    return image if image is not None and image.size else None
 
 
 def _read_gray_batch(files: Sequence[str]) -> list[npt.NDArray[np.uint8] | None]:

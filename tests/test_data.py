@@ -184,6 +184,40 @@ def test_files_that_are_not_images_are_reported_and_the_rest_still_load(tmp_path
     assert dataset.report.problem_count == 3
 
 
+def test_a_float_tiff_face_loads_with_its_pixels_scaled(tmp_path: Path) -> None:
+    from PIL import Image
+
+    write_class_folders(tmp_path / "faces", {"happy": 1})
+    values = np.linspace(0, 1, 48 * 48, dtype=np.float32).reshape(48, 48)  # float pixels from 0 to 1
+    Image.fromarray(values, mode="F").save(tmp_path / "faces" / "happy" / "float.tif", format="TIFF")
+
+    dataset = load(tmp_path / "faces", tmp_path)
+
+    assert dataset.report.unreadable == ()
+    float_face = dataset.images[dataset.source_ids.tolist().index("happy/float.tif")]
+    np.testing.assert_array_equal(float_face, np.round(values * 255).astype(np.uint8))
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("sun-raster.png", cv2.imencode(".ras", random_faces(1)[0])[1].tobytes()),
+        ("radiance.jpg", cv2.imencode(".hdr", np.ones((48, 48, 3), np.float32))[1].tobytes()),
+        ("pfm.png", b"Pf\n48 48\n-1.0\n" + np.ones((48, 48), "<f4").tobytes()),
+        ("eps.jpg", b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 48 48\n%%EndComments\nshowpage\n"),
+        ("psd.jpg", b"8BPS\x00\x01" + bytes(32)),
+    ],
+)
+def test_a_file_of_a_format_the_app_does_not_accept_is_not_decoded(tmp_path: Path, name: str, data: bytes) -> None:
+    write_class_folders(tmp_path / "faces", {"sad": 2})
+    (tmp_path / "faces" / "sad" / name).write_bytes(data)
+
+    dataset = load(tmp_path / "faces", tmp_path)
+
+    assert len(dataset) == 2
+    assert dataset.report.unreadable == (f"sad/{name}",)
+
+
 def test_a_folder_of_only_unreadable_files_raises(tmp_path: Path) -> None:
     (tmp_path / "faces" / "happy").mkdir(parents=True)
     (tmp_path / "faces" / "happy" / "a.jpg").write_bytes(b"")
