@@ -88,7 +88,6 @@ def load_dataset_or_stop(source: str) -> FaceDataset:
     except OSError as error:
         st.error(f"Could not read that data set: {error.strerror or error}")
         st.stop()
-    raise AssertionError("unreachable")
 
 
 def synthetic_banner(dataset: FaceDataset) -> None:

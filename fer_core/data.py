@@ -113,6 +113,20 @@ class FaceDataset:
             source_ids=self.source_ids[mask_or_indices],
         )
 
+    def indices(self, *, split: str | None = None, emotion: str | None = None) -> npt.NDArray[np.int64]:
+        """Positions, in order, of the faces in ``split`` labelled ``emotion`` (None: any split, any emotion).
+
+        An absent split selects nothing; an emotion that is not one of :data:`EMOTIONS` raises ``ValueError``.
+        """
+        mask = np.ones(len(self), dtype=bool)
+        if split is not None:
+            mask &= self.splits == split
+        if emotion is not None:
+            if emotion not in EMOTIONS:
+                raise ValueError(f"unknown emotion {emotion!r}; expected one of: {', '.join(EMOTIONS)}")
+            mask &= self.labels == EMOTIONS.index(emotion)
+        return np.flatnonzero(mask).astype(np.int64)
+
     def split(self, name: str) -> FaceDataset:
         """The faces of one split; unknown split names raise ``DatasetError`` listing the present ones."""
         key = normalize_split(name)
