@@ -16,7 +16,7 @@ import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 from app.charts.dataset import SPLIT_TITLES, class_counts_figure, pixel_histogram_figure
-from app.state import data_source_ui, load_dataset_or_stop, synthetic_banner
+from app.state import data_source_ui, load_dataset_or_stop, printable, synthetic_banner
 from fer_core.data import FaceDataset, LoadReport
 from fer_core.labels import EMOTIONS
 from fer_core.quality import (
@@ -114,7 +114,7 @@ def stretch_contrast(gray_face: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
 
 def face_caption(dataset: FaceDataset, index: int, *, with_split: bool = False) -> str:
     """Label (and split) on the first line, the file name (or CSV line) on the second."""
-    file_name = escape_markdown(str(dataset.source_ids[index]).rsplit("/", 1)[-1])
+    file_name = escape_markdown(printable(str(dataset.source_ids[index]).rsplit("/", 1)[-1]))
     emotion = EMOTIONS[int(dataset.labels[index])]
     prefix = f"{split_title(str(dataset.splits[index]))} · " if with_split else ""
     # A zero-width space after each underscore lets a long name wrap there instead of mid-word.
@@ -145,18 +145,19 @@ def paged(count: int, per_page: int, *, key: str, noun: str, row: DeltaGenerator
 
 
 def what_is_shown(source: str, dataset: FaceDataset) -> None:
+    source = printable(source)
     sizes = " · ".join(f"{split_title(name)} {int((dataset.splits == name).sum()):,}" for name in dataset.split_names)
     if dataset.synthetic:
         st.markdown(
             f"Showing the **built-in demo set**: {len(dataset):,} synthetic 48×48 cartoon faces ({sizes}), "
             "drawn from a fixed seed so every machine has the same ones."
         )
-    elif source == str(fer2013_location()):
+    elif source == printable(str(fer2013_location())):
         st.markdown(f"Showing **FER2013** from `{source}`: {len(dataset):,} grayscale 48×48 faces ({sizes}).")
         return
     else:
         st.markdown(
-            f"Showing **{escape_markdown(dataset.name)}** from `{source}`, read as FER2013: "
+            f"Showing **{escape_markdown(printable(dataset.name))}** from `{source}`, read as FER2013: "
             f"{len(dataset):,} grayscale 48×48 faces ({sizes})."
         )
     roots = ", ".join(f"`{root}`" for root in allowed_data_roots())
@@ -287,7 +288,7 @@ def show_groups(dataset: FaceDataset, groups: tuple[DuplicateGroup, ...], *, key
 
 
 def show_names(names: tuple[str, ...], column: str) -> None:
-    st.dataframe(pd.DataFrame({column: list(names)}), hide_index=True, width="stretch")
+    st.dataframe(pd.DataFrame({column: [printable(name) for name in names]}), hide_index=True, width="stretch")
 
 
 def quality_metrics(report: QualityReport) -> None:
@@ -315,8 +316,8 @@ def quality_metrics(report: QualityReport) -> None:
     )
     columns[4].metric(
         "Load problems",
-        f"{len(load.unreadable) + len(load.resized) + len(load.bad_rows) + len(load.skipped_folders):,}",
-        help="Unreadable files, images that were not 48x48, skipped CSV rows and skipped folders.",
+        f"{load.problem_count + len(load.resized):,}",
+        help="Unreadable files and folders, images that were not 48x48, skipped CSV rows and skipped folders.",
         border=True,
     )
 
@@ -373,11 +374,17 @@ def resized_tab(dataset: FaceDataset, report: QualityReport) -> None:
 
 
 def unreadable_tab(load: LoadReport) -> None:
-    st.caption("Files in class folders that could not be decoded as images (empty, damaged, not images).")
+    st.caption(
+        "Files in class folders that could not be decoded as images (empty, damaged, not images, or a "
+        "format this app does not read), and folders that could not be opened (no permission, a symbolic "
+        "link loop): their faces are not loaded."
+    )
+    if load.unreadable_folders:
+        show_names(load.unreadable_folders, "folder: reason")
     if load.unreadable:
         show_names(load.unreadable, "file")
-    else:
-        st.success("Every file could be read.")
+    if not load.unreadable and not load.unreadable_folders:
+        st.success("Every file and folder could be read.")
 
 
 def bad_rows_tab(load: LoadReport, *, from_csv: bool) -> None:
@@ -404,13 +411,26 @@ def quality_section(dataset: FaceDataset, report: QualityReport, *, from_csv: bo
         (f"Conflicting labels ({len(report.conflicting_groups):,})", partial(conflicting_tab, dataset, report)),
         (f"Duplicates ({len(report.duplicate_groups):,})", partial(duplicates_tab, dataset, report)),
         (f"Not 48×48 ({len(load.resized):,})", partial(resized_tab, dataset, report)),
-        (f"Unreadable ({len(load.unreadable):,})", partial(unreadable_tab, load)),
+        (f"Unreadable ({len(load.unreadable) + len(load.unreadable_folders):,})", partial(unreadable_tab, load)),
         (f"Skipped CSV rows ({len(load.bad_rows):,})", partial(bad_rows_tab, load, from_csv=from_csv)),
         (f"Skipped folders ({len(load.skipped_folders):,})", partial(skipped_folders_tab, load)),
     ]
     for tab, (_, render) in zip(st.tabs([label for label, _ in tabs]), tabs, strict=True):
         with tab:
             render()
+
+
+def unreadable_folders_warning(load: LoadReport) -> None:
+    """Folders the loader had to skip, named at the top: their faces are missing from every section."""
+    if load.unreadable_folders:
+        count = len(load.unreadable_folders)
+        names = "; ".join(printable(problem) for problem in load.unreadable_folders[:3])
+        more = f" and {count - 3} more" if count > 3 else ""
+        st.warning(
+            f"{count} folder{'s' if count != 1 else ''} could not be read, so {'their' if count != 1 else 'its'} "
+            f"faces are left out: {escape_markdown(names)}{more}. See *Data quality* → *Unreadable*.",
+            icon=":material/folder_off:",
+        )
 
 
 # Page
@@ -420,6 +440,7 @@ source = data_source_ui()
 dataset = load_dataset_or_stop(source)
 synthetic_banner(dataset)
 what_is_shown(source, dataset)
+unreadable_folders_warning(dataset.report)
 token = dataset_token(source, dataset)
 report = quality_report(token, dataset)
 
