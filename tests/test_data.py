@@ -17,7 +17,7 @@ import numpy.typing as npt
 import pytest
 
 from fer_core.data import FaceDataset, load_dataset
-from fer_core.datasets import DEMO_SOURCE, resolve_dataset
+from fer_core.datasets import DEMO_SOURCE, describe_source, resolve_dataset
 from fer_core.demo import DEMO_SEED, draw_face
 from fer_core.errors import DatasetError
 from fer_core.labels import EMOTIONS
@@ -708,3 +708,14 @@ def test_fer2013_counts_match_the_published_ones(fer2013_dir: Path, tmp_path: Pa
         assert len(dataset) == 28_709 + 3_589
         assert dataset.report.problem_count == 0
     assert np.array_equal(cold.images, cached.images)
+
+
+@pytest.mark.parametrize("location", ["selfloop", "selfloop/train", "data/\x00"])
+def test_describing_a_location_that_cannot_be_resolved_does_not_raise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, location: str
+) -> None:
+    (tmp_path / "selfloop").symlink_to("selfloop")
+    monkeypatch.chdir(tmp_path)
+    assert describe_source(location) == location  # what a run's config.json records before the load fails
+    with pytest.raises(DatasetError):
+        resolve_dataset(location)
