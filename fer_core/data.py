@@ -48,7 +48,8 @@ SPLIT_FOLDERS: dict[str, str] = {
 }
 CSV_USAGE_SPLITS: dict[str, str] = {"Training": "train", "PublicTest": "test", "PrivateTest": "private_test"}
 SPLIT_ORDER = ("train", "val", "test", "private_test")
-CACHE_VERSION = 2
+# 3: data-set files decoded by accepted format only (float TIFFs scaled; Sun raster, PFM, HDR refused)
+CACHE_VERSION = 3
 _PIXELS_PER_FACE = FACE_SIZE * FACE_SIZE
 LOGGER = logging.getLogger(__name__)
 
