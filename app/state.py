@@ -26,18 +26,35 @@ def cached_dataset(source: str) -> FaceDataset:
     return resolve_dataset(source)
 
 
+def printable(text: str) -> str:
+    """``text`` as the browser can receive it: the bytes of a file name that are not UTF-8 (which
+    Python keeps as lone surrogates, e.g. ``bad\\udcff.jpg``) become U+FFFD replacement characters."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that does not stand for a byte
+        raw = text.encode("utf-8", "replace")
+    return raw.decode("utf-8", "replace")
+
+
+def default_data_source() -> str:
+    """The data set a new session starts on: the FER2013 copy when one is found, else the demo set."""
+    detected = fer2013_location()
+    return DEMO_SOURCE if detected is None else str(detected)
+
+
 def data_source_ui() -> str:
     """Sidebar choice of data set, remembered for the session. Returns ``"demo"`` or a path.
 
-    A typed location must lie under the allowed data roots (``FER_DATA_ROOTS``), so a deployed app
-    does not let visitors list the server's folders; anything else is refused and the demo set is used.
+    A new session starts on the detected FER2013 copy, if any (:func:`default_data_source`). A typed
+    location must lie under the allowed data roots (``FER_DATA_ROOTS``), so a deployed app does not
+    let visitors list the server's folders; anything else is refused and the demo set is used.
     """
     detected = fer2013_location()
     options = [DEMO_LABEL]
     if detected is not None:
-        options.append(f"FER2013 at {detected}")
+        options.append(f"FER2013 at {printable(str(detected))}")
     options.append(OTHER_LABEL)
-    current = st.session_state.get(SOURCE_KEY, DEMO_SOURCE)
+    current = st.session_state.get(SOURCE_KEY, default_data_source())
     if current == DEMO_SOURCE:
         index = 0
     elif detected is not None and current == str(detected):
@@ -53,7 +70,7 @@ def data_source_ui() -> str:
         elif choice == OTHER_LABEL:
             typed = st.text_input(
                 "FER2013 location",
-                value="" if current == DEMO_SOURCE else current,
+                value="" if current == DEMO_SOURCE else printable(current),
                 placeholder="/data/fer2013 or /data/fer2013.csv",
                 help="A Kaggle-layout folder (train/ and test/ with class folders), a folder of class "
                 "folders, or the original fer2013.csv. Allowed under: "
@@ -61,6 +78,12 @@ def data_source_ui() -> str:
             ).strip()
             if not typed:
                 st.info("Type a location, or pick the demo set.")
+                source = DEMO_SOURCE
+            elif "\x00" in typed:
+                st.error(
+                    "That location contains a NUL character (\\x00), which no file or folder name can hold. "
+                    "Type the path again, without it."
+                )
                 source = DEMO_SOURCE
             elif not is_allowed_data_path(typed):
                 st.error(
@@ -83,12 +106,11 @@ def load_dataset_or_stop(source: str) -> FaceDataset:
     try:
         return cached_dataset(source)
     except FerError as error:
-        st.error(f"Could not load that data set: {error}")
+        st.error(printable(f"Could not load that data set: {error}"))
         st.stop()
     except OSError as error:
-        st.error(f"Could not read that data set: {error.strerror or error}")
+        st.error(printable(f"Could not read that data set: {error.strerror or error}"))
         st.stop()
-    raise AssertionError("unreachable")
 
 
 def synthetic_banner(dataset: FaceDataset) -> None:

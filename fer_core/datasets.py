@@ -20,6 +20,12 @@ def resolve_dataset(source: str | os.PathLike[str], *, split: str | None = None)
 
 
 def describe_source(source: str | os.PathLike[str]) -> str:
+    """``source`` in words for a run's record: the demo set, or the absolute path. Never raises: a
+    path that cannot be resolved (a symlink loop, a NUL byte) is described as given, and loading it
+    then fails with a :class:`~fer_core.errors.DatasetError` that says why."""
     if str(source) == DEMO_SOURCE:
         return f"{DEMO_NAME}: drawn by fer_core.demo, not real faces"
-    return str(Path(source).expanduser().resolve())
+    try:
+        return str(Path(source).expanduser().resolve())
+    except (OSError, ValueError, RuntimeError):  # RuntimeError: a symlink loop (Python 3.11)
+        return str(source)

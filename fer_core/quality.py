@@ -16,6 +16,8 @@ import numpy as np
 import numpy.typing as npt
 
 from fer_core.data import FaceDataset, LoadReport
+from fer_core.labels import EMOTIONS
+from fer_core.preprocess import FACE_SIZE
 
 NEAR_BLANK_MAX_STD = 2.0  # gray levels: below this an image is one flat tone
 NEAR_BLANK_MIN_DOMINANT = 0.8  # share of pixels with the single most common value
@@ -40,6 +42,13 @@ class Imbalance(NamedTuple):
     def ratio(self) -> float:
         """How many times rarer the least common class is than the most common one."""
         return self.most_count / self.least_count if self.least_count else float("inf")
+
+
+class MeanFaces(NamedTuple):
+    """The average face of each emotion, in :data:`EMOTIONS` order."""
+
+    faces: npt.NDArray[np.uint8]  # (7, 48, 48): the pixel-wise mean, mid-gray (128) for a class with no faces
+    counts: tuple[int, ...]  # how many faces went into each mean
 
 
 class DuplicateGroup(NamedTuple):
@@ -193,6 +202,19 @@ def class_imbalance(counts: Mapping[str, int]) -> Imbalance:
         least_count=present[least_common],
         missing=tuple(emotion for emotion, count in counts.items() if count <= 0),
     )
+
+
+def mean_faces(dataset: FaceDataset, split: str | None = None) -> MeanFaces:
+    """The pixel-wise mean face of each emotion in ``split`` (None: every split), rounded to uint8."""
+    in_split = np.ones(len(dataset), dtype=bool) if split is None else dataset.splits == split
+    faces = np.full((len(EMOTIONS), FACE_SIZE, FACE_SIZE), 128, dtype=np.uint8)
+    counts = []
+    for label in range(len(EMOTIONS)):
+        members = dataset.images[in_split & (dataset.labels == label)]  # one class at a time: no full copy
+        counts.append(len(members))
+        if len(members):
+            faces[label] = np.round(members.mean(axis=0, dtype=np.float64)).astype(np.uint8)
+    return MeanFaces(faces=faces, counts=tuple(counts))
 
 
 def analyze_quality(dataset: FaceDataset) -> QualityReport:

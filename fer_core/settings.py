@@ -1,11 +1,18 @@
 """Where things live: data roots, the runs folder, the promoted model. Read from the environment
-or an optional ``fer_studio.toml`` at the project root; nothing here touches the disk at import."""
+or an optional ``fer_studio.toml`` at the project root; nothing here touches the disk at import.
+
+Every setting of the file is checked once, when the file is first read: a value of the wrong type
+(``data_roots = 5``, ``runs_dir = ["a"]``) is ignored, so its default applies, and the reason is
+logged and kept for the app to show (:func:`settings_problem`).
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tomllib
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -13,31 +20,96 @@ from typing import Any
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SETTINGS_FILE_ENV = "FER_SETTINGS"
 SHIPPED_MODEL_PATH = PROJECT_ROOT / "models" / "fer_default.keras"
+# Where a FER2013 copy is looked for when neither $FER2013_DIR nor the settings file names one.
+FER2013_SEARCH_PATHS: tuple[Path, ...] = (PROJECT_ROOT / "data" / "fer2013", PROJECT_ROOT.parent / "shared" / "fer2013")
 LOGGER = logging.getLogger(__name__)
 
 
+def _path_problem(value: Any) -> str | None:
+    """Why ``value`` is not a usable path setting, or None."""
+    if not isinstance(value, str) or not value.strip():
+        return "expected a path in quotes"
+    if "\x00" in value:
+        return "a path cannot contain a NUL character"
+    return None
+
+
+def _path_list_problem(value: Any) -> str | None:
+    """Why ``value`` is neither a path nor a list of paths, or None."""
+    if isinstance(value, list):
+        if not value:
+            return None  # an empty list means "the default roots"
+        problems = [_path_problem(item) for item in value]
+        return next((f"item {index + 1}: {problem}" for index, problem in enumerate(problems) if problem), None)
+    if isinstance(value, str):
+        return _path_problem(value)
+    return "expected a path in quotes or a list of paths"
+
+
+# Every key fer_studio.toml may hold, with the check its value must pass (None: the value is fine).
+SETTING_CHECKS: dict[str, Callable[[Any], str | None]] = {
+    "fer2013": _path_problem,
+    "data_roots": _path_list_problem,
+    "runs_dir": _path_problem,
+}
+
+
+def _toml_text(value: Any) -> str:
+    """``value`` roughly as it was written in the file, shortened: ``5``, ``["a"]``, ``"x"``."""
+    text = json.dumps(value, default=str, ensure_ascii=False)
+    return text if len(text) <= 60 else f"{text[:57]}..."
+
+
+def _checked_settings(table: dict[str, Any], path: Path) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """The settings of ``table`` that pass their checks, and one problem line per ignored key."""
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for key, value in table.items():
+        check = SETTING_CHECKS.get(key)
+        if check is None:
+            known = ", ".join(sorted(SETTING_CHECKS))
+            problems.append(f"{path}: unknown setting {key!r} ignored (known: {known})")
+            continue
+        problem = check(value)
+        if problem is None:
+            values[key] = value
+        else:
+            problems.append(f"{path}: {key} = {_toml_text(value)} ignored, the default applies ({problem})")
+    return values, tuple(problems)
+
+
 @lru_cache(maxsize=1)
-def _read_settings_file() -> tuple[dict[str, Any], str | None]:
-    """The settings file's table, and why it was ignored if it could not be read (None if it was)."""
+def _read_settings_file() -> tuple[dict[str, Any], tuple[str, ...]]:
+    """The valid settings of the settings file, and why anything in it was ignored (logged once)."""
     path = Path(os.environ.get(SETTINGS_FILE_ENV, PROJECT_ROOT / "fer_studio.toml"))
     if not path.is_file():
-        return {}, None
+        return {}, ()
     try:
         with path.open("rb") as handle:
-            return tomllib.load(handle), None
+            table = tomllib.load(handle)
     except (OSError, ValueError) as error:  # ValueError: TOMLDecodeError, or bytes that are not UTF-8
-        problem = f"{path} was ignored, the defaults apply: {error}"
+        problems: tuple[str, ...] = (f"{path} was ignored, the defaults apply: {error}",)
+        values: dict[str, Any] = {}
+    else:
+        values, problems = _checked_settings(table, path)
+    for problem in problems:
         LOGGER.warning(problem)
-        return {}, problem
+    return values, problems
 
 
 def _settings_file() -> dict[str, Any]:
     return _read_settings_file()[0]
 
 
-def settings_problem() -> str | None:
-    """Why the settings file was ignored (it is not valid TOML, say), or None: the app shows it."""
+def settings_problems() -> tuple[str, ...]:
+    """Why the settings file, or some of its settings, were ignored: one line each (empty when none)."""
     return _read_settings_file()[1]
+
+
+def settings_problem() -> str | None:
+    """Everything :func:`settings_problems` lists, as one message for the app's sidebar, or None."""
+    problems = settings_problems()
+    return "\n\n".join(problems) if problems else None
 
 
 def _setting(env_name: str, key: str) -> str | None:
@@ -45,7 +117,7 @@ def _setting(env_name: str, key: str) -> str | None:
     if value:
         return value
     configured = _settings_file().get(key)
-    return str(configured) if configured else None
+    return configured if isinstance(configured, str) and configured else None
 
 
 def default_runs_dir() -> Path:
@@ -61,10 +133,11 @@ def promoted_model_path() -> Path:
 
 def fer2013_location() -> Path | None:
     """The FER2013 copy to offer by default: ``$FER2013_DIR``, ``fer2013`` in fer_studio.toml,
-    ``<project>/data/fer2013``, then ``../shared/fer2013`` beside the project. None if none exists."""
+    then :data:`FER2013_SEARCH_PATHS` (``<project>/data/fer2013``, ``../shared/fer2013`` beside the
+    project). None if none exists."""
     configured = _setting("FER2013_DIR", "fer2013")
     candidates = [Path(configured).expanduser()] if configured else []
-    candidates += [PROJECT_ROOT / "data" / "fer2013", PROJECT_ROOT.parent / "shared" / "fer2013"]
+    candidates += FER2013_SEARCH_PATHS
     return next((path for path in candidates if path.exists()), None)
 
 
@@ -74,16 +147,30 @@ def allowed_data_roots() -> list[Path]:
     ``data/`` folder and the configured FER2013 copy itself (not the folder holding it: with FER2013
     at ``/fer2013`` or ``~/fer2013.csv`` that would open all of ``/`` or the home folder)."""
     configured = os.environ.get("FER_DATA_ROOTS") or _settings_file().get("data_roots")
+    parts: list[str | Path]
     if configured:
-        parts = configured.split(os.pathsep) if isinstance(configured, str) else list(configured)
-        return [Path(part).expanduser().resolve() for part in parts if part]
-    roots = [PROJECT_ROOT / "data"]
-    fer2013 = fer2013_location()
-    if fer2013 is not None:
-        roots.append(fer2013.resolve())
-    return [root.resolve() for root in roots]
+        parts = list(configured.split(os.pathsep) if isinstance(configured, str) else configured)
+    else:
+        parts = [PROJECT_ROOT / "data"]
+        fer2013 = fer2013_location()
+        if fer2013 is not None:
+            parts.append(fer2013)
+    resolved = [_resolved(part) for part in parts if part]
+    return [root for root in resolved if root is not None]
+
+
+def _resolved(path: str | os.PathLike[str]) -> Path | None:
+    """``path`` made absolute with every symlink followed, or None if no file can have that name
+    (a NUL character in it) or a symlink on the way loops."""
+    try:
+        return Path(path).expanduser().resolve()
+    except (OSError, ValueError, RuntimeError):  # ValueError: "embedded null byte"; RuntimeError: a loop
+        return None
 
 
 def is_allowed_data_path(path: str | os.PathLike[str]) -> bool:
-    resolved = Path(path).expanduser().resolve()
+    """Whether ``path`` lies under an allowed data root; a path that cannot be resolved lies under none."""
+    resolved = _resolved(path)
+    if resolved is None:
+        return False
     return any(resolved == root or resolved.is_relative_to(root) for root in allowed_data_roots())

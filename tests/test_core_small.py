@@ -91,6 +91,78 @@ def test_a_settings_file_that_is_not_toml_is_ignored_with_the_reason(
     assert problem is not None and str(settings_file) in problem and reason in problem
 
 
+@pytest.mark.parametrize(
+    ("line", "key"),
+    [
+        ("data_roots = 5", "data_roots"),
+        ("data_roots = [1, 2]", "data_roots"),
+        ('data_roots = ["/data", ""]', "data_roots"),
+        ('runs_dir = ["a"]', "runs_dir"),
+        ("runs_dir = 7", "runs_dir"),
+        ('runs_dir = ""', "runs_dir"),
+        ("fer2013 = 3", "fer2013"),
+        ("fer2013 = true", "fer2013"),
+        ('fer2013 = "/data/\\u0000"', "fer2013"),
+        ("[fer2013]\npath = '/data'", "fer2013"),
+    ],
+)
+def test_a_setting_of_the_wrong_type_is_ignored_and_named(
+    settings_file: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, line: str, key: str
+) -> None:
+    monkeypatch.delenv("FER_DATA_ROOTS", raising=False)
+    monkeypatch.delenv("FER2013_DIR", raising=False)
+    settings_file.write_text(line + "\n")
+
+    assert settings.default_runs_dir() == settings.PROJECT_ROOT / "runs"  # never a folder named "['a']"
+    assert settings.PROJECT_ROOT / "data" in settings.allowed_data_roots()  # the default roots, no TypeError
+    settings.fer2013_location()  # no TypeError either
+    (problem,) = settings.settings_problems()
+    assert f"{key} = " in problem and "ignored" in problem and str(settings_file) in problem
+    assert settings.settings_problem() == problem
+    assert [record.getMessage() for record in caplog.records if record.name == settings.__name__] == [problem]
+
+
+def test_the_valid_settings_beside_a_wrong_one_still_apply(settings_file: Path, tmp_path: Path) -> None:
+    settings_file.write_text(f'runs_dir = "{tmp_path / "my-runs"}"\ndata_roots = 5\nfer2013 = [3]\n')
+
+    assert settings.default_runs_dir() == tmp_path / "my-runs"
+    problems = settings.settings_problems()
+    assert len(problems) == 2
+    assert "data_roots = 5" in problems[0] and "fer2013 = [3]" in problems[1]
+    combined = settings.settings_problem()
+    assert combined is not None and "data_roots" in combined and "fer2013" in combined
+
+
+def test_data_roots_may_be_a_list_of_paths_or_one_string(settings_file: Path, tmp_path: Path) -> None:
+    settings_file.write_text(f'data_roots = ["{tmp_path / "a"}", "{tmp_path / "b"}"]\n')
+    assert settings.allowed_data_roots() == [tmp_path / "a", tmp_path / "b"]
+    assert settings.settings_problems() == ()
+
+
+def test_an_unknown_setting_is_named(settings_file: Path) -> None:
+    settings_file.write_text('run_dir = "/tmp/runs"\n')  # a typo of runs_dir
+    (problem,) = settings.settings_problems()
+    assert "unknown setting 'run_dir'" in problem and "runs_dir" in problem
+
+
+@pytest.mark.parametrize("typed", ["data/\x00", "\x00", "data/fer2013\x00/../x"])
+def test_a_location_with_a_nul_character_is_not_allowed_and_does_not_raise(
+    typed: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FER_DATA_ROOTS", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    assert not settings.is_allowed_data_path(typed)
+
+
+def test_a_location_through_a_symlink_loop_is_not_allowed_and_does_not_raise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "selfloop").symlink_to("selfloop")
+    monkeypatch.setenv("FER_DATA_ROOTS", str(tmp_path))
+    assert not settings.is_allowed_data_path(tmp_path / "selfloop")
+    assert not settings.is_allowed_data_path(tmp_path / "selfloop" / "train")
+
+
 def test_classification_report_on_a_known_confusion() -> None:
     labels = np.array([0, 0, 1, 1, 3, 3, 3, 6])
     predictions = np.array([0, 3, 1, 0, 3, 3, 3, 6])

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import csv
+import errno
+import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -13,7 +17,7 @@ import numpy.typing as npt
 import pytest
 
 from fer_core.data import FaceDataset, load_dataset
-from fer_core.datasets import DEMO_SOURCE, resolve_dataset
+from fer_core.datasets import DEMO_SOURCE, describe_source, resolve_dataset
 from fer_core.demo import DEMO_SEED, draw_face
 from fer_core.errors import DatasetError
 from fer_core.labels import EMOTIONS
@@ -180,11 +184,161 @@ def test_files_that_are_not_images_are_reported_and_the_rest_still_load(tmp_path
     assert dataset.report.problem_count == 3
 
 
+def test_a_float_tiff_face_loads_with_its_pixels_scaled(tmp_path: Path) -> None:
+    from PIL import Image
+
+    write_class_folders(tmp_path / "faces", {"happy": 1})
+    values = np.linspace(0, 1, 48 * 48, dtype=np.float32).reshape(48, 48)  # float pixels from 0 to 1
+    Image.fromarray(values, mode="F").save(tmp_path / "faces" / "happy" / "float.tif", format="TIFF")
+
+    dataset = load(tmp_path / "faces", tmp_path)
+
+    assert dataset.report.unreadable == ()
+    float_face = dataset.images[dataset.source_ids.tolist().index("happy/float.tif")]
+    np.testing.assert_array_equal(float_face, np.round(values * 255).astype(np.uint8))
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("sun-raster.png", cv2.imencode(".ras", random_faces(1)[0])[1].tobytes()),
+        ("radiance.jpg", cv2.imencode(".hdr", np.ones((48, 48, 3), np.float32))[1].tobytes()),
+        ("pfm.png", b"Pf\n48 48\n-1.0\n" + np.ones((48, 48), "<f4").tobytes()),
+        ("eps.jpg", b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 48 48\n%%EndComments\nshowpage\n"),
+        ("psd.jpg", b"8BPS\x00\x01" + bytes(32)),
+    ],
+)
+def test_a_file_of_a_format_the_app_does_not_accept_is_not_decoded(tmp_path: Path, name: str, data: bytes) -> None:
+    write_class_folders(tmp_path / "faces", {"sad": 2})
+    (tmp_path / "faces" / "sad" / name).write_bytes(data)
+
+    dataset = load(tmp_path / "faces", tmp_path)
+
+    assert len(dataset) == 2
+    assert dataset.report.unreadable == (f"sad/{name}",)
+
+
 def test_a_folder_of_only_unreadable_files_raises(tmp_path: Path) -> None:
     (tmp_path / "faces" / "happy").mkdir(parents=True)
     (tmp_path / "faces" / "happy" / "a.jpg").write_bytes(b"")
     with pytest.raises(DatasetError, match="could be read as an image"):
         load(tmp_path / "faces", tmp_path)
+
+
+# Folders that cannot be read
+
+
+def refuse_to_list(monkeypatch: pytest.MonkeyPatch, *folders: Path) -> None:
+    """Make ``os.scandir`` fail on ``folders`` with "Permission denied", as for a folder the user
+    may not read (chmod 000 does not stop root, so the tests do not rely on it)."""
+    real_scandir = os.scandir
+    refused = {str(folder) for folder in folders}
+
+    def scandir(path: Any) -> Any:
+        if os.fspath(path) in refused:
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+
+
+def test_a_symlink_loop_in_a_data_folder_is_skipped_and_reported(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = tmp_path / "faces"
+    write_class_folders(root / "train", {"happy": 2, "sad": 1})
+    write_class_folders(root / "test", {"happy": 1})
+    (root / "selfloop").symlink_to("selfloop")  # ln -s selfloop faces/selfloop
+    (root / "train" / "angry").symlink_to("angry")  # a loop where a class folder would be
+    (root / "train" / "happy" / "loop.png").symlink_to("loop.png")  # a loop where a face would be
+
+    dataset = load(root, tmp_path)
+
+    assert len(dataset) == 4
+    assert dataset.report.unreadable_folders == (
+        "selfloop: a symbolic link loop",
+        "train/angry: a symbolic link loop",
+        "train/happy/loop.png: a symbolic link loop",
+    )
+    assert dataset.report.problem_count == 3
+    assert "train/angry: a symbolic link loop" in caplog.text  # what the training CLI prints
+    assert load(root, tmp_path).report == dataset.report  # and again from the cache
+
+
+def test_a_symlink_loop_in_a_flat_class_folder_layout_is_skipped(tmp_path: Path) -> None:
+    write_class_folders(tmp_path / "faces", {"fear": 2})
+    (tmp_path / "faces" / "selfloop").symlink_to("selfloop")
+    dataset = load(tmp_path / "faces", tmp_path)
+    assert len(dataset) == 2
+    assert dataset.report.unreadable_folders == ("selfloop: a symbolic link loop",)
+
+
+def test_a_location_that_is_a_symlink_loop_is_a_dataset_error(tmp_path: Path) -> None:
+    (tmp_path / "selfloop").symlink_to("selfloop")
+    with pytest.raises(DatasetError, match="symbolic link loop"):
+        load(tmp_path / "selfloop", tmp_path)
+
+
+def test_a_class_folder_that_cannot_be_read_is_skipped_and_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = tmp_path / "faces"
+    write_class_folders(root / "train", {"happy": 2, "sad": 3})
+    write_class_folders(root / "test", {"sad": 1})
+    refuse_to_list(monkeypatch, root / "train" / "sad")
+
+    dataset = load(root, tmp_path)
+
+    assert dataset.class_counts()["train"]["happy"] == 2
+    assert dataset.class_counts()["train"]["sad"] == 0
+    assert dataset.class_counts()["test"]["sad"] == 1
+    assert dataset.report.unreadable_folders == ("train/sad: permission denied",)
+    assert "train/sad: permission denied" in caplog.text
+
+
+def test_a_split_folder_that_cannot_be_read_is_skipped_and_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "faces"
+    write_class_folders(root / "train", {"happy": 2})
+    write_class_folders(root / "test", {"happy": 1})
+    refuse_to_list(monkeypatch, root / "test")
+
+    dataset = load(root, tmp_path)
+
+    assert dataset.split_names == ["train"]
+    assert dataset.report.unreadable_folders == ("test: permission denied",)
+
+
+def test_when_every_class_folder_is_unreadable_the_error_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_class_folders(tmp_path / "faces", {"happy": 2})
+    refuse_to_list(monkeypatch, tmp_path / "faces" / "happy")
+    with pytest.raises(DatasetError, match="Could not read: happy: permission denied"):
+        load(tmp_path / "faces", tmp_path)
+
+
+def test_a_data_folder_that_cannot_be_read_is_a_dataset_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_class_folders(tmp_path / "faces", {"happy": 2})
+    refuse_to_list(monkeypatch, tmp_path / "faces")
+    with pytest.raises(DatasetError, match=r"cannot read the folder .*faces: permission denied"):
+        load(tmp_path / "faces", tmp_path)
+
+
+def test_a_csv_that_cannot_be_read_is_a_dataset_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    csv_path = tmp_path / "faces.csv"
+    write_csv(csv_path, [("4", pixels_text(random_faces(1)[0]), "Training")])
+    real_open = Path.open
+
+    def open_unless_csv(self: Path, *args: Any, **kwargs: Any) -> Any:
+        if self == csv_path:
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", open_unless_csv)
+    with pytest.raises(DatasetError, match=r"cannot read .*faces\.csv: permission denied"):
+        load(csv_path, tmp_path)
 
 
 # Bad locations
@@ -193,6 +347,12 @@ def test_a_folder_of_only_unreadable_files_raises(tmp_path: Path) -> None:
 def test_a_missing_path_raises_a_dataset_error(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="does not exist"):
         load(tmp_path / "nowhere", tmp_path)
+
+
+@pytest.mark.parametrize("location", ["data/\x00", "\x00"])
+def test_a_location_with_a_nul_character_is_a_dataset_error(tmp_path: Path, location: str) -> None:
+    with pytest.raises(DatasetError, match="NUL character"):
+        load_dataset(location, cache_dir=tmp_path / "cache")
 
 
 def test_dataset_error_is_a_value_error() -> None:
@@ -380,6 +540,86 @@ def test_a_damaged_cache_is_rebuilt(tmp_path: Path) -> None:
     assert np.load(entry / "labels.npy").tolist() == first.labels.tolist()
 
 
+@pytest.mark.parametrize(
+    ("array_name", "edit"),
+    [
+        pytest.param("labels", lambda labels: labels + 7, id="labels-out-of-range"),
+        pytest.param("labels", lambda labels: labels - 1, id="labels-negative"),
+        pytest.param("labels", lambda labels: 6 - labels, id="labels-in-range-but-not-the-folders"),
+        pytest.param("labels", lambda labels: labels.astype(np.float64), id="labels-float"),
+        pytest.param("labels", lambda labels: labels[:-1], id="labels-one-short"),
+        pytest.param("labels", lambda labels: labels.reshape(-1, 1), id="labels-2d"),
+        pytest.param("splits", lambda splits: np.full_like(splits, "test"), id="splits-not-the-folders"),
+        pytest.param("splits", lambda splits: np.full(len(splits), "Bogus Split"), id="splits-unknown"),
+        pytest.param("splits", lambda splits: np.zeros(len(splits), dtype=np.int64), id="splits-numbers"),
+        pytest.param(
+            "source_ids", lambda source_ids: np.array(["train/happy/x.png"] * len(source_ids)), id="source-ids-unlisted"
+        ),
+        pytest.param("images", lambda images: images[:, :, :47], id="images-47-wide"),
+        pytest.param("images", lambda images: images.astype(np.float32), id="images-float"),
+    ],
+)
+def test_an_edited_cache_is_detected_and_rebuilt(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, array_name: str, edit: Callable[[Any], Any]
+) -> None:
+    write_class_folders(tmp_path / "faces" / "train", {"angry": 2, "happy": 3})
+    first = load(tmp_path / "faces", tmp_path)
+    (entry,) = cache_entries(tmp_path)
+    np.save(entry / f"{array_name}.npy", edit(np.load(entry / f"{array_name}.npy")))
+
+    second = load(tmp_path / "faces", tmp_path)
+
+    assert np.array_equal(second.images, first.images)
+    assert second.labels.tolist() == first.labels.tolist()
+    assert second.splits.tolist() == first.splits.tolist()
+    assert second.source_ids.tolist() == first.source_ids.tolist()
+    assert "is invalid" in caplog.text
+    assert np.load(entry / "labels.npy").tolist() == first.labels.tolist()  # the entry was written afresh
+
+
+def test_an_edited_csv_cache_with_labels_out_of_range_is_rebuilt(tmp_path: Path) -> None:
+    write_csv(tmp_path / "faces.csv", [("4", pixels_text(random_faces(1)[0]), "Training")])
+    load(tmp_path / "faces.csv", tmp_path)
+    (entry,) = cache_entries(tmp_path)
+    np.save(entry / "labels.npy", np.array([42], dtype=np.int64))
+    assert load(tmp_path / "faces.csv", tmp_path).labels.tolist() == [4]
+
+
+@pytest.mark.parametrize(
+    "meta",
+    [
+        {"name": 5, "synthetic": False, "report": {}},
+        {"name": "faces", "synthetic": "no", "report": {}},
+        {"name": "faces", "synthetic": False, "report": {"unreadable": "x"}},
+        {"name": "faces", "synthetic": False, "report": {"surprise": []}},
+        {"name": "faces", "synthetic": False, "report": {"unreadable": [1]}},
+        ["not", "a", "table"],
+    ],
+)
+def test_a_cache_with_bad_metadata_is_rebuilt(tmp_path: Path, meta: Any) -> None:
+    write_class_folders(tmp_path / "faces", {"happy": 2})
+    first = load(tmp_path / "faces", tmp_path)
+    (entry,) = cache_entries(tmp_path)
+    (entry / "meta.json").write_text(json.dumps(meta))
+
+    second = load(tmp_path / "faces", tmp_path)
+
+    assert second.name == "faces" and second.report == first.report
+    assert json.loads((entry / "meta.json").read_text())["name"] == "faces"
+
+
+@pytest.mark.parametrize("labels", [[0, 7], [-1, 0], [0.0, 1.0]])
+def test_a_face_dataset_refuses_labels_that_are_not_emotion_codes(labels: list[float]) -> None:
+    with pytest.raises(ValueError, match="labels must be"):
+        FaceDataset(
+            images=random_faces(2),
+            labels=np.array(labels),
+            splits=np.array(["train", "train"]),
+            source_ids=np.array(["a", "b"]),
+            name="faces",
+        )
+
+
 def test_use_cache_false_writes_nothing(tmp_path: Path) -> None:
     write_class_folders(tmp_path / "faces", {"happy": 2})
     load(tmp_path / "faces", tmp_path, use_cache=False)
@@ -468,3 +708,14 @@ def test_fer2013_counts_match_the_published_ones(fer2013_dir: Path, tmp_path: Pa
         assert len(dataset) == 28_709 + 3_589
         assert dataset.report.problem_count == 0
     assert np.array_equal(cold.images, cached.images)
+
+
+@pytest.mark.parametrize("location", ["selfloop", "selfloop/train", "data/\x00"])
+def test_describing_a_location_that_cannot_be_resolved_does_not_raise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, location: str
+) -> None:
+    (tmp_path / "selfloop").symlink_to("selfloop")
+    monkeypatch.chdir(tmp_path)
+    assert describe_source(location) == location  # what a run's config.json records before the load fails
+    with pytest.raises(DatasetError):
+        resolve_dataset(location)

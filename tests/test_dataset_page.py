@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -15,6 +18,14 @@ from fer_core import settings
 
 MAIN_SCRIPT = str(PROJECT_ROOT / "app" / "main.py")
 GRID_PAGE_KEY = "dataset_page_{split}_{emotion}"
+
+
+@pytest.fixture(autouse=True)
+def no_fer2013_found(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tests start from "no FER2013 copy on this machine" (so on the demo set), whatever the
+    machine has; the ones about a found copy point FER2013_DIR at a small folder of their own."""
+    monkeypatch.delenv("FER2013_DIR", raising=False)
+    monkeypatch.setattr(settings, "FER2013_SEARCH_PATHS", ())
 
 
 def open_dataset_page() -> AppTest:
@@ -197,3 +208,140 @@ def test_a_broken_settings_file_is_named_in_the_sidebar_and_the_page_still_works
         assert grid_captions(at)  # the demo set is still browsable
     finally:
         settings._read_settings_file.cache_clear()
+
+
+@pytest.mark.parametrize("line", ["data_roots = 5", "data_roots = [1, 2]", 'runs_dir = ["a"]', "fer2013 = 3"])
+def test_a_setting_of_the_wrong_type_gets_one_sidebar_warning_and_the_page_still_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, line: str
+) -> None:
+    settings_file = tmp_path / "fer_studio.toml"
+    settings_file.write_text(line + "\n")
+    monkeypatch.setenv(settings.SETTINGS_FILE_ENV, str(settings_file))
+    monkeypatch.delenv("FER_DATA_ROOTS", raising=False)
+    settings._read_settings_file.cache_clear()
+    try:
+        at = open_dataset_page()
+        key = line.split(" = ")[0]
+        assert len(at.sidebar.warning) == 1
+        assert f"{key} = " in at.sidebar.warning[0].value and "ignored" in at.sidebar.warning[0].value
+        assert not at.error
+        assert grid_captions(at)  # the demo set is still browsable
+    finally:
+        settings._read_settings_file.cache_clear()
+
+
+# A FER2013 copy on this machine
+
+
+def small_fer2013(folder: Path) -> Path:
+    write_faces(folder / "train" / "happy", 3, seed=5)
+    write_faces(folder / "train" / "sad", 2, seed=6)
+    write_faces(folder / "test" / "happy", 1, seed=7)
+    return folder
+
+
+def test_a_found_fer2013_copy_is_the_data_set_a_new_session_starts_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fer2013 = small_fer2013(tmp_path / "fer2013")
+    monkeypatch.setenv("FER2013_DIR", str(fer2013))
+
+    at = open_dataset_page()
+
+    assert at.sidebar.radio(key="data_source_choice").value == f"FER2013 at {fer2013}"
+    assert any(f"Showing **FER2013** from `{fer2013}`" in markdown.value for markdown in at.markdown)
+    assert not any("built-in demo set" in info.value for info in at.info)
+    assert len(grid_captions(at)) == 6
+
+    at.sidebar.radio(key="data_source_choice").set_value(DEMO_LABEL).run()  # a choice made sticks
+    at.switch_page("views/home.py").run()
+    at.switch_page("views/dataset.py").run()
+    assert at.sidebar.radio(key="data_source_choice").value == DEMO_LABEL
+
+
+def test_the_training_page_starts_on_the_found_fer2013_copy_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fer2013 = small_fer2013(tmp_path / "fer2013")
+    monkeypatch.setenv("FER2013_DIR", str(fer2013))
+
+    at = AppTest.from_file(MAIN_SCRIPT, default_timeout=60)
+    at.run()
+    at.switch_page("views/training.py").run()
+
+    assert not at.exception, [exception.value for exception in at.exception]
+    assert at.sidebar.radio(key="data_source_choice").value == f"FER2013 at {fer2013}"
+
+
+# Bad names and folders in a typed location
+
+
+@pytest.mark.parametrize("typed", ["data/\x00", "\x00", "/tmp/\x00/fer2013"])
+def test_a_nul_byte_in_a_typed_location_is_a_clear_error(data_root: Path, typed: str) -> None:
+    at = choose_location(open_dataset_page(), typed)
+
+    assert len(at.error) == 1
+    assert "NUL character" in at.error[0].value
+    assert any("Showing the **built-in demo set**" in markdown.value for markdown in at.markdown)
+
+    at.run()  # and again on the next rerun: the same message, no exception
+    assert not at.exception and "NUL character" in at.error[0].value
+
+
+def test_a_file_name_that_is_not_utf8_is_shown_with_replacement_characters(data_root: Path) -> None:
+    root = data_root / "faces"
+    write_faces(root / "happy", 2, seed=8)
+    gray_face = np.random.default_rng(9).integers(0, 256, (48, 48), dtype=np.uint8)
+    with open(os.path.join(os.fsencode(root / "happy"), b"bad\xff\xfe.png"), "wb") as handle:
+        handle.write(cv2.imencode(".png", gray_face)[1].tobytes())
+    with open(os.path.join(os.fsencode(root / "happy"), b"notes\xff.txt"), "wb") as handle:
+        handle.write(b"not a face")
+
+    at = choose_location(open_dataset_page(), root)
+
+    assert not at.error
+    assert "bad\ufffd\ufffd.png" in shown_files(at)
+    tables = [frame.value for frame in at.dataframe]
+    assert any(table.iloc[:, 0].tolist() == ["happy/notes\ufffd.txt"] for table in tables)
+
+
+def refuse_to_list(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
+    """``os.scandir`` fails on ``folder`` as on one the user may not read (chmod 000 does not stop root)."""
+    real_scandir = os.scandir
+
+    def scandir(path: Any) -> Any:
+        if os.fspath(path) == str(folder):
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+
+
+def test_a_class_folder_that_cannot_be_read_is_skipped_and_named(
+    data_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = data_root / "faces"
+    write_faces(root / "train" / "happy", 3, seed=10)
+    write_faces(root / "train" / "sad", 2, seed=11)
+    refuse_to_list(monkeypatch, root / "train" / "sad")
+
+    at = choose_location(open_dataset_page(), root)
+
+    assert not at.error
+    assert any("1 folder could not be read" in warning.value and "train/sad" in warning.value for warning in at.warning)
+    assert shown_labels(at) == {"happy"}
+    assert "Unreadable (1)" in [tab.label for tab in at.tabs]
+    tables = [frame.value for frame in at.dataframe]
+    assert any(table.iloc[:, 0].tolist() == ["train/sad: permission denied"] for table in tables)
+
+
+def test_a_symlink_loop_in_a_typed_location_is_skipped_and_named(data_root: Path) -> None:
+    root = data_root / "faces"
+    write_faces(root / "happy", 3, seed=12)
+    (root / "selfloop").symlink_to("selfloop")
+
+    at = choose_location(open_dataset_page(), root)
+
+    assert not at.error
+    assert len(grid_captions(at)) == 3
+    assert any("selfloop: a symbolic link loop" in warning.value for warning in at.warning)

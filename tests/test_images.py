@@ -3,7 +3,11 @@ the problem, and huge images are refused from the header alone."""
 
 from __future__ import annotations
 
+import io
+import struct
 import tracemalloc
+from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -11,7 +15,45 @@ import pytest
 from photo_samples import encode, jpeg_with_orientation, pil_bytes, png_claiming_size
 
 from fer_core.errors import InvalidImageError
-from fer_core.images import MAX_PIXELS, decode_image, encode_png, read_image, rescale
+from fer_core.images import (
+    ACCEPTED_FORMATS,
+    MAX_PIXELS,
+    decode_gray,
+    decode_image,
+    encode_png,
+    image_format,
+    read_image,
+    rescale,
+)
+
+# Files of formats the app does not accept, each as small as its decoder's signature allows.
+EPS_BYTES = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 48 48\n%%EndComments\n0 setgray showpage\n%%EOF\n"
+PSD_BYTES = (
+    b"8BPS"
+    + struct.pack(">H6xHIIHH", 1, 1, 48, 48, 8, 1)  # version 1, 1 channel, 48x48, 8 bits, grayscale
+    + struct.pack(">III", 0, 0, 0)  # no colour mode data, image resources or layers
+    + struct.pack(">H", 0)
+    + bytes(48 * 48)  # raw pixels
+)
+EXOTIC_FILES = {
+    "EPS": EPS_BYTES,
+    "EPS (binary header)": b"\xc5\xd0\xd3\xc6" + struct.pack("<6I", 30, len(EPS_BYTES), 0, 0, 0, 0) + EPS_BYTES,
+    "PSD": PSD_BYTES,
+    "ICNS": b"icns" + struct.pack(">I", 8),
+    "FITS": b"SIMPLE  =                    T" + b" " * 50,
+    "Sun raster": cv2.imencode(".ras", np.zeros((48, 48), np.uint8))[1].tobytes(),
+    "PFM": b"Pf\n48 48\n-1.0\n" + np.zeros((48, 48), "<f4").tobytes(),
+    "Radiance HDR": cv2.imencode(".hdr", np.zeros((48, 48, 3), np.float32))[1].tobytes(),
+}
+
+
+def float_tiff(gray_values: np.ndarray) -> bytes:
+    """A single-channel 32-bit float TIFF (Pillow mode "F"), as scientific tools write them."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(gray_values.astype(np.float32), mode="F").save(buffer, format="TIFF")
+    return buffer.getvalue()
 
 
 def gradient_image(height: int = 60, width: int = 80) -> np.ndarray:
@@ -129,3 +171,93 @@ def test_rescale_keeps_every_side_at_least_one_pixel() -> None:
     assert rescale(np.zeros((1, 3000, 3), np.uint8), 0.1).shape == (1, 300, 3)
     assert rescale(np.zeros((3000, 2), np.uint8), 0.01).shape == (30, 1)
     assert rescale(gradient_image(60, 80), 0.5).shape == (30, 40, 3)
+
+
+# Float images
+
+
+def test_a_float_tiff_with_values_from_0_to_1_is_scaled_not_black() -> None:
+    values = np.linspace(0, 1, 48 * 64).reshape(48, 64)
+    decoded = decode_image(float_tiff(values))
+    assert decoded.shape == (48, 64, 3) and decoded.dtype == np.uint8
+    np.testing.assert_array_equal(decoded[:, :, 0], np.round(values * 255).astype(np.uint8))
+
+
+def test_a_float_tiff_with_values_from_0_to_255_keeps_them() -> None:
+    values = np.linspace(0, 255, 48 * 64).reshape(48, 64)
+    np.testing.assert_array_equal(decode_image(float_tiff(values))[:, :, 1], np.round(values).astype(np.uint8))
+
+
+@pytest.mark.parametrize(
+    ("values", "reason"),
+    [
+        (np.full((8, 8), np.nan), "not numbers"),
+        (np.full((8, 8), np.inf), "not numbers"),
+        (np.linspace(-1, 1, 64).reshape(8, 8), "from -1 to 1"),
+        (np.linspace(0, 4000, 64).reshape(8, 8), "from 0 to 4000"),
+    ],
+)
+def test_a_float_tiff_with_no_safe_scale_is_refused_with_its_range(values: np.ndarray, reason: str) -> None:
+    with pytest.raises(InvalidImageError, match=reason):
+        decode_image(float_tiff(values))
+
+
+def test_a_float_tiff_in_a_data_folder_decodes_like_an_upload() -> None:
+    values = np.linspace(0, 1, 48 * 48).reshape(48, 48)
+    np.testing.assert_array_equal(decode_gray(float_tiff(values)), np.round(values * 255).astype(np.uint8))
+
+
+# Only the accepted formats' decoders
+
+
+@pytest.fixture
+def exotic_decoders_called(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every Pillow decoder of a format the app does not accept, replaced by one that records that it
+    was called (and then declines the file, as a decoder does with bytes not of its format)."""
+    from PIL import Image
+
+    Image.init()
+    called: list[str] = []
+    for name, (_factory, accept) in list(Image.OPEN.items()):
+        if name in ACCEPTED_FORMATS:
+            continue
+
+        def record(*args: Any, format_name: str = name, **kwargs: Any) -> Any:
+            called.append(format_name)
+            raise SyntaxError(f"the {format_name} decoder was called")
+
+        monkeypatch.setitem(Image.OPEN, name, (record, accept))
+    return called
+
+
+@pytest.mark.parametrize("kind", EXOTIC_FILES)
+def test_a_file_of_another_format_never_reaches_its_decoder(kind: str, exotic_decoders_called: list[str]) -> None:
+    with pytest.raises(InvalidImageError, match="not an image file"):
+        decode_image(EXOTIC_FILES[kind])  # an upload named face.jpg: the name is not looked at
+    with pytest.raises(InvalidImageError, match="not an image file"):
+        decode_gray(EXOTIC_FILES[kind])  # a file in a data folder
+    assert exotic_decoders_called == []
+
+
+def test_an_eps_file_named_jpg_is_refused_on_disk_too(tmp_path: Path, exotic_decoders_called: list[str]) -> None:
+    path = tmp_path / "face.jpg"
+    path.write_bytes(EPS_BYTES)
+    with pytest.raises(InvalidImageError, match="not an image file"):
+        read_image(path)
+    assert exotic_decoders_called == []
+
+
+@pytest.mark.parametrize("image_format_name", ["JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "PPM"])
+def test_every_accepted_format_is_recognised_and_decodes(
+    image_format_name: str, exotic_decoders_called: list[str]
+) -> None:
+    data = pil_bytes("L", (30, 20), 90, image_format_name)
+    assert image_format(data) == image_format_name
+    assert decode_image(data).shape == (20, 30, 3)
+    assert decode_gray(data).shape == (20, 30)
+    assert exotic_decoders_called == []
+
+
+def test_a_damaged_file_of_an_accepted_format_is_damaged_in_a_data_folder_too() -> None:
+    with pytest.raises(InvalidImageError, match="damaged"):
+        decode_gray(b"\x89PNG\r\n\x1a\n garbage")

@@ -15,6 +15,7 @@ from fer_core.quality import (
     class_imbalance,
     find_duplicate_groups,
     find_near_blank,
+    mean_faces,
     pixel_histogram,
     pixel_stats,
 )
@@ -168,6 +169,38 @@ def test_a_clean_data_set_has_an_empty_report() -> None:
     assert report.near_blank.size == 0
     assert report.duplicate_groups == ()
     assert report.resized.size == 0
+
+
+# Mean faces and selections
+
+
+def test_mean_faces_average_each_class_and_leave_empty_classes_mid_gray() -> None:
+    images = np.stack([np.full((48, 48), value, np.uint8) for value in (10, 20, 31, 200, 90)])
+    dataset = make_dataset(images, [3, 3, 3, 0, 3], ["train", "train", "test", "train", "test"])
+
+    every_split = mean_faces(dataset)
+    assert every_split.counts == (1, 0, 0, 4, 0, 0, 0)
+    assert every_split.faces.shape == (7, 48, 48) and every_split.faces.dtype == np.uint8
+    assert (every_split.faces[3] == 38).all()  # (10 + 20 + 31 + 90) / 4 = 37.75, rounded
+    assert (every_split.faces[0] == 200).all()
+    assert (every_split.faces[1] == 128).all()  # no disgust faces: mid-gray
+
+    test_only = mean_faces(dataset, split="test")
+    assert test_only.counts == (0, 0, 0, 2, 0, 0, 0)
+    assert (test_only.faces[3] == 60).all()  # (31 + 90) / 2 = 60.5, rounded to even
+    assert (test_only.faces[0] == 128).all()
+
+
+def test_indices_select_by_split_and_emotion() -> None:
+    dataset = make_dataset(random_faces(6), [3, 4, 3, 3, 0, 4], ["train", "train", "test", "train", "test", "test"])
+
+    assert dataset.indices().tolist() == [0, 1, 2, 3, 4, 5]
+    assert dataset.indices(split="train").tolist() == [0, 1, 3]
+    assert dataset.indices(emotion="happy").tolist() == [0, 2, 3]
+    assert dataset.indices(split="test", emotion="sad").tolist() == [5]
+    assert dataset.indices(split="val").tolist() == []
+    with pytest.raises(ValueError, match="unknown emotion 'joy'"):
+        dataset.indices(emotion="joy")
 
 
 # Class imbalance

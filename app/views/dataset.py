@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import Counter
+from collections.abc import Callable
+from functools import partial
 
 import cv2
 import numpy as np
@@ -14,16 +16,18 @@ import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 from app.charts.dataset import SPLIT_TITLES, class_counts_figure, pixel_histogram_figure
-from app.state import data_source_ui, load_dataset_or_stop, synthetic_banner
-from fer_core.data import FaceDataset
+from app.state import data_source_ui, load_dataset_or_stop, printable, synthetic_banner
+from fer_core.data import FaceDataset, LoadReport
 from fer_core.labels import EMOTIONS
 from fer_core.quality import (
     NEAR_BLANK_MAX_STD,
     NEAR_BLANK_MIN_DOMINANT,
     DuplicateGroup,
+    MeanFaces,
     QualityReport,
     analyze_quality,
     class_imbalance,
+    mean_faces,
     pixel_histogram,
 )
 from fer_core.settings import allowed_data_roots, fer2013_location
@@ -59,35 +63,22 @@ def quality_report(token: str, _dataset: FaceDataset) -> QualityReport:
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def mean_faces(token: str, split: str, _dataset: FaceDataset) -> tuple[npt.NDArray[np.uint8], list[int]]:
-    """One mean face per emotion (mid-gray where a class has no faces) and each class's count."""
-    in_split = np.ones(len(_dataset), dtype=bool) if split == ALL else _dataset.splits == split
-    faces = np.full((len(EMOTIONS), 48, 48), 128, dtype=np.uint8)
-    counts = []
-    for label in range(len(EMOTIONS)):
-        members = _dataset.images[in_split & (_dataset.labels == label)]
-        counts.append(len(members))
-        if len(members):
-            faces[label] = np.round(members.mean(axis=0, dtype=np.float64)).astype(np.uint8)
-    return faces, counts
+def cached_mean_faces(token: str, split: str, _dataset: FaceDataset) -> MeanFaces:
+    return mean_faces(_dataset, split=chosen(split))
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def cached_pixel_histogram(token: str, split: str, emotion: str, _dataset: FaceDataset) -> npt.NDArray[np.int64]:
-    indices = select_indices(_dataset, split, emotion)
+    indices = _dataset.indices(split=chosen(split), emotion=chosen(emotion))
     return pixel_histogram(_dataset.images if len(indices) == len(_dataset) else _dataset.images[indices])
 
 
 # Small helpers
 
 
-def select_indices(dataset: FaceDataset, split: str, emotion: str) -> npt.NDArray[np.int64]:
-    mask = np.ones(len(dataset), dtype=bool)
-    if split != ALL:
-        mask &= dataset.splits == split
-    if emotion != ALL:
-        mask &= dataset.labels == EMOTIONS.index(emotion)
-    return np.flatnonzero(mask)
+def chosen(option: str) -> str | None:
+    """A split or class picked on the page, as the core's filters take it: None for "all"."""
+    return None if option == ALL else option
 
 
 def shuffled(indices: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
@@ -123,7 +114,7 @@ def stretch_contrast(gray_face: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
 
 def face_caption(dataset: FaceDataset, index: int, *, with_split: bool = False) -> str:
     """Label (and split) on the first line, the file name (or CSV line) on the second."""
-    file_name = escape_markdown(str(dataset.source_ids[index]).rsplit("/", 1)[-1])
+    file_name = escape_markdown(printable(str(dataset.source_ids[index]).rsplit("/", 1)[-1]))
     emotion = EMOTIONS[int(dataset.labels[index])]
     prefix = f"{split_title(str(dataset.splits[index]))} · " if with_split else ""
     # A zero-width space after each underscore lets a long name wrap there instead of mid-word.
@@ -154,18 +145,19 @@ def paged(count: int, per_page: int, *, key: str, noun: str, row: DeltaGenerator
 
 
 def what_is_shown(source: str, dataset: FaceDataset) -> None:
+    source = printable(source)
     sizes = " · ".join(f"{split_title(name)} {int((dataset.splits == name).sum()):,}" for name in dataset.split_names)
     if dataset.synthetic:
         st.markdown(
             f"Showing the **built-in demo set**: {len(dataset):,} synthetic 48×48 cartoon faces ({sizes}), "
             "drawn from a fixed seed so every machine has the same ones."
         )
-    elif source == str(fer2013_location()):
+    elif source == printable(str(fer2013_location())):
         st.markdown(f"Showing **FER2013** from `{source}`: {len(dataset):,} grayscale 48×48 faces ({sizes}).")
         return
     else:
         st.markdown(
-            f"Showing **{escape_markdown(dataset.name)}** from `{source}`, read as FER2013: "
+            f"Showing **{escape_markdown(printable(dataset.name))}** from `{source}`, read as FER2013: "
             f"{len(dataset):,} grayscale 48×48 faces ({sizes})."
         )
     roots = ", ".join(f"`{root}`" for root in allowed_data_roots())
@@ -248,7 +240,7 @@ def browse_section(dataset: FaceDataset, token: str) -> None:
         )
     split = split or ALL
     emotion = emotion or ALL
-    indices = select_indices(dataset, split, emotion)
+    indices = dataset.indices(split=chosen(split), emotion=chosen(emotion))
     if len(indices) == 0:
         st.info(f"No {emotion} faces in {split_title(split)}.")
     else:
@@ -263,7 +255,7 @@ def browse_section(dataset: FaceDataset, token: str) -> None:
         f"The pixel-wise average of every face of a class in {split_title(split)} (contrast stretched), "
         "with how many faces went into it."
     )
-    faces, counts = mean_faces(token, split, dataset)
+    faces, counts = cached_mean_faces(token, split, dataset)
     st.image(
         [face_tile(stretch_contrast(face), MEAN_FACE_SIZE) for face in faces],
         caption=[f"**{emotion_name}** · {count:,}" for emotion_name, count in zip(EMOTIONS, counts, strict=True)],
@@ -296,18 +288,17 @@ def show_groups(dataset: FaceDataset, groups: tuple[DuplicateGroup, ...], *, key
 
 
 def show_names(names: tuple[str, ...], column: str) -> None:
-    st.dataframe(pd.DataFrame({column: list(names)}), hide_index=True, width="stretch")
+    st.dataframe(pd.DataFrame({column: [printable(name) for name in names]}), hide_index=True, width="stretch")
 
 
-def quality_section(dataset: FaceDataset, report: QualityReport, *, from_csv: bool) -> None:
+def quality_metrics(report: QualityReport) -> None:
+    """The row of counts above the tabs."""
     load = report.load_report
-    conflicting = report.conflicting_groups
-    cross_split = report.cross_split_groups
     columns = st.columns(5)
     columns[0].metric("Near-blank images", f"{len(report.near_blank):,}", border=True)
     columns[1].metric(
         "Conflicting labels",
-        f"{len(conflicting):,}",
+        f"{len(report.conflicting_groups):,}",
         help="Groups of identical images filed under different emotions.",
         border=True,
     )
@@ -319,88 +310,127 @@ def quality_section(dataset: FaceDataset, report: QualityReport, *, from_csv: bo
     )
     columns[3].metric(
         "Across splits",
-        f"{len(cross_split):,}",
+        f"{len(report.cross_split_groups):,}",
         help="Duplicate groups with copies in more than one split (e.g. the same face in train and test).",
         border=True,
     )
     columns[4].metric(
         "Load problems",
-        f"{len(load.unreadable) + len(load.resized) + len(load.bad_rows) + len(load.skipped_folders):,}",
-        help="Unreadable files, images that were not 48x48, skipped CSV rows and skipped folders.",
+        f"{load.problem_count + len(load.resized):,}",
+        help="Unreadable files and folders, images that were not 48x48, skipped CSV rows and skipped folders.",
         border=True,
     )
 
-    tabs = st.tabs(
-        [
-            f"Near-blank ({len(report.near_blank):,})",
-            f"Conflicting labels ({len(conflicting):,})",
-            f"Duplicates ({len(report.duplicate_groups):,})",
-            f"Not 48×48 ({len(load.resized):,})",
-            f"Unreadable ({len(load.unreadable):,})",
-            f"Skipped CSV rows ({len(load.bad_rows):,})",
-            f"Skipped folders ({len(load.skipped_folders):,})",
-        ]
+
+def near_blank_tab(dataset: FaceDataset, report: QualityReport) -> None:
+    st.caption(
+        f"Pixel standard deviation under {NEAR_BLANK_MAX_STD:g} gray levels, or at least "
+        f"{NEAR_BLANK_MIN_DOMINANT:.0%} of the pixels on one gray level: blank frames and placeholders "
+        '("image moved or deleted"), not faces. Worth dropping before training.'
     )
-    with tabs[0]:
-        st.caption(
-            f"Pixel standard deviation under {NEAR_BLANK_MAX_STD:g} gray levels, or at least "
-            f"{NEAR_BLANK_MIN_DOMINANT:.0%} of the pixels on one gray level: blank frames and placeholders "
-            '("image moved or deleted"), not faces. Worth dropping before training.'
+    if len(report.near_blank) == 0:
+        st.success("No near-blank images.")
+        return
+    shown = paged(len(report.near_blank), TILES_PER_PAGE, key="quality_blank_page", noun="Images")
+    show_faces(dataset, report.near_blank[shown], with_split=True)
+
+
+def conflicting_tab(dataset: FaceDataset, report: QualityReport) -> None:
+    st.caption(
+        "Byte-identical images filed under different emotions: at most one of the labels is right, and "
+        "the model is trained to give two answers to one face."
+    )
+    if report.conflicting_groups:
+        show_groups(dataset, report.conflicting_groups, key="quality_conflict_page")
+    else:
+        st.success("No image appears under two different emotions.")
+
+
+def duplicates_tab(dataset: FaceDataset, report: QualityReport) -> None:
+    cross_split = report.cross_split_groups
+    st.caption(
+        f"{report.duplicate_images:,} images in {len(report.duplicate_groups):,} groups of byte-identical "
+        f"pixels; {len(cross_split):,} groups span more than one split, so the test set holds faces "
+        "the model was trained on."
+    )
+    if not report.duplicate_groups:
+        st.success("No duplicates.")
+        return
+    only_cross = st.toggle("Only groups that span splits", key="quality_cross_split_only")
+    groups = cross_split if only_cross else report.duplicate_groups
+    if groups:
+        show_groups(dataset, groups, key=f"quality_duplicate_page_{only_cross}")
+    else:
+        st.success("No duplicate spans two splits.")
+
+
+def resized_tab(dataset: FaceDataset, report: QualityReport) -> None:
+    st.caption("Images stored at another size, converted to 48×48 grayscale on load (shown converted).")
+    if len(report.resized) == 0:
+        st.success("Every image was already 48×48.")
+        return
+    shown = paged(len(report.resized), TILES_PER_PAGE, key="quality_resized_page", noun="Images")
+    show_faces(dataset, report.resized[shown], with_split=True)
+
+
+def unreadable_tab(load: LoadReport) -> None:
+    st.caption(
+        "Files in class folders that could not be decoded as images (empty, damaged, not images, or a "
+        "format this app does not read), and folders that could not be opened (no permission, a symbolic "
+        "link loop): their faces are not loaded."
+    )
+    if load.unreadable_folders:
+        show_names(load.unreadable_folders, "folder: reason")
+    if load.unreadable:
+        show_names(load.unreadable, "file")
+    if not load.unreadable and not load.unreadable_folders:
+        st.success("Every file and folder could be read.")
+
+
+def bad_rows_tab(load: LoadReport, *, from_csv: bool) -> None:
+    st.caption("Rows of a FER2013 CSV that were malformed and left out, with the reason.")
+    if load.bad_rows:
+        show_names(load.bad_rows, "row")
+    else:
+        st.success("No CSV rows were skipped." if from_csv else "Not loaded from a CSV: nothing to skip.")
+
+
+def skipped_folders_tab(load: LoadReport) -> None:
+    st.caption("Folders whose name is not a FER2013 class (e.g. `contempt`): their images are not loaded.")
+    if load.skipped_folders:
+        show_names(load.skipped_folders, "folder")
+    else:
+        st.success("Every folder is a FER2013 class.")
+
+
+def quality_section(dataset: FaceDataset, report: QualityReport, *, from_csv: bool) -> None:
+    load = report.load_report
+    quality_metrics(report)
+    tabs: list[tuple[str, Callable[[], None]]] = [
+        (f"Near-blank ({len(report.near_blank):,})", partial(near_blank_tab, dataset, report)),
+        (f"Conflicting labels ({len(report.conflicting_groups):,})", partial(conflicting_tab, dataset, report)),
+        (f"Duplicates ({len(report.duplicate_groups):,})", partial(duplicates_tab, dataset, report)),
+        (f"Not 48×48 ({len(load.resized):,})", partial(resized_tab, dataset, report)),
+        (f"Unreadable ({len(load.unreadable) + len(load.unreadable_folders):,})", partial(unreadable_tab, load)),
+        (f"Skipped CSV rows ({len(load.bad_rows):,})", partial(bad_rows_tab, load, from_csv=from_csv)),
+        (f"Skipped folders ({len(load.skipped_folders):,})", partial(skipped_folders_tab, load)),
+    ]
+    for tab, (_, render) in zip(st.tabs([label for label, _ in tabs]), tabs, strict=True):
+        with tab:
+            render()
+
+
+def unreadable_folders_warning(load: LoadReport) -> None:
+    """Folders the loader had to skip, named at the top: their faces are missing from every section."""
+    if load.unreadable_folders:
+        count = len(load.unreadable_folders)
+        names = "; ".join(printable(problem) for problem in load.unreadable_folders[:3])
+        more = f" and {count - 3} more" if count > 3 else ""
+        st.warning(
+            f"{count} folder{'s' if count != 1 else ''} could not be read, so {'their' if count != 1 else 'its'} "
+            f"faces are left out: {escape_markdown(names)}{more}. See *Data quality* → *Unreadable*.",
+            icon=":material/folder_off:",
         )
-        if len(report.near_blank) == 0:
-            st.success("No near-blank images.")
-        else:
-            shown = paged(len(report.near_blank), TILES_PER_PAGE, key="quality_blank_page", noun="Images")
-            show_faces(dataset, report.near_blank[shown], with_split=True)
-    with tabs[1]:
-        st.caption(
-            "Byte-identical images filed under different emotions: at most one of the labels is right, and "
-            "the model is trained to give two answers to one face."
-        )
-        if conflicting:
-            show_groups(dataset, conflicting, key="quality_conflict_page")
-        else:
-            st.success("No image appears under two different emotions.")
-    with tabs[2]:
-        st.caption(
-            f"{report.duplicate_images:,} images in {len(report.duplicate_groups):,} groups of byte-identical "
-            f"pixels; {len(cross_split):,} groups span more than one split, so the test set holds faces "
-            "the model was trained on."
-        )
-        if report.duplicate_groups:
-            only_cross = st.toggle("Only groups that span splits", key="quality_cross_split_only")
-            groups = cross_split if only_cross else report.duplicate_groups
-            if groups:
-                show_groups(dataset, groups, key=f"quality_duplicate_page_{only_cross}")
-            else:
-                st.success("No duplicate spans two splits.")
-        else:
-            st.success("No duplicates.")
-    with tabs[3]:
-        st.caption("Images stored at another size, converted to 48×48 grayscale on load (shown converted).")
-        if len(report.resized) == 0:
-            st.success("Every image was already 48×48.")
-        else:
-            shown = paged(len(report.resized), TILES_PER_PAGE, key="quality_resized_page", noun="Images")
-            show_faces(dataset, report.resized[shown], with_split=True)
-    with tabs[4]:
-        st.caption("Files in class folders that could not be decoded as images (empty, damaged, not images).")
-        if load.unreadable:
-            show_names(load.unreadable, "file")
-        else:
-            st.success("Every file could be read.")
-    with tabs[5]:
-        st.caption("Rows of a FER2013 CSV that were malformed and left out, with the reason.")
-        if load.bad_rows:
-            show_names(load.bad_rows, "row")
-        else:
-            st.success("No CSV rows were skipped." if from_csv else "Not loaded from a CSV: nothing to skip.")
-    with tabs[6]:
-        st.caption("Folders whose name is not a FER2013 class (e.g. `contempt`): their images are not loaded.")
-        if load.skipped_folders:
-            show_names(load.skipped_folders, "folder")
-        else:
-            st.success("Every folder is a FER2013 class.")
 
 
 # Page
@@ -410,6 +440,7 @@ source = data_source_ui()
 dataset = load_dataset_or_stop(source)
 synthetic_banner(dataset)
 what_is_shown(source, dataset)
+unreadable_folders_warning(dataset.report)
 token = dataset_token(source, dataset)
 report = quality_report(token, dataset)
 
