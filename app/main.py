@@ -34,6 +34,7 @@ navigation = st.navigation(
         "Try it": [
             st.Page(VIEWS / "live.py", title="Live", icon=":material/videocam:", url_path="live"),
             st.Page(VIEWS / "photos.py", title="Photos", icon=":material/add_a_photo:", url_path="photos"),
+            st.Page(VIEWS / "video.py", title="Video", icon=":material/movie:", url_path="video"),
         ],
     }
 )

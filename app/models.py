@@ -1,11 +1,10 @@
-"""The model the pages use, cached once per process: the one place that holds Streamlit caches of
-classifiers and face detectors (fer_core stays free of Streamlit).
+"""What the Live, Photos and Video pages share about models and face detection: one model picker, one
+caption saying which model runs and what it learnt from, and the detection settings, all starting from
+the presets in :mod:`fer_core.detect`. The caches behind them live in :mod:`app.state`.
 
-The cache is keyed by the model file's path and modification time, so promoting another run (which
-replaces ``promoted.keras``) loads the new model on the next rerun without a restart.
-
-    classifier, info = load_model_or_stop()          # promoted model, else the shipped default
-    predictor = cached_predictor(str(info.path), model_version(info.path), min_face_size=60)
+    info = model_picker_ui("photos")                   # sidebar: the promoted model, else the shipped one
+    classifier = classifier_or_stop(info)              # cached; a broken promoted model falls back
+    preset = detection_ui("photos", PHOTO_PRESET)      # sidebar: detector, smallest face, alignment
 """
 
 from __future__ import annotations
@@ -14,71 +13,16 @@ from pathlib import Path
 
 import streamlit as st
 
+from app.state import cached_classifier, or_stop, printable
+from fer_core import run_layout
 from fer_core.datasets import DEMO_SOURCE
-from fer_core.detect import HaarFaceDetector
+from fer_core.detect import DETECTORS, MIN_FACE_RANGE, DetectionPreset
 from fer_core.errors import FerError
-from fer_core.inference import (
-    EmotionClassifier,
-    ModelInfo,
-    Predictor,
-    describe_model,
-    load_classifier,
-    resolve_model_path,
-)
+from fer_core.inference import EmotionClassifier, ModelInfo, describe_model, resolve_model_path
 from fer_core.serving import served_files
-from fer_core.settings import PROJECT_ROOT
+from fer_core.settings import PROJECT_ROOT, SHIPPED_MODEL_PATH, default_runs_dir
 
-# Photos are not real time: scan them larger and finer than webcam frames. On FER2013 faces pasted on
-# a plain canvas, scale 1.05 / 6 neighbours finds 84 of 120 against 69 for OpenCV's 1.1 / 5, at ~3x
-# the time; "Smallest face" in the page trims the extra background detections it may bring.
-PHOTO_MAX_SIDE = 1280
-PHOTO_SCALE_FACTOR = 1.05
-PHOTO_MIN_NEIGHBORS = 6
-
-
-@st.cache_resource(show_spinner="Loading the model...", max_entries=4)
-def cached_classifier(model_path: str, version: tuple[float, ...]) -> EmotionClassifier:
-    """The served (LiteRT) classifier for ``model_path``; ``version`` (see :func:`model_version`) is
-    only part of the cache key, so a model replaced on disk is loaded afresh."""
-    return load_classifier(model_path)
-
-
-@st.cache_resource(max_entries=8)
-def cached_detector(
-    min_face_size: int,
-    max_side: int = PHOTO_MAX_SIDE,
-    include_profiles: bool = False,
-    scale_factor: float = PHOTO_SCALE_FACTOR,
-    min_neighbors: int = PHOTO_MIN_NEIGHBORS,
-) -> HaarFaceDetector:
-    """A shared Haar detector (it serialises its scans, so threads may share it)."""
-    return HaarFaceDetector(
-        min_face_size=min_face_size,
-        max_side=max_side,
-        include_profiles=include_profiles,
-        scale_factor=scale_factor,
-        min_neighbors=min_neighbors,
-    )
-
-
-def cached_predictor(
-    model_path: str,
-    version: tuple[float, ...],
-    *,
-    min_face_size: int = 40,
-    max_side: int = PHOTO_MAX_SIDE,
-    include_profiles: bool = False,
-    scale_factor: float = PHOTO_SCALE_FACTOR,
-    min_neighbors: int = PHOTO_MIN_NEIGHBORS,
-) -> Predictor:
-    """The cached classifier behind a cached detector with the given settings (cheap to build)."""
-    detector = cached_detector(min_face_size, max_side, include_profiles, scale_factor, min_neighbors)
-    return Predictor(cached_classifier(model_path, version), detector)
-
-
-def current_model() -> ModelInfo:
-    """The model the pages use now: the promoted one, else the shipped default (``ModelLoadError`` if neither)."""
-    return describe_model(resolve_model_path())
+DETECTOR_LABELS = {"yunet": "YuNet (default)", "haar": "Haar cascades (2001)"}
 
 
 def model_version(path: Path) -> tuple[float, ...]:
@@ -86,45 +30,106 @@ def model_version(path: Path) -> tuple[float, ...]:
     return tuple(file.stat().st_mtime if file.exists() else 0.0 for file in served_files(path))
 
 
-def predictor_or_stop(
-    info: ModelInfo, *, min_face_size: int = 40, max_side: int = PHOTO_MAX_SIDE, include_profiles: bool = False
-) -> Predictor:
-    """The cached predictor for ``info``'s model, or an ``st.error`` naming the problem and a stopped page."""
-    try:
-        return cached_predictor(
-            str(info.path),
-            model_version(info.path),
-            min_face_size=min_face_size,
-            max_side=max_side,
-            include_profiles=include_profiles,
-        )
-    except FerError as error:
-        st.error(f"Could not load the model {info.path.name}: {error}")
-        st.stop()
-    except OSError as error:
-        st.error(f"Could not read the model file {info.path}: {error.strerror or error}")
-        st.stop()
-    raise AssertionError("unreachable")
+def current_model() -> ModelInfo:
+    """The model the pages use by default: the promoted one, else the shipped default (``ModelLoadError`` if neither)."""
+    return describe_model(resolve_model_path())
 
 
-def load_model_or_stop() -> tuple[EmotionClassifier, ModelInfo]:
-    """The current model's cached classifier and what it is, or an ``st.error`` and a stopped page."""
+def model_choices() -> dict[str, Path]:
+    """Labels to model files: the current model first (the promoted one, else the shipped default), then
+    the shipped default and every run with an exported model the app can serve, newest first."""
+    current = current_model()
+    choices = {f"Current: {_model_label(current)}": current.path}
+    if SHIPPED_MODEL_PATH.is_file() and current.path.resolve() != SHIPPED_MODEL_PATH.resolve():
+        choices["Shipped default"] = SHIPPED_MODEL_PATH
+    runs_dir = default_runs_dir()
+    folders = sorted((path.parent for path in runs_dir.glob(f"*/{run_layout.CONFIG_FILE}")), reverse=True)
+    for folder in folders:
+        exported = folder / run_layout.EXPORTED_MODEL
+        if exported.with_suffix(".tflite").is_file() and exported.resolve() != current.path.resolve():
+            choices[f"Run {folder.name}"] = exported
+    return choices
+
+
+def _model_label(info: ModelInfo) -> str:
+    if info.kind == "promoted":
+        return f"promoted run {info.details['run']}" if info.details.get("run") else "promoted model"
+    if info.kind == "shipped":
+        return "shipped default"
+    return info.path.name
+
+
+def model_picker_ui(page: str) -> ModelInfo:
+    """The sidebar's model choice for ``page`` (its own widget key); stops the page when there is no model."""
+    choices = or_stop(model_choices, "the list of models")
+    choice = st.sidebar.selectbox(
+        "Model",
+        list(choices),
+        key=f"{page}_model",
+        help="The current model is the one promoted on the Training page, else the shipped default. "
+        "Finished runs can be tried here without promoting them.",
+    )
+    return describe_model(choices[choice])
+
+
+def classifier_or_stop(info: ModelInfo) -> tuple[EmotionClassifier, ModelInfo]:
+    """The cached classifier of ``info``'s model and the model it really is. A promoted model that cannot
+    be loaded falls back to the shipped default with a warning naming the file; any other failure stops
+    the page with an error."""
     try:
-        info = current_model()
         return cached_classifier(str(info.path), model_version(info.path)), info
-    except FerError as error:
-        st.error(f"No model to run: {error}. Train one on the Training page and promote it.")
-        st.stop()
-    except OSError as error:
-        st.error(f"Could not read the model file: {error.strerror or error}")
-        st.stop()
-    raise AssertionError("unreachable")
+    except (FerError, OSError) as error:
+        if info.kind != "promoted" or not SHIPPED_MODEL_PATH.is_file():
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+            st.error(printable(f"Could not load the model {info.path.name}: {reason}"))
+            st.stop()
+        st.warning(
+            printable(f"The promoted model {info.path} cannot be used ({error}). Using the shipped default instead."),
+            icon=":material/warning:",
+        )
+    shipped = describe_model(SHIPPED_MODEL_PATH)
+    classifier = or_stop(lambda: cached_classifier(str(shipped.path), model_version(shipped.path)), "the shipped model")
+    return classifier, shipped
 
 
-def model_caption(info: ModelInfo, arch: str | None = None) -> str:
-    """One markdown line: which model (promoted run, shipped default, provisional) and what it learnt from."""
+def detection_ui(page: str, preset: DetectionPreset) -> DetectionPreset:
+    """Sidebar settings for finding faces, starting from ``preset``: the detector, the smallest face and
+    whether faces are aligned. Returns the preset with the user's choices."""
+    low, high = MIN_FACE_RANGE
+    detector = st.sidebar.selectbox(
+        "Face detector",
+        DETECTORS,
+        index=DETECTORS.index(preset.detector),
+        format_func=DETECTOR_LABELS.__getitem__,
+        key=f"{page}_detector",
+        help="YuNet, a small neural network, finds faces at more angles and sizes and gives five landmarks "
+        "(eyes, nose, mouth corners). Haar cascades are the classic OpenCV detector, kept for comparison.",
+    )
+    min_face_size = st.sidebar.slider(
+        "Smallest face",
+        min_value=low,
+        max_value=high,
+        value=preset.min_face_size,
+        step=4,
+        format="%d px",
+        key=f"{page}_min_face",
+        help="Faces smaller than this, in pixels of the image, are not looked for. Raising it skips tiny false "
+        "detections in the background and makes detection faster; lower it for group photos.",
+    )
+    align = st.sidebar.toggle(
+        "Align faces",
+        value=preset.align,
+        key=f"{page}_align",
+        disabled=detector != "yunet",
+        help="Turn each face upright by its eyes before classifying, as FER2013's faces are (needs YuNet's landmarks).",
+    )
+    return preset.with_options(detector=detector, min_face_size=min_face_size, align=align and detector == "yunet")
+
+
+def model_caption(info: ModelInfo) -> str:
+    """One markdown line: which model (promoted run, shipped default, a run) and what it learnt from."""
     details = info.details
-    arch = details.get("arch") or arch
+    arch = details.get("arch")
     if info.kind == "promoted":
         run = details.get("run")
         who = f"**promoted run** `{run}`" if run else "**promoted model**"
@@ -137,7 +142,7 @@ def model_caption(info: ModelInfo, arch: str | None = None) -> str:
     data_path = details.get("data_source") or details.get("data")
     if details.get("trained_on"):
         parts.append(f"trained on {details['trained_on']}")
-    elif data_path == DEMO_SOURCE:
+    elif data_path == DEMO_SOURCE or (isinstance(data_path, str) and data_path.startswith("demo")):
         parts.append("trained on the **synthetic demo set**: expect poor results on real faces")
     elif data_path:
         parts.append(f"trained on {_describe_data(str(data_path))}")
@@ -151,18 +156,11 @@ def model_caption(info: ModelInfo, arch: str | None = None) -> str:
         parts.append(f"validation accuracy {details['best_val_accuracy']:.1%}")
     if details.get("note"):
         parts.append(str(details["note"]))
-    return " · ".join(parts)
+    return printable(" · ".join(parts))
 
 
-def current_model_ui(arch: str | None = None) -> ModelInfo:
-    """Show which model the page uses (a caption); stop the page with an error when there is none."""
-    try:
-        info = current_model()
-    except FerError as error:
-        st.error(f"No model to run: {error}. Train one on the Training page and promote it.")
-        st.stop()
-    st.caption(model_caption(info, arch), help=_caption_help(info))
-    return info
+def model_caption_ui(info: ModelInfo) -> None:
+    st.caption(model_caption(info), help=_caption_help(info))
 
 
 def _caption_help(info: ModelInfo) -> str:
@@ -173,7 +171,7 @@ def _caption_help(info: ModelInfo) -> str:
         if info.provisional:
             text += " This default is provisional: a stand-in until the final trained model ships."
         return text
-    return "A model chosen by path."
+    return "A model chosen in the sidebar."
 
 
 def _describe_data(source: str) -> str:

@@ -1,17 +1,27 @@
-"""What pages share: the data-set choice (remembered for the session), cached data sets and models.
+"""What pages share: the data-set choice and confidence threshold (remembered for the session), and every
+Streamlit cache of the app (data sets and their statistics, models, face detectors), with the one guard
+that turns a failed load into an ``st.error`` and a stopped page (:func:`or_stop`).
 
 Streamlit caching lives here and nowhere else; fer_core stays free of Streamlit.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
+import numpy as np
+import numpy.typing as npt
 import streamlit as st
 
 from fer_core.data import FaceDataset
 from fer_core.datasets import DEMO_SOURCE, resolve_dataset
+from fer_core.detect import DetectionPreset, FaceDetector, make_detector
 from fer_core.errors import FerError
+from fer_core.inference import EmotionClassifier, load_classifier
+from fer_core.quality import MeanFaces, QualityReport, analyze_quality, mean_faces, pixel_histogram
 from fer_core.settings import allowed_data_roots, fer2013_location, is_allowed_data_path
 
 SOURCE_KEY = "data_source"
@@ -21,9 +31,73 @@ DEMO_LABEL = "Demo set (synthetic, built in)"
 OTHER_LABEL = "Another location..."
 
 
+T = TypeVar("T")
+
+
+def or_stop(load: Callable[[], T], what: str) -> T:
+    """``load()``; if it fails on bad input, an ``st.error`` naming ``what`` and the problem, and a stopped page."""
+    try:
+        return load()
+    except FerError as error:
+        st.error(printable(f"Could not load {what}: {error}"))
+        st.stop()
+    except OSError as error:
+        st.error(printable(f"Could not read {what}: {error.strerror or error}"))
+        st.stop()
+
+
+# --- caches: data sets and what the Dataset page computes from them
+
+
 @st.cache_resource(show_spinner="Loading faces...", max_entries=3)
 def cached_dataset(source: str) -> FaceDataset:
     return resolve_dataset(source)
+
+
+# A FaceDataset is not hashable by Streamlit, so the functions below take it as an underscore argument
+# (left out of the cache key) beside a cheap content token.
+
+
+def dataset_token(source: str, dataset: FaceDataset) -> str:
+    digest = hashlib.blake2b(f"{source}|{dataset.name}|{len(dataset)}".encode(), digest_size=16)
+    digest.update(dataset.labels.tobytes())
+    digest.update(dataset.splits.tobytes())
+    digest.update(np.ascontiguousarray(dataset.images[:: max(1, len(dataset) // 512)]).tobytes())
+    return digest.hexdigest()
+
+
+@st.cache_resource(show_spinner="Checking data quality...", max_entries=3)
+def cached_quality_report(token: str, _dataset: FaceDataset) -> QualityReport:
+    return analyze_quality(_dataset)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def cached_mean_faces(token: str, split: str | None, _dataset: FaceDataset) -> MeanFaces:
+    return mean_faces(_dataset, split=split)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def cached_pixel_histogram(
+    token: str, split: str | None, emotion: str | None, _dataset: FaceDataset
+) -> npt.NDArray[np.int64]:
+    indices = _dataset.indices(split=split, emotion=emotion)
+    return pixel_histogram(_dataset.images if len(indices) == len(_dataset) else _dataset.images[indices])
+
+
+# --- caches: models and face detectors
+
+
+@st.cache_resource(show_spinner="Loading the model...", max_entries=4)
+def cached_classifier(model_path: str, version: tuple[float, ...]) -> EmotionClassifier:
+    """The served (LiteRT) classifier of a model; ``version`` (the files' modification times) is only
+    part of the key, so a model replaced on disk (a new promotion) is loaded afresh. Thread-safe."""
+    return load_classifier(model_path)
+
+
+@st.cache_resource(max_entries=8)
+def cached_detector(preset: DetectionPreset) -> FaceDetector:
+    """A detector shared by the sessions of a page (it serialises its scans, so threads may share it)."""
+    return make_detector(preset)
 
 
 def printable(text: str) -> str:
@@ -34,6 +108,13 @@ def printable(text: str) -> str:
     except UnicodeEncodeError:  # a surrogate that does not stand for a byte
         raw = text.encode("utf-8", "replace")
     return raw.decode("utf-8", "replace")
+
+
+def escape_markdown(text: str) -> str:
+    """``text`` shown as typed inside markdown: a file name like ``[x](http://y)`` stays plain text."""
+    for character in "\\`*_[]<>#|~$!{}()":
+        text = text.replace(character, f"\\{character}")
+    return text
 
 
 def default_data_source() -> str:
@@ -103,14 +184,7 @@ def data_source_ui() -> str:
 
 def load_dataset_or_stop(source: str) -> FaceDataset:
     """The cached data set, or an ``st.error`` naming the problem and a stopped page."""
-    try:
-        return cached_dataset(source)
-    except FerError as error:
-        st.error(printable(f"Could not load that data set: {error}"))
-        st.stop()
-    except OSError as error:
-        st.error(printable(f"Could not read that data set: {error.strerror or error}"))
-        st.stop()
+    return or_stop(lambda: cached_dataset(source), "that data set")
 
 
 def synthetic_banner(dataset: FaceDataset) -> None:
@@ -124,7 +198,8 @@ def synthetic_banner(dataset: FaceDataset) -> None:
 
 
 def confidence_threshold_ui(widget_key: str) -> float:
-    """The confidence threshold, one setting for the session: set on Photos, it applies on Live too.
+    """The confidence threshold, one setting for the session: set on one of Photos, Video and Live, it
+    applies on the others too.
 
     The value lives under a plain session key. Each page has its own slider (``widget_key``), seeded
     from that value whenever the page shows it afresh: Streamlit drops a widget's state when a page
@@ -141,7 +216,7 @@ def confidence_threshold_ui(widget_key: str) -> float:
         format="%d%%",
         key=widget_key,
         help='A face whose most likely emotion is below this probability is labelled "uncertain". '
-        "The same setting applies on the Photos and Live pages.",
+        "The same setting applies on the Photos, Video and Live pages.",
     )
     st.session_state[THRESHOLD_KEY] = percent
     return percent / 100

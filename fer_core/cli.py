@@ -1,4 +1,12 @@
-"""``python -m fer_core predict IMAGE... [--json]``: emotions of every face in images, for scripts."""
+"""``python -m fer_core``: emotions of every face in images and video files, for scripts.
+
+    python -m fer_core predict photo1.jpg photo2.png --json          # one JSON list, an object per image
+    python -m fer_core predict group.jpg --csv faces.csv --detector haar
+    python -m fer_core video clip.mp4 --csv clip.csv --json clip.json --output clip-annotated.mp4
+
+Both use the detection presets of the app (``fer_core.detect.PHOTO_PRESET`` and ``VIDEO_PRESET``),
+so a photo gives the same faces here, in ``fer_core.load_predictor()`` and on the Photos page.
+"""
 
 from __future__ import annotations
 
@@ -8,58 +16,105 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from fer_core.detect import DETECTORS, MIN_FACE_RANGE, PHOTO_PRESET, VIDEO_PRESET, DetectionPreset
 from fer_core.errors import FerError
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+def _add_detection_options(parser: argparse.ArgumentParser, preset: DetectionPreset) -> None:
+    parser.add_argument(
+        "--detector", choices=DETECTORS, default=preset.detector, help=f"face detector (default {preset.detector})"
+    )
+    parser.add_argument(
+        "--min-face",
+        type=_bounded_int(*MIN_FACE_RANGE),
+        default=preset.min_face_size,
+        help=f"smallest face to find, in pixels ({MIN_FACE_RANGE[0]}-{MIN_FACE_RANGE[1]}, default {preset.min_face_size})",
+    )
+    parser.add_argument(
+        "--no-align", action="store_true", help="do not turn faces upright by their eyes before classifying"
+    )
+    parser.add_argument("--model", type=Path, help="a model file or run folder (default: promoted, else shipped)")
+
+
+def _bounded_int(low: int, high: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low} and {high}, got {value}")
+        return value
+
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m fer_core", description="Facial expression recognition on images.")
+    parser = argparse.ArgumentParser(
+        prog="python -m fer_core", description="Facial expression recognition on images and video files."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     predict = commands.add_parser("predict", help="find and classify every face in each image")
-    predict.add_argument("images", nargs="+", type=Path, help="image files (jpg, png, webp, bmp, ...)")
-    predict.add_argument("--model", type=Path, help="a .keras model or run folder (default: promoted, else shipped)")
-    predict.add_argument("--min-face", type=int, default=40, help="smallest face to find, in pixels (default 40)")
-    predict.add_argument("--whole-image", action="store_true", help="classify each whole image as one face (for crops)")
+    predict.add_argument("images", nargs="+", type=Path, help="image files (jpg, png, webp, bmp, tiff)")
+    _add_detection_options(predict, PHOTO_PRESET)
+    predict.add_argument("--whole-image", action="store_true", help="classify each whole image as one face (crops)")
     predict.add_argument("--tta", action="store_true", help="average with the mirrored face")
+    predict.add_argument("--threshold", type=float, default=0.0, help="below this confidence a face is 'uncertain'")
     predict.add_argument("--json", action="store_true", help="print one JSON list, one object per image")
+    predict.add_argument("--csv", type=Path, help="also write one CSV row per face to this file")
+
+    video = commands.add_parser("video", help="follow and classify every face through a video file")
+    video.add_argument("clip", type=Path, help="a video file (mp4, webm, mov, avi, mkv)")
+    _add_detection_options(video, VIDEO_PRESET)
+    video.add_argument("--csv", type=Path, help="one row per face per analysed frame")
+    video.add_argument("--json", type=Path, help="the clip, a summary per face and every record")
+    video.add_argument("--output", type=Path, help="an annotated copy (H.264 MP4, same frame rate and count)")
+    video.add_argument("--max-seconds", type=float, help="analyse only the first seconds of the clip")
+    video.add_argument("--threshold", type=float, default=0.4, help="below this confidence a face is 'uncertain'")
+    video.add_argument("--smoothing", type=float, default=0.6, help="weight of each face's past probabilities")
     return parser
 
 
-def face_record(face: Any) -> dict[str, Any]:
-    return {
-        "box": [int(v) for v in face.box],
-        "emotion": face.emotion,
-        "confidence": round(float(face.confidence), 6),
-        "scores": {emotion: round(score, 6) for emotion, score in face.scores_by_emotion().items()},
-    }
+def _preset(args: argparse.Namespace, base: DetectionPreset) -> DetectionPreset:
+    return base.with_options(detector=args.detector, min_face_size=args.min_face, align=not args.no_align)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    import cv2
+    try:
+        return int(COMMANDS[args.command](args))
+    except FerError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE if args.command == "predict" else EXIT_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
 
-    from fer_core.detect import HaarFaceDetector
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from fer_core.analysis import analyze_image, face_record, face_records, records_to_csv
     from fer_core.images import read_image
     from fer_core.inference import load_predictor
 
-    try:
-        predictor = load_predictor(
-            args.model, detector=HaarFaceDetector(min_face_size=args.min_face, max_side=1024, include_profiles=True)
-        )
-    except (FerError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    predictor = load_predictor(args.model, preset=_preset(args, PHOTO_PRESET))
     results: list[dict[str, Any]] = []
     for path in args.images:
         try:
             bgr_image = read_image(path)
-            faces = (
-                [predictor.predict_whole_image(bgr_image, tta=args.tta)]
-                if args.whole_image
-                else predictor.predict(bgr_image, tta=args.tta)
-            )
-            results.append({"image": str(path), "faces": [face_record(face) for face in faces], "error": None})
-        except (FerError, cv2.error) as error:  # one bad image must not stop the others
+            if args.whole_image:
+                whole = predictor.predict_whole_image(bgr_image, tta=args.tta)
+                faces = [face_record(whole, 1, file=str(path), threshold=args.threshold, whole_image=True)]
+            else:
+                analysis = analyze_image(bgr_image, predictor, tta=args.tta)
+                faces = face_records(analysis, str(path), threshold=args.threshold, whole_image=False)
+            results.append({"image": str(path), "faces": faces, "error": None})
+        except FerError as error:  # one bad image must not stop the others
             results.append({"image": str(path), "faces": [], "error": str(error)})
+    if args.csv:
+        args.csv.write_text(records_to_csv([face for result in results for face in result["faces"]]), encoding="utf-8")
     if args.json:
         print(json.dumps(results))
     else:
@@ -67,7 +122,70 @@ def main(argv: list[str] | None = None) -> int:
             if result["error"]:
                 print(f"{result['image']}: error: {result['error']}")
                 continue
-            print(f"{result['image']}: {len(result['faces'])} face(s)")
-            for index, face in enumerate(result["faces"]):
-                print(f"  #{index} box={face['box']} {face['emotion']} ({face['confidence']:.0%})")
-    return 1 if any(result["error"] for result in results) else 0
+            count = len(result["faces"])
+            print(f"{result['image']}: {count} face{'s' if count != 1 else ''}")
+            for face in result["faces"]:
+                print(f"  #{face['face']} box={face['box']} {face['label']} ({face['confidence']:.0%})")
+    return EXIT_ERROR if any(result["error"] for result in results) else 0
+
+
+def cmd_video(args: argparse.Namespace) -> int:
+    from fer_core.inference import load_classifier
+    from fer_core.video import (
+        VideoSettings,
+        analyze_video,
+        probe_video,
+        records_to_csv,
+        records_to_json,
+        summarize,
+    )
+
+    if not 0.0 <= args.threshold <= 1.0 or not 0.0 <= args.smoothing < 1.0:
+        raise FerError("--threshold must be in [0, 1] and --smoothing in [0, 1)")
+    if args.max_seconds is not None and args.max_seconds <= 0:
+        raise FerError("--max-seconds must be positive")
+    info = probe_video(args.clip)
+    classifier = load_classifier(args.model)
+    settings = VideoSettings(preset=_preset(args, VIDEO_PRESET), smoothing=args.smoothing, threshold=args.threshold)
+    total = info.frame_count
+    if args.max_seconds is not None and info.fps:
+        total = min(total or 10**9, int(args.max_seconds * info.fps) + 1)
+    records = []
+    frames = 0
+    with _progress(total, args.clip.name) as progress:
+        for result in analyze_video(
+            args.clip, classifier, settings, annotated_path=args.output, max_seconds=args.max_seconds
+        ):
+            records.extend(result.records)
+            frames += 1
+            progress.update(1)
+    if frames == 0:
+        raise FerError(f"{args.clip.name} has no frames that could be decoded")
+    interval = 1.0 / info.fps if info.fps else 0.0
+    summaries = summarize(records, interval)
+    if args.csv:
+        args.csv.write_text(records_to_csv(records), encoding="utf-8")
+    if args.json:
+        args.json.write_text(records_to_json(records, summaries, info), encoding="utf-8")
+    print(
+        f"{args.clip}: {frames} frames analysed ({frames * interval:.1f} s at {info.fps:.2f} fps), {len(summaries)} face(s)"
+    )
+    for summary in summaries:
+        print(
+            f"  face {summary.face}: {summary.first_s:.1f}-{summary.last_s:.1f} s, {summary.frames} frames, "
+            f"mostly {summary.dominant} ({summary.seconds_by_label[summary.dominant]:.1f} s)"
+        )
+    for path in (args.csv, args.json, args.output):
+        if path is not None:
+            print(f"wrote {path}")
+    return 0
+
+
+def _progress(total: int | None, name: str) -> Any:
+    """A progress bar on a terminal (stderr); nothing when the output goes to a file or a pipe."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=name, unit="frame", disable=not sys.stderr.isatty(), leave=False)
+
+
+COMMANDS = {"predict": cmd_predict, "video": cmd_video}

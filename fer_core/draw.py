@@ -1,14 +1,18 @@
-"""Drawing predictions onto images: one box and one label per face, coloured by emotion.
+"""Drawing faces onto images and video frames: a box and a caption per face, coloured by emotion.
 
-    annotated = draw_predictions(bgr_image, predictions, threshold=0.4)
+    annotated = draw_predictions(bgr_image, predictions, threshold=0.4)     # a photo: an annotated copy
+    draw_tracked_faces(bgr_frame, tracked_faces, threshold=0.4)             # a video frame: in place,
+                                                                            # with a confidence bar per face
 
-Line widths and text grow with the image, so labels read the same once the image is shown at
-screen size, whether it is a webcam frame or a 12-megapixel photo.
+Line widths and text grow with the image, so labels read the same once the image is shown at screen
+size, whether it is a webcam frame or a 12-megapixel photo. A face below the confidence threshold is
+grey and captioned "uncertain".
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -17,12 +21,26 @@ import numpy.typing as npt
 from fer_core.detect import Box
 from fer_core.inference import UNCERTAIN, FacePrediction
 from fer_core.labels import EMOTION_COLORS_RGB
+from fer_core.tracking import TrackedFace
 
 UNCERTAIN_COLOR_RGB = (150, 150, 150)
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 REFERENCE_SIDE = 1000  # at this longer side, text is drawn at REFERENCE_FONT_SCALE
 REFERENCE_FONT_SCALE = 0.9
 MIN_FONT_SCALE = 0.45  # below this OpenCV's font is hard to read
+BAR_TRACK_BGR = (45, 45, 45)
+
+
+class Classified(Protocol):
+    """What a caption needs: a :class:`~fer_core.inference.FacePrediction` or a tracked face."""
+
+    @property
+    def emotion(self) -> str: ...
+
+    @property
+    def confidence(self) -> float: ...
+
+    def label(self, threshold: float = 0.0) -> str: ...
 
 
 def label_color_rgb(label: str) -> tuple[int, int, int]:
@@ -30,12 +48,85 @@ def label_color_rgb(label: str) -> tuple[int, int, int]:
     return EMOTION_COLORS_RGB.get(label, UNCERTAIN_COLOR_RGB)
 
 
-def face_caption(prediction: FacePrediction, threshold: float = 0.0, index: int | None = None) -> str:
+def rgb_css(rgb: tuple[int, int, int], alpha: float = 1.0) -> str:
+    """``rgba(r, g, b, a)`` for charts and HTML."""
+    red, green, blue = rgb
+    return f"rgba({red}, {green}, {blue}, {alpha})"
+
+
+def text_color_bgr(background_bgr: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Dark text on a light background, white on a dark one."""
+    blue, green, red = background_bgr
+    return (20, 20, 20) if 0.299 * red + 0.587 * green + 0.114 * blue > 150 else (255, 255, 255)
+
+
+def face_caption(face: Classified, threshold: float = 0.0, index: int | None = None) -> str:
     """``"#1 happy 87%"``, or ``"#1 uncertain (happy 34%)"`` below ``threshold``."""
     prefix = f"#{index} " if index is not None else ""
-    if prediction.label(threshold) == UNCERTAIN:
-        return f"{prefix}{UNCERTAIN} ({prediction.emotion} {prediction.confidence:.0%})"
-    return f"{prefix}{prediction.emotion} {prediction.confidence:.0%}"
+    if face.label(threshold) == UNCERTAIN:
+        return f"{prefix}{UNCERTAIN} ({face.emotion} {face.confidence:.0%})"
+    return f"{prefix}{face.emotion} {face.confidence:.0%}"
+
+
+class _Style:
+    """Sizes for one image: font, line and bar thickness grow with its longer side."""
+
+    def __init__(self, image: npt.NDArray[np.uint8]) -> None:
+        size = max(image.shape[:2])
+        self.font_scale = max(MIN_FONT_SCALE, REFERENCE_FONT_SCALE * size / REFERENCE_SIDE)
+        self.thickness = max(1, round(size / 400))
+        self.text_thickness = max(1, round(self.font_scale * 1.6))
+        self.bar_height = max(4, round(size / 90))
+
+
+def _bgr(rgb: tuple[int, int, int]) -> tuple[int, int, int]:
+    return rgb[2], rgb[1], rgb[0]
+
+
+def _draw_face(
+    image: npt.NDArray[np.uint8],
+    box: Box,
+    caption: str,
+    color: tuple[int, int, int],
+    style: _Style,
+    *,
+    thickness: int,
+    confidence: float | None = None,
+) -> None:
+    x, y, box_width, box_height = box
+    cv2.rectangle(image, (x, y), (x + box_width, y + box_height), color, thickness, cv2.LINE_AA)
+    _draw_caption(image, caption, box, color, style)
+    if confidence is not None:
+        _draw_bar(image, box, confidence, color, style)
+
+
+def _draw_caption(
+    image: npt.NDArray[np.uint8], caption: str, box: Box, color: tuple[int, int, int], style: _Style
+) -> None:
+    (text_width, text_height), baseline = cv2.getTextSize(caption, FONT, style.font_scale, style.text_thickness)
+    pad = max(2, round(text_height * 0.3))
+    label_height = text_height + baseline + 2 * pad
+    height, width = image.shape[:2]
+    left = min(max(0, box.x), max(0, width - text_width - 2 * pad))
+    above = box.y - label_height
+    top = above if above >= 0 else max(0, min(box.y, height - label_height))  # no room above: inside the box
+    cv2.rectangle(image, (left, top), (left + text_width + 2 * pad, top + label_height), color, cv2.FILLED)
+    origin = (left + pad, top + pad + text_height)
+    cv2.putText(
+        image, caption, origin, FONT, style.font_scale, text_color_bgr(color), style.text_thickness, cv2.LINE_AA
+    )
+
+
+def _draw_bar(
+    image: npt.NDArray[np.uint8], box: Box, confidence: float, color: tuple[int, int, int], style: _Style
+) -> None:
+    """A bar under the box, as long as the confidence."""
+    height, width = image.shape[:2]
+    top = min(box.y + box.height + 4, height - style.bar_height - 1)
+    left, right = max(0, box.x), min(box.x + box.width, width - 1)
+    cv2.rectangle(image, (left, top), (right, top + style.bar_height), BAR_TRACK_BGR, cv2.FILLED)
+    filled = left + round((right - left) * min(max(confidence, 0.0), 1.0))
+    cv2.rectangle(image, (left, top), (filled, top + style.bar_height), color, cv2.FILLED)
 
 
 def draw_predictions(
@@ -47,52 +138,47 @@ def draw_predictions(
 ) -> npt.NDArray[np.uint8]:
     """An annotated copy of ``bgr_image``: each face's box and caption in its emotion's colour.
 
-    Faces below ``threshold`` are drawn in grey and captioned "uncertain". With ``numbered``, captions
-    start with ``#1``, ``#2``... in the order given (left to right from ``Predictor.predict``).
+    With ``numbered``, captions start with ``#1``, ``#2``... in the order given (left to right from
+    ``Predictor.predict``).
     """
     annotated = np.ascontiguousarray(bgr_image.copy())
     if annotated.ndim == 2:
         annotated = cv2.cvtColor(annotated, cv2.COLOR_GRAY2BGR)
-    height, width = annotated.shape[:2]
-    size = max(height, width)
-    font_scale = max(MIN_FONT_SCALE, REFERENCE_FONT_SCALE * size / REFERENCE_SIDE)
-    thickness = max(1, round(size / 400))
-    text_thickness = max(1, round(font_scale * 1.6))
+    style = _Style(annotated)
     for number, prediction in enumerate(predictions, start=1):
-        red, green, blue = label_color_rgb(prediction.label(threshold))
-        color = (blue, green, red)
-        x, y, box_width, box_height = prediction.box
-        cv2.rectangle(annotated, (x, y), (x + box_width, y + box_height), color, thickness, cv2.LINE_AA)
+        color = _bgr(label_color_rgb(prediction.label(threshold)))
         caption = face_caption(prediction, threshold, number if numbered else None)
-        _draw_caption(annotated, caption, prediction.box, color, font_scale, text_thickness)
+        _draw_face(annotated, prediction.box, caption, color, style, thickness=style.thickness)
     return annotated
 
 
-def _draw_caption(
-    image: npt.NDArray[np.uint8],
-    caption: str,
-    box: Box,
-    color: tuple[int, int, int],
-    font_scale: float,
-    thickness: int,
-) -> None:
-    (text_width, text_height), baseline = cv2.getTextSize(caption, FONT, font_scale, thickness)
-    pad = max(2, round(text_height * 0.3))
-    label_height = text_height + baseline + 2 * pad
-    height, width = image.shape[:2]
-    left = min(max(0, box.x), max(0, width - text_width - 2 * pad))
-    above = box.y - label_height
-    top = above if above >= 0 else max(0, min(box.y, height - label_height))  # no room above: inside the box
-    cv2.rectangle(image, (left, top), (left + text_width + 2 * pad, top + label_height), color, cv2.FILLED)
-    blue, green, red = color
-    luminance = 0.299 * red + 0.587 * green + 0.114 * blue
-    text_color = (20, 20, 20) if luminance > 150 else (255, 255, 255)
-    origin = (left + pad, top + pad + text_height)
-    cv2.putText(image, caption, origin, FONT, font_scale, text_color, thickness, cv2.LINE_AA)
+def draw_tracked_faces(bgr_frame: npt.NDArray[np.uint8], faces: Sequence[TrackedFace], threshold: float = 0.0) -> None:
+    """Draw on a video frame, in place: each tracked face's box (thinner while the face is held unseen),
+    a caption with its track number (``#2 happy 87%``) and a bar as long as its confidence."""
+    style = _Style(bgr_frame)
+    for face in faces:
+        color = _bgr(label_color_rgb(face.label(threshold)))
+        thickness = style.thickness + 1 if face.missed == 0 else style.thickness
+        caption = face_caption(face, threshold, face.track_id)
+        _draw_face(bgr_frame, face.box, caption, color, style, thickness=thickness, confidence=face.confidence)
+
+
+def draw_status(bgr_frame: npt.NDArray[np.uint8], text: str) -> None:
+    """A line of text in the top-left corner, on a darkened strip (frame rate and timing on a video)."""
+    style = _Style(bgr_frame)
+    scale = style.font_scale * 0.85
+    (text_width, text_height), baseline = cv2.getTextSize(text, FONT, scale, 1)
+    corner = bgr_frame[0 : text_height + baseline + 10, 0 : text_width + 12]
+    corner[:] = (corner * 0.35).astype(np.uint8)
+    cv2.putText(bgr_frame, text, (6, text_height + 5), FONT, scale, (255, 255, 255), 1, cv2.LINE_AA)
 
 
 def scale_predictions(predictions: Sequence[FacePrediction], factor: float) -> list[FacePrediction]:
-    """The same predictions with boxes scaled by ``factor`` (to draw on a resized copy of the image)."""
+    """The same predictions with boxes (and landmarks) scaled by ``factor``, to draw on a resized copy."""
     return [
-        prediction._replace(box=Box(*(round(value * factor) for value in prediction.box))) for prediction in predictions
+        prediction._replace(
+            box=prediction.box.scaled(factor),
+            landmarks=prediction.landmarks.scaled(factor) if prediction.landmarks is not None else None,
+        )
+        for prediction in predictions
     ]

@@ -15,3 +15,7 @@ class InvalidImageError(FerError):
 
 class ModelLoadError(FerError):
     """A model file that is missing, unreadable or not a 7-class 48x48 FER model."""
+
+
+class InvalidVideoError(FerError):
+    """A file that cannot be read as a video: corrupt, no video stream, or a codec this build cannot decode."""

@@ -1,5 +1,5 @@
-"""From an image to emotions: detect faces, crop them the way training saw faces, classify them
-all in one compiled model call.
+"""From an image to emotions: detect faces, crop them the way training saw faces (aligned by their
+landmarks), classify them all in one LiteRT call.
 
     predictor = fer_core.load_predictor()          # promoted model, else the shipped default
     for face in predictor.predict(bgr_image):
@@ -12,25 +12,24 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import cv2
 import numpy as np
 import numpy.typing as npt
 
 from fer_core import run_layout
+from fer_core.align import face_crop
 from fer_core.calibration import apply_temperature
-from fer_core.detect import Box, FaceDetector, HaarFaceDetector
+from fer_core.detect import PHOTO_PRESET, Box, Detection, DetectionPreset, FaceDetector, Landmarks, make_detector
 from fer_core.errors import ModelLoadError
-from fer_core.labels import EMOTIONS, NUM_CLASSES
+from fer_core.labels import EMOTIONS, NUM_CLASSES, UNCERTAIN
 from fer_core.preprocess import FACE_SIZE, face_batch, to_gray, to_gray48
 from fer_core.serving import checked_lite_model
 from fer_core.settings import SHIPPED_MODEL_PATH, promoted_model_path
 
-DEFAULT_MARGIN = 0.1  # each side of the detector's box, as a share of its size
 WARMUP_BATCH_SIZES = (1, 2, 4, 8)
-UNCERTAIN = "uncertain"  # the label of a face whose confidence is below the chosen threshold
 
 LOGGER = logging.getLogger(__name__)
 
@@ -41,6 +40,8 @@ class FacePrediction(NamedTuple):
     confidence: float  # its probability
     scores: npt.NDArray[np.float32]  # one per class in EMOTIONS order, sums to 1
     gray_face: npt.NDArray[np.uint8]  # the 48x48 crop the model saw
+    detection_score: float | None = None  # the detector's confidence (YuNet); None for Haar or a whole image
+    landmarks: Landmarks | None = None  # eyes, nose tip, mouth corners in image pixels (YuNet)
 
     def scores_by_emotion(self) -> dict[str, float]:
         return {emotion: float(score) for emotion, score in zip(EMOTIONS, self.scores, strict=True)}
@@ -48,23 +49,6 @@ class FacePrediction(NamedTuple):
     def label(self, threshold: float = 0.0) -> str:
         """The emotion, or ``"uncertain"`` when the confidence is below ``threshold``."""
         return self.emotion if self.confidence >= threshold else UNCERTAIN
-
-
-def crop_face(gray_image: npt.NDArray[np.uint8], box: Box, margin: float = DEFAULT_MARGIN) -> npt.NDArray[np.uint8]:
-    """The 48x48 face for ``box``, grown by ``margin`` on each side (edges replicated past the image).
-
-    The resize is :func:`fer_core.preprocess.to_gray48`, the function the data loaders use, so the
-    app's faces are made exactly like the training faces.
-    """
-    pad_x, pad_y = round(box.width * margin), round(box.height * margin)
-    left, top = box.x - pad_x, box.y - pad_y
-    right, bottom = box.x + box.width + pad_x, box.y + box.height + pad_y
-    height, width = gray_image.shape[:2]
-    border = max(0, -left, -top, right - width, bottom - height)
-    if border:
-        gray_image = cv2.copyMakeBorder(gray_image, border, border, border, border, cv2.BORDER_REPLICATE)
-        left, top, right, bottom = left + border, top + border, right + border, bottom + border
-    return to_gray48(gray_image[top:bottom, left:right])
 
 
 class EmotionClassifier:
@@ -148,28 +132,34 @@ class EmotionClassifier:
 
 
 class Predictor:
-    """Detector + classifier. ``predict`` finds every face and classifies all of them in one call."""
+    """Detector + classifier. ``predict`` finds every face and classifies all of them in one call.
+
+    ``align`` turns each face upright by its landmarks before classifying (see :mod:`fer_core.align`).
+    """
 
     def __init__(
-        self, classifier: EmotionClassifier, detector: FaceDetector | None = None, *, margin: float = DEFAULT_MARGIN
+        self, classifier: EmotionClassifier, detector: FaceDetector | None = None, *, align: bool = True
     ) -> None:
         self.classifier = classifier
-        self.detector = detector if detector is not None else HaarFaceDetector()
-        self.margin = margin
+        self.detector = detector if detector is not None else make_detector(PHOTO_PRESET)
+        self.align = align
 
     def predict(self, bgr_image: npt.NDArray[np.uint8], *, tta: bool = False) -> list[FacePrediction]:
-        gray_image = to_gray(bgr_image)
-        boxes = self.detector.detect(gray_image)
-        return self.classify_boxes(gray_image, boxes, tta=tta)
+        detections = self.detector.detect(bgr_image)
+        return self.classify_detections(to_gray(bgr_image), detections, tta=tta)
 
-    def classify_boxes(
-        self, gray_image: npt.NDArray[np.uint8], boxes: list[Box], *, tta: bool = False
+    def classify_detections(
+        self, gray_image: npt.NDArray[np.uint8], detections: Sequence[Detection], *, tta: bool = False
     ) -> list[FacePrediction]:
-        if not boxes:
+        """Classify the given faces of ``gray_image`` in one model call, left to right."""
+        if not detections:
             return []
-        faces = np.stack([crop_face(gray_image, box, self.margin) for box in boxes])
+        faces = np.stack([face_crop(gray_image, detection, align=self.align) for detection in detections])
         scores = self.classifier.classify_batch(faces, tta=tta)
-        predictions = [_prediction(box, face, score) for box, face, score in zip(boxes, faces, scores, strict=True)]
+        predictions = [
+            _prediction(detection.box, face, score, detection)
+            for detection, face, score in zip(detections, faces, scores, strict=True)
+        ]
         return sorted(predictions, key=lambda p: (p.box.x, p.box.y))
 
     def predict_whole_image(self, bgr_image: npt.NDArray[np.uint8], *, tta: bool = False) -> FacePrediction:
@@ -181,10 +171,18 @@ class Predictor:
         return _prediction(Box(0, 0, width, height), face, scores)
 
 
-def _prediction(box: Box, face: npt.NDArray[np.uint8], scores: npt.NDArray[np.float32]) -> FacePrediction:
+def _prediction(
+    box: Box, face: npt.NDArray[np.uint8], scores: npt.NDArray[np.float32], detection: Detection | None = None
+) -> FacePrediction:
     best = int(np.argmax(scores))
     return FacePrediction(
-        box=box, emotion=EMOTIONS[best], confidence=float(scores[best]), scores=scores, gray_face=face
+        box=box,
+        emotion=EMOTIONS[best],
+        confidence=float(scores[best]),
+        scores=scores,
+        gray_face=face,
+        detection_score=detection.score if detection is not None else None,
+        landmarks=detection.landmarks if detection is not None else None,
     )
 
 
@@ -277,7 +275,12 @@ def load_classifier(path: str | os.PathLike[str] | None = None, *, num_threads: 
 
 
 def load_predictor(
-    path: str | os.PathLike[str] | None = None, *, detector: FaceDetector | None = None, margin: float = DEFAULT_MARGIN
+    path: str | os.PathLike[str] | None = None,
+    *,
+    preset: DetectionPreset = PHOTO_PRESET,
+    detector: FaceDetector | None = None,
 ) -> Predictor:
-    """The documented entry point: ``load_predictor()`` for the default model, or a model path."""
-    return Predictor(load_classifier(path), detector, margin=margin)
+    """The documented entry point: ``load_predictor()`` for the default model and photo preset, or a
+    model path, another preset (``VIDEO_PRESET``, or ``PHOTO_PRESET.with_options(detector="haar")``) or
+    a detector of your own."""
+    return Predictor(load_classifier(path), detector or make_detector(preset), align=preset.align)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 EMOTIONS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 NUM_CLASSES = len(EMOTIONS)
+UNCERTAIN = "uncertain"  # the label of a face whose confidence is below the chosen threshold
 
 # Names other data sets use for the same classes (AffectNet, CK+, RAF-DB style folders).
 EMOTION_ALIASES: dict[str, str] = {

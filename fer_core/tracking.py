@@ -27,9 +27,9 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from fer_core.detect import Box, FaceDetector, suppress_overlaps
+from fer_core.detect import Box, Detection, FaceDetector, Landmarks, is_big_enough, suppress_overlaps
 from fer_core.images import rescale
-from fer_core.labels import EMOTIONS, NUM_CLASSES
+from fer_core.labels import EMOTIONS, NUM_CLASSES, UNCERTAIN
 
 DEFAULT_SMOOTHING = 0.6  # weight of the past in the moving average: 0 = no smoothing
 DEFAULT_IOU_THRESHOLD = 0.3  # the least overlap for a box to continue a track
@@ -57,6 +57,10 @@ class TrackedFace(NamedTuple):
     @property
     def area(self) -> int:
         return self.box.width * self.box.height
+
+    def label(self, threshold: float = 0.0) -> str:
+        """The emotion, or ``"uncertain"`` when the confidence is below ``threshold``."""
+        return self.emotion if self.confidence >= threshold else UNCERTAIN
 
 
 @dataclass
@@ -235,63 +239,65 @@ class FaceFinder:
         self._frames_since_detection = 0
         self._lost_face = False
 
-    def find(self, gray_image: npt.NDArray[np.uint8], known_boxes: Sequence[Box]) -> list[Box]:
+    def find(self, image: npt.NDArray[np.uint8], known_boxes: Sequence[Box]) -> list[Detection]:
         due = self._frames_since_detection + 1 >= self.redetect_every
         if due or not known_boxes or self._lost_face:
             self._frames_since_detection = 0
             self._lost_face = False
-            detected = self._large_enough(self.detector.detect(gray_image))
+            detected = self._large_enough(self.detector.detect(image))
             # A known face the full scan missed this time is looked for near where it was.
-            unmatched = [known for known in known_boxes if all(known.iou(box) < 0.3 for box in detected)]
-            return self._merged(detected + self._search_all(gray_image, unmatched, lost_means_rescan=False))
+            unmatched = [known for known in known_boxes if all(known.iou(found.box) < 0.3 for found in detected)]
+            return self._merged(detected + self._search_all(image, unmatched, lost_means_rescan=False))
         self._frames_since_detection += 1
-        return self._merged(self._search_all(gray_image, known_boxes, lost_means_rescan=True))
+        return self._merged(self._search_all(image, known_boxes, lost_means_rescan=True))
 
     def _search_all(
-        self, gray_image: npt.NDArray[np.uint8], known_boxes: Sequence[Box], *, lost_means_rescan: bool
-    ) -> list[Box]:
-        found: list[Box] = []
+        self, image: npt.NDArray[np.uint8], known_boxes: Sequence[Box], *, lost_means_rescan: bool
+    ) -> list[Detection]:
+        found: list[Detection] = []
         for known in known_boxes:
-            box = self.search_near(gray_image, known)
-            if box is not None:
-                found.append(box)
+            detection = self.search_near(image, known)
+            if detection is not None:
+                found.append(detection)
             elif lost_means_rescan:
                 self._lost_face = True
         return self._large_enough(found)
 
-    def search_near(self, gray_image: npt.NDArray[np.uint8], known: Box) -> Box | None:
+    def search_near(self, image: npt.NDArray[np.uint8], known: Box) -> Detection | None:
         """The face closest to ``known`` in a window around it, or None."""
-        height, width = gray_image.shape[:2]
+        height, width = image.shape[:2]
         pad_x, pad_y = round(known.width * SEARCH_MARGIN), round(known.height * SEARCH_MARGIN)
         left, top = max(0, known.x - pad_x), max(0, known.y - pad_y)
         right = min(width, known.x + known.width + pad_x)
         bottom = min(height, known.y + known.height + pad_y)
         if right - left < 16 or bottom - top < 16:
             return None
-        window = gray_image[top:bottom, left:right]
+        window = image[top:bottom, left:right]
         scale = min(1.0, SEARCH_FACE_SIZE / max(1, known.width))
         if scale < 1.0:
             window = rescale(window, scale)
         candidates = [
-            Box(
-                left + round(box.x / scale),
-                top + round(box.y / scale),
-                round(box.width / scale),
-                round(box.height / scale),
-            )
-            for box in self.search_detector.detect(window)
+            _shifted(detection.scaled(1 / scale), left, top) for detection in self.search_detector.detect(window)
         ]
-        overlapping = [box for box in candidates if box.iou(known) > 0.0]
-        return max(overlapping, key=known.iou) if overlapping else None
+        overlapping = [detection for detection in candidates if detection.box.iou(known) > 0.0]
+        return max(overlapping, key=lambda detection: known.iou(detection.box)) if overlapping else None
 
     def reset(self) -> None:
         """Detect on the whole next frame."""
         self._frames_since_detection = 0
         self._lost_face = True
 
-    def _large_enough(self, boxes: Sequence[Box]) -> list[Box]:
-        return [box for box in boxes if min(box.width, box.height) >= self.min_face_size]
+    def _large_enough(self, detections: Sequence[Detection]) -> list[Detection]:
+        return [found for found in detections if is_big_enough(found.box, self.min_face_size)]
 
     @staticmethod
-    def _merged(boxes: list[Box]) -> list[Box]:
-        return sorted(suppress_overlaps(boxes), key=lambda box: (box.x, box.y))
+    def _merged(detections: list[Detection]) -> list[Detection]:
+        return sorted(suppress_overlaps(detections), key=lambda found: (found.box.x, found.box.y))
+
+
+def _shifted(detection: Detection, dx: int, dy: int) -> Detection:
+    box = detection.box
+    landmarks = detection.landmarks
+    if landmarks is not None:
+        landmarks = Landmarks(*((x + dx, y + dy) for x, y in landmarks))
+    return detection._replace(box=Box(box.x + dx, box.y + dy, box.width, box.height), landmarks=landmarks)

@@ -1,10 +1,13 @@
-"""Import boundaries: the core stays pure and cheap to import; the app survives the TF/WebRTC order."""
+"""Import boundaries: the core stays pure and cheap to import; the app server never loads TensorFlow (so
+the TF/WebRTC import-order crash cannot happen there), and the guard against that crash stays in place."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
+import pytest
 from conftest import PROJECT_ROOT
 
 
@@ -43,3 +46,21 @@ def test_app_entry_point_imports_the_guard_before_anything_else() -> None:
     source = (PROJECT_ROOT / "app" / "main.py").read_text()
     guard = source.index("import app.import_order")
     assert all(source.index(name) > guard for name in ("import streamlit as st", "st.navigation"))
+
+
+@pytest.mark.slow
+@pytest.mark.fer2013
+def test_the_app_server_never_loads_tensorflow_or_keras(fer2013_dir) -> None:
+    """Every page, a classified photo, an analysed clip and Live frames, in one process as in the server:
+    models are served by LiteRT, so neither TensorFlow nor Keras may be imported (with Keras imported,
+    Streamlit clears its session after every script and fragment run, which starved the Live page)."""
+    result = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "tests" / "server_pages_probe.py"), str(fer2013_dir)],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"loaded": []}

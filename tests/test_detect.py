@@ -1,22 +1,52 @@
-"""Face detection: the cascades ship with OpenCV 4.x, real FER2013 faces are found where they were
-pasted, the minimum face size and the downscaled scan behave, and boxes come back left to right."""
+"""Face detection: YuNet (the default, its weights checked on load) and the Haar cascades behind one
+interface; real FER2013 faces are found where they were pasted, landmarks come in the person's order,
+the presets are the single definition everyone uses, and alignment turns a tilted face upright."""
 
 from __future__ import annotations
 
+import shutil
 import threading
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from photo_samples import detectable_faces, fer_faces, group_photo, textured_background
+from photo_samples import detectable_faces, fer_faces, group_photo, is_the_face, textured_background, upscale
 
-from fer_core.detect import FRONTAL_CASCADE, PROFILE_CASCADE, Box, HaarFaceDetector, cascade_path, suppress_overlaps
+from fer_core import detect
+from fer_core.align import CANONICAL_LANDMARKS, eye_angle, face_crop, similarity_transform
+from fer_core.detect import (
+    FRONTAL_CASCADE,
+    PHOTO_PRESET,
+    PROFILE_CASCADE,
+    VIDEO_PRESET,
+    YUNET_PATH,
+    Box,
+    Detection,
+    DetectionPreset,
+    HaarFaceDetector,
+    Landmarks,
+    YuNetFaceDetector,
+    cascade_path,
+    checked_yunet_path,
+    make_detector,
+    suppress_overlaps,
+)
+from fer_core.errors import ModelLoadError
 from fer_core.preprocess import to_gray
 
 
 @pytest.fixture(scope="module")
 def found_faces(fer2013_dir) -> list[np.ndarray]:
     return detectable_faces(fer_faces(fer2013_dir), size=120, count=5)
+
+
+@pytest.fixture(scope="module")
+def yunet() -> YuNetFaceDetector:
+    return YuNetFaceDetector(min_face_size=40)
+
+
+# --- loading
 
 
 def test_opencv_is_the_pinned_4x_with_cascade_files() -> None:
@@ -26,79 +56,225 @@ def test_opencv_is_the_pinned_4x_with_cascade_files() -> None:
         assert path.is_file() and path.stat().st_size > 100_000, path
 
 
-def test_detector_loads_both_cascades() -> None:
-    detector = HaarFaceDetector(include_profiles=True)
-    assert detector.detect(np.full((120, 160), 128, np.uint8)) == []
+def test_the_committed_yunet_weights_pass_their_hash_check() -> None:
+    assert checked_yunet_path(YUNET_PATH) == YUNET_PATH
+    assert (YUNET_PATH.parent / "face_detection_yunet.LICENSE").is_file()
 
 
-def test_blank_and_textured_images_have_no_faces() -> None:
-    detector = HaarFaceDetector()
-    assert detector.detect(np.zeros((480, 640), np.uint8)) == []
-    assert detector.detect(to_gray(textured_background(480, 640, seed=3))) == []
+def test_missing_yunet_weights_are_a_clear_model_load_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="weights are missing"):
+        YuNetFaceDetector(model_path=tmp_path / "face_detection_yunet_2026may.onnx")
 
 
-def test_tiny_image_is_not_an_error() -> None:
-    assert HaarFaceDetector().detect(np.full((5, 7), 200, np.uint8)) == []
+@pytest.mark.parametrize("damage", ["truncated", "replaced"])
+def test_corrupt_or_replaced_yunet_weights_are_refused_by_their_hash(tmp_path: Path, damage: str) -> None:
+    copy = tmp_path / YUNET_PATH.name
+    shutil.copyfile(YUNET_PATH, copy)
+    data = copy.read_bytes()
+    copy.write_bytes(data[: len(data) // 2] if damage == "truncated" else data[:-1] + bytes([data[-1] ^ 1]))
+    with pytest.raises(ModelLoadError, match="not the YuNet file FER Studio ships"):
+        YuNetFaceDetector(model_path=copy)
 
 
-@pytest.mark.parametrize("shape", [(1, 3000), (3000, 1), (2, 6000)])
-def test_a_very_thin_image_is_not_an_error(shape: tuple[int, int]) -> None:
-    # Scaled to max_side, the short side rounds to zero: cv2.resize would fail on it.
-    assert HaarFaceDetector(max_side=1280).detect(np.full(shape, 200, np.uint8)) == []
+def test_haar_detector_loads_both_cascades() -> None:
+    assert HaarFaceDetector(include_profiles=True).detect(np.full((120, 160), 128, np.uint8)) == []
+
+
+# --- no faces, odd images
+
+
+@pytest.mark.parametrize("preset", [PHOTO_PRESET, PHOTO_PRESET.with_options(detector="haar")], ids=["yunet", "haar"])
+def test_blank_textured_tiny_and_thin_images_have_no_faces(preset: DetectionPreset) -> None:
+    detector = make_detector(preset)
+    assert detector.detect(np.zeros((480, 640, 3), np.uint8)) == []
+    assert detector.detect(textured_background(480, 640, seed=3)) == []
+    assert detector.detect(np.full((5, 7), 200, np.uint8)) == []  # gray works too
+    for shape in [(1, 3000), (3000, 1), (2, 6000)]:  # a resize would round the short side to 0
+        assert detector.detect(np.full((*shape, 3), 200, np.uint8)) == []
+
+
+# --- real faces
 
 
 @pytest.mark.fer2013
-def test_pasted_fer2013_faces_are_found_where_they_are(found_faces) -> None:
+@pytest.mark.parametrize("preset", [PHOTO_PRESET, PHOTO_PRESET.with_options(detector="haar")], ids=["yunet", "haar"])
+def test_pasted_fer2013_faces_are_found_where_they_are(found_faces, preset: DetectionPreset) -> None:
     bgr_image, boxes = group_photo(found_faces)
-    found = HaarFaceDetector().detect(to_gray(bgr_image))
-    assert len(found) == len(boxes)
+    found = make_detector(preset).detect(bgr_image)
+    assert all(isinstance(detection, Detection) for detection in found)
+    matched = [box for box in boxes if any(is_the_face(detection.box, box) for detection in found)]
+    assert len(matched) >= len(boxes) - (1 if preset.detector == "haar" else 0), (boxes, found)
+    assert [d.box.x for d in found] == sorted(d.box.x for d in found)  # left to right
+
+
+@pytest.mark.fer2013
+def test_yunet_gives_a_score_and_landmarks_in_the_persons_order(found_faces, yunet) -> None:
+    bgr_image, _boxes = group_photo(found_faces[:3], size=160, width=900)
+    for detection in yunet.detect(bgr_image):
+        assert detection.score is not None and 0.5 < detection.score <= 1.0
+        marks = detection.landmarks
+        assert marks is not None
+        box = detection.box
+        for x, y in marks:  # every point inside (or at the edge of) its box
+            assert box.x - 5 <= x <= box.x + box.width + 5 and box.y - 5 <= y <= box.y + box.height + 5
+        # The person's right eye is on the image's left in a frontal face; eyes above the nose, above the mouth.
+        assert marks.right_eye[0] < marks.nose[0] < marks.left_eye[0]
+        assert marks.mouth_right[0] < marks.mouth_left[0]
+        assert (
+            max(marks.right_eye[1], marks.left_eye[1]) < marks.nose[1] < min(marks.mouth_right[1], marks.mouth_left[1])
+        )
+
+
+@pytest.mark.fer2013
+def test_the_scan_is_downscaled_from_the_smallest_face_and_boxes_come_back_in_image_pixels(found_faces) -> None:
+    detector = make_detector(VIDEO_PRESET)  # faces from 48 px, scanned where they span 24: half size
+    assert isinstance(detector, YuNetFaceDetector) and detector.scan_scale(480, 640) == pytest.approx(0.5)
+    assert YuNetFaceDetector(min_face_size=40).scan_scale(480, 640) == 1.0  # photos: full size
+    assert YuNetFaceDetector(min_face_size=40, max_side=320).scan_scale(480, 640) == 0.5
+    bgr_image, boxes = group_photo(found_faces[:2], size=200, width=640, height=480)
+    found = detector.detect(bgr_image)
     for box in boxes:
-        assert max(candidate.iou(box) for candidate in found) > 0.5, (box, found)
-    assert [box.x for box in found] == sorted(box.x for box in found)
+        assert any(is_the_face(detection.box, box) for detection in found), (box, found)
 
 
 @pytest.mark.fer2013
-def test_detection_on_a_downscaled_copy_returns_boxes_in_original_pixels(found_faces) -> None:
-    bgr_image, boxes = group_photo(found_faces, size=240, width=1800, height=800)
-    detector = HaarFaceDetector(max_side=640)  # scans a 640x284 copy
-    found = detector.detect(to_gray(bgr_image))
-    for box in boxes:
-        assert max(candidate.iou(box) for candidate in found) > 0.5, (box, found)
+@pytest.mark.parametrize("preset", [PHOTO_PRESET, PHOTO_PRESET.with_options(detector="haar")], ids=["yunet", "haar"])
+def test_minimum_face_size_skips_smaller_faces(found_faces, preset: DetectionPreset) -> None:
+    bgr_image, _boxes = group_photo(found_faces[:3], size=100, width=600)
+    assert make_detector(preset.with_options(min_face_size=40)).detect(bgr_image)
+    assert make_detector(preset.with_options(min_face_size=200)).detect(bgr_image) == []
 
 
 @pytest.mark.fer2013
-def test_minimum_face_size_skips_smaller_faces(found_faces) -> None:
-    bgr_image, boxes = group_photo(found_faces[:3], size=100, width=600)
-    gray_image = to_gray(bgr_image)
-    found = HaarFaceDetector(min_face_size=40).detect(gray_image)
-    assert all(max(candidate.iou(box) for candidate in found) > 0.5 for box in boxes)
-    assert HaarFaceDetector(min_face_size=160).detect(gray_image) == []
-
-
-@pytest.mark.fer2013
-def test_a_detector_can_be_shared_between_threads(found_faces) -> None:
+def test_a_detector_can_be_shared_between_threads(found_faces, yunet) -> None:
     bgr_image, _ = group_photo(found_faces)
-    gray_image = to_gray(bgr_image)
-    detector = HaarFaceDetector()
-    expected = detector.detect(gray_image)
-    results: list[list[Box]] = []
-    threads = [threading.Thread(target=lambda: results.append(detector.detect(gray_image))) for _ in range(4)]
+    expected = yunet.detect(bgr_image)
+    results: list[list[Detection]] = []
+    threads = [threading.Thread(target=lambda: results.append(yunet.detect(bgr_image))) for _ in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert results == [expected] * 4
+    assert [[d.box for d in found] for found in results] == [[d.box for d in expected]] * 4
 
 
-@pytest.mark.parametrize(("option", "value"), [("min_face_size", 4), ("max_side", 32)])
-def test_nonsense_settings_are_refused(option: str, value: int) -> None:
-    with pytest.raises(ValueError, match=option):
-        HaarFaceDetector(**{option: value})
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"min_face_size": 4}, "min_face_size"),
+        ({"max_side": 32}, "max_side"),
+        ({"score_threshold": 1.5}, "score_threshold"),
+        ({"scan_face": 4}, "scan_face"),
+    ],
+)
+def test_nonsense_detector_settings_are_refused(options: dict[str, float], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        YuNetFaceDetector(**options)  # type: ignore[arg-type]
+    if "min_face_size" in options or "max_side" in options:
+        with pytest.raises(ValueError, match=match):
+            HaarFaceDetector(**options)  # type: ignore[arg-type]
 
 
-def test_overlapping_boxes_keep_the_larger() -> None:
-    big, inside, apart = Box(10, 10, 100, 100), Box(30, 30, 50, 50), Box(300, 10, 80, 80)
-    assert sorted(suppress_overlaps([inside, big, apart])) == sorted([big, apart])
+# --- presets: the single definition
+
+
+def test_presets_are_the_single_definition_of_detection_settings() -> None:
+    """The CLI, the library and the pages start from PHOTO_PRESET and VIDEO_PRESET: nothing else in the
+    code states a detector's settings (a second definition would drift apart, as it once did)."""
+    from fer_core import cli, inference
+
+    assert inference.load_predictor.__kwdefaults__["preset"] is PHOTO_PRESET
+    parser = cli.build_parser()
+    actions = {action.dest: action for action in parser._subparsers._group_actions[0].choices["predict"]._actions}
+    assert actions["min_face"].default == PHOTO_PRESET.min_face_size
+    assert actions["detector"].default == PHOTO_PRESET.detector
+    video = {action.dest: action for action in parser._subparsers._group_actions[0].choices["video"]._actions}
+    assert video["min_face"].default == VIDEO_PRESET.min_face_size
+    root = Path(detect.__file__).resolve().parent.parent
+    constructors = [
+        path
+        for folder in ("fer_core", "app")
+        for path in (root / folder).rglob("*.py")
+        if path.name != "detect.py"
+        and ("YuNetFaceDetector(" in path.read_text() or "HaarFaceDetector(" in path.read_text())
+    ]
+    assert constructors == [], f"detectors built outside fer_core.detect.make_detector: {constructors}"
+
+
+def test_a_preset_takes_the_users_choices_and_refuses_nonsense() -> None:
+    haar = PHOTO_PRESET.with_options(detector="haar", min_face_size=80, align=False)
+    assert (haar.detector, haar.min_face_size, haar.align, haar.max_side) == ("haar", 80, False, PHOTO_PRESET.max_side)
+    assert PHOTO_PRESET.with_options() == PHOTO_PRESET
+    with pytest.raises(ValueError, match="detector must be one of"):
+        PHOTO_PRESET.with_options(detector="mtcnn")
+    with pytest.raises(ValueError, match="smallest face"):
+        PHOTO_PRESET.with_options(min_face_size=2)
+    assert isinstance(make_detector(haar), HaarFaceDetector)
+
+
+# --- alignment
+
+
+def test_similarity_transform_recovers_a_rotation_scale_and_shift() -> None:
+    angle = np.radians(20)
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    source = CANONICAL_LANDMARKS * 100
+    target = 1.5 * source @ rotation.T + np.array([7.0, -3.0])
+    matrix = similarity_transform(source, target)
+    np.testing.assert_allclose(matrix[:, :2], 1.5 * rotation, atol=1e-9)
+    np.testing.assert_allclose(matrix[:, 2], [7.0, -3.0], atol=1e-9)
+
+
+def test_eye_angle_is_the_tilt_of_the_eye_line() -> None:
+    level = Landmarks((10, 20), (30, 20), (20, 30), (12, 40), (28, 40))
+    assert eye_angle(level) == pytest.approx(0.0)
+    tilted = level._replace(left_eye=(30, 40))  # the image's right-hand eye lower: turned clockwise
+    assert eye_angle(tilted) == pytest.approx(45.0)
+
+
+def test_without_landmarks_the_crop_is_the_framed_square_around_the_box() -> None:
+    face = np.random.default_rng(0).integers(0, 256, (96, 96), dtype=np.uint8)
+    canvas = to_gray(textured_background(300, 300))
+    canvas[100:196, 100:196] = face
+    haar_like = Detection(Box(100, 100, 96, 96), framing=1.0)
+    np.testing.assert_array_equal(
+        face_crop(canvas, haar_like), cv2.resize(face, (48, 48), interpolation=cv2.INTER_AREA)
+    )
+
+
+@pytest.mark.fer2013
+def test_a_tilted_face_comes_out_upright(fer2013_dir, yunet) -> None:
+    """Faces pasted at 20 degrees: aligned, they come out closer to the original upright face than the
+    unaligned crop, and less tilted (their eye line measured again by YuNet on the crop)."""
+    faces = detectable_faces(fer_faces(fer2013_dir), size=200, count=8)
+    improvements, tilt_before, tilt_after = [], [], []
+    for face in faces:
+        canvas = np.full((480, 640), 128, np.uint8)
+        rotation = cv2.getRotationMatrix2D((100, 100), 20, 1.0)
+        canvas[140:340, 220:420] = cv2.warpAffine(upscale(face, 200), rotation, (200, 200), borderValue=128)
+        detections = [d for d in yunet.detect(canvas) if is_the_face(d.box, Box(220, 140, 200, 200))]
+        if not detections or detections[0].landmarks is None:
+            continue
+        detection = detections[0]
+        aligned, plain = face_crop(canvas, detection, align=True), face_crop(canvas, detection, align=False)
+        similarity = [float(np.corrcoef(crop.ravel(), face.ravel())[0, 1]) for crop in (aligned, plain)]
+        improvements.append(similarity[0] - similarity[1])
+        for crop, tilts in ((plain, tilt_before), (aligned, tilt_after)):
+            again = yunet.detect(cv2.resize(crop, (240, 240), interpolation=cv2.INTER_CUBIC))
+            if again and again[0].landmarks is not None:
+                tilts.append(abs(eye_angle(again[0].landmarks)))
+    assert len(improvements) >= 5
+    assert np.median(improvements) > 0.02, improvements
+    assert np.median(tilt_after) < np.median(tilt_before), (tilt_before, tilt_after)
+
+
+def test_overlapping_detections_keep_the_larger() -> None:
+    big, inside, apart = (
+        Detection(Box(10, 10, 100, 100)),
+        Detection(Box(30, 30, 50, 50)),
+        Detection(Box(300, 10, 80, 80)),
+    )
+    assert sorted(d.box for d in suppress_overlaps([inside, big, apart])) == sorted([big.box, apart.box])
 
 
 def test_iou() -> None:

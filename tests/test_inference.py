@@ -1,5 +1,5 @@
 """The inference pipeline: crops made exactly like training faces, one batched model call per image,
-the fast TFLite path agreeing with Keras, flip averaging, model resolution, and drawing."""
+the served LiteRT copy agreeing with Keras and refused when it may not, calibration, flip averaging, model resolution, and drawing."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from photo_samples import (
     detectable_faces,
     fer_faces,
     group_photo,
+    is_the_face,
     save_tiny_model,
     textured_background,
     tiny_classifier,
@@ -21,6 +22,7 @@ from photo_samples import (
 
 import fer_core
 from fer_core import inference
+from fer_core.align import face_crop
 from fer_core.detect import Box
 from fer_core.draw import UNCERTAIN_COLOR_RGB, draw_predictions, face_caption, scale_predictions
 from fer_core.errors import ModelLoadError
@@ -29,14 +31,13 @@ from fer_core.inference import (
     EmotionClassifier,
     FacePrediction,
     Predictor,
-    crop_face,
     describe_model,
     load_classifier,
     load_predictor,
     resolve_model_path,
 )
 from fer_core.labels import EMOTION_COLORS_RGB, EMOTIONS
-from fer_core.preprocess import to_gray, to_gray48
+from fer_core.preprocess import to_gray
 
 
 def random_faces(count: int, seed: int = 0) -> np.ndarray:
@@ -51,30 +52,6 @@ def classifier() -> EmotionClassifier:
 @pytest.fixture(scope="module")
 def found_faces(fer2013_dir) -> list[np.ndarray]:
     return detectable_faces(fer_faces(fer2013_dir), size=120, count=4)
-
-
-# --- crops: the same function as training ---------------------------------------------------------
-
-
-def test_crop_at_a_pasted_faces_exact_box_equals_the_face() -> None:
-    face = random_faces(1)[0]  # a FER2013-like 48x48 face
-    canvas = to_gray(textured_background(200, 300))
-    canvas[70:118, 100:148] = face
-    np.testing.assert_array_equal(crop_face(canvas, Box(100, 70, 48, 48), margin=0), to_gray48(face))
-
-
-def test_crop_of_a_larger_face_is_to_gray48_of_it() -> None:
-    face = np.kron(random_faces(1)[0], np.ones((2, 2), np.uint8))  # 96x96
-    canvas = to_gray(textured_background(200, 300))
-    canvas[50:146, 120:216] = face
-    np.testing.assert_array_equal(crop_face(canvas, Box(120, 50, 96, 96), margin=0), to_gray48(face))
-
-
-def test_crop_with_margin_past_the_edge_replicates_the_border() -> None:
-    gray_image = np.tile(np.arange(100, dtype=np.uint8), (80, 1))
-    crop = crop_face(gray_image, Box(0, 0, 40, 40), margin=0.25)
-    assert crop.shape == (48, 48) and crop.dtype == np.uint8
-    assert (crop[:, 0] == 0).all()  # the replicated first column
 
 
 # --- the classifier ------------------------------------------------------------------------------
@@ -252,17 +229,18 @@ def test_predict_finds_the_faces_and_classifies_them_in_one_call(classifier, fou
     assert calls == [len(boxes)]
     assert [p.box.x for p in predictions] == sorted(p.box.x for p in predictions)  # left to right
     for box in boxes:
-        assert max(p.box.iou(box) for p in predictions) > 0.5
-    gray_image = to_gray(bgr_image)
-    crops = np.stack([crop_face(gray_image, p.box) for p in predictions])
+        assert any(is_the_face(p.box, box) for p in predictions), (box, [p.box for p in predictions])
+    detections = predictor.detector.detect(bgr_image)
+    crops = np.stack([face_crop(to_gray(bgr_image), detection) for detection in detections])
     expected = original(crops)
     for prediction, crop, scores in zip(predictions, crops, expected, strict=True):
         assert isinstance(prediction, FacePrediction)
-        np.testing.assert_array_equal(prediction.gray_face, crop)
+        np.testing.assert_array_equal(prediction.gray_face, crop)  # aligned by its landmarks
         np.testing.assert_allclose(prediction.scores, scores, atol=1e-6)
         assert prediction.emotion == EMOTIONS[int(np.argmax(scores))]
         assert prediction.confidence == pytest.approx(float(scores.max()))
         assert set(prediction.scores_by_emotion()) == set(EMOTIONS)
+        assert 0.0 < (prediction.detection_score or 0.0) <= 1.0 and prediction.landmarks is not None
 
 
 @pytest.mark.slow

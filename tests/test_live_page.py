@@ -3,6 +3,7 @@ a fake that can feed frames to the page's callback as the real one would from it
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,8 +19,8 @@ from conftest import PROJECT_ROOT
 from streamlit.testing.v1 import AppTest
 
 import app.models
-from app.live import LiveProcessor
-from fer_core.detect import Box
+from app.live import LiveSession
+from fer_core.detect import VIDEO_PRESET, Box
 from fer_core.labels import EMOTIONS, NUM_CLASSES
 
 PAGE = str(PROJECT_ROOT / "app" / "views" / "live.py")
@@ -37,9 +38,9 @@ class FakeStreamer:
 
     def __call__(self, key: str, **kwargs: Any) -> SimpleNamespace:
         self.calls.append({"key": key, **kwargs})
-        callback: Callable[[av.VideoFrame], av.VideoFrame] = kwargs["video_frame_callback"]
-        for bgr_frame in self.frames:
-            self.returned.append(callback(av.VideoFrame.from_ndarray(bgr_frame, format="bgr24")))
+        callback: Callable[[list[av.VideoFrame]], Any] = kwargs["queued_video_frames_callback"]
+        for bgr_frame in self.frames:  # as streamlit-webrtc's worker thread: one frame per call here
+            self.returned += asyncio.run(callback([av.VideoFrame.from_ndarray(bgr_frame, format="bgr24")]))
         self.frames = []  # like a camera: each frame arrives once
         return SimpleNamespace(
             state=SimpleNamespace(playing=self.playing, signalling=False),
@@ -96,13 +97,14 @@ def test_page_shows_the_settings_and_waits_for_the_camera(
     assert str(page.sidebar.selectbox(key="live_model").value).startswith("Current: shipped default")
     assert page.sidebar.slider(key="live_threshold").value == 40
     assert page.sidebar.slider(key="live_smoothing").value == pytest.approx(0.6)
-    assert page.sidebar.slider(key="live_min_face").value == 48
+    assert page.sidebar.slider(key="live_min_face").value == VIDEO_PRESET.min_face_size  # from the preset
+    assert page.sidebar.selectbox(key="live_detector").value == VIDEO_PRESET.detector
     assert page.sidebar.toggle(key="live_mirror").value is True
     assert "Press **START**" in all_text(page)
     [call] = fake_streamer.calls
     assert call["rtc_configuration"] == {"iceServers": []}  # localhost needs no STUN/TURN
     assert call["media_stream_constraints"]["audio"] is False
-    assert callable(call["video_frame_callback"])
+    assert callable(call["queued_video_frames_callback"])
     assert page.get("download_button") == []  # nothing to download before a session
 
 
@@ -116,9 +118,10 @@ def test_panel_shows_the_largest_face_while_playing(
     page = run_page()
     text = all_text(page)
     assert "Face #1: happy" in text
-    assert "Streaming · 4 frames processed" in text
-    assert [metric.label for metric in page.metric] == ["Faces", "Frame rate", "Processing"]
-    assert page.metric[0].value == "1"
+    assert "Streaming · 4 frames analysed" in text
+    assert [metric.label for metric in page.metric] == ["Analysed", "Per frame", "Dropped"]
+    assert page.metric[0].value.endswith(" fps") and page.metric[1].value.endswith(" ms")
+    assert page.metric[2].value == "0"
     assert len(page.get("plotly_chart")) == 2  # probabilities and timeline
     assert all(returned.width == 640 for returned in fake_streamer.returned)
     assert [getattr(button, "label", None) for button in page.get("download_button")] == ["Download session (CSV)"]
@@ -127,7 +130,7 @@ def test_panel_shows_the_largest_face_while_playing(
 def test_clear_results_empties_the_panel(fake_streamer: FakeStreamer, fixed_classifier: FixedClassifier) -> None:
     fake_streamer.frames = [np.zeros((480, 640, 3), np.uint8)]
     page = run_page()
-    assert "frames processed" in all_text(page)
+    assert "frames analysed" in all_text(page)
     page.button(key="live_clear").click().run()
     assert not page.exception
     assert "Press **START**" in all_text(page)
@@ -153,26 +156,31 @@ def test_settings_reach_this_sessions_processor(fake_streamer: FakeStreamer, fix
     page.sidebar.toggle(key="live_mirror").set_value(False)
     page.run()
     assert not page.exception
-    processor: LiveProcessor = page.session_state["live_processor"]
-    settings = processor.settings
-    assert (settings.threshold, settings.smoothing, settings.min_face_size, settings.mirror) == (0.7, 0.2, 96, False)
-    assert processor.classifier is fixed_classifier
-    assert fake_streamer.calls[-1]["video_frame_callback"] == processor.video_frame_callback
+    session: LiveSession = page.session_state["live_session"]
+    settings = session.settings
+    assert (settings.threshold, settings.smoothing, settings.preset.min_face_size, settings.mirror) == (
+        0.7,
+        0.2,
+        96,
+        False,
+    )
+    assert session.classifier is fixed_classifier
+    assert fake_streamer.calls[-1]["queued_video_frames_callback"] == session.queued_frames_callback
 
 
 def test_each_browser_session_gets_its_own_processor_sharing_one_model(
     fake_streamer: FakeStreamer, fixed_classifier: FixedClassifier
 ) -> None:
     first, second = run_page(), run_page()
-    first_processor, second_processor = first.session_state["live_processor"], second.session_state["live_processor"]
-    assert first_processor is not second_processor
-    assert first_processor.classifier is second_processor.classifier is fixed_classifier
+    first_session, second_session = first.session_state["live_session"], second.session_state["live_session"]
+    assert first_session is not second_session
+    assert first_session.classifier is second_session.classifier is fixed_classifier
 
 
 def test_processing_errors_show_in_the_panel(
     fake_streamer: FakeStreamer, fixed_classifier: FixedClassifier, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(LiveProcessor, "process", _raise)
+    monkeypatch.setattr(LiveSession, "process", _raise)
     fake_streamer.playing = True
     fake_streamer.frames = [np.zeros((480, 640, 3), np.uint8)]
     page = run_page()
@@ -214,12 +222,12 @@ def test_a_missing_model_stops_the_page_with_an_error(
 @pytest.mark.slow
 def test_page_runs_with_the_real_model(fake_streamer: FakeStreamer) -> None:
     page = run_page(timeout=180)
-    processor: LiveProcessor = page.session_state["live_processor"]
-    assert type(processor.classifier).__name__ == "EmotionClassifier"
+    session: LiveSession = page.session_state["live_session"]
+    assert type(session.classifier).__name__ == "EmotionClassifier"
     assert "Model:" in all_text(page)
 
 
-def _raise(self: LiveProcessor, bgr_frame: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+def _raise(self: LiveSession, bgr_frame: npt.NDArray[np.uint8], *, dropped: int = 0) -> npt.NDArray[np.uint8]:
     raise RuntimeError("the model is broken")
 
 

@@ -27,10 +27,12 @@ from photo_samples import (
 )
 from streamlit.testing.v1 import AppTest
 
+import app.models as app_models
 from app.charts.predictions import probability_chart
-from app.views.photos import PhotoResult, annotated_png, face_rows, process_uploads, rows_to_csv, rows_to_json
+from app.views.photos import annotated_png, process_uploads
 from fer_core import inference
-from fer_core.detect import Box
+from fer_core.analysis import CSV_COLUMNS, ImageAnalysis, face_records, records_to_csv, records_to_json
+from fer_core.detect import PHOTO_PRESET, Box, Landmarks, make_detector
 from fer_core.inference import FacePrediction, Predictor
 from fer_core.labels import EMOTIONS
 
@@ -64,7 +66,12 @@ def group(fer2013_dir) -> tuple[bytes, list[Box]]:
 
 @pytest.fixture(scope="module")
 def fer_crop(fer2013_dir) -> bytes:
-    return (next((fer2013_dir / "test" / "happy").glob("*.jpg"))).read_bytes()
+    """A 48x48 FER2013 face in which the photo detector finds no face (it finds one in many of them)."""
+    detector = make_detector(PHOTO_PRESET)
+    for path in sorted((fer2013_dir / "test" / "happy").glob("*.jpg")):
+        if not detector.detect(cv2.imread(str(path))):
+            return path.read_bytes()
+    pytest.skip("the detector found a face in every FER2013 happy test crop")
 
 
 def run_page() -> AppTest:
@@ -221,7 +228,7 @@ def test_no_model_at_all_is_an_error_not_a_traceback(tmp_path, monkeypatch) -> N
     at = AppTest.from_file(PAGE, default_timeout=60)
     at.run()
     assert not at.exception
-    assert "No model to run" in at.error[0].value
+    assert "no model found" in at.error[0].value
 
 
 def test_downloads_are_offered(promoted, group) -> None:
@@ -240,15 +247,28 @@ def fake_prediction(box: Box, emotion: str = "happy") -> FacePrediction:
 
 
 def test_csv_and_json_have_one_row_per_face_with_all_probabilities() -> None:
-    result = PhotoResult("a.png", "0" * 40, None, (100, 80), faces=(fake_prediction(Box(1, 2, 30, 40)),))
-    rows = face_rows(result, list(result.faces), threshold=0.8)
-    (row,) = list(csv.DictReader(io.StringIO(rows_to_csv(rows))))
+    face = fake_prediction(Box(1, 2, 30, 40))._replace(
+        detection_score=0.93, landmarks=Landmarks((8, 15), (22, 15), (15, 22), (9, 32), (21, 32))
+    )
+    rows = face_records(ImageAnalysis((100, 80), (face,), None), "a.png", threshold=0.8)
+    (row,) = list(csv.DictReader(io.StringIO(records_to_csv(rows))))
+    assert list(row) == list(CSV_COLUMNS)
     assert row["file"] == "a.png" and row["face"] == "1"
     assert [row[key] for key in ("x", "y", "width", "height")] == ["1", "2", "30", "40"]
-    assert row["label"] == "uncertain" and row["emotion"] == "happy"
-    assert [float(row[emotion]) for emotion in EMOTIONS] == pytest.approx(list(result.faces[0].scores))
-    (record,) = json.loads(rows_to_json(rows))
+    assert row["label"] == "uncertain" and row["emotion"] == "happy" and row["detection_score"] == "0.93"
+    assert (row["right_eye_x"], row["left_eye_x"], row["mouth_left_y"]) == ("8", "22", "32")
+    assert [float(row[emotion]) for emotion in EMOTIONS] == pytest.approx(list(face.scores))
+    (record,) = json.loads(records_to_json(rows))
     assert record["box"] == [1, 2, 30, 40] and list(record["scores"]) == list(EMOTIONS)
+    assert record["landmarks"]["nose"] == [15, 22] and record["detection_score"] == 0.93
+
+
+def test_a_whole_image_face_has_no_landmarks_or_detector_score() -> None:
+    analysis = ImageAnalysis((48, 48), (), fake_prediction(Box(0, 0, 48, 48)))
+    assert analysis.is_small and analysis.faces_used() == [analysis.whole_image]
+    assert analysis.faces_used(whole_image=False) == []
+    (row,) = list(csv.DictReader(io.StringIO(records_to_csv(face_records(analysis, "crop.jpg")))))
+    assert row["whole_image"] == "True" and row["detection_score"] == "" and row["nose_x"] == ""
 
 
 def test_annotated_png_keeps_full_resolution_and_enlarges_face_crops() -> None:
@@ -270,7 +290,7 @@ class FakeUpload:
 
 class CountingPredictor(Predictor):
     def __init__(self) -> None:
-        self.classifier, self.detector, self.calls = object(), object(), 0
+        self.classifier, self.detector, self.align, self.calls = object(), object(), True, 0
 
     def predict(self, bgr_image, *, tta=False):
         self.calls += 1
@@ -283,7 +303,8 @@ def test_uploads_are_processed_once_and_bad_ones_do_not_stop_the_rest() -> None:
     files = [FakeUpload("bad.png", b"nope"), FakeUpload("good.png", good)]
     first = process_uploads(files, predictor, memo=memo)
     assert [result.error is None for result in first] == [False, True]
-    assert first[1].size == (60, 50) and len(first[1].faces) == 1
+    analysis = first[1].analysis
+    assert analysis is not None and analysis.size == (60, 50) and len(analysis.faces) == 1
     process_uploads(files, predictor, memo=memo)  # a rerun (the threshold moved): no new detection
     assert predictor.calls == 1
     process_uploads(files[:1], predictor, memo=memo)
@@ -296,3 +317,58 @@ def test_probability_chart_has_the_seven_emotions_in_order() -> None:
     assert list(bars.y) == list(EMOTIONS)
     with pytest.raises(ValueError, match="scores lack"):
         probability_chart({"happy": 1.0})
+
+
+def test_markdown_in_a_file_name_is_shown_as_plain_text(promoted, group) -> None:
+    name = "[click me](http://evil.example)_**bold**.png"
+    at = upload(run_page(), [(name, group[0]), ("![x](http://evil.example/x.png).png", b"")])
+    (heading,) = [markdown for markdown in at.markdown if markdown.value.startswith("#### ")]
+    assert "\\[click me\\]\\(http://evil.example\\)\\_\\*\\*bold\\*\\*.png" in heading.value  # escaped: no link
+    assert "\\!\\[x\\]\\(http://evil.example/x.png\\).png" in at.error[0].value
+
+
+def test_a_corrupt_promoted_model_falls_back_to_the_shipped_one_with_a_warning(
+    model_files, isolated_runs_dir, monkeypatch, group
+) -> None:
+    monkeypatch.setattr(inference, "SHIPPED_MODEL_PATH", model_files["happy"])
+    monkeypatch.setattr(app_models, "SHIPPED_MODEL_PATH", model_files["happy"])
+    promoted_model = copy_model(model_files["surprise"], isolated_runs_dir / "promoted.keras")
+    promoted_model.with_suffix(".tflite").write_bytes(b"truncated")
+    at = upload(run_page(), [("group.png", group[0])])
+    assert not at.exception and not at.error
+    assert "promoted.keras cannot be used" in at.warning[0].value and "shipped default instead" in at.warning[0].value
+    assert "shipped default" in at.caption[0].value
+    assert set(face_tables(at)[0]["label"]) == {"happy"}  # the shipped stand-in, not the broken promoted model
+
+
+@pytest.mark.slow
+def test_the_same_photo_gives_the_same_boxes_in_the_cli_the_library_and_the_page(promoted, group, tmp_path) -> None:
+    """One detection preset: python -m fer_core predict, fer_core.load_predictor() and the Photos page agree."""
+    import fer_core
+    from fer_core import cli
+
+    data, _ = group
+    photo = tmp_path / "group.png"
+    photo.write_bytes(data)
+    library = [list(face.box) for face in fer_core.load_predictor().predict(fer_core.read_image(photo))]
+    at = upload(run_page(), [("group.png", data)])
+    out = tmp_path / "cli.csv"
+    assert cli.main(["predict", str(photo), "--csv", str(out), "--json"]) == 0
+    cli_rows = list(csv.DictReader(out.open()))
+    cli_boxes = [[int(row[key]) for key in ("x", "y", "width", "height")] for row in cli_rows]
+    assert len(library) >= 2 and cli_boxes == library
+    tables = face_tables(at)
+    assert len(tables[0]) == len(library)
+    (result,) = at.session_state["photos_results"].values()  # what the page shows and downloads
+    assert [list(face.box) for face in result.analysis.faces] == library
+
+
+def test_choosing_the_haar_detector_on_the_page_uses_it(promoted, group) -> None:
+    at = upload(run_page(), [("group.png", group[0])])
+    assert at.sidebar.selectbox(key="photos_detector").value == "yunet"
+    assert at.sidebar.toggle(key="photos_align").value is True
+    at.sidebar.selectbox(key="photos_detector").set_value("haar").run()
+    assert not at.exception
+    (result,) = at.session_state["photos_results"].values()
+    assert result.analysis.faces and all(face.landmarks is None for face in result.analysis.faces)
+    assert at.sidebar.toggle(key="photos_align").disabled  # Haar gives no landmarks to align by

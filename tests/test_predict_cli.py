@@ -1,5 +1,6 @@
-"""``python -m fer_core predict IMAGE... [--json]``: one JSON object per image, bad images reported
-without stopping the others, and an exit status that says whether every image worked."""
+"""``python -m fer_core predict IMAGE... [--json] [--csv]``: one JSON object per image (each face with its
+detector score and landmarks), bad images reported without stopping the others, and an exit status that
+says whether every image worked."""
 
 from __future__ import annotations
 
@@ -39,7 +40,13 @@ def images(tmp_path_factory, fer2013_dir) -> dict[str, Path]:
 
 
 def check_face_record(face: dict) -> None:
-    assert set(face) == {"box", "emotion", "confidence", "scores"}
+    assert set(face) == {
+        "file", "face", "box", "label", "emotion", "confidence", "detection_score", "whole_image", "landmarks", "scores"
+    }  # fmt: skip
+    if not face["whole_image"]:
+        assert 0 < face["detection_score"] <= 1 and set(face["landmarks"]) == {
+            "right_eye", "left_eye", "nose", "mouth_right", "mouth_left"
+        }  # fmt: skip
     assert len(face["box"]) == 4 and all(isinstance(value, int) for value in face["box"])
     assert list(face["scores"]) == list(EMOTIONS)
     assert face["emotion"] == max(face["scores"], key=face["scores"].get)
@@ -82,8 +89,8 @@ def test_text_output_lists_faces_and_errors(model_path, images, capsys) -> None:
     status = main(["predict", str(images["group"]), str(images["broken"]), "--model", str(model_path)])
     out = capsys.readouterr().out
     assert status == 1
-    assert f"{images['group']}: {images['count']} face(s)" in out
-    assert "#0 box=" in out and "happy" in out
+    assert f"{images['group']}: {images['count']} faces" in out
+    assert "#1 box=" in out and "happy" in out  # numbered from 1, left to right, as on the Photos page
     assert f"{images['broken']}: error:" in out
 
 
@@ -106,3 +113,35 @@ def test_module_entry_point_prints_only_json_on_stdout(model_path, images) -> No
     results = json.loads(completed.stdout)  # TensorFlow's and TFLite's chatter stays on stderr
     assert [result["error"] is None for result in results] == [True, False]
     assert np.isclose(sum(results[0]["faces"][0]["scores"].values()), 1.0, atol=1e-4)
+
+
+def test_csv_has_a_row_per_face_with_box_landmarks_and_probabilities(model_path, images, tmp_path) -> None:
+    import csv
+
+    from fer_core.analysis import CSV_COLUMNS
+
+    out = tmp_path / "faces.csv"
+    assert main(["predict", str(images["group"]), "--csv", str(out), "--model", str(model_path)]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == images["count"] and list(rows[0]) == list(CSV_COLUMNS)
+    assert all(float(row["detection_score"]) > 0 and row["right_eye_x"] for row in rows)
+
+
+def test_the_haar_detector_and_no_alignment_can_be_chosen(model_path, images, capsys) -> None:
+    assert (
+        main(
+            ["predict", str(images["group"]), "--json", "--detector", "haar", "--no-align", "--model", str(model_path)]
+        )
+        == 0
+    )
+    (result,) = json.loads(capsys.readouterr().out)
+    assert result["faces"] and all(
+        face["landmarks"] is None and face["detection_score"] is None for face in result["faces"]
+    )
+
+
+@pytest.mark.parametrize("value", ["5", "x", "100000"])
+def test_a_minimum_face_out_of_range_is_a_usage_error(value: str, capsys) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(["predict", "photo.jpg", "--min-face", value])
+    assert stopped.value.code == 2 and "--min-face" in capsys.readouterr().err

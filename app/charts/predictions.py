@@ -6,12 +6,8 @@ from collections.abc import Mapping
 
 import plotly.graph_objects as go
 
+from fer_core.draw import rgb_css
 from fer_core.labels import EMOTION_COLORS_RGB, EMOTIONS
-
-
-def rgb_css(rgb: tuple[int, int, int], alpha: float = 1.0) -> str:
-    red, green, blue = rgb
-    return f"rgba({red}, {green}, {blue}, {alpha})"
 
 
 def probability_chart(

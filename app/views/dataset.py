@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections import Counter
 from collections.abc import Callable
@@ -16,19 +15,25 @@ import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 from app.charts.dataset import SPLIT_TITLES, class_counts_figure, pixel_histogram_figure
-from app.state import data_source_ui, load_dataset_or_stop, printable, synthetic_banner
+from app.state import (
+    cached_mean_faces,
+    cached_pixel_histogram,
+    cached_quality_report,
+    data_source_ui,
+    dataset_token,
+    escape_markdown,
+    load_dataset_or_stop,
+    printable,
+    synthetic_banner,
+)
 from fer_core.data import FaceDataset, LoadReport
 from fer_core.labels import EMOTIONS
 from fer_core.quality import (
     NEAR_BLANK_MAX_STD,
     NEAR_BLANK_MIN_DOMINANT,
     DuplicateGroup,
-    MeanFaces,
     QualityReport,
-    analyze_quality,
     class_imbalance,
-    mean_faces,
-    pixel_histogram,
 )
 from fer_core.settings import allowed_data_roots, fer2013_location
 
@@ -43,34 +48,6 @@ SHUFFLE_SEED = 48
 BREAK = "\u200b"  # zero-width space
 SPLIT_KEY = "dataset_split"
 CLASS_KEY = "dataset_class"
-
-
-# Cached computations. A FaceDataset is not hashable by Streamlit, so each cached function takes it
-# as an underscore argument (left out of the cache key) beside a cheap content token.
-
-
-def dataset_token(source: str, dataset: FaceDataset) -> str:
-    digest = hashlib.blake2b(f"{source}|{dataset.name}|{len(dataset)}".encode(), digest_size=16)
-    digest.update(dataset.labels.tobytes())
-    digest.update(dataset.splits.tobytes())
-    digest.update(np.ascontiguousarray(dataset.images[:: max(1, len(dataset) // 512)]).tobytes())
-    return digest.hexdigest()
-
-
-@st.cache_resource(show_spinner="Checking data quality...", max_entries=3)
-def quality_report(token: str, _dataset: FaceDataset) -> QualityReport:
-    return analyze_quality(_dataset)
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def cached_mean_faces(token: str, split: str, _dataset: FaceDataset) -> MeanFaces:
-    return mean_faces(_dataset, split=chosen(split))
-
-
-@st.cache_data(show_spinner=False, max_entries=32)
-def cached_pixel_histogram(token: str, split: str, emotion: str, _dataset: FaceDataset) -> npt.NDArray[np.int64]:
-    indices = _dataset.indices(split=chosen(split), emotion=chosen(emotion))
-    return pixel_histogram(_dataset.images if len(indices) == len(_dataset) else _dataset.images[indices])
 
 
 # Small helpers
@@ -88,12 +65,6 @@ def shuffled(indices: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
 
 def split_title(split: str) -> str:
     return "all splits" if split == ALL else SPLIT_TITLES.get(split, split)
-
-
-def escape_markdown(text: str) -> str:
-    for character in "\\`*_[]<>#|~$":
-        text = text.replace(character, f"\\{character}")
-    return text
 
 
 def face_tile(gray_face: npt.NDArray[np.uint8], size: int) -> npt.NDArray[np.uint8]:
@@ -255,7 +226,7 @@ def browse_section(dataset: FaceDataset, token: str) -> None:
         f"The pixel-wise average of every face of a class in {split_title(split)} (contrast stretched), "
         "with how many faces went into it."
     )
-    faces, counts = cached_mean_faces(token, split, dataset)
+    faces, counts = cached_mean_faces(token, chosen(split), dataset)
     st.image(
         [face_tile(stretch_contrast(face), MEAN_FACE_SIZE) for face in faces],
         caption=[f"**{emotion_name}** · {count:,}" for emotion_name, count in zip(EMOTIONS, counts, strict=True)],
@@ -265,7 +236,7 @@ def browse_section(dataset: FaceDataset, token: str) -> None:
     st.subheader("Pixel intensities", anchor=False)
     label = f"{'all classes' if emotion == ALL else emotion} in {split_title(split)}"
     st.caption(f"How often each gray level occurs across the pixels of {label}.")
-    histogram = cached_pixel_histogram(token, split, emotion, dataset)
+    histogram = cached_pixel_histogram(token, chosen(split), chosen(emotion), dataset)
     st.plotly_chart(
         pixel_histogram_figure(histogram, label=label), key="dataset_pixel_histogram", config={"displayModeBar": False}
     )
@@ -442,7 +413,7 @@ synthetic_banner(dataset)
 what_is_shown(source, dataset)
 unreadable_folders_warning(dataset.report)
 token = dataset_token(source, dataset)
-report = quality_report(token, dataset)
+report = cached_quality_report(token, dataset)
 
 balance_tab, browse_tab, quality_tab = st.tabs(["Class balance", "Browse faces", "Data quality"])
 with balance_tab:

@@ -7,15 +7,16 @@ st.title("FER Studio")
 st.markdown(
     "Facial expression recognition on the FER2013 task: 48x48 grayscale faces, seven classes "
     f"({', '.join(EMOTIONS)}). Browse a data set, train a model and watch it learn, then try it "
-    "on your webcam and your photos."
+    "on your webcam, your photos and your videos."
 )
 
-columns = st.columns(4)
+columns = st.columns(5)
 cards = [
     ("Dataset", "dataset", "Browse faces by class and split, class balance, data-quality problems."),
     ("Training", "training", "Train with chosen settings, watch loss and accuracy live, compare and promote runs."),
     ("Live", "live", "Your webcam, classified in real time in the browser."),
     ("Photos", "photos", "Upload photos: every face found, classified, with its probabilities."),
+    ("Video", "video", "Upload a clip: every face followed through it, its emotions over time."),
 ]
 for column, (title, url, text) in zip(columns, cards, strict=True):
     with column.container(border=True):
@@ -32,4 +33,4 @@ if location is None:
         "set `FER2013_DIR=/path/to/fer2013`, or put it in `data/fer2013` inside the project."
     )
 else:
-    st.success(f"FER2013 found at `{location}`: choose it in the sidebar of the Dataset and Training pages.")
+    st.success(f"FER2013 found at `{location}`: the Dataset and Training pages use it (the sidebar switches data sets).")

@@ -1,87 +1,41 @@
 """Live: the webcam, classified in real time.
 
-The browser sends the camera over WebRTC (streamlit-webrtc); this server annotates each frame in
-:class:`app.live.LiveProcessor` (one per browser session, created here and kept in
-``st.session_state``) and sends it back. Beside the video, a panel that the page refreshes twice a
-second (a fragment, not the video thread) shows the largest face's probabilities and a timeline.
+The browser sends the camera over WebRTC (streamlit-webrtc); this server analyses the frames in
+:class:`app.live.LiveSession` (one per browser session, kept in ``st.session_state``) with
+:mod:`fer_core.video` and sends them back annotated. Beside the video, a panel that the page refreshes
+twice a second (a fragment, not the video thread) shows the speed, the largest face's probabilities and
+a timeline.
 """
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
-
 import streamlit as st
 from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
+from app.charts.live import live_timeline_figure
 from app.charts.predictions import probability_chart
-from app.live import (
-    ICE_SERVERS_ENV,
-    MEDIA_STREAM_CONSTRAINTS,
-    TIMELINE_SECONDS,
-    Classifier,
-    LiveProcessor,
-    LiveSettings,
-    main_face,
-    rtc_configuration,
-    timeline_figure,
-)
-from app.models import cached_classifier, current_model, model_caption, model_version
+from app.ice import ICE_SERVERS_ENV, rtc_configuration
+from app.live import TIMELINE_SECONDS, LiveSession, main_face
+from app.models import classifier_or_stop, detection_ui, model_caption_ui, model_picker_ui
 from app.state import confidence_threshold_ui
-from fer_core import run_layout
-from fer_core.errors import FerError
-from fer_core.inference import UNCERTAIN, describe_model, resolve_model_path
-from fer_core.labels import EMOTIONS
-from fer_core.settings import SHIPPED_MODEL_PATH, default_runs_dir
+from fer_core.detect import VIDEO_PRESET
+from fer_core.inference import EmotionClassifier
+from fer_core.labels import EMOTIONS, UNCERTAIN
+from fer_core.video import VideoSettings
 
-PROCESSOR_KEY = "live_processor"
+SESSION_KEY = "live_session"
 STREAMER_KEY = "live-camera"
 PANEL_REFRESH_S = 0.5
-CHART_CONFIG = {"displayModeBar": False, "staticPlot": False}
+CHART_CONFIG = {"displayModeBar": False}
+MEDIA_STREAM_CONSTRAINTS = {
+    "video": {"width": {"ideal": 640}, "height": {"ideal": 480}, "frameRate": {"ideal": 15, "max": 30}},
+    "audio": False,
+}
 
 
-def model_choices() -> dict[str, Path]:
-    """Labels to model files: the current model first (the promoted one, else the shipped default),
-    then the shipped default and every run that has saved a model, newest first."""
-    current = current_model()
-    choices = {f"Current: {_model_label(current.path)}": current.path}
-    if SHIPPED_MODEL_PATH.is_file() and current.path.resolve() != SHIPPED_MODEL_PATH.resolve():
-        choices["Shipped default"] = SHIPPED_MODEL_PATH
-    runs_dir = default_runs_dir()
-    run_folders = sorted((config.parent for config in runs_dir.glob(f"*/{run_layout.CONFIG_FILE}")), reverse=True)
-    for run_folder in run_folders:
-        try:
-            path = resolve_model_path(run_folder)  # its exported model, else its best checkpoint
-        except FerError:
-            continue  # a run that has not saved a model yet
-        if path.resolve() != current.path.resolve():
-            choices[f"Run {run_folder.name}"] = path
-    return choices
-
-
-def _model_label(path: Path) -> str:
-    info = describe_model(path)
-    if info.kind == "promoted":
-        return f"promoted run {info.details['run']}" if info.details.get("run") else "promoted model"
-    if info.kind == "shipped":
-        return "shipped default"
-    return path.name
-
-
-def settings_ui() -> tuple[Path, LiveSettings]:
+def settings_ui() -> VideoSettings:
     with st.sidebar:
         st.subheader("Live")
-        try:
-            choices = model_choices()
-        except FerError as error:
-            st.error(f"No model to run: {error}. Train one on the Training page and promote it.")
-            st.stop()
-        choice = st.selectbox(
-            "Model",
-            list(choices),
-            key="live_model",
-            help="The current model is the one promoted on the Training page, else the shipped default.",
-        )
         threshold = confidence_threshold_ui("live_threshold")
         smoothing = st.slider(
             "Smoothing",
@@ -93,44 +47,20 @@ def settings_ui() -> tuple[Path, LiveSettings]:
             help="How much of each face's earlier probabilities carries over to the next frame. "
             "0 shows every frame as it comes (jumpy); 0.9 is steady but slow to follow a change.",
         )
-        min_face_size = st.slider(
-            "Minimum face size",
-            min_value=24,
-            max_value=240,
-            value=48,
-            step=8,
-            format="%d px",
-            key="live_min_face",
-            help="Faces narrower than this, in camera pixels, are ignored. Larger values also make detection faster.",
-        )
         mirror = st.toggle("Mirror view", value=True, key="live_mirror", help="Flip the video left to right.")
-    settings = LiveSettings(min_face_size=min_face_size, smoothing=smoothing, threshold=threshold, mirror=mirror)
-    return choices[choice], settings
+    preset = detection_ui("live", VIDEO_PRESET)
+    return VideoSettings(preset=preset, smoothing=smoothing, threshold=threshold, mirror=mirror)
 
 
-def classifier_or_stop(model_path: Path) -> Classifier:
-    try:
-        return cached_classifier(str(model_path), model_version(model_path))
-    except FerError as error:
-        st.error(f"Could not load the model {model_path.name}: {error}")
-        st.stop()
-    except OSError as error:
-        st.error(f"Could not read the model file {model_path}: {error.strerror or error}")
-        st.stop()
-    raise AssertionError("unreachable")
-
-
-def session_processor(classifier: Classifier, settings: LiveSettings) -> LiveProcessor:
-    """This browser session's processor: made on its first run, kept in st.session_state."""
-    processor: LiveProcessor | None = st.session_state.get(PROCESSOR_KEY)
-    if processor is None:
-        processor = LiveProcessor(classifier, settings)
-        st.session_state[PROCESSOR_KEY] = processor
+def session_for(classifier: EmotionClassifier, settings: VideoSettings) -> LiveSession:
+    """This browser session's LiveSession: made on its first run, kept in st.session_state."""
+    session: LiveSession | None = st.session_state.get(SESSION_KEY)
+    if session is None:
+        session = LiveSession(classifier, settings)
+        st.session_state[SESSION_KEY] = session
     else:
-        if processor.classifier is not classifier:
-            processor.set_classifier(classifier)
-        processor.configure(settings)
-    return processor
+        session.configure(settings, classifier)
+    return session
 
 
 def rtc_configuration_or_warn() -> dict[str, object]:
@@ -141,63 +71,83 @@ def rtc_configuration_or_warn() -> dict[str, object]:
         return {"iceServers": []}
 
 
-def panel(processor: LiveProcessor, playing: bool, threshold: float) -> None:
-    snapshot = processor.snapshot()
+def speed_ui(session: LiveSession) -> None:
+    stats = session.snapshot().stats
+    if stats is None:
+        return
+    analysed, timing, dropped = st.columns(3)
+    analysed.metric(
+        "Analysed", f"{stats.analysed_fps:.1f} fps", help="Frames analysed per second, over the last 3 seconds."
+    )
+    timing.metric(
+        "Per frame",
+        f"{stats.processing_ms:.0f} ms",
+        help="Median time to analyse one frame: find, classify and follow the faces, and draw them.",
+    )
+    dropped.metric(
+        "Dropped",
+        f"{stats.dropped:,}",
+        help="Camera frames skipped because the previous one was still being analysed "
+        f"(the camera delivers {stats.camera_fps:.1f} fps).",
+    )
+
+
+def panel(session: LiveSession, playing: bool, threshold: float) -> None:
+    snapshot = session.snapshot()
     if snapshot.error:
         st.error(f"Frames could not be processed: {snapshot.error}. The video is shown without annotations.")
-    stats = snapshot.stats
-    if stats is None:
+    if snapshot.stats is None:
         st.info(
             "Press **START** and allow the camera. The largest face's probabilities and an emotion "
             "timeline appear here.",
             icon=":material/videocam:",
         )
         return
-    faces_column, rate_column, time_column = st.columns(3)
-    faces_column.metric("Faces", stats.faces)
-    rate_column.metric("Frame rate", f"{stats.fps:.1f} fps")
-    time_column.metric("Processing", f"{stats.processing_ms:.0f} ms", help="Per frame: detect, classify, draw.")
+    speed_ui(session)
     face = main_face(snapshot.faces)
     if face is None:
         st.markdown("**No face in view**")
     else:
         if face.label == UNCERTAIN:
-            st.markdown(f"**Face #{face.track_id}: uncertain** (most likely {face.emotion}, {face.confidence:.0%})")
+            st.markdown(f"**Face #{face.face}: uncertain** (most likely {face.emotion}, {face.confidence:.0%})")
         else:
-            st.markdown(f"**Face #{face.track_id}: {face.label}** ({face.confidence:.0%})")
+            st.markdown(f"**Face #{face.face}: {face.label}** ({face.confidence:.0%})")
         scores = dict(zip(EMOTIONS, face.scores.tolist(), strict=True))
         st.plotly_chart(
             probability_chart(scores, threshold=threshold, height=230), key="live_probabilities", config=CHART_CONFIG
         )
-    records = processor.timeline(TIMELINE_SECONDS)
     st.markdown(f"**Emotion timeline** (last {TIMELINE_SECONDS:.0f} s)")
-    st.plotly_chart(timeline_figure(records, time.time()), key="live_timeline", config=CHART_CONFIG)
+    st.plotly_chart(
+        live_timeline_figure(session.timeline(TIMELINE_SECONDS), session.now_s()),
+        key="live_timeline",
+        config=CHART_CONFIG,
+    )
     state = "Streaming" if playing else "Stopped"
-    results = processor.result_count()
-    st.caption(f"{state} · {stats.frames:,} frames processed this session · {results:,} results")
+    results = session.result_count()
+    st.caption(f"{state} · {snapshot.stats.frames:,} frames analysed this session · {results:,} face records")
     download_column, clear_column = st.columns([3, 2])
     download_column.download_button(
         "Download session (CSV)",
-        data=processor.session_csv,
+        data=session.session_csv,
         file_name="fer_live_session.csv",
         mime="text/csv",
         on_click="ignore",
         icon=":material/download:",
         disabled=results == 0,
-        help="Every face in every frame of this session: time, track, label, box and the seven probabilities.",
+        help="Every face in every analysed frame of this session: time, face, label, box and the seven probabilities.",
     )
     clear_column.button(
-        "Clear results", icon=":material/delete:", disabled=playing, key="live_clear", on_click=processor.clear
+        "Clear results", icon=":material/delete:", disabled=playing, key="live_clear", on_click=session.clear
     )
 
-
-model_path, settings = settings_ui()
-classifier = classifier_or_stop(model_path)
-processor = session_processor(classifier, settings)
 
 st.title("Live")
 st.markdown("Your camera, classified as you watch: each face gets a box, its emotion and a confidence bar.")
-st.caption(model_caption(describe_model(model_path)))
+info = model_picker_ui("live")
+settings = settings_ui()
+classifier, info = classifier_or_stop(info)
+model_caption_ui(info)
+session = session_for(classifier, settings)
 
 video_column, panel_column = st.columns([3, 2], gap="large")
 with video_column:
@@ -206,7 +156,7 @@ with video_column:
         mode=WebRtcMode.SENDRECV,
         rtc_configuration=rtc_configuration_or_warn(),
         media_stream_constraints=MEDIA_STREAM_CONSTRAINTS,
-        video_frame_callback=processor.video_frame_callback,
+        queued_video_frames_callback=session.queued_frames_callback,
         async_processing=True,
     )
     playing = bool(context.state.playing)
@@ -223,4 +173,4 @@ with video_column:
         )
 
 with panel_column:
-    st.fragment(panel, run_every=PANEL_REFRESH_S if playing else None)(processor, playing, settings.threshold)
+    st.fragment(panel, run_every=PANEL_REFRESH_S if playing else None)(session, playing, settings.threshold)

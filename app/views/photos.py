@@ -8,10 +8,7 @@ the problem, and the other photos of the same upload are still shown.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
-import json
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, Protocol
 
@@ -21,20 +18,20 @@ import numpy.typing as npt
 import streamlit as st
 
 from app.charts.predictions import probability_chart
-from app.models import current_model_ui, predictor_or_stop
-from app.state import confidence_threshold_ui
+from app.models import classifier_or_stop, detection_ui, model_caption_ui, model_picker_ui
+from app.state import cached_detector, confidence_threshold_ui, escape_markdown, or_stop, printable
+from fer_core.analysis import ImageAnalysis, analyze_image, face_records, records_to_csv, records_to_json
+from fer_core.detect import PHOTO_PRESET, DetectionPreset
 from fer_core.draw import draw_predictions, face_caption, scale_predictions
 from fer_core.errors import InvalidImageError
 from fer_core.images import MAX_BYTES, MAX_PIXELS, decode_image, encode_png, rescale
 from fer_core.inference import FacePrediction, Predictor
-from fer_core.labels import EMOTIONS
 
 IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp"]
 # What the browser gets (the PNG download keeps the full resolution): no wider than st.image's widest
 # (1,460 px), so Streamlit never resizes it again; its resize floors a thin image's height to 0 and fails.
 DISPLAY_MAX_SIDE = 1400
 DISPLAY_MIN_SIDE = 360  # tiny images (face crops) are enlarged so their label can be read
-SMALL_IMAGE_SIDE = 160  # at most this big, an image with no face found is probably a face crop
 CROP_ZOOM = 3  # the 48x48 crops are shown at 144x144, pixels kept sharp
 FACE_COLUMNS = 2
 EXPANDED_FACE_LIMIT = 6  # photos with more faces show their face cards folded
@@ -54,17 +51,14 @@ class PhotoResult(NamedTuple):
     name: str
     digest: str  # sha1 of the file's bytes
     error: str | None  # why the file could not be used, else None
-    size: tuple[int, int] = (0, 0)  # width, height of the decoded (upright) image
+    analysis: ImageAnalysis | None = None  # the faces found (fer_core.analysis), None on error
     display_bgr: npt.NDArray[np.uint8] | None = None  # at most DISPLAY_MAX_SIDE on its longer side
     display_scale: float = 1.0  # display pixels per image pixel
-    faces: tuple[FacePrediction, ...] = ()  # left to right, boxes in image pixels
-    whole_image: FacePrediction | None = None  # the whole image classified as one face, when no face was found
 
 
 class PhotoSettings(NamedTuple):
     threshold: float
-    min_face_size: int
-    include_profiles: bool
+    preset: DetectionPreset
     tta: bool
 
 
@@ -72,30 +66,14 @@ def settings_ui() -> PhotoSettings:
     with st.sidebar:
         st.subheader("Photos")
         threshold = confidence_threshold_ui("photos_threshold")
-        min_face_size = st.slider(
-            "Smallest face (pixels)",
-            min_value=20,
-            max_value=300,
-            value=40,
-            step=10,
-            key="photos_min_face",
-            help="Faces smaller than this, in the photo's own pixels, are not looked for. Raise it to skip "
-            "tiny false detections in the background; lower it for group photos.",
-        )
-        include_profiles = st.toggle(
-            "Also find faces in profile",
-            value=False,
-            key="photos_profiles",
-            help="Adds a profile-face detector (both directions): finds turned heads, at the cost of speed "
-            "and a few more false detections.",
-        )
         tta = st.toggle(
             "Average with the mirrored face",
             value=False,
             key="photos_tta",
             help="Test-time augmentation: classify each face and its mirror image and average the two.",
         )
-    return PhotoSettings(threshold, min_face_size, include_profiles, tta)
+    preset = detection_ui("photos", PHOTO_PRESET)
+    return PhotoSettings(threshold, preset, tta)
 
 
 def photos_ui() -> list[UploadedPhoto]:
@@ -126,12 +104,11 @@ def analyse_photo(name: str, data: bytes, predictor: Predictor, *, tta: bool = F
         return PhotoResult(name, digest, str(error))
     height, width = bgr_image.shape[:2]
     try:
-        faces = tuple(predictor.predict(bgr_image, tta=tta))
-        whole_image = None if faces else predictor.predict_whole_image(bgr_image, tta=tta)
+        analysis = analyze_image(bgr_image, predictor, tta=tta)
         display_bgr, display_scale = _display_copy(bgr_image)
     except cv2.error as error:  # a shape OpenCV cannot work with: this photo fails, the others go on
         return PhotoResult(name, digest, f"the image could not be processed ({width}x{height}): {error.err}")
-    return PhotoResult(name, digest, None, (width, height), display_bgr, display_scale, faces, whole_image)
+    return PhotoResult(name, digest, None, analysis, display_bgr, display_scale)
 
 
 def process_uploads(
@@ -146,7 +123,7 @@ def process_uploads(
     detection again; results of files no longer uploaded are dropped."""
     if memo is None:
         memo = st.session_state.setdefault(MEMO_KEY, {})
-    settings_key = (id(predictor.classifier), id(predictor.detector), tta)  # both cached: stable ids
+    settings_key = (id(predictor.classifier), id(predictor.detector), predictor.align, tta)  # cached: stable ids
     results, used = [], set()
     for file in files:
         data = file.getvalue()
@@ -158,45 +135,6 @@ def process_uploads(
     for stale in set(memo) - used:
         del memo[stale]
     return results
-
-
-def faces_used(result: PhotoResult, whole_image: bool) -> list[FacePrediction]:
-    if result.faces:
-        return list(result.faces)
-    return [result.whole_image] if whole_image and result.whole_image is not None else []
-
-
-def face_rows(result: PhotoResult, faces: Sequence[FacePrediction], threshold: float) -> list[dict[str, Any]]:
-    """One record per face: file, face number, box, label, emotion, confidence and all probabilities."""
-    return [
-        {
-            "file": result.name,
-            "face": number,
-            "box": [int(value) for value in face.box],
-            "label": face.label(threshold),
-            "emotion": face.emotion,
-            "confidence": round(face.confidence, 6),
-            "whole_image": not result.faces,
-            "scores": {emotion: round(score, 6) for emotion, score in face.scores_by_emotion().items()},
-        }
-        for number, face in enumerate(faces, start=1)
-    ]
-
-
-def rows_to_csv(rows: Sequence[dict[str, Any]]) -> str:
-    columns = ["file", "face", "x", "y", "width", "height", "label", "emotion", "confidence", "whole_image"]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=[*columns, *EMOTIONS])
-    writer.writeheader()
-    for row in rows:
-        x, y, width, height = row["box"]
-        flat = {key: row[key] for key in columns if key in row}
-        writer.writerow({**flat, "x": x, "y": y, "width": width, "height": height, **row["scores"]})
-    return buffer.getvalue()
-
-
-def rows_to_json(rows: Sequence[dict[str, Any]]) -> str:
-    return json.dumps(list(rows), indent=2)
 
 
 def annotated_png(data: bytes, faces: Sequence[FacePrediction], threshold: float) -> Callable[[], bytes]:
@@ -215,15 +153,17 @@ def annotated_png(data: bytes, faces: Sequence[FacePrediction], threshold: float
 def render_photo(position: int, result: PhotoResult, data: bytes, settings: PhotoSettings) -> list[dict[str, Any]]:
     """One photo's section; returns its face records for the downloads."""
     key = f"{position}-{result.digest[:12]}"
-    if result.error is not None or result.display_bgr is None:
-        st.error(f"Could not use **{result.name}**: {result.error}.", icon=":material/broken_image:")
+    name = escape_markdown(printable(result.name))  # a file name is shown as typed, never as markdown
+    if result.error is not None or result.analysis is None or result.display_bgr is None:
+        st.error(f"Could not use **{name}**: {printable(result.error or 'unknown error')}.", icon=":material/broken_image:")
         return []
+    analysis = result.analysis
     with st.container(border=True):
-        width, height = result.size
-        st.markdown(f"#### {result.name}")
-        whole_image = _no_face_ui(result, key) if not result.faces else False
-        faces = faces_used(result, whole_image)
-        if result.faces:
+        width, height = analysis.size
+        st.markdown(f"#### {name}")
+        whole_image = _no_face_ui(analysis, name, key) if not analysis.faces else False
+        faces = analysis.faces_used(whole_image)
+        if analysis.faces:
             st.caption(f"{width} x {height} pixels · {len(faces)} face{'s' if len(faces) != 1 else ''}")
         image_column, table_column = st.columns([3, 2], gap="medium")
         with image_column:
@@ -254,21 +194,20 @@ def render_photo(position: int, result: PhotoResult, data: bytes, settings: Phot
                 expanded=len(faces) <= EXPANDED_FACE_LIMIT,
             ):
                 _face_cards(faces, settings.threshold, key)
-    return face_rows(result, faces, settings.threshold)
+    return face_records(analysis, printable(result.name), threshold=settings.threshold, whole_image=whole_image)
 
 
-def _no_face_ui(result: PhotoResult, key: str) -> bool:
-    width, height = result.size
-    small = max(width, height) <= SMALL_IMAGE_SIDE
+def _no_face_ui(analysis: ImageAnalysis, name: str, key: str) -> bool:
+    width, height = analysis.size
     hint = (
         "It is small, so it may already be a face crop."
-        if small
-        else "Try a smaller *Smallest face* or *Also find faces in profile* in the sidebar."
+        if analysis.is_small
+        else "Try a smaller *Smallest face*, or the other *Face detector*, in the sidebar."
     )
-    st.warning(f"No face found in **{result.name}** ({width} x {height} pixels). {hint}")
+    st.warning(f"No face found in **{name}** ({width} x {height} pixels). {hint}")
     return st.toggle(
         "Classify the whole image as one face",
-        value=small,
+        value=analysis.is_small,
         key=f"whole-{key}",
         help="For images that already are a face crop, such as FER2013's 48x48 faces.",
     )
@@ -333,7 +272,7 @@ def _summary_ui(container: Any, results: Sequence[PhotoResult], rows: Sequence[d
             left, right = st.columns(2)
             left.download_button(
                 "All faces (CSV)",
-                data=rows_to_csv(rows),
+                data=records_to_csv(rows),
                 file_name="fer-faces.csv",
                 mime="text/csv",
                 icon=":material/table:",
@@ -343,7 +282,7 @@ def _summary_ui(container: Any, results: Sequence[PhotoResult], rows: Sequence[d
             )
             right.download_button(
                 "All faces (JSON)",
-                data=rows_to_json(rows),
+                data=records_to_json(rows),
                 file_name="fer-faces.json",
                 mime="application/json",
                 icon=":material/data_object:",
@@ -360,19 +299,21 @@ def main() -> None:
         "most likely emotion. Below each photo, each face shows the 48x48 grayscale crop the model "
         "actually saw and its seven probabilities."
     )
+    info = model_picker_ui("photos")
     settings = settings_ui()
-    info = current_model_ui()
     files = photos_ui()
     if not files:
+        model_caption_ui(info)
         st.info(
             "Add one or more photos to start. Faces should be roughly frontal and at least "
-            f"{settings.min_face_size} pixels wide; group photos work too.",
+            f"{settings.preset.min_face_size} pixels wide; group photos work too.",
             icon=":material/add_a_photo:",
         )
         st.stop()
-    predictor = predictor_or_stop(
-        info, min_face_size=settings.min_face_size, include_profiles=settings.include_profiles
-    )
+    classifier, info = classifier_or_stop(info)
+    model_caption_ui(info)
+    detector = or_stop(lambda: cached_detector(settings.preset), "the face detector")
+    predictor = Predictor(classifier, detector, align=settings.preset.align)
     summary = st.container()
     with st.spinner("Finding and classifying faces..."):
         results = process_uploads(files, predictor, tta=settings.tta)

@@ -1,0 +1,55 @@
+"""Stand-ins for the video and live tests: a classifier with fixed answers, one that fails, and a detector
+that finds the white square in whatever image it is shown (a whole frame or a search window)."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from fer_core.detect import Box, Detection, DetectionPreset
+from fer_core.labels import EMOTIONS, NUM_CLASSES
+
+FRAME_WIDTH, FRAME_HEIGHT = 640, 480
+SQUARE = Box(235, 155, 170, 170)
+
+
+class FixedClassifier:
+    """Always the same probabilities."""
+
+    def __init__(self, emotion: str = "happy", confidence: float = 0.9) -> None:
+        rest = (1.0 - confidence) / (NUM_CLASSES - 1)
+        self.scores = np.full(NUM_CLASSES, rest, np.float32)
+        self.scores[EMOTIONS.index(emotion)] = confidence
+        self.calls = 0
+
+    def classify_batch(self, gray_faces: npt.NDArray[np.uint8], *, tta: bool = False) -> npt.NDArray[np.float32]:
+        self.calls += 1
+        return np.tile(self.scores, (len(gray_faces), 1))
+
+
+class BrokenClassifier:
+    def classify_batch(self, gray_faces: npt.NDArray[np.uint8], *, tta: bool = False) -> npt.NDArray[np.float32]:
+        raise RuntimeError("the model exploded")
+
+
+class BrightSquareDetector:
+    """Finds the white square; records the shapes it was shown."""
+
+    def __init__(self, preset: DetectionPreset | None = None) -> None:
+        self.preset = preset
+        self.shapes: list[tuple[int, ...]] = []
+
+    def detect(self, image: npt.NDArray[np.uint8]) -> list[Detection]:
+        self.shapes.append(image.shape)
+        gray = image if image.ndim == 2 else image.min(axis=2)
+        ys, xs = np.nonzero(gray > 200)  # white, also after lossy video compression
+        if len(xs) == 0:
+            return []
+        box = Box(int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1))
+        return [Detection(box, 0.99)]
+
+
+def square_frame(box: Box = SQUARE, *, background: int = 100) -> npt.NDArray[np.uint8]:
+    frame = np.full((FRAME_HEIGHT, FRAME_WIDTH, 3), background, np.uint8)
+    frame[box.y : box.y + box.height, box.x : box.x + box.width] = 255
+    return frame
