@@ -33,4 +33,6 @@ if location is None:
         "set `FER2013_DIR=/path/to/fer2013`, or put it in `data/fer2013` inside the project."
     )
 else:
-    st.success(f"FER2013 found at `{location}`: the Dataset and Training pages use it (the sidebar switches data sets).")
+    st.success(
+        f"FER2013 found at `{location}`: the Dataset and Training pages use it (the sidebar switches data sets)."
+    )

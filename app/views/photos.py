@@ -155,7 +155,9 @@ def render_photo(position: int, result: PhotoResult, data: bytes, settings: Phot
     key = f"{position}-{result.digest[:12]}"
     name = escape_markdown(printable(result.name))  # a file name is shown as typed, never as markdown
     if result.error is not None or result.analysis is None or result.display_bgr is None:
-        st.error(f"Could not use **{name}**: {printable(result.error or 'unknown error')}.", icon=":material/broken_image:")
+        st.error(
+            f"Could not use **{name}**: {printable(result.error or 'unknown error')}.", icon=":material/broken_image:"
+        )
         return []
     analysis = result.analysis
     with st.container(border=True):
