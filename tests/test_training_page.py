@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 
 from fer_core.labels import EMOTIONS
 from fer_core.settings import SHIPPED_MODEL_PATH
-from training import runs
+from training import promote, runs
 from training.config import TrainConfig
 from training.trainer import create_run
 
@@ -295,8 +295,10 @@ def test_labels_fit_and_say_counts_and_shares_properly(isolated_runs_dir: Path) 
     assert any("Stopped after 1 complete epoch (" in element.value for element in at.warning)
     assert any("1 epoch · batch" in element.value for element in at.caption)
     assert not any("epoch(s)" in text or "1 epochs" in text for text in [all_text(at)])
-    per_class = json.loads(at.dataframe[1].proto.columns)
-    assert {per_class[name]["type_config"]["format"] for name in ("Precision", "Recall", "F1")} == {"%.1f%%"}
+    runs_table, per_class = (json.loads(at.dataframe[index].proto.columns) for index in (0, 1))
+    formats = {per_class[name]["type_config"]["format"] for name in ("Precision", "Recall", "F1")}
+    formats |= {runs_table[name]["type_config"]["format"] for name in ("Best val acc", "Test acc")}
+    assert formats == {"%.1f%%"}  # one decimal everywhere: not "20%" beside "3.33%"
 
     busy = create_run(TrainConfig(data="demo", arch="tiny", epochs=3, runs_dir=str(isolated_runs_dir)))
     runs.update_status(busy, state="running", phase="training", pid=os.getpid(), epoch=1, epochs=3, step=1, steps=5)
@@ -304,7 +306,16 @@ def test_labels_fit_and_say_counts_and_shares_properly(isolated_runs_dir: Path) 
     metrics = {metric.label: metric.value for metric in at.metric}
     assert metrics["Time per epoch"] == "-"  # short values: "measuring..." was cut to "meas…"
     assert all(len(value) <= 12 for value in metrics.values()), metrics
-    assert at.button(key="unpromote") if (isolated_runs_dir / "promoted.keras").exists() else True
+
+
+def test_the_button_back_to_the_shipped_model_has_the_full_width_for_its_label(isolated_runs_dir: Path) -> None:
+    run = finished_fake_run(isolated_runs_dir, [0.3])
+    (run.path / runs.EXPORTED_MODEL).write_bytes(b"float32 export")
+    promote.promote_run(run)
+    at = open_page()
+    assert at.button(key="unpromote").label == "Go back to the shipped model"
+    in_columns = {getattr(node, "key", None) for column in at.columns for node in column}
+    assert "unpromote" not in in_columns  # in a 1/6-wide column it showed as "Use the shipped m..."
 
 
 def test_data_a_classifier_cannot_learn_from_is_refused_before_start(

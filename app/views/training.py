@@ -64,6 +64,7 @@ PHASE_TEXT = {
     "recalibrating": "Re-estimating batch-norm statistics on the clean training faces...",
     "evaluating": "Evaluating the best model on the held-out faces...",
 }
+PERCENT_FORMAT = "%.1f%%"  # tables show shares of 0-100 with one decimal, as percent() does
 RANDOM_START = "Random weights"
 SHIPPED_START = "Shipped default model"
 DEFAULT_SETTINGS = "Default settings"
@@ -84,6 +85,11 @@ def duration_text(seconds: float | None) -> str:
 def percent(value: float | None) -> str:
     """One decimal everywhere on this page: 65.0%, 3.3%."""
     return "-" if value is None else f"{value:.1%}"
+
+
+def percent_points(value: float | None) -> float | None:
+    """A share (0-1) as percentage points, for the tables' PERCENT_FORMAT columns."""
+    return None if value is None else 100 * value
 
 
 def first_line(text: str | None, limit: int = 400) -> str:
@@ -500,8 +506,8 @@ def runs_table(snapshots: Sequence[RunSnapshot]) -> pd.DataFrame:
             "Epochs": [
                 None if summary.problem else f"{summary.epochs_done} / {summary.epochs}" for summary in summaries
             ],
-            "Best val acc": [summary.best_val_accuracy for summary in summaries],
-            "Test acc": [summary.test_accuracy for summary in summaries],
+            "Best val acc": [percent_points(summary.best_val_accuracy) for summary in summaries],
+            "Test acc": [percent_points(summary.test_accuracy) for summary in summaries],
             "Duration": [duration_text(summary.duration_s) for summary in summaries],
             "Started": [
                 datetime.fromtimestamp(summary.started_at) if summary.started_at else None for summary in summaries
@@ -530,8 +536,12 @@ def runs_section(snapshots: Sequence[RunSnapshot], runs_dir: Path) -> None:
             "Architecture": st.column_config.TextColumn(width="small"),
             "Data": st.column_config.TextColumn(width="small"),
             "Epochs": st.column_config.TextColumn(width="small"),
-            "Best val acc": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1, width="small"),
-            "Test acc": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1, width="small"),
+            "Best val acc": st.column_config.ProgressColumn(
+                format=PERCENT_FORMAT, min_value=0, max_value=100, width="small"
+            ),
+            "Test acc": st.column_config.ProgressColumn(
+                format=PERCENT_FORMAT, min_value=0, max_value=100, width="small"
+            ),
             "Duration": st.column_config.TextColumn(width="small"),
             "Started": st.column_config.DatetimeColumn(format="MMM D, HH:mm", width="small"),
         },
@@ -764,9 +774,9 @@ def per_class_ui(metrics: RunMetrics | None) -> None:
         [
             {
                 "Emotion": emotion,
-                "Precision": 100 * scores.precision,
-                "Recall": 100 * scores.recall,
-                "F1": 100 * scores.f1,
+                "Precision": percent_points(scores.precision),
+                "Recall": percent_points(scores.recall),
+                "F1": percent_points(scores.f1),
                 "Faces": scores.support,
             }
             for emotion, scores in metrics.per_class.items()
@@ -778,9 +788,9 @@ def per_class_ui(metrics: RunMetrics | None) -> None:
         hide_index=True,
         width="stretch",
         column_config={  # one decimal for every share, as elsewhere on this page
-            "Precision": st.column_config.NumberColumn(format="%.1f%%"),
-            "Recall": st.column_config.NumberColumn(format="%.1f%%"),
-            "F1": st.column_config.ProgressColumn(format="%.1f%%", min_value=0, max_value=100),
+            "Precision": st.column_config.NumberColumn(format=PERCENT_FORMAT),
+            "Recall": st.column_config.NumberColumn(format=PERCENT_FORMAT),
+            "F1": st.column_config.ProgressColumn(format=PERCENT_FORMAT, min_value=0, max_value=100),
         },
     )
     per_class = {
