@@ -153,4 +153,4 @@ def test_average_holds_out_the_validation_faces_of_the_models_runs(
     with pytest.raises(SystemExit) as refused:  # the parser applies the setting's own bounds
         cli.main([*argv, "--seed", "8", "--val-fraction", "1.0"])
     assert refused.value.code == 2
-    assert "--val-fraction: must be between 0.01 and 0.45, got 1" in capsys.readouterr().err
+    assert "--val-fraction: must be between 0.001 and 0.49, got 1" in capsys.readouterr().err

@@ -29,10 +29,10 @@ def write_toml(path: Path, text: str) -> Path:
         ("epochs = 2.5", "epochs must be an integer, got 2.5 (a number)"),
         ("arch = 3", "arch must be text, got 3 (an integer)"),
         ('precision = "double"', "precision must be one of auto, float32, mixed_bfloat16, mixed_float16"),
-        ("max_steps_per_epoch = -1", "max_steps_per_epoch must be between 0 and 1,000,000, got -1"),
-        ("weight_decay = nan", "weight_decay must be between 0 and 1, got nan (not a finite number)"),
-        ("label_smoothing = inf", "label_smoothing must be between 0 and 0.5, got inf"),
-        ("batch_size = 0", "batch_size must be between 1 and 4,096, got 0"),
+        ("max_steps_per_epoch = -1", "max_steps_per_epoch must be between 0 and 10,000,000, got -1"),
+        ("weight_decay = nan", "weight_decay must be between 0 and 10, got nan (not a finite number)"),
+        ("label_smoothing = inf", "label_smoothing must be between 0 and 0.99, got inf"),
+        ("batch_size = 0", "batch_size must be between 1 and 65,536, got 0"),
     ],
 )
 def test_a_config_file_of_the_wrong_type_or_out_of_bounds_is_refused_naming_the_key(
@@ -58,15 +58,15 @@ def test_a_config_file_that_is_not_toml_or_missing_is_a_clear_error(tmp_path: Pa
 @pytest.mark.parametrize(
     ("flag", "value", "message"),
     [
-        ("--max-steps-per-epoch", "-1", "argument --max-steps-per-epoch: must be between 0 and 1,000,000, got -1"),
-        ("--epochs", "0", "argument --epochs: must be between 1 and 1,000, got 0"),
+        ("--max-steps-per-epoch", "-1", "argument --max-steps-per-epoch: must be between 0 and 10,000,000, got -1"),
+        ("--epochs", "0", "argument --epochs: must be between 1 and 10,000, got 0"),
         ("--epochs", "x", "argument --epochs: 'x' is not an integer"),
-        ("--weight-decay", "nan", "argument --weight-decay: must be between 0 and 1, got nan"),
-        ("--lr", "inf", "argument --lr: must be between 1e-06 and 0.5, got inf"),
-        ("--patience", "0", "argument --patience: must be between 1 and 1,000"),
-        ("--keep-last", "-2", "argument --keep-last: must be between 0 and 1,000"),
-        ("--seed", "-1", "argument --seed: must be between 0 and 2,147,483,647"),
-        ("--val-fraction", "0.9", "argument --val-fraction: must be between 0.01 and 0.45"),
+        ("--weight-decay", "nan", "argument --weight-decay: must be between 0 and 10, got nan"),
+        ("--lr", "inf", "argument --lr: must be between 1e-07 and 0.99, got inf"),
+        ("--patience", "0", "argument --patience: must be between 1 and 10,000"),
+        ("--keep-last", "-2", "argument --keep-last: must be between 0 and 10,000"),
+        ("--seed", "-1", "argument --seed: must be between 0 and 4,294,967,295"),
+        ("--val-fraction", "0.5", "argument --val-fraction: must be between 0.001 and 0.49"),
         ("--arch", "resnet", "argument --arch: invalid choice: 'resnet'"),
     ],
 )
@@ -96,7 +96,7 @@ def test_the_parser_offers_one_flag_per_setting_with_its_declared_help() -> None
     flags = {action.dest: action for action in train._actions}
     assert set(FIELDS) <= set(flags)
     assert option("patience").help in (flags["patience"].help or "")
-    assert "1 to 1,000" in (flags["epochs"].help or "")
+    assert "1 to 10,000" in (flags["epochs"].help or "")
     assert list(flags["precision"].choices or []) == list(option("precision").allowed())
 
 

@@ -3,7 +3,9 @@
 Each field declares, once, what a valid value is (its type, bounds or choices) and how to explain
 it (a label and a help text): ``TrainConfig`` checks every value against that declaration, and the
 command line (``training/cli.py``) and the Training page build their flags and widgets from it, so
-the three never disagree.
+the three never disagree. The bounds keep out what cannot train (a negative step count loops for
+ever, NaN weight decay diverges) and are wide enough for the values older runs were trained with,
+whose config.json must stay readable.
 """
 
 from __future__ import annotations
@@ -59,26 +61,26 @@ def _option(default: Any, help: str, **declaration: Any) -> Any:
 class TrainConfig:
     data: str = _option("demo", "'demo', a FER2013 folder (Kaggle layout or class folders) or fer2013.csv")
     arch: str = _option("fernet", "the architecture", label="Architecture", choices=_architectures)
-    epochs: int = _option(60, "passes over the training faces", label="Epochs", minimum=1, maximum=1000)
+    epochs: int = _option(60, "passes over the training faces", label="Epochs", minimum=1, maximum=10_000)
     batch_size: int = _option(
         64,
         "faces per step; larger is faster per face, the learning rates suit 64",
         label="Batch size",
         minimum=1,
-        maximum=4096,
+        maximum=65_536,
         step=16,
     )
     lr: float | None = _option(  # None: the architecture's own default (see ARCH_LEARNING_RATES)
         None,
         "peak learning rate of AdamW (short warm-up, cosine decay)",
         label="Peak learning rate",
-        minimum=1e-6,
-        maximum=0.5,
+        minimum=1e-7,
+        maximum=0.99,
         step=1e-4,
         default_text="the architecture's own",
     )
     weight_decay: float = _option(  # decoupled (AdamW): multiplied by the learning rate
-        0.05, "AdamW weight decay, decoupled", label="Weight decay", minimum=0.0, maximum=1.0, step=0.01, advanced=True
+        0.05, "AdamW weight decay, decoupled", label="Weight decay", minimum=0.0, maximum=10.0, step=0.01, advanced=True
     )
     augment: bool = _option(
         True,
@@ -95,7 +97,7 @@ class TrainConfig:
         "soften the one-hot targets: helps with FER2013's noisy labels",
         label="Label smoothing",
         minimum=0.0,
-        maximum=0.5,
+        maximum=0.99,
         step=0.05,
     )
     patience: int = _option(
@@ -103,18 +105,18 @@ class TrainConfig:
         "stop early after this many epochs without a better validation accuracy",
         label="Patience",
         minimum=1,
-        maximum=1000,
+        maximum=10_000,
     )
     val_fraction: float = _option(  # carved out of train, stratified, when the data has no val split
         0.1,
         "validation share carved out of train (stratified) when the data set has no val split of its own",
         label="Validation share",
-        minimum=0.01,
-        maximum=0.45,
+        minimum=0.001,
+        maximum=0.49,
         step=0.05,
         advanced=True,
     )
-    seed: int = _option(42, "random seed", label="Seed", minimum=0, maximum=2**31 - 1, advanced=True)
+    seed: int = _option(42, "random seed", label="Seed", minimum=0, maximum=2**32 - 1, advanced=True)
     runs_dir: str = _option("", "folder that holds the runs", flag="--run-dir", default_text="runs/ in the project")
     strategy: str = _option(
         "default",
@@ -135,7 +137,7 @@ class TrainConfig:
         "cap the steps per epoch (0: the whole training split every epoch); a small number makes a quick trial",
         label="Max steps per epoch",
         minimum=0,
-        maximum=1_000_000,
+        maximum=10_000_000,
         advanced=True,
     )
     init_from: str = _option(
@@ -148,7 +150,7 @@ class TrainConfig:
         "also keep the model of each of the last N epochs in snapshots/, for `python -m training average`",
         label="Keep last epochs",
         minimum=0,
-        maximum=1000,
+        maximum=10_000,
         advanced=True,
     )
 
