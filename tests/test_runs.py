@@ -184,6 +184,9 @@ def test_the_command_line_refuses_a_second_training_in_the_same_runs_folder(
     config = TrainConfig(data="demo", arch="tiny", runs_dir=str(isolated_runs_dir))
     second = cli._new_run_folder(config, allow_concurrent=True)  # what --allow-concurrent does
     assert runs.is_run_folder(second) and len(runs.list_runs(isolated_runs_dir)) == 2
+    runs.update_status(second, state="stopped")
+    assert cli.main(["resume", str(second)]) == cli.EXIT_USAGE  # resuming another run waits its turn too
+    assert f"{live.name} is still training" in capsys.readouterr().err
 
 
 def test_a_run_can_be_deleted_but_never_while_it_trains_nor_the_promoted_models_own(

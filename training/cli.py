@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     resume = commands.add_parser("resume", help="continue a run from its last epoch checkpoint")
     resume.add_argument("run", type=Path, help="the run folder")
     resume.add_argument("--launched", action="store_true", help=argparse.SUPPRESS)  # by training.launcher
+    resume.add_argument(
+        "--allow-concurrent", action="store_true", help="resume even while another training runs in its runs folder"
+    )
     return parser
 
 
@@ -196,14 +199,23 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _new_run_folder(config: TrainConfig, *, allow_concurrent: bool) -> Path:
     """The run folder, made only while no other training runs in the runs folder (as in the app),
     unless ``allow_concurrent``; the check and the folder are made under the launcher's lock."""
-    from training import launcher, runs
+    from training import launcher
     from training.trainer import create_run
 
     with launcher.launch_lock(config.runs_path):
-        busy = None if allow_concurrent else runs.active_run(config.runs_path)
-        if busy is not None:
-            raise ValueError(f"{launcher.TrainingBusyError(busy)} (--allow-concurrent starts it anyway)")
+        if not allow_concurrent:
+            _refuse_if_busy(config.runs_path)
         return create_run(config)
+
+
+def _refuse_if_busy(runs_dir: Path, besides: Path | None = None) -> None:
+    """One training at a time per runs folder, as in the app: ``ValueError`` naming the one that runs
+    (``besides``: a run that may be active itself, which ``resume`` reports in its own words)."""
+    from training import launcher, runs
+
+    busy = runs.active_run(runs_dir)
+    if busy is not None and (besides is None or busy.path.resolve() != besides.resolve()):
+        raise ValueError(f"{launcher.TrainingBusyError(busy)} (--allow-concurrent starts it anyway)")
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -211,6 +223,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
     if not is_run_folder(args.run):
         raise ValueError(f"{args.run} is not a run folder (no config.json)")
+    if not (args.launched or args.allow_concurrent):  # the launcher has checked (and marked the run queued)
+        _refuse_if_busy(args.run.parent, besides=args.run)
     return _report_run(resume(args.run, launched=args.launched))
 
 
