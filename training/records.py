@@ -53,9 +53,6 @@ class _Fields:
     def _wrong(self, key: str, expected: str) -> RecordError:
         return RecordError(f"{self.where}: {key} must be {expected}, got {describe(self.data[key])}")
 
-    def _given(self, key: str) -> bool:
-        return self.data.get(key) is not None
-
     def number(self, key: str) -> float | None:
         value = self.data.get(key)
         if value is None:

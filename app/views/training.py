@@ -212,7 +212,7 @@ def setting_ui(name: str, container: Any = st) -> Any:
         min_value=float(declared.minimum or 0.0),
         max_value=float(declared.maximum or 0.0),
         step=float(declared.step or 0.01),
-        format="%.5f" if kind == "float | None" else "%.2f",
+        format="%g",  # 0.05, 0.001, 1e-05: as many decimals as the value has
         key=key,
         help=help_text,
         placeholder=f"{arch}'s default: {ARCH_LEARNING_RATES.get(arch, 1e-3):g}" if kind == "float | None" else None,
@@ -278,8 +278,8 @@ def copy_settings_ui(snapshots: Sequence[RunSnapshot]) -> None:
 
 def new_run_ui(source: str, snapshots: Sequence[RunSnapshot]) -> None:
     st.subheader("New run")
-    dataset_ok = data_summary_ui(source)
     init_form(snapshots)
+    dataset_ok = data_summary_ui(source)
     copy_settings_ui(snapshots)
     arch = arch_ui()
     values = settings_grid_ui(BASIC_SETTINGS)
