@@ -337,3 +337,14 @@ def test_data_a_classifier_cannot_learn_from_is_refused_before_start(
         all_text(at)
     )
     assert at.button(key="train_start").disabled
+
+
+def test_saved_mistakes_with_unknown_emotion_codes_are_a_warning_not_an_exception(isolated_runs_dir: Path) -> None:
+    run = finished_fake_run(isolated_runs_dir, [0.3])
+    with np.load(run.path / runs.MISCLASSIFIED_FILE) as stored:
+        arrays = {name: stored[name] for name in stored.files}
+    arrays["labels"] = arrays["labels"] + 50  # edited by hand, or from another label set
+    np.savez_compressed(run.path / runs.MISCLASSIFIED_FILE, **arrays)
+    at = open_page()
+    assert not at.exception, at.exception
+    assert any("saved mistakes could not be read" in element.value for element in at.warning)

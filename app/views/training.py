@@ -812,6 +812,11 @@ def mistakes_ui(run: runs.Run) -> None:
     except (OSError, ValueError, KeyError):
         st.warning("The saved mistakes could not be read.")
         return
+    if not (len(images) == len(labels) == len(predicted) == len(confidence)) or not all(
+        np.all((codes >= 0) & (codes < len(EMOTIONS))) for codes in (labels, predicted)
+    ):
+        st.warning("The saved mistakes could not be read: they do not match the emotions this app knows.")
+        return
     if len(images) == 0:
         st.success("No mistakes on the held-out faces.")
         return
@@ -841,10 +846,12 @@ def settings_ui(snapshot: RunSnapshot) -> None:
     rows = [{"Setting": key, "Value": str(value)} for key, value in settings.items()]
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", height=35 * (len(rows) + 1) + 3)
     st.caption(f"Run folder: `{snapshot.run.path}`")
-    summary_file = snapshot.run.path / runs.SUMMARY_FILE
-    if summary_file.is_file():
-        with st.expander("Model summary"):
-            st.code(summary_file.read_text(encoding="utf-8", errors="replace"), language=None)
+    try:
+        model_summary = (snapshot.run.path / runs.SUMMARY_FILE).read_text(encoding="utf-8", errors="replace")
+    except OSError:  # not written yet, or unreadable: nothing to show
+        return
+    with st.expander("Model summary"):
+        st.code(model_summary, language=None)
 
 
 # ---------------------------------------------------------------- page
