@@ -2,27 +2,37 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from fer_core.errors import DatasetError
 from fer_core.inference import describe_model, resolve_model_path
 from fer_core.serving import ServingRecord, checked_lite_model, served_files, write_record
 from fer_core.settings import promoted_model_path
 from training import cli, launcher, promote, runs
 from training.config import TrainConfig
-from training.trainer import _resume_point, create_run
+from training.trainer import _resume_point, check_training_labels, create_run, failure_message, held_out_counts
 
 
 def dead_pid() -> int:
     process = subprocess.Popen([sys.executable, "-c", "pass"])
     process.wait()
     return process.pid
+
+
+def fake_keras_file(path: Path, note: str = "stand-in") -> None:
+    """A file that passes for a .keras model until Keras opens it: a zip archive with a config.json."""
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("config.json", json.dumps({"note": note}))
 
 
 def make_run(runs_dir: Path, state: str, **status: object) -> runs.Run:
@@ -33,28 +43,28 @@ def make_run(runs_dir: Path, state: str, **status: object) -> runs.Run:
 
 def test_create_run_writes_config_and_a_queued_status(isolated_runs_dir: Path) -> None:
     run = runs.Run(create_run(TrainConfig(data="demo", arch="tiny", runs_dir=str(isolated_runs_dir))))
-    assert run.config()["settings"]["arch"] == "tiny"
-    assert run.status()["state"] == "queued"
+    assert run.config().settings.arch == "tiny"
+    assert run.status().state == "queued"
     assert runs.active_run(isolated_runs_dir) == run  # queued by a live process counts as active
 
 
 def test_running_status_of_a_dead_trainer_is_reported_failed(isolated_runs_dir: Path) -> None:
     run = make_run(isolated_runs_dir, "running", pid=dead_pid())
     status = run.status()
-    assert status["state"] == "failed"
-    assert "killed or crashed" in status["error"]
+    assert status.state == "failed"
+    assert status.error is not None and "killed or crashed" in status.error
     assert runs.active_run(isolated_runs_dir) is None
 
 
 def test_queued_run_whose_trainer_never_started_is_failed(isolated_runs_dir: Path) -> None:
     run = make_run(isolated_runs_dir, "queued", pid=dead_pid())
-    assert run.status()["state"] == "failed"
+    assert run.status().state == "failed"
 
 
 def test_dead_trainer_that_was_asked_to_stop_is_reported_stopped(isolated_runs_dir: Path) -> None:
     run = make_run(isolated_runs_dir, "running", pid=dead_pid())
     run.request_stop()
-    assert run.status()["state"] == "stopped"
+    assert run.status().state == "stopped"
 
 
 def test_failure_reason_names_the_error_never_the_traceback(isolated_runs_dir: Path) -> None:
@@ -63,7 +73,7 @@ def test_failure_reason_names_the_error_never_the_traceback(isolated_runs_dir: P
         'Epoch 1/3\nTraceback (most recent call last):\n  File "trainer.py", line 3, in <module>\n'
         "    raise ValueError('boom')\nValueError: the data went missing\n"
     )
-    error = run.status()["error"]
+    error = run.status().error or ""
     assert "ValueError: the data went missing" in error
     assert "Traceback" not in error and "File " not in error
 
@@ -73,10 +83,10 @@ def test_a_pid_reused_by_another_process_does_not_keep_a_dead_run_running(isolat
     started = runs.process_start_ticks(os.getpid())
     assert started is not None  # Linux: /proc is there
     reused = make_run(isolated_runs_dir, "running", pid=os.getpid(), pid_started=started - 1)
-    assert reused.status()["state"] == "failed"
+    assert reused.status().state == "failed"
     assert runs.active_run(isolated_runs_dir) is None
     same = make_run(isolated_runs_dir, "running", **runs.process_identity(os.getpid()))
-    assert same.status()["state"] == "running"
+    assert same.status().state == "running"
 
 
 def test_live_trainer_is_the_active_run(isolated_runs_dir: Path) -> None:
@@ -103,7 +113,7 @@ def test_status_updates_merge_instead_of_overwriting(isolated_runs_dir: Path) ->
     runs.update_status(run.path, epoch=2)
     runs.update_status(run.path, pid=os.getpid(), launched_at=1.0)
     status = run.status()
-    assert (status["state"], status["epoch"], status["launched_at"]) == ("running", 2, 1.0)
+    assert (status.state, status.epoch, status.launched_at) == ("running", 2, 1.0)
     assert not [path for path in run.path.iterdir() if ".tmp" in path.name]
 
 
@@ -114,17 +124,17 @@ def test_resume_starts_after_the_epoch_the_checkpoint_holds(isolated_runs_dir: P
         "batches": [{"epoch": 0.5}, {"epoch": 1.0}, {"epoch": 1.5}, {"epoch": 2.0}],
     }
     runs.write_json(run.path / runs.HISTORY_JSON, history)
-    (run.path / runs.LAST_CHECKPOINT).write_bytes(b"stand-in")
+    fake_keras_file(run.path / runs.LAST_CHECKPOINT)
     runs.write_json(run.path / runs.CHECKPOINT_INFO, {"epoch": 1})  # killed between history and checkpoint
-    done, kept = _resume_point(run.path)
-    assert done == 1
-    assert [row["epoch"] for row in kept["epochs"]] == [1]
-    assert [point["epoch"] for point in kept["batches"]] == [0.5, 1.0]
+    start = _resume_point(run.path)
+    assert (start.checkpoint, start.epoch, start.note) == (run.path / runs.LAST_CHECKPOINT, 1, None)
+    assert [row["epoch"] for row in start.history.epochs] == [1]
+    assert [point["epoch"] for point in start.history.batches] == [0.5, 1.0]
 
 
 def test_resume_point_without_a_checkpoint_starts_over(isolated_runs_dir: Path) -> None:
     run = make_run(isolated_runs_dir, "stopped")
-    assert _resume_point(run.path) == (0, {"epochs": [], "batches": []})
+    assert _resume_point(run.path) == (None, 0, runs.History(), None)
 
 
 def write_served_model(path: Path, content: bytes) -> None:
@@ -153,8 +163,8 @@ def test_promote_copies_the_model_where_the_app_loads_it(isolated_runs_dir: Path
     assert destination == promoted_model_path() == isolated_runs_dir / "promoted.keras"
     assert destination.read_bytes() == b"float32 export"
     assert checked_lite_model(destination)[0] == b"litert copy of float32 export"  # copied with its record
-    card = promote.promoted_info() or {}
-    assert card["run"] == run.name and "provisional" not in card
+    card = promote.promoted_info()
+    assert card is not None and card.run == run.name and not card.provisional
     assert resolve_model_path() == destination
     assert describe_model(destination).details["run"] == run.name  # the card the Live page shows
     promote.unpromote()
@@ -166,8 +176,8 @@ def test_promoting_an_unfinished_run_marks_the_model_provisional(isolated_runs_d
     run = make_run(isolated_runs_dir, "stopped", pid=dead_pid())
     write_served_model(run.path / runs.BEST_CHECKPOINT, b"best so far")
     promote.promote_run(run)
-    card = promote.promoted_info() or {}
-    assert card["provisional"] is True and "stopped" in card["note"]
+    card = promote.promoted_info()
+    assert card is not None and card.provisional and "stopped" in (card.note or "")
     assert promoted_model_path().read_bytes() == b"best so far"
 
 
@@ -182,3 +192,92 @@ def test_runs_command_lists_runs_as_json(isolated_runs_dir: Path, capsys: pytest
     assert cli.main(["runs", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [(row["run"], row["state"], row["arch"]) for row in rows] == [(run.name, "finished", "tiny")]
+
+
+def test_the_command_line_refuses_a_second_training_in_the_same_runs_folder(
+    isolated_runs_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    live = make_run(isolated_runs_dir, "running", pid=os.getpid(), epoch=2, epochs=3)
+    arguments = ["train", "--data", "demo", "--arch", "tiny", "--run-dir", str(isolated_runs_dir)]
+    assert cli.main(arguments) == cli.EXIT_USAGE
+    error = capsys.readouterr().err
+    assert f"{live.name} is still training (epoch 2/3)" in error and "--allow-concurrent" in error
+    assert runs.list_runs(isolated_runs_dir) == [live]  # no second folder was made
+    config = TrainConfig(data="demo", arch="tiny", runs_dir=str(isolated_runs_dir))
+    second = cli._new_run_folder(config, allow_concurrent=True)  # what --allow-concurrent does
+    assert runs.is_run_folder(second) and len(runs.list_runs(isolated_runs_dir)) == 2
+    runs.update_status(second, state="stopped")
+    assert cli.main(["resume", str(second)]) == cli.EXIT_USAGE  # resuming another run waits its turn too
+    assert f"{live.name} is still training" in capsys.readouterr().err
+
+
+def test_a_run_can_be_deleted_but_never_while_it_trains_nor_the_promoted_models_own(
+    isolated_runs_dir: Path,
+) -> None:
+    training = make_run(isolated_runs_dir, "running", pid=os.getpid())
+    with pytest.raises(ValueError, match="is training: stop it first"):
+        launcher.delete_run(training)
+    promoted = make_run(isolated_runs_dir, "finished", pid=dead_pid())
+    (promoted.path / runs.EXPORTED_MODEL).write_bytes(b"float32 export")
+    promote.promote_run(promoted)
+    with pytest.raises(ValueError, match="is where the model the app uses comes from"):
+        launcher.delete_run(promoted)
+    finished = make_run(isolated_runs_dir, "failed", pid=dead_pid())
+    launcher.delete_run(finished)
+    assert not finished.path.exists()
+    assert {run.name for run in runs.list_runs(isolated_runs_dir)} == {training.name, promoted.name}
+    with pytest.raises(ValueError, match="is not a run folder"):
+        launcher.delete_run(runs.Run(isolated_runs_dir))
+
+
+def finished_run_with_accuracy(runs_dir: Path, data: str, accuracy: float) -> runs.Run:
+    run_dir = create_run(TrainConfig(data=data, arch="tiny", epochs=3, runs_dir=str(runs_dir)))
+    runs.update_status(run_dir, state="finished")
+    runs.write_json(run_dir / runs.METRICS_FILE, {"accuracy": accuracy, "macro_f1": accuracy, "n": 100})
+    return runs.Run(run_dir)
+
+
+def test_promotion_concerns_name_the_demo_set_and_a_far_weaker_model(isolated_runs_dir: Path, tmp_path: Path) -> None:
+    shipped = promote.shipped_card().accuracy
+    assert shipped is not None and shipped > 0.6  # models/fer_default.json
+    demo = finished_run_with_accuracy(isolated_runs_dir, "demo", 0.9)
+    assert any("demo set" in concern for concern in promote.promotion_concerns(demo))
+    weak = finished_run_with_accuracy(isolated_runs_dir / "weak", str(tmp_path), shipped - 0.2)
+    (concern,) = promote.promotion_concerns(weak)
+    assert f"far below the shipped model's ({shipped:.1%})" in concern
+    close = finished_run_with_accuracy(isolated_runs_dir / "close", str(tmp_path), shipped - 0.01)
+    assert promote.promotion_concerns(close) == []
+
+
+@pytest.mark.parametrize(
+    ("labels", "val_size", "message"),
+    [
+        ([3, 3, 3, 3], 1, "every training face is happy: a classifier needs faces of at least two emotions"),
+        ([0, 1, 2, 3, 4, 5, 6], 0, "no faces are left for validation"),
+        ([], 0, "the train split holds no faces"),
+    ],
+)
+def test_faces_that_cannot_train_a_classifier_are_refused_saying_why(
+    labels: list[int], val_size: int, message: str
+) -> None:
+    with pytest.raises(DatasetError, match=message):
+        check_training_labels(np.array(labels, dtype=np.int64), val_size)
+
+
+def test_one_face_per_class_leaves_no_validation_faces() -> None:
+    assert held_out_counts(np.arange(7, dtype=np.int64), 0.1).sum() == 0
+    assert list(held_out_counts(np.array([0, 0, 1, 1, 1], dtype=np.int64), 0.1)[:2]) == [1, 1]
+
+
+def test_a_full_disk_is_said_plainly(tmp_path: Path) -> None:
+    full = OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "run" / ".best.tmp.keras"))
+    message, explained = failure_message(full, tmp_path / "run")
+    assert explained and message.startswith(f"the disk is full: no space was left to write in {tmp_path / 'run'}")
+    try:  # as Keras may raise it: wrapped in an error of its own
+        try:
+            raise full
+        except OSError as error:
+            raise RuntimeError("could not save the model") from error
+    except RuntimeError as wrapped:
+        assert failure_message(wrapped, tmp_path)[0].startswith("the disk is full")
+    assert failure_message(ValueError("bad"), tmp_path) == ("ValueError: bad", False)

@@ -59,3 +59,16 @@ def test_confusion_colours_are_shares_of_each_true_class() -> None:
 def test_per_class_bars_follow_the_label_order() -> None:
     per_class = {emotion: {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 3} for emotion in EMOTIONS}
     assert list(per_class_f1_figure(per_class).data[0].x) == list(EMOTIONS)
+
+
+def test_placeholder_axes_are_those_the_curves_will_have() -> None:
+    figure = learning_curves_figure({"epochs": [], "batches": []}, epochs=30)
+    layout = figure.layout
+    assert tuple(layout.xaxis.range) == tuple(layout.xaxis2.range) == (0, 30)  # the planned epochs
+    assert tuple(layout.yaxis2.range) == (0, 1)  # accuracy: 0 to 100%, not -100% to 400%
+    assert layout.yaxis.range[0] == 0 and 1.95 < layout.yaxis.range[1] < 5  # loss: 0 to above ln 7
+
+
+def test_accuracy_stays_on_a_0_to_100_percent_axis() -> None:
+    assert tuple(learning_curves_figure(HISTORY).layout.yaxis2.range) == (0, 1)
+    assert tuple(compare_runs_figure({"run-a": HISTORY["epochs"]}).layout.yaxis.range) == (0, 1)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+import numpy as np
 import pytest
 from conftest import PROJECT_ROOT
 
@@ -19,6 +20,7 @@ from fer_core.datasets import resolve_dataset
 from fer_core.labels import EMOTIONS
 from training import cli, runs, trainer
 from training.config import TrainConfig
+from training.records import Recalibration
 
 pytestmark = pytest.mark.slow
 
@@ -64,7 +66,7 @@ def test_train_command_fills_the_run_folder_while_readers_poll_it(tmp_path: Path
     )
     reads, versions = 0, set()
     while process.poll() is None:  # a reader like the Training page: never sees half a file
-        for run_dir in tmp_path.iterdir():
+        for run_dir in filter(Path.is_dir, tmp_path.iterdir()):  # the runs folder also holds the launch lock
             for name in (runs.STATUS_FILE, runs.HISTORY_JSON):
                 try:
                     text = (run_dir / name).read_text()
@@ -78,18 +80,18 @@ def test_train_command_fills_the_run_folder_while_readers_poll_it(tmp_path: Path
     assert process.returncode == 0, output[-3000:]
     assert reads > 50 and len(versions) > 3
 
-    (run_dir,) = tmp_path.iterdir()
+    (run_dir,) = filter(Path.is_dir, tmp_path.iterdir())
     assert {path.name for path in run_dir.iterdir()} >= RUN_FILES
     assert not [path.name for path in run_dir.iterdir() if ".tmp" in path.name]
     run = runs.Run(run_dir)
     status = run.status()
-    assert status["state"] == "finished" and status["epochs_done"] == 2
-    assert [row["epoch"] for row in run.history()["epochs"]] == [1, 2]
-    assert run.history()["batches"]
+    assert status.state == "finished" and status.epochs_done == 2
+    assert [row["epoch"] for row in run.history().epochs] == [1, 2]
+    assert run.history().batches
     assert len((run_dir / "history.csv").read_text().strip().splitlines()) == 3
     metrics = run.metrics()
-    assert {"accuracy", "macro_f1", "per_class", "confusion", "n"} <= set(metrics)
-    assert len(metrics["confusion"]) == len(EMOTIONS) and sum(map(sum, metrics["confusion"])) == metrics["n"]
+    assert metrics is not None and set(metrics.per_class) == set(EMOTIONS)
+    assert len(metrics.confusion) == len(EMOTIONS) and sum(map(sum, metrics.confusion)) == metrics.n
     assert "finished: test accuracy" in output
 
 
@@ -149,8 +151,7 @@ def test_init_from_another_architecture_or_nothing_is_a_clear_error(
     )
     assert code == cli.EXIT_USAGE
     assert "no model to start from" in capsys.readouterr().err
-    (run,) = runs.list_runs(tmp_path)
-    assert run.status()["state"] == "failed"  # the run folder says why, as for any failed run
+    assert runs.list_runs(tmp_path) == []  # a training refused for bad input leaves no run folder
 
 
 def test_train_with_init_from_loads_the_weights_and_records_the_source(
@@ -168,8 +169,8 @@ def test_train_with_init_from_loads_the_weights_and_records_the_source(
     assert cli.main([*arguments, "--init-from", str(finished_run.path)]) == 0
     assert loaded == [str(finished_run.path)]
     (run,) = runs.list_runs(tmp_path)
-    assert run.config()["settings"]["init_from"] == str(finished_run.path)
-    assert run.status()["state"] == "finished"
+    assert run.config().settings.init_from == str(finished_run.path)
+    assert run.status().state == "finished"
 
 
 def test_stop_flag_ends_the_run_and_resume_continues_it(
@@ -193,17 +194,18 @@ def test_stop_flag_ends_the_run_and_resume_continues_it(
     config = TrainConfig(data="demo", arch="tiny", epochs=3, batch_size=32, max_steps_per_epoch=3)
     run = runs.Run(trainer.train(config))
     status = run.status()
-    assert status["state"] == "stopped" and status["stop_reason"] == "stop requested"
-    assert [row["epoch"] for row in run.history()["epochs"]] == [1]
+    assert status.state == "stopped" and status.stop_reason == "stop requested"
+    assert [row["epoch"] for row in run.history().epochs] == [1]
     assert (run.path / runs.BEST_CHECKPOINT).is_file() and run.model_path() == run.path / runs.EXPORTED_MODEL
-    assert not (run.path / runs.STOP_FLAG).exists() and not run.metrics()
+    assert not (run.path / runs.STOP_FLAG).exists() and run.metrics() is None
 
     monkeypatch.setattr(trainer, "make_recorder", make_recorder)
     trainer.resume(run.path)
     status = run.status()
-    assert status["state"] == "finished" and status["resumed_at"] is not None
-    assert [row["epoch"] for row in run.history()["epochs"]] == [1, 2, 3]  # appended, not restarted
-    assert run.metrics()["n"] > 0
+    assert status.state == "finished" and status.resumed_at is not None
+    assert [row["epoch"] for row in run.history().epochs] == [1, 2, 3]  # appended, not restarted
+    metrics = run.metrics()
+    assert metrics is not None and metrics.n > 0
     with pytest.raises(ValueError, match="already finished"):
         trainer.resume(run.path)
 
@@ -222,7 +224,7 @@ def test_a_new_best_checkpoint_retires_an_older_export(tmp_path: Path) -> None:
     assert run.model_path() == run.path / runs.EXPORTED_MODEL
     checkpointer.on_epoch_end(4, {"val_accuracy": 0.6})
     assert run.model_path() == run.path / runs.BEST_CHECKPOINT
-    assert run.checkpoint_info()["best_epoch"] == 5
+    assert run.checkpoint_info().best_epoch == 5
 
 
 @pytest.mark.parametrize(("accuracies", "kept"), [((0.50, 0.60), True), ((0.60, 0.55), False)])
@@ -245,9 +247,11 @@ def test_batch_norm_recalibration_is_kept_only_if_validation_accuracy_rises(
 
 
 def test_a_finished_run_reports_its_batch_norm_recalibration(finished_run: runs.Run) -> None:
-    recalibration = finished_run.metrics()["batch_norm_recalibration"]
-    assert set(recalibration) == {"val_accuracy_before", "val_accuracy_after", "kept"}
-    assert recalibration["kept"] == (recalibration["val_accuracy_after"] > recalibration["val_accuracy_before"])
+    metrics = finished_run.metrics()
+    assert metrics is not None and metrics.recalibration is not None
+    recalibration = metrics.recalibration
+    assert recalibration.val_accuracy_before is not None and recalibration.val_accuracy_after is not None
+    assert recalibration.kept == (recalibration.val_accuracy_after > recalibration.val_accuracy_before)
 
 
 def test_a_failed_recalibration_leaves_the_run_finished_with_its_plain_export(
@@ -259,11 +263,10 @@ def test_a_failed_recalibration_leaves_the_run_finished_with_its_plain_export(
     monkeypatch.setattr(trainer, "recalibrate_if_better", out_of_memory)
     config = TrainConfig(data="demo", arch="tiny", epochs=1, batch_size=32, max_steps_per_epoch=2)
     run = runs.Run(trainer.train(config))
-    assert run.status()["state"] == "finished"
-    assert run.metrics()["batch_norm_recalibration"] == {
-        "error": "MemoryError: no room for the training faces",
-        "kept": False,
-    }
+    assert run.status().state == "finished"
+    metrics = run.metrics()
+    assert metrics is not None
+    assert metrics.recalibration == Recalibration(kept=False, error="MemoryError: no room for the training faces")
     assert run.model_path() == run.path / runs.EXPORTED_MODEL
 
 
@@ -273,7 +276,7 @@ def test_a_failing_run_is_marked_failed_with_its_error(isolated_runs_dir: Path) 
         trainer.train(config)
     (run,) = runs.list_runs(isolated_runs_dir)
     status = run.status()
-    assert status["state"] == "failed" and "does not exist" in status["error"]
+    assert status.state == "failed" and "does not exist" in (status.error or "")
 
 
 def test_mirrored_strategy_trains_over_two_logical_cpu_devices(tmp_path: Path) -> None:
@@ -299,7 +302,7 @@ def test_mirrored_strategy_trains_over_two_logical_cpu_devices(tmp_path: Path) -
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     (run,) = runs.list_runs(tmp_path)
     status = run.status()
-    assert (status["state"], status["strategy"], status["devices"]) == ("finished", "mirrored", 2)
+    assert (status.state, status.strategy, status.devices) == ("finished", "mirrored", 2)
 
 
 def test_keep_last_saves_a_snapshot_of_each_of_the_last_epochs(tmp_path: Path) -> None:
@@ -318,3 +321,121 @@ def test_keep_last_saves_a_snapshot_of_each_of_the_last_epochs(tmp_path: Path) -
 def test_keep_last_beyond_the_epochs_is_refused() -> None:
     with pytest.raises(ValueError, match="keep_last"):
         TrainConfig(epochs=3, keep_last=4)
+
+
+def stop_after_epoch(monkeypatch: pytest.MonkeyPatch, stop_epoch: int) -> None:
+    """Make the trainer's recorder raise the STOP flag at the end of epoch ``stop_epoch`` (from 1)."""
+    make_recorder = trainer.make_recorder
+
+    def recorder(run_dir: Path, *args: Any) -> Any:
+        made = make_recorder(run_dir, *args)
+        epoch_end = made.on_epoch_end
+
+        def on_epoch_end(epoch: int, logs: dict[str, Any] | None = None) -> None:
+            epoch_end(epoch, logs)
+            if epoch + 1 == stop_epoch:
+                (run_dir / runs.STOP_FLAG).touch()
+
+        made.on_epoch_end = on_epoch_end
+        return made
+
+    monkeypatch.setattr(trainer, "make_recorder", recorder)
+
+
+def test_resume_after_last_keras_was_truncated_goes_on_from_the_best_checkpoint(
+    isolated_runs_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stop_after_epoch(monkeypatch, 2)
+    config = TrainConfig(data="demo", arch="tiny", epochs=3, batch_size=32, max_steps_per_epoch=3)
+    run = runs.Run(trainer.train(config))
+    assert run.status().state == "stopped"
+    best_epoch = run.checkpoint_info().best_epoch
+    last = run.path / runs.LAST_CHECKPOINT
+    last.write_bytes(last.read_bytes()[:1000])  # truncated, as by a full disk or a copy cut short
+
+    monkeypatch.undo()
+    assert cli.main(["resume", str(run.path)]) == 0
+    output = capsys.readouterr().out
+    status = run.status()
+    assert status.state == "finished"
+    assert status.resume_note is not None and "last.keras is unreadable" in status.resume_note
+    assert f"resumed from best.keras, the best epoch ({best_epoch})" in status.resume_note
+    assert "note: last.keras is unreadable" in output
+    assert [row["epoch"] for row in run.history().epochs] == [1, 2, 3]
+
+
+def test_a_run_whose_loss_becomes_nan_fails_as_diverged_and_cannot_be_promoted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import keras
+
+    from training import promote
+
+    # The first step's loss is finite; its update makes every weight NaN, so the second step's loss is NaN.
+    monkeypatch.setattr(trainer, "_optimizer", lambda config, steps: keras.optimizers.SGD(learning_rate=float("nan")))
+    arguments = ["train", *TINY, "--epochs", "2", "--max-steps-per-epoch", "3", "--run-dir", str(tmp_path)]
+    assert cli.main(arguments) == cli.EXIT_FAILED
+    error = capsys.readouterr().err
+    assert "error: diverged at epoch 1, step 2: the loss became nan" in error and "Traceback" not in error
+    (run,) = runs.list_runs(tmp_path)
+    status = run.status()
+    assert status.state == "failed" and status.diverged
+    assert (status.error or "").startswith("diverged at epoch 1, step 2")
+    assert not (run.path / runs.LAST_CHECKPOINT).exists()  # no epoch of NaN weights was kept
+    with pytest.raises(ValueError, match="diverged"):
+        promote.promote_run(run)
+
+
+def test_a_full_disk_fails_the_run_with_a_plain_message_and_no_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import errno
+
+    from training import callbacks
+
+    def no_space(model: Any, path: Path) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(callbacks, "save_model_atomic", no_space)  # the first checkpoint, after epoch 1
+    arguments = ["train", *TINY, "--epochs", "1", "--max-steps-per-epoch", "2", "--run-dir", str(tmp_path)]
+    assert cli.main(arguments) == cli.EXIT_FAILED
+    error = capsys.readouterr().err
+    (run,) = runs.list_runs(tmp_path)
+    assert f"error: the disk is full: no space was left to write in {run.path}" in error
+    assert "Traceback" not in error and "Errno" not in error
+    status = run.status()
+    assert status.state == "failed" and (status.error or "").startswith("the disk is full")
+
+
+def write_faces(folder: Path, counts: dict[str, int]) -> Path:
+    """A Kaggle-layout data set (train/<emotion>/*.png) with ``counts`` faces per emotion."""
+    rng = np.random.default_rng(0)
+    for emotion, count in counts.items():
+        (folder / "train" / emotion).mkdir(parents=True)
+        for index in range(count):
+            cv2.imwrite(str(folder / "train" / emotion / f"{index}.png"), rng.integers(0, 255, (48, 48), np.uint8))
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("counts", "message"),
+    [
+        ({"happy": 6}, "every training face is happy: a classifier needs faces of at least two emotions"),
+        ({emotion: 1 for emotion in EMOTIONS}, "no faces are left for validation"),
+    ],
+)
+def test_faces_a_classifier_cannot_learn_from_are_refused_and_leave_no_run_folder(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    counts: dict[str, int],
+    message: str,
+) -> None:
+    monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path / "cache"))
+    faces = write_faces(tmp_path / "faces", counts)
+    runs_dir = tmp_path / "runs"
+    arguments = ["train", "--data", str(faces), "--arch", "tiny", "--epochs", "1", "--run-dir", str(runs_dir)]
+    assert cli.main(arguments) == cli.EXIT_USAGE
+    error = capsys.readouterr().err
+    assert message in error and "Traceback" not in error
+    assert runs.list_runs(runs_dir) == []

@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from app.state import DEMO_LABEL
 from fer_core.labels import EMOTIONS
 from fer_core.settings import SHIPPED_MODEL_PATH
-from training import runs
+from training import promote, runs
 from training.config import TrainConfig
 from training.trainer import create_run
 
@@ -61,30 +62,31 @@ def all_text(at: AppTest) -> str:
 @pytest.mark.slow
 def test_page_trains_a_short_run_shows_it_growing_and_promotes_it(isolated_runs_dir: Path) -> None:
     at = open_page()
+    at.sidebar.radio(key="data_source_choice").set_value(DEMO_LABEL).run()  # not a FER2013 copy found nearby
     # Long enough (several seconds) for the page to be seen mid-run on a fast, quiet machine too.
     at.selectbox(key="train_arch").set_value("fernet")
     at.number_input(key="train_epochs").set_value(6)
-    at.selectbox(key="train_batch_size").set_value(32)
-    at.number_input(key="train_max_steps").set_value(8)
+    at.number_input(key="train_batch_size").set_value(32)
+    at.number_input(key="train_max_steps_per_epoch").set_value(8)
     at.selectbox(key="train_init_from").set_value("Shipped default model")  # fine-tune the shipped model
     at.button(key="train_start").click().run()
     assert not at.exception, at.exception
     (run,) = runs.list_runs(isolated_runs_dir)
-    assert run.config()["settings"]["max_steps_per_epoch"] == 8
-    assert run.config()["settings"]["init_from"] == str(SHIPPED_MODEL_PATH)
+    assert run.config().settings.max_steps_per_epoch == 8
+    assert run.config().settings.init_from == str(SHIPPED_MODEL_PATH)
 
     observed: list[tuple[str, int]] = []
     deadline = time.monotonic() + 150
     while time.monotonic() < deadline:
         # The state is read before the page renders, so the page shows this state or a later one: read
         # after, a run that ends mid-render would be "finished" here while the page still showed it running.
-        state = run.status()["state"]
+        state = run.status().state
         at.run()
         assert not at.exception, at.exception
         observed.append((state, point_count(chart_spec(at, "live-curves"))))
         if state not in runs.ACTIVE_STATES:
             break
-        if run.status()["state"] in runs.ACTIVE_STATES:  # still active after the render, so during it too
+        if run.status().is_active:  # still active after the render, so during it too
             assert at.button(key="train_start").disabled  # one training at a time
         time.sleep(0.7)
     assert observed[-1][0] == "finished", (observed, (run.path / runs.LOG_FILE).read_text()[-2000:])
@@ -101,6 +103,8 @@ def test_page_trains_a_short_run_shows_it_growing_and_promotes_it(isolated_runs_
     assert f"Run {run.name}" in at.selectbox(key="train_init_from").options  # later runs may start from it
 
     at.button(key=f"promote-{run.name}").click().run()
+    assert any("demo set" in element.value for element in at.warning)  # asks first: a demo-set model
+    at.button(key=f"promote-anyway-{run.name}").click().run()
     assert not at.exception, at.exception
     promoted = isolated_runs_dir / "promoted.keras"
     assert promoted.is_file() and promoted.read_bytes() == (run.path / runs.EXPORTED_MODEL).read_bytes()
@@ -189,3 +193,160 @@ def test_selected_runs_are_overlaid_and_the_first_opens_with_its_results(isolate
     per_class = at.dataframe[1].value
     assert list(per_class["Emotion"]) == list(EMOTIONS)
     assert len(at.get("image")) == min(24, int(np.load(older.path / runs.MISCLASSIFIED_FILE)["labels"].size))
+
+
+def test_an_unreadable_run_is_listed_as_such_beside_the_good_ones(isolated_runs_dir: Path) -> None:
+    good = finished_fake_run(isolated_runs_dir, [0.3, 0.4])
+    time.sleep(1.1)  # run folders are named by the second
+    broken = finished_fake_run(isolated_runs_dir, [0.2])
+    runs.write_json(broken.path / runs.STATUS_FILE, {"state": "finished", "pid": "abc"})
+    at = open_page()
+    table = at.dataframe[0].value
+    statuses = dict(zip(table["Run"], table["Status"], strict=True))
+    assert "finished" in statuses[good.name]
+    assert "unreadable: status.json: pid must be an integer, got 'abc'" in statuses[broken.name]
+    assert any("cannot be read: status.json: pid must be an integer" in element.value for element in at.error)
+    next(box for box in at.selectbox if box.label == "Open run").set_value(good.name).run()  # opens as before
+    assert not at.exception, at.exception
+    assert point_count(chart_spec(at, f"confusion-{good.name}")) > 0
+
+
+def test_a_broken_promoted_card_is_a_warning_not_an_exception(isolated_runs_dir: Path) -> None:
+    (isolated_runs_dir / "promoted.keras").write_bytes(b"a model")
+    runs.write_json(isolated_runs_dir / "promoted.json", {"run": "r", "promoted_at": "yesterday"})
+    at = open_page()
+    assert any("promoted_at must be a number" in element.value for element in at.warning)
+    at.button(key="unpromote").click().run()
+    assert not at.exception and not (isolated_runs_dir / "promoted.keras").exists()
+
+
+def test_promoting_a_model_trained_on_the_demo_set_asks_first_and_says_why(isolated_runs_dir: Path) -> None:
+    run = finished_fake_run(isolated_runs_dir, [0.3, 0.4])
+    (run.path / runs.EXPORTED_MODEL).write_bytes(b"float32 export")
+    at = open_page()
+    at.button(key=f"promote-{run.name}").click().run()
+    assert not at.exception, at.exception
+    assert any("Use this model anyway?" in element.value and "demo set" in element.value for element in at.warning)
+    assert not (isolated_runs_dir / "promoted.keras").exists()  # nothing happened yet
+    at.button(key=f"promote-cancel-{run.name}").click().run()
+    assert not any("Use this model anyway?" in element.value for element in at.warning)
+    at.button(key=f"promote-{run.name}").click().run()
+    at.button(key=f"promote-anyway-{run.name}").click().run()
+    assert not at.exception, at.exception
+    assert (isolated_runs_dir / "promoted.keras").read_bytes() == b"float32 export"
+
+
+def test_a_run_is_deleted_only_after_confirmation_and_never_while_it_trains(isolated_runs_dir: Path) -> None:
+    old = finished_fake_run(isolated_runs_dir, [0.3])
+    at = open_page()
+    at.button(key=f"delete-{old.name}").click().run()
+    assert any("cannot be undone" in element.value for element in at.warning)
+    assert old.path.exists()
+    at.button(key=f"delete-yes-{old.name}").click().run()
+    assert not at.exception, at.exception
+    assert not old.path.exists()
+
+    busy = create_run(TrainConfig(data="demo", arch="tiny", runs_dir=str(isolated_runs_dir)))
+    runs.update_status(busy, state="running", pid=os.getpid(), epoch=1, epochs=60, step=3, steps=20)
+    at = open_page()
+    assert at.button(key=f"delete-{busy.name}").disabled
+
+
+def test_the_form_opens_with_the_last_settings_used_and_copies_an_earlier_runs(isolated_runs_dir: Path) -> None:
+    older = create_run(TrainConfig(data="demo", arch="tiny", epochs=7, patience=3, runs_dir=str(isolated_runs_dir)))
+    time.sleep(1.1)  # run folders are named by the second
+    newest = TrainConfig(data="demo", arch="tiny", epochs=9, augment=False, lr=0.001, runs_dir=str(isolated_runs_dir))
+    create_run(newest)
+    at = open_page()
+    assert at.selectbox(key="train_arch").value == "tiny"
+    assert at.number_input(key="train_epochs").value == 9
+    assert at.number_input(key="train_lr").value == 0.001
+    assert at.toggle(key="train_augment").value is False
+
+    at.selectbox(key="train_settings_source").set_value(f"Run {older.name}")
+    at.button(key="train_copy_settings").click().run()
+    assert not at.exception, at.exception
+    assert (at.number_input(key="train_epochs").value, at.number_input(key="train_patience").value) == (7, 3)
+    assert at.toggle(key="train_augment").value is True
+
+    at.selectbox(key="train_settings_source").set_value("Default settings")
+    at.button(key="train_copy_settings").click().run()
+    assert at.number_input(key="train_epochs").value == TrainConfig().epochs
+    assert at.number_input(key="train_lr").value is None
+
+
+def test_while_a_run_trains_the_table_and_the_panels_show_one_reading(isolated_runs_dir: Path) -> None:
+    busy = create_run(TrainConfig(data="demo", arch="tiny", epochs=3, runs_dir=str(isolated_runs_dir)))
+    history = [{"epoch": epoch, "loss": 1.5, "accuracy": 0.5, "val_accuracy": 0.4} for epoch in (1, 2)]
+    runs.write_json(busy / runs.HISTORY_JSON, {"epochs": history, "batches": [{"epoch": 2.5, "loss": 1.4}]})
+    # The status is written after the history: it may already say the third epoch is done.
+    runs.update_status(
+        busy, state="running", phase="training", pid=os.getpid(), epoch=3, epochs=3, step=5, steps=5, epochs_done=3
+    )
+    at = open_page()
+    assert list(at.dataframe[0].value["Epochs"]) == ["3 / 3"]
+    assert {metric.label: metric.value for metric in at.metric}["Epochs done"] == "3 / 3"
+    live, details = chart_spec(at, "live-curves"), chart_spec(at, f"curves-{busy.name}")
+    assert point_count(live) == point_count(details) > 0  # the same history in both panels
+
+
+def test_labels_fit_and_say_counts_and_shares_properly(isolated_runs_dir: Path) -> None:
+    run = finished_fake_run(isolated_runs_dir, [0.3])  # one epoch
+    runs.update_status(run.path, state="stopped", stop_reason="stop requested")
+    at = open_page()
+    assert any("Stopped after 1 complete epoch (" in element.value for element in at.warning)
+    assert any("1 epoch · batch" in element.value for element in at.caption)
+    assert not any("epoch(s)" in text or "1 epochs" in text for text in [all_text(at)])
+    runs_table, per_class = (json.loads(at.dataframe[index].proto.columns) for index in (0, 1))
+    formats = {per_class[name]["type_config"]["format"] for name in ("Precision", "Recall", "F1")}
+    formats |= {runs_table[name]["type_config"]["format"] for name in ("Best val acc", "Test acc")}
+    assert formats == {"%.1f%%"}  # one decimal everywhere: not "20%" beside "3.33%"
+
+    busy = create_run(TrainConfig(data="demo", arch="tiny", epochs=3, runs_dir=str(isolated_runs_dir)))
+    runs.update_status(busy, state="running", phase="training", pid=os.getpid(), epoch=1, epochs=3, step=1, steps=5)
+    at = open_page()
+    metrics = {metric.label: metric.value for metric in at.metric}
+    assert metrics["Time per epoch"] == "-"  # short values: "measuring..." was cut to "meas…"
+    assert all(len(value) <= 12 for value in metrics.values()), metrics
+
+
+def test_the_button_back_to_the_shipped_model_has_the_full_width_for_its_label(isolated_runs_dir: Path) -> None:
+    run = finished_fake_run(isolated_runs_dir, [0.3])
+    (run.path / runs.EXPORTED_MODEL).write_bytes(b"float32 export")
+    promote.promote_run(run)
+    at = open_page()
+    assert at.button(key="unpromote").label == "Go back to the shipped model"
+    in_columns = {getattr(node, "key", None) for column in at.columns for node in column}
+    assert "unpromote" not in in_columns  # in a 1/6-wide column it showed as "Use the shipped m..."
+
+
+def test_data_a_classifier_cannot_learn_from_is_refused_before_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import cv2
+
+    faces = tmp_path / "faces"
+    (faces / "train" / "happy").mkdir(parents=True)
+    for index in range(5):
+        cv2.imwrite(str(faces / "train" / "happy" / f"{index}.png"), np.full((48, 48), 40 * index, np.uint8))
+    monkeypatch.setenv("FER_DATA_ROOTS", str(tmp_path))
+    monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path / "cache"))
+    at = open_page()
+    at.radio(key="data_source_choice").set_value("Another location...").run()
+    at.text_input[0].set_value(str(faces)).run()
+    assert not at.exception, at.exception
+    assert any("Cannot train on these faces: every training face is happy" in element.value for element in at.error), (
+        all_text(at)
+    )
+    assert at.button(key="train_start").disabled
+
+
+def test_saved_mistakes_with_unknown_emotion_codes_are_a_warning_not_an_exception(isolated_runs_dir: Path) -> None:
+    run = finished_fake_run(isolated_runs_dir, [0.3])
+    with np.load(run.path / runs.MISCLASSIFIED_FILE) as stored:
+        arrays = {name: stored[name] for name in stored.files}
+    arrays["labels"] = arrays["labels"] + 50  # edited by hand, or from another label set
+    np.savez_compressed(run.path / runs.MISCLASSIFIED_FILE, **arrays)
+    at = open_page()
+    assert not at.exception, at.exception
+    assert any("saved mistakes could not be read" in element.value for element in at.warning)

@@ -4,71 +4,34 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fer_core.errors import FerError
-from fer_core.run_layout import is_run_folder
+from fer_core.run_layout import LAST_CHECKPOINT, is_run_folder
+from training.errors import TrainingFailed
 
 if TYPE_CHECKING:
     from training.config import TrainConfig
 
-EXIT_USAGE = 2
+EXIT_FAILED = 1  # a training that ran and failed
+EXIT_USAGE = 2  # bad input: nothing was trained
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from fer_core.models import architectures
-    from training.config import TrainConfig
-
-    defaults = TrainConfig()
     parser = argparse.ArgumentParser(prog="python -m training", description="Train and evaluate FER models.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train a model into a new run folder")
-    train.add_argument(
-        "--data", default=defaults.data, help="'demo', a FER2013 folder (Kaggle layout or class folders) or fer2013.csv"
-    )
     train.add_argument("--config", type=Path, help="a TOML file of settings; flags given here override it")
-    train.add_argument("--arch", choices=sorted(architectures()), help=f"architecture (default {defaults.arch})")
-    train.add_argument("--epochs", type=int, help=f"default {defaults.epochs}")
-    train.add_argument("--batch-size", type=int, help=f"default {defaults.batch_size}")
-    train.add_argument("--lr", type=float, help="peak learning rate (default: the architecture's own)")
-    train.add_argument("--weight-decay", type=float, help=f"AdamW weight decay (default {defaults.weight_decay})")
+    add_setting_flags(train)
     train.add_argument(
-        "--augment",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="flip/shift/rotate/zoom/brightness/contrast (default on)",
-    )
-    train.add_argument(
-        "--class-weights",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="softened inverse-frequency class weights (default on)",
-    )
-    train.add_argument("--label-smoothing", type=float, help=f"default {defaults.label_smoothing}")
-    train.add_argument("--patience", type=int, help=f"early-stopping patience in epochs (default {defaults.patience})")
-    train.add_argument(
-        "--val-fraction", type=float, help=f"validation share carved from train (default {defaults.val_fraction})"
-    )
-    train.add_argument("--run-dir", dest="runs_dir", help="folder that holds the runs (default: runs/ in the project)")
-    train.add_argument("--seed", type=int, help=f"default {defaults.seed}")
-    train.add_argument(
-        "--strategy", choices=["default", "mirrored"], help="'mirrored': MirroredStrategy over all visible devices"
-    )
-    train.add_argument(
-        "--precision", choices=["auto", "float32", "mixed_bfloat16", "mixed_float16"], help="default auto"
-    )
-    train.add_argument("--max-steps-per-epoch", type=int, help="cap steps per epoch (quick trials)")
-    train.add_argument(
-        "--init-from",
-        help="start from the weights of this .keras model or run folder (same architecture): fine-tuning",
-    )
-    train.add_argument(
-        "--keep-last",
-        type=int,
-        help="also keep the model of each of the last N epochs in snapshots/ (for `average`; default 0)",
+        "--allow-concurrent",
+        action="store_true",
+        help="start even while another training runs in the same runs folder (by default one at a time)",
     )
     # The launcher creates the run folder first (so the page knows it at once) and hands it over here;
     # the settings then come from that folder's config.json.
@@ -107,10 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="re-estimate batch-norm statistics on clean training faces (default on)",
     )
     average.add_argument(
-        "--val-fraction", type=float, help="as in training (default: the inputs' runs' own, else the training default)"
+        "--val-fraction",
+        type=setting_type("val_fraction"),
+        help="as in training (default: the inputs' runs' own, else the training default)",
     )
     average.add_argument(
-        "--seed", type=int, help="as in training: the same validation faces (default: the inputs' runs' own, else 42)"
+        "--seed",
+        type=setting_type("seed"),
+        help="as in training: the same validation faces (default: the inputs' runs' own, else 42)",
     )
     average.add_argument("--json", action="store_true", help="print one JSON object to stdout")
 
@@ -131,16 +98,83 @@ def build_parser() -> argparse.ArgumentParser:
     resume = commands.add_parser("resume", help="continue a run from its last epoch checkpoint")
     resume.add_argument("run", type=Path, help="the run folder")
     resume.add_argument("--launched", action="store_true", help=argparse.SUPPRESS)  # by training.launcher
+    resume.add_argument(
+        "--allow-concurrent", action="store_true", help="resume even while another training runs in its runs folder"
+    )
     return parser
+
+
+SETTING_PARSERS = {"int": int, "float": float, "float | None": float, "str": str}
+
+
+def setting_type(name: str) -> Callable[[str], Any]:
+    """An argparse ``type`` for setting ``name``: converts the text and applies the setting's own
+    bounds and choices (see training.config), so a bad flag is refused before anything starts."""
+    from training.config import ConfigError, checked_value, kind_of
+
+    convert = SETTING_PARSERS[kind_of(name)]
+
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {_KIND_WORDS[kind_of(name)]}") from None
+        try:
+            return checked_value(name, value)
+        except ConfigError as error:
+            raise argparse.ArgumentTypeError(str(error).removeprefix(f"{name} ")) from None
+
+    parse.__name__ = name  # argparse names the type in some messages
+    return parse
+
+
+_KIND_WORDS = {"int": "an integer", "float": "a number", "float | None": "a number", "str": "text"}
+
+
+def add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per training setting, from its declaration in TrainConfig (help, choices, bounds).
+    Every default is None: a flag not given leaves the value of --config, else the default."""
+    from training.config import FIELDS, TrainConfig, bound_text, kind_of, option
+
+    defaults = TrainConfig()
+    for name in FIELDS:
+        declared = option(name)
+        flag = declared.flag or "--" + name.replace("_", "-")
+        default = getattr(defaults, name)
+        shown = declared.default_text or (
+            {True: "on", False: "off"}.get(default) if kind_of(name) == "bool" else default
+        )
+        help_text = f"{declared.help} (default {shown})"
+        if kind_of(name) == "bool":
+            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+            continue
+        if declared.bounded:
+            help_text += f"; {bound_text(declared.minimum)} to {bound_text(declared.maximum)}"  # type: ignore[arg-type]
+        choices = declared.allowed() or None
+        parser.add_argument(
+            flag,
+            dest=name,
+            type=str if choices else setting_type(name),
+            choices=choices,
+            metavar=None if choices else {"int": "N", "str": "TEXT"}.get(kind_of(name), "X"),
+            help=help_text,
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(COMMANDS[args.command](args))
+    except TrainingFailed as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILED
     except (FerError, ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as error:  # a folder that cannot be written, a disk that is full
+        where = f": {error.filename}" if error.filename else ""
+        print(f"error: {error.strerror or error}{where}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -148,23 +182,54 @@ def main(argv: list[str] | None = None) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from training.config import TrainConfig, config_from_mapping, load_config_file
-    from training.runs import Run
+    from training.runs import RecordError, Run
     from training.trainer import train
 
-    if args.into is not None:
-        settings = Run(args.into).config().get("settings")
-        if not settings:
-            raise ValueError(f"{args.into} is not a run folder (no config.json with settings)")
-        return _report_run(train(config_from_mapping(settings), args.into))
+    if args.into is not None:  # started by training.launcher, which made the run folder
+        try:
+            settings = Run(args.into).config().settings
+        except RecordError as error:
+            raise ValueError(f"cannot train into {args.into}: {error}") from None
+        return _report_run(train(settings, args.into))
     config = load_config_file(args.config) if args.config else TrainConfig()
     overrides = {
         key: value
         for key, value in vars(args).items()
-        if key not in ("command", "config", "into") and value is not None
+        if key not in ("command", "config", "into", "allow_concurrent") and value is not None
     }
     config = config_from_mapping(overrides, config)
-    run_dir = train(config)
+    run_dir = _new_run_folder(config, allow_concurrent=args.allow_concurrent)
+    try:
+        train(config, run_dir)
+    except (FerError, ValueError):
+        # Bad input (data that cannot be trained on, a model to start from that does not fit): no
+        # epoch was trained, so the folder holds nothing worth keeping.
+        if not (run_dir / LAST_CHECKPOINT).exists():
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     return _report_run(run_dir)
+
+
+def _new_run_folder(config: TrainConfig, *, allow_concurrent: bool) -> Path:
+    """The run folder, made only while no other training runs in the runs folder (as in the app),
+    unless ``allow_concurrent``; the check and the folder are made under the launcher's lock."""
+    from training import launcher
+    from training.trainer import create_run
+
+    with launcher.launch_lock(config.runs_path):
+        if not allow_concurrent:
+            _refuse_if_busy(config.runs_path)
+        return create_run(config)
+
+
+def _refuse_if_busy(runs_dir: Path, besides: Path | None = None) -> None:
+    """One training at a time per runs folder, as in the app: ``ValueError`` naming the one that runs
+    (``besides``: a run that may be active itself, which ``resume`` reports in its own words)."""
+    from training import launcher, runs
+
+    busy = runs.active_run(runs_dir)
+    if busy is not None and (besides is None or busy.path.resolve() != besides.resolve()):
+        raise ValueError(f"{launcher.TrainingBusyError(busy)} (--allow-concurrent starts it anyway)")
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -172,30 +237,39 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
     if not is_run_folder(args.run):
         raise ValueError(f"{args.run} is not a run folder (no config.json)")
+    if not (args.launched or args.allow_concurrent):  # the launcher has checked (and marked the run queued)
+        _refuse_if_busy(args.run.parent, besides=args.run)
     return _report_run(resume(args.run, launched=args.launched))
 
 
 def _report_run(run_dir: Path) -> int:
-    from training.runs import Run
+    from training.runs import Run, plural
 
     run = Run(run_dir)
-    status = run.status()
+    summary = run.summary()
+    if summary.problem:
+        print(f"run {run_dir} {summary.state_text}")
+        return EXIT_FAILED
+    text = f"run {run_dir} {summary.state}"
     metrics = run.metrics()
-    summary = f"run {run_dir} {status.get('state')}"
     if metrics:
-        summary += f": {metrics['split']} accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}"
-    elif status.get("state") == "stopped":
-        summary += f" after {len(run.history()['epochs'])} epoch(s); resume with `python -m training resume {run_dir}`"
-    print(summary)
-    return 0 if status.get("state") in ("finished", "stopped") else 1
+        text += f": {metrics.split} accuracy {metrics.accuracy:.4f}, macro-F1 {metrics.macro_f1:.4f}"
+    elif summary.state == "stopped":
+        text += f" after {plural(summary.epochs_done, 'epoch')}; resume with `python -m training resume {run_dir}`"
+    note = run.status().resume_note
+    print(text + (f"\nnote: {note}" if note else ""))
+    return 0 if summary.state in ("finished", "stopped") else EXIT_FAILED
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from fer_core.datasets import resolve_dataset
     from fer_core.inference import resolve_model_path
+    from training.model_files import check_keras_file
     from training.trainer import evaluate_served
 
     model_path = resolve_model_path(args.model)
+    if model_path.suffix == ".keras":
+        check_keras_file(model_path)  # says what is wrong with a bad file before its LiteRT copy is checked
     dataset = resolve_dataset(args.data, split=args.split).split(args.split)
     report, _ = evaluate_served(model_path, dataset, tta=args.tta)
     report.update(model=str(model_path), data=str(args.data), split=args.split, tta=args.tta)
@@ -221,22 +295,23 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_average(args: argparse.Namespace) -> int:
-    import keras
-
     from fer_core.datasets import resolve_dataset
     from fer_core.inference import resolve_model_path
     from fer_core.serving import lite_path
     from training.averaging import combine_models
-    from training.trainer import accuracy_on, export_served, save_model_atomic, split_for_training
+    from training.model_files import check_keras_file, load_keras_model, save_model_atomic
+    from training.trainer import accuracy_on, export_served, split_for_training
 
     if args.output.exists() and not args.overwrite:
         raise ValueError(f"{args.output} exists: pass --overwrite to replace it")
     if args.output.suffix != ".keras":
         raise ValueError(f"{args.output} must end in .keras")
     paths = [resolve_model_path(path) for path in args.models]
+    for path in paths:
+        check_keras_file(path)  # every input, before minutes of loading data
     split = _validation_split(paths, seed=args.seed, val_fraction=args.val_fraction)
     train, val = split_for_training(resolve_dataset(args.data), split.val_fraction, split.seed)
-    models = [keras.models.load_model(path, compile=False) for path in paths]
+    models = [load_keras_model(path) for path in paths]
 
     inputs = [
         {"model": str(path), "val_accuracy": accuracy_on(model, val)} for path, model in zip(paths, models, strict=True)
@@ -272,15 +347,18 @@ def _validation_split(paths: list[Path], *, seed: int | None, val_fraction: floa
     """The seed and validation share to hold out, as a checked TrainConfig: those given, else those
     of the runs the models come from (a model inside a run folder), else the training defaults.
     Other validation faces would include faces the models were trained on."""
-    from training.config import TrainConfig, config_from_mapping
-    from training.runs import Run
+    from training.config import config_from_mapping
+    from training.runs import RecordError, Run
 
     used = set()
     for path in paths:
-        settings = Run(path.parent).config().get("settings") if is_run_folder(path.parent) else None
-        if isinstance(settings, dict):
-            defaults = TrainConfig()
-            used.add((settings.get("seed", defaults.seed), settings.get("val_fraction", defaults.val_fraction)))
+        if not is_run_folder(path.parent):
+            continue
+        try:
+            settings = Run(path.parent).config().settings
+        except RecordError as error:
+            raise ValueError(f"cannot tell which faces {path} was validated on: {error}") from None
+        used.add((settings.seed, settings.val_fraction))
     if len(used) > 1 and (seed is None or val_fraction is None):
         raise ValueError(
             f"the models were trained with different validation splits (seed, share: {sorted(used)}); "
@@ -304,14 +382,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     model_path: Path = args.model
     data = args.data
     if is_run_folder(model_path):
-        run = runs.Run(model_path)
-        settings = run.config().get("settings") or {}
+        settings = runs.Run(model_path).config().settings
         if not (model_path / runs.EXPORTED_MODEL).is_file():
             if not (model_path / runs.BEST_CHECKPOINT).is_file():
                 raise ValueError(f"{model_path} has no model yet: let the run finish an epoch")
-            export_model(model_path / runs.BEST_CHECKPOINT, model_path / runs.EXPORTED_MODEL, str(settings["arch"]))
+            export_model(model_path / runs.BEST_CHECKPOINT, model_path / runs.EXPORTED_MODEL, settings.arch)
         model_path = model_path / runs.EXPORTED_MODEL
-        data = data or settings.get("data")
+        data = data or settings.data
     elif model_path.suffix != ".keras":
         raise ValueError(f"{model_path} is neither a .keras file nor a run folder")
     if data:
@@ -347,6 +424,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
         return 0
     print(f"{'run':<34}{'state':<10}{'arch':<8}{'epochs':>7}{'best val':>10}{'test':>8}")
     for row in rows:
+        if row["problem"]:
+            print(f"{row['run']:<34}unreadable: {row['problem']}")
+            continue
         best = f"{row['best_val_accuracy']:.4f}" if row["best_val_accuracy"] is not None else "-"
         test = f"{row['test_accuracy']:.4f}" if row["test_accuracy"] is not None else "-"
         print(

@@ -1,10 +1,19 @@
-"""Training settings: defaults written once in a frozen dataclass, overridden field by field."""
+"""Training settings: defaults written once in a frozen dataclass, overridden field by field.
+
+Each field declares, once, what a valid value is (its type, bounds or choices) and how to explain
+it (a label and a help text): ``TrainConfig`` checks every value against that declaration, and the
+command line (``training/cli.py``) and the Training page build their flags and widgets from it, so
+the three never disagree. The bounds keep out what cannot train (a negative step count loops for
+ever, NaN weight decay diverges) and are wide enough for the values older runs were trained with,
+whose config.json must stay readable.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,44 +21,144 @@ from typing import Any
 from fer_core.settings import default_runs_dir
 
 
+class ConfigError(ValueError):
+    """A setting of the wrong type, out of its bounds, or unknown; the message names the key."""
+
+
+@dataclass(frozen=True)
+class Option:
+    """What a setting accepts and how it is explained: carried by each ``TrainConfig`` field."""
+
+    help: str
+    label: str = ""  # the page's label ("" : the setting has no widget of its own on the page)
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] | Callable[[], Sequence[str]] = ()  # a callable: a registry read when needed
+    step: float | None = None  # the page's +/- step
+    advanced: bool = False  # on the page: inside the "Advanced" expander
+    flag: str = ""  # the command-line flag ("" : --the-field-name)
+    default_text: str = ""  # how help texts name the default ("" : the default value itself)
+
+    def allowed(self) -> tuple[str, ...]:
+        return tuple(self.choices() if callable(self.choices) else self.choices)
+
+    @property
+    def bounded(self) -> bool:
+        return self.minimum is not None and self.maximum is not None
+
+
+def _architectures() -> tuple[str, ...]:
+    from fer_core.models import architectures  # light: the builders import Keras only when called
+
+    return tuple(architectures())
+
+
+def _option(default: Any, help: str, **declaration: Any) -> Any:
+    return dataclasses.field(default=default, metadata={"option": Option(help=help, **declaration)})
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    data: str = "demo"
-    arch: str = "fernet"
-    epochs: int = 60
-    batch_size: int = 64
-    lr: float | None = None  # None: the architecture's own default (see ARCH_LEARNING_RATES)
-    weight_decay: float = 0.05  # decoupled (AdamW): multiplied by the learning rate
-    augment: bool = True
-    class_weights: bool = True  # softened (square-root) inverse-frequency weights
-    label_smoothing: float = 0.1
-    patience: int = 12  # epochs without val_accuracy improvement before stopping early
-    val_fraction: float = 0.1  # carved out of train, stratified, when the data has no val split
-    seed: int = 42
-    runs_dir: str = ""  # "" means fer_core.settings.default_runs_dir()
-    strategy: str = "default"  # "default" or "mirrored"
-    precision: str = "auto"  # "auto", "float32", "mixed_bfloat16" or "mixed_float16"
-    max_steps_per_epoch: int = 0  # 0: the whole train split every epoch (tests use small values)
-    init_from: str = ""  # a .keras model of the same architecture whose weights the run starts from
-    keep_last: int = 0  # also keep each of the last N epochs' models (snapshots/), for weight averaging
+    data: str = _option("demo", "'demo', a FER2013 folder (Kaggle layout or class folders) or fer2013.csv")
+    arch: str = _option("fernet", "the architecture", label="Architecture", choices=_architectures)
+    epochs: int = _option(60, "passes over the training faces", label="Epochs", minimum=1, maximum=10_000)
+    batch_size: int = _option(
+        64,
+        "faces per step; larger is faster per face, the learning rates suit 64",
+        label="Batch size",
+        minimum=1,
+        maximum=65_536,
+        step=16,
+    )
+    lr: float | None = _option(  # None: the architecture's own default (see ARCH_LEARNING_RATES)
+        None,
+        "peak learning rate of AdamW (short warm-up, cosine decay)",
+        label="Peak learning rate",
+        minimum=1e-7,
+        maximum=0.99,
+        step=1e-4,
+        default_text="the architecture's own",
+    )
+    weight_decay: float = _option(  # decoupled (AdamW): multiplied by the learning rate
+        0.05, "AdamW weight decay, decoupled", label="Weight decay", minimum=0.0, maximum=10.0, step=0.01, advanced=True
+    )
+    augment: bool = _option(
+        True,
+        "random flips, small shifts, rotations, zoom, brightness and contrast changes of the training faces",
+        label="Augmentation",
+    )
+    class_weights: bool = _option(
+        True,
+        "weigh rare emotions (disgust) up, softened: square root of the inverse frequency",
+        label="Class weights",
+    )
+    label_smoothing: float = _option(
+        0.1,
+        "soften the one-hot targets: helps with FER2013's noisy labels",
+        label="Label smoothing",
+        minimum=0.0,
+        maximum=0.99,
+        step=0.05,
+    )
+    patience: int = _option(
+        12,
+        "stop early after this many epochs without a better validation accuracy",
+        label="Patience",
+        minimum=1,
+        maximum=10_000,
+    )
+    val_fraction: float = _option(  # carved out of train, stratified, when the data has no val split
+        0.1,
+        "validation share carved out of train (stratified) when the data set has no val split of its own",
+        label="Validation share",
+        minimum=0.001,
+        maximum=0.49,
+        step=0.05,
+        advanced=True,
+    )
+    seed: int = _option(42, "random seed", label="Seed", minimum=0, maximum=2**32 - 1, advanced=True)
+    runs_dir: str = _option("", "folder that holds the runs", flag="--run-dir", default_text="runs/ in the project")
+    strategy: str = _option(
+        "default",
+        "'mirrored': MirroredStrategy over all visible devices",
+        label="Devices",
+        choices=("default", "mirrored"),
+        advanced=True,
+    )
+    precision: str = _option(
+        "auto",
+        "auto: float16 on a GPU, bfloat16 on CPUs that have it, else float32; the saved model is float32",
+        label="Precision",
+        choices=("auto", "float32", "mixed_bfloat16", "mixed_float16"),
+        advanced=True,
+    )
+    max_steps_per_epoch: int = _option(  # tests use small values
+        0,
+        "cap the steps per epoch (0: the whole training split every epoch); a small number makes a quick trial",
+        label="Max steps per epoch",
+        minimum=0,
+        maximum=10_000_000,
+        advanced=True,
+    )
+    init_from: str = _option(
+        "",
+        "start from the weights of this .keras model or run folder (same architecture): fine-tuning",
+        default_text="random weights",
+    )
+    keep_last: int = _option(
+        0,
+        "also keep the model of each of the last N epochs in snapshots/, for `python -m training average`",
+        label="Keep last epochs",
+        minimum=0,
+        maximum=10_000,
+        advanced=True,
+    )
 
     def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise ValueError(f"epochs must be at least 1, got {self.epochs}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
-        if self.lr is not None and not 0 < self.lr < 1:
-            raise ValueError(f"lr must be between 0 and 1, got {self.lr}")
-        if not 0 <= self.label_smoothing < 1:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
-        if not 0 < self.val_fraction < 0.5:
-            raise ValueError(f"val_fraction must be in (0, 0.5), got {self.val_fraction}")
-        if not 0 <= self.keep_last <= self.epochs:
-            raise ValueError(f"keep_last must be between 0 and epochs ({self.epochs}), got {self.keep_last}")
-        if self.strategy not in ("default", "mirrored"):
-            raise ValueError(f"strategy must be 'default' or 'mirrored', got {self.strategy!r}")
-        if self.precision not in ("auto", "float32", "mixed_bfloat16", "mixed_float16"):
-            raise ValueError(f"unknown precision {self.precision!r}")
+        for field in dataclasses.fields(self):
+            object.__setattr__(self, field.name, checked_value(field.name, getattr(self, field.name)))
+        if self.keep_last > self.epochs:
+            raise ConfigError(f"keep_last must be between 0 and epochs ({self.epochs}), got {self.keep_last}")
 
     @property
     def learning_rate(self) -> float:
@@ -64,19 +173,90 @@ class TrainConfig:
 
 
 ARCH_LEARNING_RATES = {"seed": 1e-4, "fernet": 2e-3, "tiny": 3e-3}
+FIELDS = {field.name: field for field in dataclasses.fields(TrainConfig)}
+_KINDS = {  # the annotation, as written above -> the words an error uses
+    "int": "an integer",
+    "float": "a number",
+    "float | None": "a number",
+    "bool": "true or false",
+    "str": "text",
+}
 
 
-def config_from_mapping(values: Mapping[str, Any], base: TrainConfig | None = None) -> TrainConfig:
-    """Override ``base`` (default: the defaults) with ``values``; unknown keys raise ``ValueError``."""
-    known = {field.name for field in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(values) - known)
+def option(name: str) -> Option:
+    """The declaration of setting ``name`` (its help, bounds, choices)."""
+    declared: Option = FIELDS[name].metadata["option"]
+    return declared
+
+
+def kind_of(name: str) -> str:
+    """``"int"``, ``"float"``, ``"float | None"``, ``"bool"`` or ``"str"``: the setting's type."""
+    return str(FIELDS[name].type)
+
+
+def describe(value: Any) -> str:
+    """A value as an error message shows it: ``'5' (text)``, ``[1, 2] (a list)``."""
+    kinds = {bool: "true/false", str: "text", int: "an integer", float: "a number", list: "a list", dict: "a table"}
+    kind = kinds.get(type(value), type(value).__name__)
+    return f"{value!r} ({kind})"
+
+
+def checked_value(name: str, value: Any) -> Any:
+    """``value`` if it suits setting ``name`` (an integer number for a float is made a float), else
+    :class:`ConfigError` naming the setting, what it expects and what it got."""
+    kind = kind_of(name)
+    if value is None and kind == "float | None":
+        return None
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name} must be true or false, got {describe(value)}")
+        return value
+    if kind == "str":
+        if not isinstance(value, str):
+            raise ConfigError(f"{name} must be text, got {describe(value)}")
+        allowed = option(name).allowed()
+        if allowed and value not in allowed:
+            raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float) or (kind == "int" and isinstance(value, float)):
+        raise ConfigError(f"{name} must be {_KINDS[kind]}, got {describe(value)}")
+    number = value if kind == "int" else float(value)
+    declared = option(name)
+    if declared.bounded and not (declared.minimum <= number <= declared.maximum):  # type: ignore[operator]
+        shown = f"{number} (not a finite number)" if not math.isfinite(number) else f"{number:g}"
+        low, high = bound_text(declared.minimum), bound_text(declared.maximum)  # type: ignore[arg-type]
+        raise ConfigError(f"{name} must be between {low} and {high}, got {shown}")
+    return number
+
+
+def bound_text(bound: float) -> str:
+    """``1,000,000`` for a whole bound, ``1e-06`` or ``0.45`` otherwise."""
+    return f"{int(bound):,}" if float(bound).is_integer() else f"{bound:g}"
+
+
+def config_from_mapping(values: Any, base: TrainConfig | None = None, *, source: str = "") -> TrainConfig:
+    """Override ``base`` (default: the defaults) with ``values``, a mapping of setting -> value.
+    Anything else, an unknown key, a value of the wrong type or out of bounds raises
+    :class:`ConfigError` naming the key (and ``source``, the file it came from, when given)."""
+    where = f"{source}: " if source else ""
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{where}the settings must be a table of name = value, got {describe(values)}")
+    unknown = sorted(set(values) - set(FIELDS))
     if unknown:
-        raise ValueError(f"unknown setting(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    return dataclasses.replace(base or TrainConfig(), **dict(values))
+        raise ConfigError(f"{where}unknown setting(s): {', '.join(unknown)}; known: {', '.join(sorted(FIELDS))}")
+    try:
+        return dataclasses.replace(base or TrainConfig(), **dict(values))
+    except ConfigError as error:
+        raise ConfigError(f"{where}{error}") from None
 
 
 def load_config_file(path: str | Path, base: TrainConfig | None = None) -> TrainConfig:
     """Read a TOML file of settings (flat keys, or under a ``[train]`` table)."""
-    with open(path, "rb") as handle:
-        values = tomllib.load(handle)
-    return config_from_mapping(values.get("train", values), base)
+    try:
+        with open(path, "rb") as handle:
+            values = tomllib.load(handle)
+    except OSError as error:
+        raise ConfigError(f"cannot read the settings file {path}: {error.strerror or error}") from None
+    except ValueError as error:  # TOMLDecodeError, or bytes that are not UTF-8
+        raise ConfigError(f"{path} is not valid TOML: {error}") from None
+    return config_from_mapping(values.get("train", values), base, source=str(path))

@@ -25,6 +25,7 @@ from fer_core.errors import ModelLoadError
 from fer_core.labels import NUM_CLASSES
 from fer_core.preprocess import FACE_SIZE, face_batch
 from fer_core.serving import TOLERANCE, ServingRecord, lite_path, read_record, sha256_of, write_record
+from training.model_files import load_keras_model
 from training.runs import temporary_path
 
 CHECK_FACES = 64  # random faces, plus the real ones given, on which the copy must agree
@@ -46,20 +47,6 @@ def convert_to_tflite(model: Any) -> bytes:
     frozen = convert_variables_to_constants_v2(forward.get_concrete_function())
     with _quiet_logger("absl"), _quiet_logger("tensorflow"):
         return bytes(tf.lite.TFLiteConverter.from_concrete_functions([frozen]).convert())
-
-
-def load_keras_model(path: Path) -> Any:
-    """A ``.keras`` file as a Keras model; an unreadable or damaged file is a :class:`ModelLoadError`
-    that says so (Keras itself reports some as "File not found")."""
-    import keras
-
-    if not path.is_file():
-        raise ModelLoadError(f"no model file at {path}")
-    try:
-        return keras.models.load_model(path, compile=False)
-    except Exception as error:  # Keras raises many types for a bad file; all mean the same to a user
-        reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
-        raise ModelLoadError(f"{path.name} is unreadable or not a Keras model file ({reason})") from None
 
 
 def as_float32(model: Any) -> Any:

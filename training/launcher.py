@@ -3,6 +3,7 @@
     run = start_training(TrainConfig(data="demo", arch="tiny", epochs=3))
     ...                       # run.status(), run.history() while it trains
     stop_run(run)             # STOP flag + SIGTERM: ends after the current step
+    delete_run(run)           # never the running run, nor the one whose model is promoted
 
 The run folder is created here, before the trainer starts, so the caller knows it at once. Only
 one training runs at a time per runs folder: a second start raises :class:`TrainingBusyError`.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -32,8 +34,11 @@ class TrainingBusyError(ValueError):
     """A training is already running in this runs folder."""
 
     def __init__(self, run: runs.Run) -> None:
-        status = run.status()
-        where = f"epoch {status.get('epoch')}/{status.get('epochs')}" if status.get("epoch") else status.get("state")
+        try:
+            status = run.status()
+            where = f"epoch {status.epoch}/{status.epochs}" if status.epoch else status.state
+        except runs.RecordError:
+            where = "status unreadable"
         super().__init__(
             f"run {run.name} is still training ({where}). One training at a time: "
             "stop it or wait for it to finish, then start the next."
@@ -41,8 +46,9 @@ class TrainingBusyError(ValueError):
         self.run = run
 
 
-def _launch_lock(runs_dir: Path) -> contextlib.AbstractContextManager[None]:
-    """Two clicks on Start in two tabs at the same moment: only one finds the runs folder idle."""
+def launch_lock(runs_dir: Path) -> contextlib.AbstractContextManager[None]:
+    """Held while checking that no training runs and starting one (or deleting a run): two clicks on
+    Start in two tabs, or the app and the command line, at the same moment: only one finds it idle."""
     runs_dir.mkdir(parents=True, exist_ok=True)
     return runs.file_lock(runs_dir / LAUNCH_LOCK)
 
@@ -79,7 +85,7 @@ def _spawn(arguments: list[str], run_dir: Path) -> subprocess.Popen[bytes]:
 def start_training(config: TrainConfig) -> runs.Run:
     """Create the run folder and start ``python -m training train --into RUN_DIR`` in the background."""
     runs_dir = config.runs_path
-    with _launch_lock(runs_dir):
+    with launch_lock(runs_dir):
         busy = runs.active_run(runs_dir)
         if busy is not None:
             raise TrainingBusyError(busy)
@@ -93,10 +99,9 @@ def start_training(config: TrainConfig) -> runs.Run:
 
 def resume_training(run: runs.Run) -> runs.Run:
     """Continue a stopped or failed run in the background (``python -m training resume RUN_DIR``)."""
-    state = run.status().get("state")
-    if state == "finished":
+    if run.status().state == "finished":
         raise ValueError(f"run {run.name} has already finished; start a new run to train further")
-    with _launch_lock(run.path.parent):
+    with launch_lock(run.path.parent):
         busy = runs.active_run(run.path.parent)
         if busy is not None:
             raise TrainingBusyError(busy)
@@ -136,11 +141,37 @@ def stop_run(run: runs.Run, *, force: bool = False) -> None:
     """Ask the trainer to stop after its current step (STOP flag and SIGTERM); the best checkpoint
     is kept. ``force`` kills it at once (SIGKILL): for a trainer that no longer responds."""
     run.request_stop()
-    status = run.status()
-    pid = status.get("pid")
-    if not isinstance(pid, int) or not runs.pid_alive(pid, status.get("pid_started")) or not _is_trainer(pid):
+    try:
+        status = run.status()
+    except runs.RecordError:
+        return  # no pid to trust: the STOP flag alone asks the trainer to stop
+    pid = status.pid
+    if pid is None or not runs.pid_alive(pid, status.pid_started) or not _is_trainer(pid):
         return
     if force:
         runs.update_status(run.path, stop_reason="force-stopped: the trainer was killed")
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.kill(pid, signal.SIGKILL if force else signal.SIGTERM)
+
+
+def delete_run(run: runs.Run) -> None:
+    """Delete a run folder and everything in it. Refused (``ValueError``) for a run that trains, for
+    the run whose model the app uses (promoted), and for anything that is not a run folder."""
+    from training import promote
+
+    path = run.path
+    if path.is_symlink() or not runs.is_run_folder(path):
+        raise ValueError(f"{path} is not a run folder")
+    with launch_lock(path.parent):
+        if run.is_active:
+            raise ValueError(f"run {run.name} is training: stop it first")
+        try:
+            card = promote.promoted_info()
+        except runs.RecordError:
+            card = None
+        if card is not None and card.run == run.name:
+            raise ValueError(
+                f"run {run.name} is where the model the app uses comes from: go back to the shipped model "
+                "(or promote another run) first"
+            )
+        shutil.rmtree(path)

@@ -1,9 +1,9 @@
-"""The "Use this model" action: copy a run's model, with its LiteRT copy and that copy's record, to the
-promoted location the Live, Photos and Video pages load.
+"""The "Use this model" action: copy a run's model to the promoted location the Live and Photos pages load.
 
 The copy goes to a temporary file beside the destination and is then moved into place, so a page
 loading the promoted model never reads half a file. ``promoted.json`` beside it says where it came
-from. Nothing here imports TensorFlow.
+from. :func:`promotion_concerns` says why a model may not be worth promoting (the page asks before
+it promotes such a model). Nothing here imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -16,10 +16,12 @@ from typing import Any
 
 from fer_core.errors import ModelLoadError
 from fer_core.serving import checked_lite_model, served_files
-from fer_core.settings import promoted_model_path
+from fer_core.settings import SHIPPED_MODEL_PATH, promoted_model_path
 from training import runs
+from training.records import ModelCard, RecordError, read_record
 
 PROMOTED_INFO = "promoted.json"
+WEAK_MARGIN = 0.05  # test accuracy this far (absolute) below the shipped model's counts as far below
 
 
 def promoted_info_path() -> Path:
@@ -28,7 +30,13 @@ def promoted_info_path() -> Path:
 
 def promote_run(run: runs.Run) -> Path:
     """Make ``run``'s model (the float32 export, else its best checkpoint) the app's model.
-    Returns the promoted file. A run without a model raises ``ValueError``."""
+    Returns the promoted file. A run without a model, whose files cannot be read, or whose training
+    diverged raises ``ValueError``."""
+    summary = run.summary()
+    if summary.problem:
+        raise ValueError(f"run {run.name} is unreadable: {summary.problem}")
+    if summary.diverged:
+        raise ValueError(f"run {run.name} diverged (its loss became NaN or infinite): its model is not usable")
     source = run.model_path()
     if source is None:
         raise ValueError(f"run {run.name} has no model yet (no model.keras or best.keras): let it finish an epoch")
@@ -42,14 +50,13 @@ def promote_run(run: runs.Run) -> Path:
     destination = promoted_model_path()
     destination.parent.mkdir(parents=True, exist_ok=True)
     _copy_together(list(zip(served_files(source), served_files(destination), strict=True)))
-    summary = run.summary()
     metrics = run.metrics()
     card: dict[str, Any] = {  # the model card fer_core.inference.describe_model reads
         "run": run.name,
         "arch": summary.arch,
-        "data_source": run.config().get("data_source") or summary.data,
-        "accuracy": metrics.get("accuracy"),
-        "split": metrics.get("split"),
+        "data_source": run.config().data_source or summary.data,
+        "accuracy": metrics.accuracy if metrics else None,
+        "split": metrics.split if metrics else None,
         "best_val_accuracy": summary.best_val_accuracy,
         "source": str(source),
         "promoted_at": time.time(),
@@ -75,15 +82,41 @@ def _copy_together(pairs: list[tuple[Path, Path]]) -> None:
             temporary.unlink(missing_ok=True)
 
 
-def promoted_info() -> dict[str, Any] | None:
-    """The promoted model's card (``run``, ``accuracy``, ``promoted_at``...), or None when none is."""
+def promoted_info() -> ModelCard | None:
+    """The promoted model's card, or None when no model is promoted. A card that is missing says
+    nothing (an empty card); one that is broken raises :class:`~training.records.RecordError`."""
     if not promoted_model_path().is_file():
         return None
+    data = read_record(promoted_info_path())
+    return ModelCard() if data is None else ModelCard.from_json(data, PROMOTED_INFO)
+
+
+def shipped_card() -> ModelCard:
+    """The shipped model's card (``models/fer_default.json``); an empty card if it cannot be read."""
+    path = SHIPPED_MODEL_PATH.with_suffix(".json")
     try:
-        info = runs.read_json(promoted_info_path())
-    except (OSError, ValueError):
-        return {}
-    return info if isinstance(info, dict) else {}
+        data = read_record(path)
+        return ModelCard() if data is None else ModelCard.from_json(data, path.name)
+    except RecordError:
+        return ModelCard()
+
+
+def promotion_concerns(run: runs.Run) -> list[str]:
+    """Why promoting ``run``'s model may make the app worse (an empty list: no reason to ask)."""
+    summary = run.summary()
+    concerns = []
+    if summary.data == "demo":
+        concerns.append(
+            "it was trained on the built-in demo set of synthetic cartoon faces, so it has not learnt real faces"
+        )
+    shipped = shipped_card().accuracy
+    if summary.test_accuracy is not None and shipped is not None and summary.test_accuracy < shipped - WEAK_MARGIN:
+        concerns.append(
+            f"its test accuracy ({summary.test_accuracy:.1%}) is far below the shipped model's ({shipped:.1%})"
+        )
+    if summary.state != "finished" and summary.test_accuracy is None:
+        concerns.append(f"the run has not finished ({summary.state}), so its model was never tested")
+    return concerns
 
 
 def unpromote() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -42,10 +43,20 @@ from fer_core.run_layout import (  # noqa: F401  (the names are part of this mod
     STATUS_LOCK,
     STOP_FLAG,
     SUMMARY_FILE,
+    is_run_folder,
+)
+from training.records import (  # noqa: F401  (ACTIVE_STATES and RecordError are part of this interface)
+    ACTIVE_STATES,
+    CheckpointInfo,
+    History,
+    RecordError,
+    RunConfig,
+    RunMetrics,
+    RunStatus,
+    read_record,
 )
 
-ACTIVE_STATES = frozenset({"queued", "running"})
-FINAL_STATES = frozenset({"finished", "failed", "stopped"})
+UNREADABLE = "unreadable"  # the state shown for a run whose files are broken or of the wrong type
 
 
 def temporary_path(path: Path) -> Path:
@@ -115,7 +126,7 @@ def process_identity(pid: int) -> dict[str, Any]:
 def pid_alive(pid: int | None, started: int | None = None) -> bool:
     """Whether process ``pid`` runs; with ``started`` (from :func:`process_identity`), whether it is
     still the same process, not a later one that was given the same pid (after a restart, say)."""
-    if not pid:
+    if not pid or pid < 1:  # 0 and negative pids name process groups, never one trainer
         return False
     if started is not None and process_start_ticks(pid) not in (None, started):
         return False
@@ -135,7 +146,9 @@ def pid_alive(pid: int | None, started: int | None = None) -> bool:
 
 @dataclass(frozen=True)
 class Run:
-    """A read-only view of one run folder."""
+    """A read-only view of one run folder. Each reader parses its file into a typed record and
+    raises :class:`~training.records.RecordError` when the file is broken or of the wrong type;
+    :meth:`summary` never raises (it says "unreadable" instead)."""
 
     path: Path
 
@@ -143,42 +156,47 @@ class Run:
     def name(self) -> str:
         return self.path.name
 
-    def config(self) -> dict[str, Any]:
-        return _read_or_empty(self.path / CONFIG_FILE)
+    def config(self) -> RunConfig:
+        data = read_record(self.path / CONFIG_FILE)
+        if data is None:
+            raise RecordError(f"{self.path} is not a run folder (no {CONFIG_FILE})")
+        return RunConfig.from_json(data)
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> RunStatus:
         """The status, with a dead trainer's "queued"/"running" turned into "failed" (with the reason),
         or into "stopped" when a stop had been asked for (a SIGTERM that came before the trainer was
         ready to handle it ends the process at once)."""
-        status = _read_or_empty(self.path / STATUS_FILE) or {"state": "unknown"}
-        if status.get("state") in ACTIVE_STATES and not pid_alive(status.get("pid"), status.get("pid_started")):
+        data = read_record(self.path / STATUS_FILE)
+        status = RunStatus() if data is None else RunStatus.from_json(data)
+        if status.is_active and not pid_alive(status.pid, status.pid_started):
             if (self.path / STOP_FLAG).exists():
-                reason = status.get("stop_reason") or "stopped before training began"
-                return {**status, "state": "stopped", "stop_reason": reason}
-            reason = status.get("error") or (
-                f"the trainer process (pid {status.get('pid')}) ended without finishing: it was killed or crashed"
+                reason = status.stop_reason or "stopped before training began"
+                return dataclasses.replace(status, state="stopped", stop_reason=reason)
+            reason = status.error or (
+                f"the trainer process (pid {status.pid}) ended without finishing: it was killed or crashed"
             )
             last_error = _last_error_line(self.path / LOG_FILE)
             if last_error and last_error not in reason:
                 reason += f" ({last_error})"
-            return {**status, "state": "failed", "error": reason}
+            return dataclasses.replace(status, state="failed", error=reason)
         return status
 
     @property
     def is_active(self) -> bool:
-        return self.status().get("state") in ACTIVE_STATES
+        """Whether its trainer is alive (a run whose status cannot be read is not)."""
+        try:
+            return self.status().is_active
+        except RecordError:
+            return False
 
-    def history(self) -> dict[str, Any]:
-        """``{"epochs": [{epoch, loss, accuracy, val_loss, val_accuracy, lr, ...}], "batches": [...]}``."""
-        history = _read_or_empty(self.path / HISTORY_JSON)
-        return {"epochs": history.get("epochs", []), "batches": history.get("batches", [])}
+    def history(self) -> History:
+        data = read_record(self.path / HISTORY_JSON)
+        return History() if data is None else History.from_json(data)
 
-    def metrics(self) -> dict[str, Any]:
-        return _read_or_empty(self.path / METRICS_FILE)
-
-    def best_val_accuracy(self) -> float | None:
-        values = [row["val_accuracy"] for row in self.history()["epochs"] if row.get("val_accuracy") is not None]
-        return max(values) if values else None
+    def metrics(self) -> RunMetrics | None:
+        """The held-out evaluation, or None before the run has finished."""
+        data = read_record(self.path / METRICS_FILE)
+        return None if data is None else RunMetrics.from_json(data)
 
     def model_path(self) -> Path | None:
         """The model to use from this run: the float32 export, else the best checkpoint (a new best
@@ -188,36 +206,88 @@ class Run:
                 return self.path / name
         return None
 
-    def checkpoint_info(self) -> dict[str, Any]:
-        """``{"epoch": epochs held by last.keras, "best_val_accuracy", "best_epoch"}`` (empty before any)."""
-        return _read_or_empty(self.path / CHECKPOINT_INFO)
+    def checkpoint_info(self) -> CheckpointInfo:
+        """Which epoch last.keras holds and the best so far (epoch 0 before any checkpoint)."""
+        data = read_record(self.path / CHECKPOINT_INFO)
+        return CheckpointInfo() if data is None else CheckpointInfo.from_json(data)
 
     def request_stop(self) -> None:
         (self.path / STOP_FLAG).touch()
 
+    def snapshot(self) -> RunSnapshot:
+        """Every file of the run read once, at one moment: what a page shows in all its panels, so
+        that they agree. Never raises: a broken file gives a snapshot whose ``problem`` says why."""
+        try:
+            return RunSnapshot(
+                run=self,
+                status=self.status(),
+                config=self.config(),
+                history=self.history(),
+                metrics=self.metrics(),
+                checkpoint=self.checkpoint_info(),
+            )
+        except RecordError as error:
+            return RunSnapshot(run=self, problem=str(error))
+
     def summary(self) -> RunSummary:
-        status = self.status()
-        config = self.config()
-        settings = config.get("settings", {})
-        history = self.history()
-        metrics = self.metrics()
-        started = status.get("started_at")
-        duration = status.get("elapsed_s")
-        if duration is None and started is not None:
-            duration = (status.get("finished_at") or status.get("updated_at") or started) - started
+        """One row of the runs table; a run whose files are broken gives an "unreadable" row with the
+        reason. Never raises."""
+        return self.snapshot().summary
+
+
+@dataclass(frozen=True)
+class RunSnapshot:
+    """A run's files as read at one moment (see :meth:`Run.snapshot`). When ``problem`` is set, the
+    run is unreadable and the records hold their empty defaults."""
+
+    run: Run
+    status: RunStatus = dataclasses.field(default_factory=RunStatus)
+    config: RunConfig | None = None
+    history: History = dataclasses.field(default_factory=History)
+    metrics: RunMetrics | None = None
+    checkpoint: CheckpointInfo = dataclasses.field(default_factory=CheckpointInfo)
+    problem: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.run.name
+
+    @property
+    def is_active(self) -> bool:
+        return self.problem is None and self.status.is_active
+
+    @property
+    def epochs_done(self) -> int:
+        """Completed epochs: the history's, or the status's while training (written after the history)."""
+        done = len(self.history.epochs)
+        if self.status.is_active and self.status.epochs_done is not None:
+            done = max(done, self.status.epochs_done)
+        return done
+
+    @property
+    def summary(self) -> RunSummary:
+        if self.problem is not None or self.config is None:
+            return RunSummary.unreadable(self.name, self.problem or f"no {CONFIG_FILE}")
+        settings, status = self.config.settings, self.status
         return RunSummary(
             name=self.name,
-            state=str(status.get("state", "unknown")),
-            arch=settings.get("arch"),
-            data=settings.get("data"),
-            epochs_done=len(history["epochs"]),
-            epochs=settings.get("epochs"),
-            best_val_accuracy=self.best_val_accuracy(),
-            test_accuracy=metrics.get("accuracy"),
-            duration_s=float(duration) if duration is not None else None,
-            started_at=started or status.get("created_at"),
-            error=status.get("error"),
+            state=status.state,
+            arch=settings.arch,
+            data=settings.data,
+            epochs_done=self.epochs_done,
+            epochs=settings.epochs,
+            best_val_accuracy=_best(self.history.best_val_accuracy, status.best_val_accuracy),
+            test_accuracy=self.metrics.accuracy if self.metrics else None,
+            duration_s=status.duration_s,
+            started_at=status.started_at or status.created_at,
+            error=status.error,
+            diverged=status.diverged,
         )
+
+
+def _best(*values: float | None) -> float | None:
+    known = [value for value in values if value is not None]
+    return max(known) if known else None
 
 
 @dataclass(frozen=True)
@@ -225,19 +295,31 @@ class RunSummary:
     """One row of the runs table (the CLI's ``runs`` and the Training page)."""
 
     name: str
-    state: str
-    arch: str | None
-    data: str | None
-    epochs_done: int
-    epochs: int | None
-    best_val_accuracy: float | None
-    test_accuracy: float | None
-    duration_s: float | None
-    started_at: float | None
-    error: str | None
+    state: str  # a run state, "unknown", or "unreadable" (``problem`` says why)
+    arch: str | None = None
+    data: str | None = None
+    epochs_done: int = 0
+    epochs: int | None = None
+    best_val_accuracy: float | None = None
+    test_accuracy: float | None = None
+    duration_s: float | None = None
+    started_at: float | None = None
+    error: str | None = None
+    diverged: bool = False
+    problem: str | None = None  # why the run's files cannot be read
+
+    @classmethod
+    def unreadable(cls, name: str, problem: str) -> RunSummary:
+        return cls(name=name, state=UNREADABLE, problem=problem)
+
+    @property
+    def state_text(self) -> str:
+        """``finished``, or ``unreadable: <reason>``."""
+        return f"{UNREADABLE}: {self.problem}" if self.problem else self.state
 
 
 def _read_or_empty(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path`` for a read-modify-write (anything else: start afresh)."""
     try:
         data = read_json(path)
     except (OSError, ValueError):
@@ -245,7 +327,8 @@ def _read_or_empty(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-_ERROR_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b.*")
+# "SomeError: message" from a traceback, or "error: message" from the command line
+_ERROR_LINE = re.compile(r"^([A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b|error: ).*")
 
 
 def _last_error_line(path: Path, max_bytes: int = 20_000) -> str | None:
@@ -264,14 +347,17 @@ def _last_error_line(path: Path, max_bytes: int = 20_000) -> str | None:
 
 def list_runs(runs_dir: Path) -> list[Run]:
     """Every run folder (one holding a config.json), newest first."""
-    if not runs_dir.is_dir():
+    try:
+        children = list(runs_dir.iterdir())
+    except OSError:  # no runs folder yet, or one that cannot be listed
         return []
-    runs = [Run(child) for child in runs_dir.iterdir() if (child / CONFIG_FILE).is_file()]
+    runs = [Run(child) for child in children if (child / CONFIG_FILE).is_file()]
     return sorted(runs, key=lambda run: run.name, reverse=True)
 
 
 def active_run(runs_dir: Path) -> Run | None:
-    """The run whose trainer is alive, if any (one training at a time on a 2-core machine)."""
+    """The run whose trainer is alive, if any (one training at a time on a 2-core machine). A run
+    whose status cannot be read is not active."""
     for run in list_runs(runs_dir):
         if run.is_active:
             return run
@@ -289,6 +375,11 @@ def new_run_dir(runs_dir: Path, arch: str) -> Path:
             continue
         return candidate
     raise RuntimeError(f"could not create a new run folder in {runs_dir}")
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 epoch``, ``3 epochs``: counts as the CLI and the page write them."""
+    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
 
 
 def history_to_csv(epochs: list[dict[str, Any]]) -> str:

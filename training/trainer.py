@@ -9,6 +9,7 @@ on from the last completed epoch.
 
 from __future__ import annotations
 
+import errno
 import os
 import platform
 import signal
@@ -18,40 +19,57 @@ import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 from fer_core.data import FaceDataset
 from fer_core.datasets import describe_source, resolve_dataset
+from fer_core.errors import DatasetError, ModelLoadError
+from fer_core.labels import EMOTIONS
 from fer_core.metrics import classification_report
 from training import runs
-from training.config import TrainConfig, config_from_mapping
+from training.config import TrainConfig
+from training.errors import StopRequested, TrainingDiverged, TrainingFailed
+from training.model_files import check_keras_file, load_keras_model, save_model_atomic
+from training.records import History
 
-PROGRESS_INTERVAL_S = 2.0  # history/status rewrites within an epoch, at most this often
-POINTS_PER_EPOCH = 25  # batch-level history points kept per epoch (for the live chart)
 MISCLASSIFIED_COUNT = 48
 
 
-class StopRequested(Exception):  # noqa: N818 (a control-flow signal, not an error)
-    """Raised from a batch callback so that ``fit`` ends right after the current step."""
+@dataclass(frozen=True)
+class TrainingData:
+    """The faces a run trains and validates on, checked (see :func:`check_training_split`)."""
+
+    dataset: FaceDataset
+    train: FaceDataset
+    val: FaceDataset
 
 
 def split_for_training(dataset: FaceDataset, val_fraction: float, seed: int) -> tuple[FaceDataset, FaceDataset]:
     """Train and validation sets: the data's own ``val`` split if it has one, else a stratified
-    ``val_fraction`` of train. The test split is never touched here."""
+    ``val_fraction`` of train (see :func:`held_out_counts`). The test split is never touched here."""
     train = dataset.split("train")
     if "val" in dataset.split_names:
         return train, dataset.split("val")
     rng = np.random.default_rng(seed)
+    counts = held_out_counts(train.labels, val_fraction)
     val_mask = np.zeros(len(train), dtype=bool)
     for label in np.unique(train.labels):
         members = np.flatnonzero(train.labels == label)
-        count = max(1, round(len(members) * val_fraction)) if len(members) > 1 else 0
-        val_mask[rng.choice(members, size=count, replace=False)] = True
+        val_mask[rng.choice(members, size=int(counts[label]), replace=False)] = True
     return train.subset(~val_mask), train.subset(val_mask)
+
+
+def held_out_counts(train_labels: npt.NDArray[np.int64], val_fraction: float) -> npt.NDArray[np.int64]:
+    """Faces of each class held out of train for validation: ``val_fraction`` of them, at least one,
+    and none of a class with a single face (it is needed for training)."""
+    members = np.bincount(train_labels, minlength=len(EMOTIONS))
+    share = np.maximum(1, np.round(members * val_fraction)).astype(np.int64)
+    return np.where(members > 1, share, 0)
 
 
 def choose_precision(requested: str) -> str:
@@ -84,190 +102,25 @@ def environment_versions() -> dict[str, str]:
     }
 
 
-def save_model_atomic(model: Any, path: Path) -> None:
-    """``model.save`` into a temporary file beside ``path``, then ``os.replace``: a reader never
-    opens a half-written ``.keras`` file."""
-    temporary = runs.temporary_path(path)
-    try:
-        model.save(temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+def elapsed_seconds(run_dir: Path) -> float:
+    """Seconds this run has spent in a trainer, over all its sessions (a resumed run adds up)."""
+    status = runs.Run(run_dir).status()
+    session = time.time() - (status.session_started_at or time.time())
+    return round((status.elapsed_before_s or 0.0) + session, 1)
 
 
-class _Clock:
-    """Seconds per training step (the first step, which traces the graph, left out) and the time
-    validation takes at the end of an epoch: the basis of the ETA."""
+def make_recorder(run_dir: Path, epochs: int, steps_per_epoch: int, history: History) -> Any:
+    """The callback that writes the run's history and status as it trains (see training.callbacks)."""
+    from training.callbacks import RunRecorder
 
-    def __init__(self) -> None:
-        self.step_seconds = 0.0
-        self.timed_steps = 0
-        self.validation_s: float | None = None
-        self.mark = time.monotonic()
-        self.seen_first_step = False
-
-    def start_epoch(self) -> None:
-        self.mark = time.monotonic()
-
-    def step_done(self) -> None:
-        now = time.monotonic()
-        if self.seen_first_step:
-            self.step_seconds += now - self.mark
-            self.timed_steps += 1
-        self.seen_first_step = True
-        self.mark = now
-
-    def epoch_done(self) -> None:
-        self.validation_s = time.monotonic() - self.mark
-
-    @property
-    def seconds_per_step(self) -> float | None:
-        return self.step_seconds / self.timed_steps if self.timed_steps else None
-
-
-def make_recorder(run_dir: Path, epochs: int, steps_per_epoch: int, initial_history: dict[str, Any]) -> Any:
-    import keras
-
-    class RunRecorder(keras.callbacks.Callback):
-        """Writes history.json/.csv and status.json after every epoch and every few seconds within
-        one, and ends training after the current step when a stop is requested (STOP flag)."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.epochs_log: list[dict[str, Any]] = list(initial_history.get("epochs", []))
-            self.batches_log: list[dict[str, Any]] = list(initial_history.get("batches", []))
-            self.clock = _Clock()
-            self.last_write = 0.0
-            self.epoch = 0
-            self.step = 0
-            self.point_every = max(1, steps_per_epoch // POINTS_PER_EPOCH)
-            self.epoch_started = time.monotonic()
-            self.stop_reason: str | None = None
-
-        def check_stop(self) -> None:
-            if (run_dir / runs.STOP_FLAG).exists():
-                self.stop_reason = self.stop_reason or "stop requested"
-                raise StopRequested(self.stop_reason)
-
-        def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-            self.check_stop()
-            self.epoch = epoch
-            self.step = 0
-            self.epoch_started = time.monotonic()
-            self.clock.start_epoch()
-
-        def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-            self.clock.step_done()
-            self.step = batch + 1
-            first_step = not self.epochs_log and not self.batches_log
-            if self.step % self.point_every == 0 or first_step:
-                logs = logs or {}
-                self.batches_log.append(
-                    {
-                        "epoch": round(self.epoch + self.step / steps_per_epoch, 4),
-                        "loss": _float(logs.get("loss")),
-                        "accuracy": _float(logs.get("accuracy")),
-                    }
-                )
-            if first_step or time.monotonic() - self.last_write >= PROGRESS_INTERVAL_S:
-                self._write()
-            self.check_stop()
-
-        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-            self.clock.epoch_done()
-            row = {"epoch": epoch + 1, **{key: _float(value) for key, value in (logs or {}).items()}}
-            row["lr"] = _float(self.model.optimizer.learning_rate)
-            row["epoch_time_s"] = round(time.monotonic() - self.epoch_started, 2)
-            self.epochs_log.append(row)
-            self.step = steps_per_epoch
-            self._write(epoch_done=True)
-
-        def _write(self, epoch_done: bool = False) -> None:
-            self.last_write = time.monotonic()
-            runs.write_json(run_dir / runs.HISTORY_JSON, {"epochs": self.epochs_log, "batches": self.batches_log})
-            if epoch_done:
-                runs.write_atomic(run_dir / runs.HISTORY_CSV, runs.history_to_csv(self.epochs_log))
-            seconds_per_step = self.clock.seconds_per_step
-            validation_s = self.clock.validation_s or 0.0
-            epochs_left = epochs - self.epoch - (1 if epoch_done else 0)
-            steps_left = max(0, epochs_left * steps_per_epoch - (0 if epoch_done else self.step))
-            progress: dict[str, Any] = {"seconds_per_step": None, "epoch_time_estimate_s": None, "eta_s": None}
-            if seconds_per_step is not None:
-                progress = {
-                    "seconds_per_step": round(seconds_per_step, 4),
-                    "epoch_time_estimate_s": round(seconds_per_step * steps_per_epoch + validation_s, 1),
-                    "eta_s": round(steps_left * seconds_per_step + epochs_left * validation_s, 1),
-                }
-            runs.update_status(
-                run_dir,
-                state="running",
-                phase="training",
-                epoch=self.epoch + 1,
-                epochs=epochs,
-                step=self.step,
-                steps=steps_per_epoch,
-                epochs_done=len(self.epochs_log),
-                elapsed_s=_elapsed(run_dir),
-                **progress,
-            )
-
-    return RunRecorder()
+    return RunRecorder(run_dir, epochs, steps_per_epoch, history)
 
 
 def make_checkpointer(run_dir: Path, best_so_far: float | None, *, epochs: int = 0, keep_last: int = 0) -> Any:
-    """Saves last.keras after every epoch and best.keras when val_accuracy improves, both atomically,
-    then checkpoint.json saying which epoch they hold (what ``resume`` starts from). With
-    ``keep_last``, each of the last ``keep_last`` of ``epochs`` epochs is also kept as
-    ``snapshots/epoch-NNN.keras``, for weight averaging (``python -m training average``)."""
-    import keras
+    """The callback that saves last.keras, best.keras and snapshots atomically (see training.callbacks)."""
+    from training.callbacks import AtomicCheckpoint
 
-    class AtomicCheckpoint(keras.callbacks.Callback):
-        def __init__(self) -> None:
-            super().__init__()
-            info = runs.Run(run_dir).checkpoint_info()
-            self.best = best_so_far
-            self.best_epoch: int | None = info.get("best_epoch")
-
-        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-            value = _float((logs or {}).get("val_accuracy"))
-            if value is not None and (self.best is None or value > self.best):
-                save_model_atomic(self.model, run_dir / runs.BEST_CHECKPOINT)
-                # An export from before a resume is now an older model: without it, the run's model is
-                # the new best (Run.model_path) until the run exports again when it stops or finishes.
-                (run_dir / runs.EXPORTED_MODEL).unlink(missing_ok=True)
-                self.best, self.best_epoch = value, epoch + 1
-            if keep_last and epoch + 1 > epochs - keep_last:
-                (run_dir / runs.SNAPSHOTS_DIR).mkdir(exist_ok=True)
-                save_model_atomic(self.model, run_dir / runs.SNAPSHOTS_DIR / f"epoch-{epoch + 1:03d}.keras")
-            save_model_atomic(self.model, run_dir / runs.LAST_CHECKPOINT)
-            runs.write_json(
-                run_dir / runs.CHECKPOINT_INFO,
-                {
-                    "epoch": epoch + 1,
-                    "best_val_accuracy": self.best,
-                    "best_epoch": self.best_epoch,
-                    "saved_at": time.time(),
-                },
-            )
-            runs.update_status(run_dir, best_val_accuracy=self.best, best_epoch=self.best_epoch)
-
-    return AtomicCheckpoint()
-
-
-def _elapsed(run_dir: Path) -> float:
-    """Seconds this run has spent in a trainer, over all its sessions (a resumed run adds up)."""
-    status = runs.Run(run_dir).status()
-    session = time.time() - float(status.get("session_started_at") or time.time())
-    return round(float(status.get("elapsed_before_s") or 0.0) + session, 1)
-
-
-def _float(value: Any) -> float | None:
-    if value is None:
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
+    return AtomicCheckpoint(run_dir, best_so_far, epochs=epochs, keep_last=keep_last)
 
 
 def create_run(config: TrainConfig, command: str | None = None) -> Path:
@@ -324,7 +177,8 @@ def train(config: TrainConfig, run_dir: Path | None = None, *, resume: bool = Fa
     """Train into ``run_dir`` (a new folder under ``config.runs_path`` when None). Returns the folder.
 
     The run's status ends as ``finished``, ``stopped`` (a stop request: the best checkpoint is kept)
-    or ``failed`` (with the error); the exception of a failure is re-raised for the caller.
+    or ``failed`` (with the error). A failure whose message says it all (the loss diverged, the disk
+    is full) is raised as :class:`TrainingFailed`; any other is re-raised as it came.
     """
     run_dir = run_dir or create_run(config)
     status = runs.Run(run_dir).status()
@@ -334,45 +188,152 @@ def train(config: TrainConfig, run_dir: Path | None = None, *, resume: bool = Fa
         state="running",
         phase="starting",
         **runs.process_identity(os.getpid()),
-        started_at=status.get("started_at") or now,
+        started_at=status.started_at or now,
         resumed_at=now if resume else None,
         session_started_at=now,
-        elapsed_before_s=float(status.get("elapsed_s") or 0.0),
+        elapsed_before_s=status.elapsed_s or 0.0,
         error=None,
         traceback=None,
         stop_reason=None,
         finished_at=None,
+        diverged=None,
+        resume_note=None,
     )
     try:
         with _stop_on_signals(run_dir), _restored_precision_policy():
             _train(config, run_dir, resume=resume)
     except BaseException as error:
+        message, explained = failure_message(error, run_dir)
+        _record_failure(run_dir, message, diverged=isinstance(error, TrainingDiverged))
+        if explained:
+            raise TrainingFailed(message) from None
+        raise
+    runs.update_status(run_dir, elapsed_s=elapsed_seconds(run_dir))
+    return run_dir
+
+
+DISK_FULL_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def failure_message(error: BaseException, run_dir: Path) -> tuple[str, bool]:
+    """What a failed run's status says, and whether that says it all (no traceback is of use)."""
+    if isinstance(error, TrainingDiverged):
+        return str(error), True
+    disk_error = _disk_full_cause(error)
+    if disk_error is not None:
+        folder = Path(disk_error.filename).parent if disk_error.filename else run_dir
+        return (
+            f"the disk is full: no space was left to write in {folder}. Free some space, then resume the run "
+            f"(python -m training resume {run_dir})",
+            True,
+        )
+    return f"{type(error).__name__}: {error}".strip()[:2000], False
+
+
+def _disk_full_cause(error: BaseException) -> OSError | None:
+    """The "no space left on device" error behind ``error`` (Keras may wrap the one it met), if any."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in DISK_FULL_ERRORS:
+            return current
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _record_failure(run_dir: Path, message: str, *, diverged: bool) -> None:
+    """Mark the run failed; if even that cannot be written (a full disk), the status stays "running"
+    and readers report the dead trainer as failed with the last error line of its log."""
+    try:
         runs.update_status(
             run_dir,
             state="failed",
             phase=None,
-            error=f"{type(error).__name__}: {error}".strip()[:2000],
+            error=message,
             traceback=traceback.format_exc(),
             finished_at=time.time(),
-            elapsed_s=_elapsed(run_dir),
+            elapsed_s=elapsed_seconds(run_dir),
+            diverged=diverged or None,
         )
-        raise
-    runs.update_status(run_dir, elapsed_s=_elapsed(run_dir))
-    return run_dir
+    except OSError as error:
+        print(f"could not record the failure in {run_dir}: {error}", file=sys.stderr)
 
 
-def _resume_point(run_dir: Path) -> tuple[int, dict[str, Any]]:
-    """Completed epochs held by last.keras, and the history cut back to them (a crash between the
-    history write and the checkpoint write leaves history one epoch ahead)."""
+class ResumePoint(NamedTuple):
+    """Where a resumed run starts: the checkpoint to load (None: from scratch), the epochs it holds,
+    the history cut back to them, and what to tell the user when it is not the last epoch's."""
+
+    checkpoint: Path | None
+    epoch: int
+    history: History
+    note: str | None = None
+
+
+def _resume_point(run_dir: Path) -> ResumePoint:
+    """The last epoch's checkpoint, with the history cut back to the epochs it holds (a crash between
+    the history write and the checkpoint write leaves history one epoch ahead). When last.keras is
+    unreadable (truncated, say), best.keras and its epoch, and a note that says so."""
     run = runs.Run(run_dir)
-    if not (run_dir / runs.LAST_CHECKPOINT).is_file():
-        return 0, {"epochs": [], "batches": []}
+    last = run_dir / runs.LAST_CHECKPOINT
+    if not last.exists():
+        return ResumePoint(None, 0, History())
     history = run.history()
-    done = int(run.checkpoint_info().get("epoch", len(history["epochs"])))
-    return done, {
-        "epochs": [row for row in history["epochs"] if row.get("epoch", 0) <= done],
-        "batches": [point for point in history["batches"] if point.get("epoch", 0) <= done],
-    }
+    info = run.checkpoint_info()
+    try:
+        check_keras_file(last)
+    except ModelLoadError as last_problem:
+        best = run_dir / runs.BEST_CHECKPOINT
+        try:
+            check_keras_file(best)
+        except ModelLoadError as best_problem:
+            raise ModelLoadError(
+                f"cannot resume run {run_dir.name}: {last_problem}, and the best checkpoint cannot be used "
+                f"either ({best_problem}). Start a new run (its settings can be copied from this one)"
+            ) from None
+        if not info.best_epoch:
+            raise ModelLoadError(
+                f"cannot resume run {run_dir.name}: {last_problem}, and {runs.CHECKPOINT_INFO} does not say "
+                "which epoch best.keras holds. Start a new run"
+            ) from None
+        note = (
+            f"{runs.LAST_CHECKPOINT} is unreadable ({last_problem}); resumed from {runs.BEST_CHECKPOINT}, "
+            f"the best epoch ({info.best_epoch}), instead of epoch {info.epoch or len(history.epochs)}"
+        )
+        return ResumePoint(best, info.best_epoch, history.up_to(info.best_epoch), note)
+    done = info.epoch or len(history.epochs)
+    return ResumePoint(last, done, history.up_to(done))
+
+
+def check_training_split(train_set: FaceDataset, val_set: FaceDataset) -> None:
+    """Refuse faces a classifier cannot be trained and validated on, saying why (``DatasetError``)."""
+    check_training_labels(train_set.labels, len(val_set))
+
+
+def check_training_labels(train_labels: npt.NDArray[np.int64], val_size: int) -> None:
+    """:func:`check_training_split` from the training labels and the validation size alone (the
+    Training page checks a data set this way before it offers to start)."""
+    if len(train_labels) == 0:
+        raise DatasetError("the train split holds no faces")
+    classes = np.unique(train_labels)
+    if len(classes) < 2:
+        raise DatasetError(
+            f"every training face is {EMOTIONS[int(classes[0])]}: a classifier needs faces of at least two "
+            "emotions to learn to tell them apart"
+        )
+    if val_size == 0:
+        raise DatasetError(
+            "no faces are left for validation: a face is only held out of an emotion with at least two "
+            "training faces. Add faces, or give the data set a val/ split of its own"
+        )
+
+
+def load_training_data(config: TrainConfig) -> TrainingData:
+    """The run's faces, split into train and validation, and checked: before a training starts."""
+    dataset = resolve_dataset(config.data)
+    train_set, val_set = split_for_training(dataset, config.val_fraction, config.seed)
+    check_training_split(train_set, val_set)
+    return TrainingData(dataset, train_set, val_set)
 
 
 def _train(config: TrainConfig, run_dir: Path, *, resume: bool) -> None:
@@ -386,8 +347,8 @@ def _train(config: TrainConfig, run_dir: Path, *, resume: bool) -> None:
     keras.mixed_precision.set_global_policy(precision)
 
     runs.update_status(run_dir, phase="loading data")
-    dataset = resolve_dataset(config.data)
-    train_set, val_set = split_for_training(dataset, config.val_fraction, config.seed)
+    data = load_training_data(config)  # checked: faces a classifier cannot learn from are refused here
+    train_set, val_set = data.train, data.val
     sample_weights = None
     if config.class_weights:
         sample_weights = class_weight_vector(train_set.labels)[train_set.labels]
@@ -408,10 +369,12 @@ def _train(config: TrainConfig, run_dir: Path, *, resume: bool) -> None:
 
     runs.update_status(run_dir, phase="building model")
     strategy = _strategy(config.strategy)
-    initial_epoch, history = _resume_point(run_dir) if resume else (0, {"epochs": [], "batches": []})
+    start = _resume_point(run_dir) if resume else ResumePoint(None, 0, History())
+    if start.note:
+        print(start.note, flush=True)
     with strategy.scope():
-        if initial_epoch > 0:
-            model = keras.models.load_model(run_dir / runs.LAST_CHECKPOINT)
+        if start.checkpoint is not None:
+            model = load_keras_model(start.checkpoint, compile=True)
         else:
             model = build_model(config.arch)
             if config.init_from:
@@ -431,30 +394,28 @@ def _train(config: TrainConfig, run_dir: Path, *, resume: bool) -> None:
         devices=strategy.num_replicas_in_sync,
         train_size=len(train_set),
         val_size=len(val_set),
-        epoch=initial_epoch,
+        epoch=start.epoch,
         epochs=config.epochs,
         steps=steps_per_epoch,
-        epochs_done=initial_epoch,
+        epochs_done=start.epoch,
         versions=environment_versions(),
+        resume_note=start.note,
     )
 
-    best_so_far = max(
-        (row["val_accuracy"] for row in history["epochs"] if row.get("val_accuracy") is not None), default=None
-    )
-    recorder = make_recorder(run_dir, config.epochs, steps_per_epoch, history)
+    recorder = make_recorder(run_dir, config.epochs, steps_per_epoch, start.history)
     callbacks = [
         recorder,  # history first: a crash before the checkpoint write is cut back by _resume_point
-        make_checkpointer(run_dir, best_so_far, epochs=config.epochs, keep_last=config.keep_last),
+        make_checkpointer(run_dir, start.history.best_val_accuracy, epochs=config.epochs, keep_last=config.keep_last),
         keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=config.patience),
     ]
     stopped: str | None = None
-    if initial_epoch < config.epochs:
+    if start.epoch < config.epochs:
         try:
             model.fit(
                 train_data.with_options(_data_options()) if config.strategy == "mirrored" else train_data,
                 validation_data=val_data,
                 epochs=config.epochs,
-                initial_epoch=initial_epoch,
+                initial_epoch=start.epoch,
                 steps_per_epoch=steps_per_epoch,
                 callbacks=callbacks,
                 shuffle=False,  # the tf.data pipeline shuffles
@@ -470,7 +431,7 @@ def _train(config: TrainConfig, run_dir: Path, *, resume: bool) -> None:
         (run_dir / runs.STOP_FLAG).unlink(missing_ok=True)
         runs.update_status(run_dir, state="stopped", phase=None, stop_reason=stopped, finished_at=time.time())
         return
-    _finish(run_dir, dataset, config)
+    _finish(run_dir, data.dataset, config)
     (run_dir / runs.STOP_FLAG).unlink(missing_ok=True)
 
 
@@ -494,7 +455,7 @@ def _finish(run_dir: Path, dataset: FaceDataset, config: TrainConfig) -> None:
     held_out = dataset.split("test") if eval_split == "test" else val
     report, probabilities = evaluate_served(model_path, held_out)
     report["split"] = eval_split
-    report["best_epoch"] = runs.Run(run_dir).checkpoint_info().get("best_epoch")
+    report["best_epoch"] = runs.Run(run_dir).checkpoint_info().best_epoch
     report["batch_norm_recalibration"] = recalibration
     runs.write_json(run_dir / runs.METRICS_FILE, report)
     save_misclassified(run_dir, held_out, probabilities)
@@ -505,7 +466,7 @@ def export_served(model_path: Path, val: FaceDataset) -> float:
     """Fit the calibration temperature on the validation faces and write the model's LiteRT copy with
     it (:func:`training.export.export_tflite`, checked on those faces too). Returns the temperature."""
     from fer_core.calibration import fit_temperature
-    from training.export import export_tflite, load_keras_model
+    from training.export import export_tflite
 
     model = load_keras_model(model_path)
     temperature = fit_temperature(predict_probabilities(model, val.images), val.labels) if len(val) else 1.0
@@ -537,11 +498,9 @@ def recalibrate_if_better(model_path: Path, train: FaceDataset, val: FaceDataset
     """Re-estimate the batch-norm statistics of the model at ``model_path`` on the clean ``train``
     faces (see :mod:`training.averaging`) and keep the result if it is more accurate on ``val``.
     Returns both validation accuracies and whether the recalibrated model was kept."""
-    import keras
-
     from training.averaging import recalibrate_batch_norm
 
-    model = keras.models.load_model(model_path, compile=False)
+    model = load_keras_model(model_path)
     before = accuracy_on(model, val)
     if not recalibrate_batch_norm(model, train.images):
         return {"val_accuracy_before": before, "val_accuracy_after": before, "kept": False}
@@ -554,16 +513,14 @@ def recalibrate_if_better(model_path: Path, train: FaceDataset, val: FaceDataset
 def load_initial_weights(model: Any, source: str | Path) -> None:
     """Copy the weights of the model at ``source`` (a ``.keras`` file, or a run folder: its exported
     model, else its best checkpoint) into ``model``, which must have the same architecture."""
-    import keras
-
     given = Path(source)
     path = runs.Run(given).model_path() if given.is_dir() else given
-    if path is None or not path.is_file():
-        raise FileNotFoundError(f"no model to start from at {source}")
+    if path is None or not path.exists():
+        raise ModelLoadError(f"no model to start from at {source}")
     try:
-        initial = keras.models.load_model(path, compile=False)
-    except Exception as error:
-        raise ValueError(f"could not load {path} to start from: {error}") from error
+        initial = load_keras_model(path)
+    except ModelLoadError as error:
+        raise ModelLoadError(f"cannot start from that model: {error}") from None
     weights = initial.get_weights()
     expected = [tuple(weight.shape) for weight in model.get_weights()]
     if [tuple(weight.shape) for weight in weights] != expected:
@@ -580,7 +537,7 @@ def export_model(checkpoint: Path, destination: Path, arch: str) -> None:
 
     from fer_core.models import build_model
 
-    trained = keras.models.load_model(checkpoint, compile=False)
+    trained = load_keras_model(checkpoint)
     keras.mixed_precision.set_global_policy("float32")
     clean = build_model(arch)
     clean.set_weights(trained.get_weights())
@@ -599,11 +556,6 @@ def predict_probabilities(model: Any, images: npt.NDArray[np.uint8], batch_size:
 
 def accuracy_on(model: Any, dataset: FaceDataset) -> float:
     return float((predict_probabilities(model, dataset.images).argmax(axis=1) == dataset.labels).mean())
-
-
-def evaluate(model: Any, dataset: FaceDataset) -> dict[str, Any]:
-    probabilities = predict_probabilities(model, dataset.images)
-    return classification_report(dataset.labels, probabilities.argmax(axis=1))
 
 
 def save_misclassified(
@@ -675,13 +627,14 @@ def resume(run_dir: Path, *, launched: bool = False) -> Path:
     (so that no second training starts meanwhile) before this process runs.
     """
     run = runs.Run(run_dir)
-    settings = run.config().get("settings")
-    if not settings:
-        raise ValueError(f"{run_dir} is not a run folder (no config.json with settings)")
-    status = run.status()
-    if status.get("state") in runs.ACTIVE_STATES and not (launched and status.get("state") == "queued"):
-        raise ValueError(f"{run_dir.name} is still running (pid {status.get('pid')})")
-    if status.get("state") == "finished":
+    try:
+        settings = run.config().settings
+        status = run.status()
+    except runs.RecordError as error:
+        raise runs.RecordError(f"cannot resume run {run_dir.name}: {error}") from None
+    if status.is_active and not (launched and status.state == "queued"):
+        raise ValueError(f"{run_dir.name} is still running (pid {status.pid})")
+    if status.state == "finished":
         raise ValueError(f"{run_dir.name} has already finished; start a new run to train further")
     (run_dir / runs.STOP_FLAG).unlink(missing_ok=True)
-    return train(config_from_mapping(settings), run_dir, resume=True)
+    return train(settings, run_dir, resume=True)

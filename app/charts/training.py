@@ -20,6 +20,7 @@ VAL_COLOR = "#fb5607"
 BATCH_COLOR = "rgba(58, 134, 255, 0.35)"
 RUN_COLORS = ("#3a86ff", "#fb5607", "#8338ec", "#06a77d", "#ffbe0b", "#ff006e", "#6c757d", "#118ab2")
 FONT = {"size": 13}
+EMPTY_LOSS_RANGE = 2.5  # a 7-class model starts near ln 7 = 1.95
 
 
 def _points(rows: Sequence[Mapping[str, Any]], key: str) -> tuple[list[float], list[float]]:
@@ -40,10 +41,16 @@ def _gapped_by_epoch(x: list[float], y: list[float]) -> tuple[list[float | None]
     return gapped_x, gapped_y
 
 
-def learning_curves_figure(history: Mapping[str, Sequence[Mapping[str, Any]]], *, height: int = 360) -> go.Figure:
+def learning_curves_figure(
+    history: Mapping[str, Sequence[Mapping[str, Any]]], *, height: int = 360, epochs: int | None = None
+) -> go.Figure:
     """Loss and accuracy side by side: train within epochs (faint, batch-level running averages),
-    train per epoch and validation per epoch. X is the epoch, fractional within an epoch."""
-    epochs = history.get("epochs", [])
+    train per epoch and validation per epoch. X is the epoch, fractional within an epoch.
+
+    Accuracy is drawn on 0-100%. Before the first point, the axes are those the curves will have:
+    the epochs planned (``epochs``) across, loss from 0 to a little above a 7-class guess's."""
+    planned_epochs = epochs
+    epochs_rows = history.get("epochs", [])
     batches = history.get("batches", [])
     figure = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Accuracy"), horizontal_spacing=0.09)
     for column, metric in ((1, "loss"), (2, "accuracy")):
@@ -67,7 +74,7 @@ def learning_curves_figure(history: Mapping[str, Sequence[Mapping[str, Any]]], *
             (metric, "train", TRAIN_COLOR, "solid"),
             (f"val_{metric}", "validation", VAL_COLOR, "solid"),
         ):
-            x, y = _points(epochs, key)
+            x, y = _points(epochs_rows, key)
             figure.add_trace(
                 go.Scatter(
                     x=x,
@@ -84,8 +91,10 @@ def learning_curves_figure(history: Mapping[str, Sequence[Mapping[str, Any]]], *
                 col=column,
             )
     figure.update_xaxes(title_text="epoch", rangemode="tozero")
-    figure.update_yaxes(tickformat=".0%", row=1, col=2)
-    if not epochs and not batches:
+    figure.update_yaxes(tickformat=".0%", range=[0, 1], row=1, col=2)
+    if not epochs_rows and not batches:
+        figure.update_xaxes(range=[0, max(1, planned_epochs or 1)])
+        figure.update_yaxes(range=[0, EMPTY_LOSS_RANGE], row=1, col=1)
         figure.add_annotation(
             text="Waiting for the first training steps...",
             xref="paper",
@@ -130,6 +139,7 @@ def compare_runs_figure(
         xaxis_title="epoch",
         yaxis_title=metric.replace("val_", "validation ").replace("_", " "),
         yaxis_tickformat=".0%" if accuracy else None,
+        yaxis_range=[0, 1] if accuracy else None,
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
         font=FONT,
     )

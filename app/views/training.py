@@ -2,11 +2,15 @@
 
 The trainer runs as its own process (training.launcher); this page only reads the run folders, so
 a reload or a second tab finds the running job again, and a crashed trainer never takes the app down.
+Each refresh reads every run folder once (``Run.snapshot``) and draws the progress panel, the runs
+table and the opened run from that one reading, so they always agree.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,31 +27,48 @@ from fer_core.labels import EMOTIONS
 from fer_core.models import architectures
 from fer_core.settings import SHIPPED_MODEL_PATH, default_runs_dir
 from training import launcher, promote, runs
-from training.config import ARCH_LEARNING_RATES, TrainConfig
+from training.config import ARCH_LEARNING_RATES, FIELDS, TrainConfig, kind_of, option
+from training.model_files import check_keras_file
+from training.records import RunMetrics
+from training.runs import RunSnapshot, plural
+from training.trainer import check_training_labels, held_out_counts
 
 REFRESH_S = 2.0  # while a run is active
 IDLE_REFRESH_S = 10.0  # otherwise: notices a run started from another tab or the command line
-TABLE_REFRESH_S = 10.0  # the runs table while a run is active
 FORCE_STOP_AFTER_S = 30.0
 GALLERY_SIZE = 24
 VIEWED_RUN_KEY = "training_viewed_run"
 LIVE_KEY = "training_live_key"
+FORM_PREFIX = "train_"  # the form's widget keys: train_<setting>
+INIT_FROM_KEY = "train_init_from"
+BASIC_SETTINGS = ("epochs", "batch_size", "lr", "augment", "class_weights", "label_smoothing", "patience")
+ADVANCED_SETTINGS = tuple(
+    name for name in FIELDS if option(name).advanced and option(name).label and name not in BASIC_SETTINGS
+)
+FORM_SETTINGS = ("arch", *BASIC_SETTINGS, *ADVANCED_SETTINGS)
 STATE_LABELS = {  # the table shows plain text: symbols every font has, not emoji
     "queued": "… queued",
     "running": "▶ running",
     "finished": "✓ finished",
     "stopped": "■ stopped",
     "failed": "✗ failed",
+    runs.UNREADABLE: "⚠ unreadable",
 }
 STATE_BADGES = {"queued": "gray", "running": "blue", "finished": "green", "stopped": "orange", "failed": "red"}
 PHASE_TEXT = {
     "starting": "Starting the trainer...",
     "loading data": "Loading the faces...",
     "building model": "Building the model...",
+    "loading initial weights": "Loading the weights to start from...",
     "exporting": "Saving the best model...",
     "recalibrating": "Re-estimating batch-norm statistics on the clean training faces...",
     "evaluating": "Evaluating the best model on the held-out faces...",
 }
+PERCENT_FORMAT = "%.1f%%"  # tables show shares of 0-100 with one decimal, as percent() does
+RANDOM_START = "Random weights"
+SHIPPED_START = "Shipped default model"
+DEFAULT_SETTINGS = "Default settings"
+SETTINGS_SOURCE_KEY = "train_settings_source"
 
 
 def duration_text(seconds: float | None) -> str:
@@ -62,7 +83,13 @@ def duration_text(seconds: float | None) -> str:
 
 
 def percent(value: float | None) -> str:
+    """One decimal everywhere on this page: 65.0%, 3.3%."""
     return "-" if value is None else f"{value:.1%}"
+
+
+def percent_points(value: float | None) -> float | None:
+    """A share (0-1) as percentage points, for the tables' PERCENT_FORMAT columns."""
+    return None if value is None else 100 * value
 
 
 def first_line(text: str | None, limit: int = 400) -> str:
@@ -71,169 +98,203 @@ def first_line(text: str | None, limit: int = 400) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
-def current_run(runs_dir: Path) -> runs.Run | None:
-    """What the live panel shows: the active run (whoever started it), else the run last started or
-    opened in this session, else the newest run."""
-    active = runs.active_run(runs_dir)
+def sentence(text: str) -> str:
+    """A declaration's help (a lower-case phrase) as the sentence a tooltip shows."""
+    return text[:1].upper() + text[1:] + "."
+
+
+def read_snapshots(runs_dir: Path) -> list[RunSnapshot]:
+    """Every run, newest first, each read once for this refresh."""
+    return [run.snapshot() for run in runs.list_runs(runs_dir)]
+
+
+def current_snapshot(snapshots: Sequence[RunSnapshot]) -> RunSnapshot | None:
+    """What the progress panel shows: the active run (whoever started it), else the run last started
+    or opened in this session, else the newest run."""
+    active = next((snapshot for snapshot in snapshots if snapshot.is_active), None)
     if active is not None:
         return active
     viewed = st.session_state.get(VIEWED_RUN_KEY)
-    if viewed and (runs_dir / viewed / runs.CONFIG_FILE).is_file():
-        return runs.Run(runs_dir / viewed)
-    all_runs = runs.list_runs(runs_dir)
-    return all_runs[0] if all_runs else None
+    return next((snapshot for snapshot in snapshots if snapshot.name == viewed), snapshots[0] if snapshots else None)
 
 
-def live_key(run: runs.Run | None) -> tuple[str, str] | None:
-    return (run.name, str(run.status().get("state"))) if run is not None else None
+def live_key(snapshot: RunSnapshot | None) -> tuple[str, str] | None:
+    return (snapshot.name, snapshot.status.state) if snapshot is not None else None
 
 
-def settings_caption(settings: dict[str, Any], status: dict[str, Any]) -> str:
+def settings_caption(snapshot: RunSnapshot) -> str:
+    if snapshot.config is None:
+        return ""
+    settings, status = snapshot.config.settings, snapshot.status
     parts = [
-        f"**{settings.get('arch', '?')}**",
-        "demo set" if settings.get("data") == "demo" else f"`{settings.get('data')}`",
-        f"{settings.get('epochs', '?')} epochs",
-        f"batch {settings.get('batch_size', '?')}",
+        f"**{settings.arch}**",
+        "demo set" if settings.data == "demo" else f"`{settings.data}`",
+        plural(settings.epochs, "epoch"),
+        f"batch {settings.batch_size}",
     ]
-    if status.get("precision"):
-        parts.append(str(status["precision"]))
-    if (status.get("devices") or 1) > 1:
-        parts.append(f"{status['devices']} devices")
+    if status.precision:
+        parts.append(status.precision)
+    if (status.devices or 1) > 1:
+        parts.append(f"{status.devices} devices")
     return " · ".join(parts)
 
 
 # ---------------------------------------------------------------- new run
 
 
-RANDOM_START = "Random weights"
-
-
-def start_choices(arch: str, runs_dir: Path) -> dict[str, str]:
+def start_choices(arch: str, snapshots: Sequence[RunSnapshot]) -> dict[str, str]:
     """Models a new ``arch`` run may start from: random weights, the shipped default and every run
     of the same architecture that has saved a model (label -> path, "" for random)."""
     choices = {RANDOM_START: ""}
     if SHIPPED_MODEL_PATH.is_file() and describe_model(SHIPPED_MODEL_PATH).details.get("arch") == arch:
-        choices["Shipped default model"] = str(SHIPPED_MODEL_PATH)
-    for run in runs.list_runs(runs_dir):  # newest first
-        model_path = run.model_path()
-        if model_path is not None and (run.config().get("settings") or {}).get("arch") == arch:
-            choices[f"Run {run.name}"] = str(model_path)
+        choices[SHIPPED_START] = str(SHIPPED_MODEL_PATH)
+    for snapshot in snapshots:  # newest first
+        model_path = snapshot.run.model_path()
+        usable = snapshot.config is not None and not snapshot.status.diverged
+        if model_path is not None and usable and snapshot.config.settings.arch == arch:  # type: ignore[union-attr]
+            choices[f"Run {snapshot.name}"] = str(model_path)
     return choices
 
 
-def new_run_ui(source: str, busy: runs.Run | None) -> None:
-    st.subheader("New run")
-    dataset_ok = data_summary_ui(source)
-    defaults = TrainConfig()
-    names = list(architectures())
-    arch = st.selectbox(
-        "Architecture",
-        names,
-        index=names.index(defaults.arch) if defaults.arch in names else 0,
-        key="train_arch",
-        help="\n\n".join(f"**{name}**: {description}" for name, description in architectures().items()),
-    )
-    st.caption(architectures()[arch])
-    left, right = st.columns(2)
-    epochs = left.number_input(
-        "Epochs", 1, 500, defaults.epochs, key="train_epochs", help="Passes over the training faces."
-    )
-    batch_size = right.selectbox(
-        "Batch size",
-        [16, 32, 64, 128, 256],
-        index=2,
-        key="train_batch_size",
-        help="Faces per step. Larger is faster per face; the learning rate suits 64.",
-    )
-    lr = st.number_input(
-        "Peak learning rate",
-        min_value=1e-5,
-        max_value=0.5,
-        value=None,
-        step=1e-4,
-        format="%.5f",
-        key="train_lr",
-        placeholder=f"{arch}'s default: {ARCH_LEARNING_RATES.get(arch, 1e-3):g}",
-        help="AdamW with a short warm-up and cosine decay. Leave empty for the architecture's own default.",
-    )
-    left, right = st.columns(2)
-    augment = left.toggle(
-        "Augmentation",
-        defaults.augment,
-        key="train_augment",
-        help="Random flips, small shifts, rotations, zoom, brightness and contrast changes of the training faces.",
-    )
-    class_weights = right.toggle(
-        "Class weights",
-        defaults.class_weights,
-        key="train_class_weights",
-        help="Weigh rare emotions (disgust) up, softened (square root of inverse frequency).",
-    )
-    left, right = st.columns(2)
-    label_smoothing = left.slider(
-        "Label smoothing",
-        0.0,
-        0.3,
-        defaults.label_smoothing,
-        0.05,
-        key="train_label_smoothing",
-        help="Soften the one-hot targets: helps with FER2013's noisy labels.",
-    )
-    patience = right.number_input(
-        "Patience",
-        1,
-        200,
-        defaults.patience,
-        key="train_patience",
-        help="Stop early after this many epochs without a better validation accuracy.",
-    )
-    with st.expander("Advanced"):
-        max_steps = st.number_input(
-            "Max steps per epoch",
-            0,
-            100_000,
-            defaults.max_steps_per_epoch,
-            key="train_max_steps",
-            help="0: the whole training split every epoch. A small number makes a quick trial run.",
-        )
-        left, right = st.columns(2)
-        seed = left.number_input("Seed", 0, 2**31 - 1, defaults.seed, key="train_seed")
-        val_fraction = right.number_input(
-            "Validation share",
-            0.05,
-            0.45,
-            defaults.val_fraction,
-            0.05,
-            key="train_val_fraction",
-            help="Carved out of train (stratified) when the data set has no val split of its own.",
-        )
-        weight_decay = left.number_input(
-            "Weight decay", 0.0, 1.0, defaults.weight_decay, 0.01, key="train_weight_decay", help="AdamW, decoupled."
-        )
-        precision = right.selectbox(
-            "Precision",
-            ["auto", "float32", "mixed_bfloat16", "mixed_float16"],
-            key="train_precision",
-            help="auto: float16 on a GPU, bfloat16 on CPUs that have it, else float32. The saved model is float32.",
-        )
-        strategy = st.selectbox(
-            "Devices",
-            ["default", "mirrored"],
-            key="train_strategy",
-            format_func=lambda name: {"default": "one device", "mirrored": "all devices (MirroredStrategy)"}[name],
-        )
-        starts = start_choices(arch, default_runs_dir())
-        start_from = st.selectbox(
-            "Start from",
-            list(starts),
-            key="train_init_from",
-            help="Fine-tune: begin with the weights of a trained model of the same architecture instead of "
-            "random ones (with a lower learning rate, e.g. half the default).",
-        )
+def form_values(config: TrainConfig, snapshots: Sequence[RunSnapshot]) -> dict[str, Any]:
+    """The form's widget values (by key) that show ``config``."""
+    values: dict[str, Any] = {FORM_PREFIX + name: getattr(config, name) for name in FORM_SETTINGS}
+    starts = {path: label for label, path in start_choices(config.arch, snapshots).items()}
+    values[INIT_FROM_KEY] = starts.get(config.init_from, RANDOM_START)
+    return values
 
+
+def remembered_settings(snapshots: Sequence[RunSnapshot]) -> TrainConfig:
+    """The settings the form opens with: those of the newest run (the last used), else the defaults."""
+    return next((snapshot.config.settings for snapshot in snapshots if snapshot.config is not None), TrainConfig())
+
+
+def init_form(snapshots: Sequence[RunSnapshot]) -> None:
+    """Fill in the form's widgets that have no value yet (a first visit, or back from another page,
+    which drops widget values) from the last settings used."""
+    missing = {
+        key: value
+        for key, value in form_values(remembered_settings(snapshots), snapshots).items()
+        if key not in st.session_state
+    }
+    st.session_state.update(missing)
+
+
+def copy_settings(sources: dict[str, TrainConfig], snapshots: Sequence[RunSnapshot]) -> None:
+    """The Copy button's callback: put the chosen settings into the form (callbacks run before the
+    widgets exist, so they may set their values)."""
+    config = sources.get(st.session_state.get(SETTINGS_SOURCE_KEY, DEFAULT_SETTINGS), TrainConfig())
+    st.session_state.update(form_values(config, snapshots))
+
+
+def setting_ui(name: str, container: Any = st) -> Any:
+    """The widget of one setting, from its declaration in TrainConfig; returns its value."""
+    declared = option(name)
+    key = FORM_PREFIX + name
+    kind = kind_of(name)
+    help_text = sentence(declared.help)
+    if kind == "bool":
+        return container.toggle(declared.label, key=key, help=help_text)
+    if declared.allowed():
+        return container.selectbox(declared.label, declared.allowed(), key=key, help=help_text)
+    if kind == "int":
+        return container.number_input(
+            declared.label,
+            min_value=int(declared.minimum or 0),
+            max_value=int(declared.maximum or 0),
+            step=int(declared.step or 1),
+            key=key,
+            help=help_text,
+        )
+    arch = st.session_state.get(FORM_PREFIX + "arch", TrainConfig().arch)
+    return container.number_input(
+        declared.label,
+        min_value=float(declared.minimum or 0.0),
+        max_value=float(declared.maximum or 0.0),
+        step=float(declared.step or 0.01),
+        format="%g",  # 0.05, 0.001, 1e-05: as many decimals as the value has
+        key=key,
+        help=help_text,
+        placeholder=f"{arch}'s default: {ARCH_LEARNING_RATES.get(arch, 1e-3):g}" if kind == "float | None" else None,
+    )
+
+
+def settings_grid_ui(names: Sequence[str]) -> dict[str, Any]:
+    """The widgets of ``names``, two to a row; returns setting -> value."""
+    values = {}
+    for start in range(0, len(names), 2):
+        columns = st.columns(2)
+        for column, name in zip(columns, names[start : start + 2], strict=False):
+            values[name] = setting_ui(name, column)
+    return values
+
+
+def arch_ui() -> str:
+    names = list(architectures())
+    if st.session_state.get(FORM_PREFIX + "arch") not in names:
+        st.session_state[FORM_PREFIX + "arch"] = names[0]
+    arch = str(setting_ui("arch"))
+    st.caption(architectures()[arch])
+    return arch
+
+
+def start_from_ui(arch: str, snapshots: Sequence[RunSnapshot]) -> str:
+    """Random weights, or the path of a model of ``arch`` to fine-tune."""
+    starts = start_choices(arch, snapshots)
+    if st.session_state.get(INIT_FROM_KEY) not in starts:
+        st.session_state[INIT_FROM_KEY] = RANDOM_START
+    label = st.selectbox(
+        "Start from",
+        list(starts),
+        key=INIT_FROM_KEY,
+        help="Fine-tune: begin with the weights of a trained model of the same architecture instead of "
+        "random ones (with a lower learning rate, e.g. half the default).",
+    )
+    return starts[str(label)]
+
+
+def copy_settings_ui(snapshots: Sequence[RunSnapshot]) -> None:
+    """Put an earlier run's settings (or the defaults) into the form."""
+    sources = {DEFAULT_SETTINGS: TrainConfig()}
+    sources.update(
+        {f"Run {snapshot.name}": snapshot.config.settings for snapshot in snapshots if snapshot.config is not None}
+    )
+    choice, button = st.columns([3, 1], vertical_alignment="bottom")
+    choice.selectbox(
+        "Settings",
+        list(sources),
+        key=SETTINGS_SOURCE_KEY,
+        help="The form opens with the settings of the newest run. Copy another run's settings, or the defaults.",
+    )
+    button.button(
+        "Copy",
+        key="train_copy_settings",
+        on_click=copy_settings,
+        args=(sources, snapshots),
+        width="stretch",
+        help="Fill the form with these settings (the data set stays the one chosen in the sidebar).",
+    )
+
+
+def new_run_ui(source: str, snapshots: Sequence[RunSnapshot]) -> None:
+    st.subheader("New run")
+    init_form(snapshots)
+    dataset_ok = data_summary_ui(source)
+    copy_settings_ui(snapshots)
+    arch = arch_ui()
+    values = settings_grid_ui(BASIC_SETTINGS)
+    with st.expander("Advanced"):
+        values.update(settings_grid_ui(ADVANCED_SETTINGS))
+        init_from = start_from_ui(arch, snapshots)
+    busy = next((snapshot for snapshot in snapshots if snapshot.is_active), None)
+    if start_button_ui(busy, dataset_ok):
+        start_run({**values, "data": source, "arch": arch, "init_from": init_from})
+
+
+def start_button_ui(busy: RunSnapshot | None, dataset_ok: bool) -> bool:
     if busy is not None:
         st.info(f"Run **{busy.name}** is training. One training at a time: stop it or wait for it to finish.")
-    start = st.button(
+    return st.button(
         "Start training",
         type="primary",
         icon=":material/play_arrow:",
@@ -241,27 +302,12 @@ def new_run_ui(source: str, busy: runs.Run | None) -> None:
         width="stretch",
         key="train_start",
     )
-    if not start:
-        return
+
+
+def start_run(values: dict[str, Any]) -> None:
+    """Check the settings, start the trainer and show its run; a refusal is shown as an error."""
     try:
-        config = TrainConfig(
-            data=source,
-            arch=arch,
-            epochs=int(epochs),
-            batch_size=int(batch_size),
-            lr=float(lr) if lr is not None else None,
-            weight_decay=float(weight_decay),
-            augment=bool(augment),
-            class_weights=bool(class_weights),
-            label_smoothing=float(label_smoothing),
-            patience=int(patience),
-            val_fraction=float(val_fraction),
-            seed=int(seed),
-            strategy=str(strategy),
-            precision=str(precision),
-            max_steps_per_epoch=int(max_steps),
-            init_from=starts.get(str(start_from), ""),
-        )
+        config = TrainConfig(**values)
         run = launcher.start_training(config)
     except launcher.TrainingBusyError as error:
         st.error(f"Not started: {error}")
@@ -274,104 +320,105 @@ def new_run_ui(source: str, busy: runs.Run | None) -> None:
 
 
 def data_summary_ui(source: str) -> bool:
-    """One line on the chosen faces; False (with the reason shown) when they cannot be loaded."""
+    """One line on the chosen faces; False (with the reason shown) when they cannot be trained on."""
     try:
         dataset = cached_dataset(source)
     except (FerError, OSError) as error:
         st.error(f"Cannot train on that data set: {error}")
         return False
     counts = {name: int((dataset.splits == name).sum()) for name in dataset.split_names}
+    train_labels = dataset.labels[dataset.splits == "train"]
     if "val" in counts:
-        parts = [f"{counts.get('train', 0):,} train", f"{counts['val']:,} validation"]
+        val_size = counts["val"]
+        parts = [f"{counts.get('train', 0):,} train", f"{val_size:,} validation"]
     else:
-        share = float(st.session_state.get("train_val_fraction", TrainConfig().val_fraction))
-        held_out = round(counts.get("train", 0) * share)
-        parts = [f"{counts.get('train', 0) - held_out:,} train", f"{held_out:,} validation (held out of train)"]
+        share = float(st.session_state.get(FORM_PREFIX + "val_fraction", TrainConfig().val_fraction))
+        val_size = int(held_out_counts(train_labels, share).sum())
+        parts = [f"{len(train_labels) - val_size:,} train", f"{val_size:,} validation (held out of train)"]
     parts += [f"{count:,} {name.replace('_', ' ')}" for name, count in counts.items() if name not in ("train", "val")]
     label = "Demo set (synthetic faces)" if dataset.synthetic else dataset.name
     st.caption(f"**{label}**: " + " · ".join(parts))
     if "train" not in counts:
         st.error("This data set has no train split: point the sidebar at a folder with train/ in it.")
         return False
+    try:
+        check_training_labels(train_labels, val_size)
+    except FerError as error:
+        st.error(f"Cannot train on these faces: {error}.")
+        return False
     return True
 
 
-# ---------------------------------------------------------------- live panel
+# ---------------------------------------------------------------- progress panel
 
 
-def live_panel(runs_dir: Path) -> None:
-    run = current_run(runs_dir)
-    st.session_state[LIVE_KEY] = live_key(run)
-    interval = REFRESH_S if run is not None and run.is_active else IDLE_REFRESH_S
-    st.fragment(run_every=interval)(live_fragment)(runs_dir)
-
-
-def live_fragment(runs_dir: Path) -> None:
-    run = current_run(runs_dir)
-    if live_key(run) != st.session_state.get(LIVE_KEY):
-        st.rerun()  # a run started, ended or appeared: the form and the table change too
-    if run is None:
+def progress_ui(snapshot: RunSnapshot | None) -> None:
+    if snapshot is None:
         st.subheader("Progress")
         st.info("No runs yet. Choose the settings and press **Start training**; its progress appears here.")
         return
-    run_progress_ui(run)
-
-
-def run_progress_ui(run: runs.Run) -> None:
-    status = run.status()
-    state = str(status.get("state"))
+    status = snapshot.status
     title, badge = st.columns([4, 1], vertical_alignment="center")
-    title.subheader(f"Run {run.name}")
+    title.subheader(f"Run {snapshot.name}")
+    if snapshot.problem:
+        st.error(f"This run cannot be read: {snapshot.problem}", icon=":material/error:")
+        return
     with badge:
-        st.badge(state, color=STATE_BADGES.get(state, "gray"))
-    st.caption(settings_caption(run.config().get("settings", {}), status))
-    history = run.history()
-
-    if state in runs.ACTIVE_STATES:
-        active_progress_ui(run, status)
-    elif state == "finished":
-        metrics = run.metrics()
+        st.badge(status.state, color=STATE_BADGES.get(status.state, "gray"))
+    st.caption(settings_caption(snapshot))
+    if status.is_active:
+        active_progress_ui(snapshot)
+    elif status.state == "finished" and snapshot.metrics is not None:
         st.success(
-            f"Finished in {duration_text(status.get('elapsed_s'))}: "
-            f"{metrics.get('split', 'test')} accuracy **{percent(metrics.get('accuracy'))}**, "
-            f"macro-F1 {metrics.get('macro_f1', 0):.3f}. Details and **Use this model** are below.",
+            f"Finished in {duration_text(status.duration_s)}: {snapshot.metrics.split} accuracy "
+            f"**{percent(snapshot.metrics.accuracy)}**, macro-F1 {snapshot.metrics.macro_f1:.3f}. "
+            "Details and **Use this model** are below.",
             icon=":material/check_circle:",
         )
-    elif state == "stopped":
-        stopped_ui(run, status)
-    elif state == "failed":
-        failed_ui(run, status)
-    st.plotly_chart(learning_curves_figure(history), key=f"live-curves-{run.name}")
+    elif status.state == "stopped":
+        stopped_ui(snapshot)
+    elif status.state == "failed":
+        failed_ui(snapshot)
+    if status.resume_note:
+        st.info(f"Resumed: {status.resume_note}.", icon=":material/info:")
+    epochs = snapshot.config.settings.epochs if snapshot.config else None
+    st.plotly_chart(
+        learning_curves_figure(snapshot.history.to_json(), epochs=epochs), key=f"live-curves-{snapshot.name}"
+    )
 
 
-def active_progress_ui(run: runs.Run, status: dict[str, Any]) -> None:
-    phase = status.get("phase")
-    epochs = int(status.get("epochs") or run.config().get("settings", {}).get("epochs") or 1)
-    if status.get("state") == "queued" or phase in PHASE_TEXT:
-        done = 1.0 if phase in ("exporting", "recalibrating", "evaluating") else 0.0
-        st.progress(done, text=PHASE_TEXT.get(str(phase), "Waiting for the trainer to start..."))
+def active_progress_ui(snapshot: RunSnapshot) -> None:
+    status = snapshot.status
+    epochs = status.epochs or (snapshot.config.settings.epochs if snapshot.config else 1)
+    if status.state == "queued" or status.phase in PHASE_TEXT:
+        done = 1.0 if status.phase in ("exporting", "recalibrating", "evaluating") else 0.0
+        st.progress(done, text=PHASE_TEXT.get(str(status.phase), "Waiting for the trainer to start..."))
     else:
-        epoch = int(status.get("epoch") or 1)
-        step, steps = int(status.get("step") or 0), int(status.get("steps") or 1)
+        epoch = status.epoch or 1
+        step, steps = status.step or 0, status.steps or 1
         fraction = min(1.0, ((epoch - 1) + step / steps) / epochs)
-        eta = status.get("eta_s")
-        eta_text = f" · about {duration_text(eta)} left" if eta is not None else ""
+        eta_text = f" · about {duration_text(status.eta_s)} left" if status.eta_s is not None else ""
         st.progress(fraction, text=f"Epoch {epoch}/{epochs} · step {step}/{steps} · {fraction:.0%}{eta_text}")
-    columns = st.columns(4)
-    columns[0].metric("Epochs done", f"{status.get('epochs_done', 0)} / {epochs}")
-    estimate = status.get("epoch_time_estimate_s")
-    columns[1].metric(
+    top = st.columns(2)
+    top[0].metric("Epochs done", f"{snapshot.epochs_done} / {epochs}")
+    estimate = status.epoch_time_estimate_s
+    top[1].metric(
         "Time per epoch",
-        f"≈ {duration_text(estimate)}" if estimate is not None else "measuring...",
-        help="From the steps so far (the first, which compiles the model, left out) and the last validation.",
+        f"≈ {duration_text(estimate)}" if estimate is not None else "-",
+        help="Measured from the steps so far (the first, which compiles the model, left out) and the last "
+        "validation; it shows once a few steps have run.",
     )
-    columns[2].metric("Time left", duration_text(status.get("eta_s")) if status.get("eta_s") is not None else "-")
-    best_epoch = status.get("best_epoch")
-    columns[3].metric(
+    bottom = st.columns(2)
+    bottom[0].metric("Time left", duration_text(status.eta_s))
+    bottom[1].metric(
         "Best val acc",
-        percent(status.get("best_val_accuracy")),
-        help=f"Reached in epoch {best_epoch}; that checkpoint is the one kept." if best_epoch else None,
+        percent(status.best_val_accuracy),
+        help=f"Reached in epoch {status.best_epoch}; that checkpoint is the one kept." if status.best_epoch else None,
     )
+    stop_ui(snapshot.run)
+
+
+def stop_ui(run: runs.Run) -> None:
     try:
         waited: float | None = time.time() - (run.path / runs.STOP_FLAG).stat().st_mtime
     except FileNotFoundError:  # no stop requested, or the trainer has just taken the request
@@ -394,30 +441,38 @@ def active_progress_ui(run: runs.Run, status: dict[str, Any]) -> None:
         st.rerun()
 
 
-def stopped_ui(run: runs.Run, status: dict[str, Any]) -> None:
-    epochs = len(run.history()["epochs"])
-    best = "" if run.model_path() is None else " The best checkpoint so far is kept."
+def stopped_ui(snapshot: RunSnapshot) -> None:
+    best = "" if snapshot.run.model_path() is None else " The best checkpoint so far is kept."
+    reason = snapshot.status.stop_reason or "stop requested"
     st.warning(
-        f"Stopped after {epochs} complete epoch(s) ({status.get('stop_reason') or 'stop requested'}).{best}",
+        f"Stopped after {plural(len(snapshot.history.epochs), 'complete epoch')} ({reason}).{best}",
         icon=":material/stop_circle:",
     )
-    resume_button(run)
+    resume_button(snapshot)
 
 
-def failed_ui(run: runs.Run, status: dict[str, Any]) -> None:
-    st.error(f"This run failed: {first_line(status.get('error'))}", icon=":material/error:")
-    st.caption(f"The trainer's log is in `{run.path / runs.LOG_FILE}`.")
+def failed_ui(snapshot: RunSnapshot) -> None:
+    st.error(f"This run failed: {first_line(snapshot.status.error)}", icon=":material/error:")
+    st.caption(f"The trainer's log is in `{snapshot.run.path / runs.LOG_FILE}`.")
+    if (snapshot.run.path / runs.LAST_CHECKPOINT).is_file() and not snapshot.status.diverged:
+        resume_button(snapshot)
+
+
+def resume_button(snapshot: RunSnapshot) -> None:
+    """Resume from the last epoch's checkpoint, or from the best one when the last cannot be read."""
+    run, checkpoint = snapshot.run, snapshot.checkpoint
+    label, note = f"Resume from epoch {checkpoint.epoch + 1}", ""
     if (run.path / runs.LAST_CHECKPOINT).is_file():
-        resume_button(run)
-
-
-def resume_button(run: runs.Run) -> None:
-    done = run.checkpoint_info().get("epoch", 0)
+        try:
+            check_keras_file(run.path / runs.LAST_CHECKPOINT)
+        except FerError as error:
+            label = f"Resume from epoch {(checkpoint.best_epoch or 0) + 1}"
+            note = f" {runs.LAST_CHECKPOINT} cannot be read ({error}), so it resumes from the best checkpoint."
     if not st.button(
-        f"Resume from epoch {done + 1}",
+        label,
         icon=":material/resume:",
         key=f"resume-{run.name}",
-        help="Continue with the same settings from the last completed epoch.",
+        help="Continue with the same settings from the last completed epoch." + note,
     ):
         return
     try:
@@ -432,32 +487,44 @@ def resume_button(run: runs.Run) -> None:
 # ---------------------------------------------------------------- runs table and details
 
 
-def runs_section(runs_dir: Path) -> None:
-    st.header("Runs")
-    promoted_ui()
-    all_runs = runs.list_runs(runs_dir)
-    if not all_runs:
-        st.info(f"No runs in `{runs_dir}` yet.")
-        return
-    summaries = [run.summary() for run in all_runs]
-    table = pd.DataFrame(
+def runs_table(snapshots: Sequence[RunSnapshot]) -> pd.DataFrame:
+    summaries = [snapshot.summary for snapshot in snapshots]
+    return pd.DataFrame(
         {
             "Run": [summary.name for summary in summaries],
-            "Status": [STATE_LABELS.get(summary.state, summary.state) for summary in summaries],
+            "Status": [
+                f"{STATE_LABELS[runs.UNREADABLE]}: {summary.problem}"
+                if summary.problem
+                else STATE_LABELS.get(summary.state, summary.state)
+                for summary in summaries
+            ],
             "Architecture": [summary.arch for summary in summaries],
-            "Data": ["demo" if summary.data == "demo" else Path(str(summary.data)).name for summary in summaries],
-            "Epochs": [f"{summary.epochs_done} / {summary.epochs}" for summary in summaries],
-            "Best val acc": [summary.best_val_accuracy for summary in summaries],
-            "Test acc": [summary.test_accuracy for summary in summaries],
+            "Data": [
+                None if summary.data is None else "demo" if summary.data == "demo" else Path(summary.data).name
+                for summary in summaries
+            ],
+            "Epochs": [
+                None if summary.problem else f"{summary.epochs_done} / {summary.epochs}" for summary in summaries
+            ],
+            "Best val acc": [percent_points(summary.best_val_accuracy) for summary in summaries],
+            "Test acc": [percent_points(summary.test_accuracy) for summary in summaries],
             "Duration": [duration_text(summary.duration_s) for summary in summaries],
             "Started": [
                 datetime.fromtimestamp(summary.started_at) if summary.started_at else None for summary in summaries
             ],
         }
     )
+
+
+def runs_section(snapshots: Sequence[RunSnapshot], runs_dir: Path) -> None:
+    st.header("Runs")
+    promoted_ui()
+    if not snapshots:
+        st.info(f"No runs in `{runs_dir}` yet.")
+        return
     st.caption("Select runs to compare their validation curves; the first selected opens below.")
     event = st.dataframe(
-        table,
+        runs_table(snapshots),
         key="runs_table",
         on_select="rerun",
         selection_mode="multi-row",
@@ -469,149 +536,250 @@ def runs_section(runs_dir: Path) -> None:
             "Architecture": st.column_config.TextColumn(width="small"),
             "Data": st.column_config.TextColumn(width="small"),
             "Epochs": st.column_config.TextColumn(width="small"),
-            "Best val acc": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1, width="small"),
-            "Test acc": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1, width="small"),
+            "Best val acc": st.column_config.ProgressColumn(
+                format=PERCENT_FORMAT, min_value=0, max_value=100, width="small"
+            ),
+            "Test acc": st.column_config.ProgressColumn(
+                format=PERCENT_FORMAT, min_value=0, max_value=100, width="small"
+            ),
             "Duration": st.column_config.TextColumn(width="small"),
             "Started": st.column_config.DatetimeColumn(format="MMM D, HH:mm", width="small"),
         },
     )
-    selected = [summaries[row].name for row in event.selection.rows if row < len(summaries)]
-    by_name = {run.name: run for run in all_runs}
+    selected = [snapshots[row] for row in event.selection.rows if row < len(snapshots)]
     if selected:
-        curves = {name: by_name[name].history()["epochs"] for name in selected}
+        curves = {snapshot.name: [dict(row) for row in snapshot.history.epochs] for snapshot in selected}
         st.plotly_chart(compare_runs_figure(curves), key="compare-runs")
 
-    names = [summary.name for summary in summaries]
-    wanted = selected[0] if selected else st.session_state.get(VIEWED_RUN_KEY)
-    opened = st.selectbox(
-        "Open run",
-        names,
-        index=names.index(wanted) if wanted in names else 0,
-    )
+    names = [snapshot.name for snapshot in snapshots]
+    wanted = selected[0].name if selected else st.session_state.get(VIEWED_RUN_KEY)
+    opened = st.selectbox("Open run", names, index=names.index(wanted) if wanted in names else 0)
     if opened:
-        run_details_ui(by_name[opened])
+        run_details_ui(snapshots[names.index(opened)])
 
 
 def promoted_ui() -> None:
-    info = promote.promoted_info()
-    if info is None:
+    try:
+        card = promote.promoted_info()
+    except runs.RecordError as error:
+        st.warning(
+            f"The Live and Photos pages use a promoted model, but its card cannot be read ({error}).",
+            icon=":material/warning:",
+        )
+        unpromote_button()
+        return
+    if card is None:
         st.caption("The Live and Photos pages use the **shipped default model**. Promote a run's model below.")
         return
-    when = datetime.fromtimestamp(info["promoted_at"]).strftime("%Y-%m-%d %H:%M") if info.get("promoted_at") else "?"
-    text, button = st.columns([5, 1], vertical_alignment="center")
-    text.success(
-        f"The Live and Photos pages use the model of run **{info.get('run', '?')}** "
-        f"({info.get('split') or 'test'} accuracy {percent(info.get('accuracy'))}), promoted {when}."
-        + (f" Note: {info['note']}." if info.get("note") else ""),
+    when = datetime.fromtimestamp(card.promoted_at).strftime("%Y-%m-%d %H:%M") if card.promoted_at else "?"
+    st.success(
+        f"The Live and Photos pages use the model of run **{card.run or '?'}** "
+        f"({card.split or 'test'} accuracy {percent(card.accuracy)}), promoted {when}."
+        + (f" Note: {card.note}." if card.note else ""),
         icon=":material/verified:",
     )
-    if button.button("Use the shipped model", key="unpromote", help="Go back to the model that comes with the app."):
+    unpromote_button()
+
+
+def unpromote_button() -> None:
+    if st.button(
+        "Go back to the shipped model",
+        key="unpromote",
+        icon=":material/undo:",
+        help="The Live and Photos pages use the model that comes with the app again.",
+    ):
         promote.unpromote()
         st.rerun()
 
 
-def run_details_ui(run: runs.Run) -> None:
-    status = run.status()
-    summary = run.summary()
-    metrics = run.metrics()
+def run_details_ui(snapshot: RunSnapshot) -> None:
     with st.container(border=True):
         title, action = st.columns([3, 1], vertical_alignment="center")
-        title.subheader(run.name)
-        title.caption(settings_caption(run.config().get("settings", {}), status))
+        title.subheader(snapshot.name)
+        if snapshot.problem:
+            st.error(f"This run cannot be read: {snapshot.problem}", icon=":material/error:")
+            delete_ui(snapshot)
+            return
+        title.caption(settings_caption(snapshot))
         with action:
-            promote_button(run)
-        columns = st.columns(5)
-        columns[0].metric("Status", summary.state)
-        columns[1].metric("Test accuracy", percent(summary.test_accuracy))
-        columns[2].metric("Macro-F1", f"{metrics['macro_f1']:.3f}" if metrics else "-")
-        columns[3].metric("Best val accuracy", percent(summary.best_val_accuracy))
-        columns[4].metric("Duration", duration_text(summary.duration_s))
-        recalibration_caption(metrics.get("batch_norm_recalibration"))
+            promote_button(snapshot)
+        promote_confirmation_ui(snapshot)
+        summary, metrics = snapshot.summary, snapshot.metrics
+        first, second = st.columns(3), st.columns(2)
+        first[0].metric("Status", summary.state)
+        first[1].metric("Test accuracy", percent(summary.test_accuracy))
+        first[2].metric("Macro-F1", f"{metrics.macro_f1:.3f}" if metrics else "-")
+        second[0].metric("Best val accuracy", percent(summary.best_val_accuracy))
+        second[1].metric("Duration", duration_text(summary.duration_s))
+        recalibration_caption(metrics)
         if summary.state == "failed":
             st.error(f"This run failed: {first_line(summary.error)}", icon=":material/error:")
         elif summary.state == "stopped":
-            st.warning(f"Stopped: {status.get('stop_reason') or 'stop requested'}.", icon=":material/stop_circle:")
+            st.warning(f"Stopped: {snapshot.status.stop_reason or 'stop requested'}.", icon=":material/stop_circle:")
 
         curves_tab, confusion_tab, classes_tab, mistakes_tab, settings_tab = st.tabs(
             ["Learning curves", "Confusion matrix", "Per class", "Most confident mistakes", "Settings"]
         )
         with curves_tab:
-            st.plotly_chart(learning_curves_figure(run.history()), key=f"curves-{run.name}")
+            epochs = snapshot.config.settings.epochs if snapshot.config else None
+            st.plotly_chart(
+                learning_curves_figure(snapshot.history.to_json(), epochs=epochs), key=f"curves-{snapshot.name}"
+            )
         with confusion_tab:
-            if metrics.get("confusion"):
+            if metrics is not None and metrics.confusion:
                 st.caption(
-                    f"{metrics.get('split', 'test').capitalize()} split, {metrics.get('n', 0):,} faces. "
+                    f"{metrics.split.capitalize()} split, {metrics.n:,} faces. "
                     "Rows are the true emotion; colour is the share of that row."
                 )
-                st.plotly_chart(confusion_figure(metrics["confusion"], metrics["labels"]), key=f"confusion-{run.name}")
+                st.plotly_chart(
+                    confusion_figure([list(row) for row in metrics.confusion], metrics.labels),
+                    key=f"confusion-{snapshot.name}",
+                )
             else:
                 st.info("The confusion matrix appears when the run has finished and been evaluated.")
         with classes_tab:
             per_class_ui(metrics)
         with mistakes_tab:
-            mistakes_ui(run)
+            mistakes_ui(snapshot.run)
         with settings_tab:
-            settings_ui(run)
+            settings_ui(snapshot)
+        delete_ui(snapshot)
 
 
-def recalibration_caption(recalibration: Any) -> None:
+def recalibration_caption(metrics: RunMetrics | None) -> None:
     """What re-estimating the batch-norm statistics on clean training faces did for this run."""
-    if not isinstance(recalibration, dict):
+    recalibration = metrics.recalibration if metrics else None
+    if recalibration is None:
         return
-    if recalibration.get("error"):
-        st.caption(f"Batch-norm re-estimation was skipped ({first_line(str(recalibration['error']), 200)}).")
+    if recalibration.error:
+        st.caption(f"Batch-norm re-estimation was skipped ({first_line(recalibration.error, 200)}).")
         return
-    if recalibration.get("val_accuracy_before") is None:
+    if recalibration.val_accuracy_before is None:
         return
-    before, after = recalibration["val_accuracy_before"], recalibration.get("val_accuracy_after")
-    outcome = "kept" if recalibration.get("kept") else "not kept: no better"
+    outcome = "kept" if recalibration.kept else "not kept: no better"
     st.caption(
         f"Batch-norm statistics re-estimated on the clean training faces after training: validation accuracy "
-        f"{percent(before)} → {percent(after)} ({outcome})."
+        f"{percent(recalibration.val_accuracy_before)} → {percent(recalibration.val_accuracy_after)} ({outcome})."
     )
 
 
-def promote_button(run: runs.Run) -> None:
-    info = promote.promoted_info() or {}
-    in_use = info.get("run") == run.name
-    has_model = run.model_path() is not None
+def promoted_run_name() -> str | None:
+    try:
+        card = promote.promoted_info()
+    except runs.RecordError:
+        return None
+    return card.run if card is not None else None
+
+
+def confirm_key(action: str, snapshot: RunSnapshot) -> str:
+    return f"confirm-{action}-{snapshot.name}"
+
+
+def promote_button(snapshot: RunSnapshot) -> None:
+    in_use = promoted_run_name() == snapshot.name
+    has_model = snapshot.run.model_path() is not None
+    if snapshot.status.diverged:
+        why_not = "This run diverged (its loss became NaN or infinite): its model is not usable."
+    elif not has_model:
+        why_not = "This run has no model yet: it appears after the first epoch."
+    else:
+        why_not = ""
     clicked = st.button(
         "In use" if in_use else "Use this model",
         type="primary",
         icon=":material/check:" if in_use else ":material/rocket_launch:",
-        key=f"promote-{run.name}",
-        disabled=not has_model,
+        key=f"promote-{snapshot.name}",
+        disabled=bool(why_not),
         width="stretch",
-        help="Copy this run's model to where the Live and Photos pages load it from."
-        if has_model
-        else "This run has no model yet: it appears after the first epoch.",
+        help=why_not or "Copy this run's model to where the Live and Photos pages load it from.",
     )
     if not clicked:
         return
+    if promote.promotion_concerns(snapshot.run):
+        st.session_state[confirm_key("promote", snapshot)] = True  # asked below, with the reasons
+        return
+    promote_run(snapshot)
+
+
+def promote_confirmation_ui(snapshot: RunSnapshot) -> None:
+    """Ask before promoting a model that may make the Live and Photos pages worse, and say why."""
+    key = confirm_key("promote", snapshot)
+    if not st.session_state.get(key):
+        return
+    concerns = promote.promotion_concerns(snapshot.run)
+    st.warning(
+        "Use this model anyway? " + "; ".join(concern[:1].upper() + concern[1:] for concern in concerns) + ".",
+        icon=":material/warning:",
+    )
+    yes, no = st.columns(2)
+    if yes.button("Use it anyway", key=f"promote-anyway-{snapshot.name}", width="stretch"):
+        st.session_state.pop(key, None)
+        promote_run(snapshot)
+    if no.button("Keep the current model", key=f"promote-cancel-{snapshot.name}", width="stretch"):
+        st.session_state.pop(key, None)
+        st.rerun()
+
+
+def promote_run(snapshot: RunSnapshot) -> None:
     try:
-        destination = promote.promote_run(run)
+        destination = promote.promote_run(snapshot.run)
     except (ValueError, OSError) as error:
         st.error(f"Could not promote: {error}")
         return
-    st.toast(f"Live and Photos now use {run.name}'s model ({destination.name}).", icon=":material/rocket_launch:")
+    st.toast(f"Live and Photos now use {snapshot.name}'s model ({destination.name}).", icon=":material/rocket_launch:")
     st.rerun()
 
 
-def per_class_ui(metrics: dict[str, Any]) -> None:
-    per_class = metrics.get("per_class")
-    if not per_class:
+def delete_ui(snapshot: RunSnapshot) -> None:
+    """Delete the run folder, after a confirmation; never the training run or the promoted model's."""
+    if snapshot.is_active:
+        why_not = "A run that trains cannot be deleted: stop it first."
+    elif promoted_run_name() == snapshot.name:
+        why_not = "The Live and Photos pages use this run's model: go back to the shipped model first."
+    else:
+        why_not = ""
+    key = confirm_key("delete", snapshot)
+    if not st.session_state.get(key):
+        if st.button(
+            "Delete run",
+            icon=":material/delete:",
+            key=f"delete-{snapshot.name}",
+            disabled=bool(why_not),
+            help=why_not or "Delete this run's folder: its settings, curves and models.",
+        ):
+            st.session_state[key] = True
+            st.rerun()
+        return
+    st.warning(f"Delete run **{snapshot.name}** and everything in its folder? This cannot be undone.")
+    yes, no = st.columns(2)
+    if yes.button("Delete for good", type="primary", key=f"delete-yes-{snapshot.name}", width="stretch"):
+        st.session_state.pop(key, None)
+        try:
+            launcher.delete_run(snapshot.run)
+        except (ValueError, OSError) as error:
+            st.error(f"Could not delete: {error}")
+            return
+        st.toast(f"Deleted run {snapshot.name}.", icon=":material/delete:")
+        st.rerun()
+    if no.button("Keep it", key=f"delete-no-{snapshot.name}", width="stretch"):
+        st.session_state.pop(key, None)
+        st.rerun()
+
+
+def per_class_ui(metrics: RunMetrics | None) -> None:
+    if metrics is None or not metrics.per_class:
         st.info("Per-class scores appear when the run has finished and been evaluated.")
         return
     table = pd.DataFrame(
         [
             {
                 "Emotion": emotion,
-                "Precision": scores["precision"],
-                "Recall": scores["recall"],
-                "F1": scores["f1"],
-                "Faces": scores["support"],
+                "Precision": percent_points(scores.precision),
+                "Recall": percent_points(scores.recall),
+                "F1": percent_points(scores.f1),
+                "Faces": scores.support,
             }
-            for emotion, scores in per_class.items()
+            for emotion, scores in metrics.per_class.items()
         ]
     )
     left, right = st.columns([3, 2])
@@ -619,12 +787,16 @@ def per_class_ui(metrics: dict[str, Any]) -> None:
         table,
         hide_index=True,
         width="stretch",
-        column_config={
-            "Precision": st.column_config.NumberColumn(format="percent"),
-            "Recall": st.column_config.NumberColumn(format="percent"),
-            "F1": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1),
+        column_config={  # one decimal for every share, as elsewhere on this page
+            "Precision": st.column_config.NumberColumn(format=PERCENT_FORMAT),
+            "Recall": st.column_config.NumberColumn(format=PERCENT_FORMAT),
+            "F1": st.column_config.ProgressColumn(format=PERCENT_FORMAT, min_value=0, max_value=100),
         },
     )
+    per_class = {
+        emotion: {"precision": scores.precision, "recall": scores.recall, "f1": scores.f1, "support": scores.support}
+        for emotion, scores in metrics.per_class.items()
+    }
     right.plotly_chart(per_class_f1_figure(per_class), key="per-class-f1")
 
 
@@ -639,6 +811,11 @@ def mistakes_ui(run: runs.Run) -> None:
             predicted, confidence = stored["predicted"], stored["confidence"]
     except (OSError, ValueError, KeyError):
         st.warning("The saved mistakes could not be read.")
+        return
+    if not (len(images) == len(labels) == len(predicted) == len(confidence)) or not all(
+        np.all((codes >= 0) & (codes < len(EMOTIONS))) for codes in (labels, predicted)
+    ):
+        st.warning("The saved mistakes could not be read: they do not match the emotions this app knows.")
         return
     if len(images) == 0:
         st.success("No mistakes on the held-out faces.")
@@ -657,24 +834,46 @@ def mistakes_ui(run: runs.Run) -> None:
             )
 
 
-def settings_ui(run: runs.Run) -> None:
-    config = run.config()
-    status = run.status()
-    settings = dict(config.get("settings", {}))
-    settings["learning_rate (peak)"] = config.get("learning_rate")
-    rows = [{"Setting": key, "Value": str(value)} for key, value in settings.items()]
+def settings_ui(snapshot: RunSnapshot) -> None:
+    if snapshot.config is None:
+        return
+    settings: dict[str, Any] = dataclasses.asdict(snapshot.config.settings)
+    settings["learning_rate (peak)"] = snapshot.config.learning_rate
+    status = snapshot.status
     for key in ("precision", "strategy", "devices", "train_size", "val_size"):
-        if status.get(key) is not None:
-            rows.append({"Setting": key, "Value": str(status[key])})
+        if getattr(status, key) is not None:
+            settings[key] = getattr(status, key)
+    rows = [{"Setting": key, "Value": str(value)} for key, value in settings.items()]
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", height=35 * (len(rows) + 1) + 3)
-    st.caption(f"Run folder: `{run.path}`")
-    summary_file = run.path / runs.SUMMARY_FILE
-    if summary_file.is_file():
-        with st.expander("Model summary"):
-            st.code(summary_file.read_text(encoding="utf-8", errors="replace"), language=None)
+    st.caption(f"Run folder: `{snapshot.run.path}`")
+    try:
+        model_summary = (snapshot.run.path / runs.SUMMARY_FILE).read_text(encoding="utf-8", errors="replace")
+    except OSError:  # not written yet, or unreadable: nothing to show
+        return
+    with st.expander("Model summary"):
+        st.code(model_summary, language=None)
 
 
 # ---------------------------------------------------------------- page
+
+
+def training_page(source: str, runs_dir: Path) -> None:
+    """The whole page body, read from one snapshot of the runs and refreshed as one fragment."""
+    snapshots = read_snapshots(runs_dir)
+    current = current_snapshot(snapshots)
+    if live_key(current) != st.session_state.get(LIVE_KEY):
+        st.session_state[LIVE_KEY] = live_key(current)
+        if st.session_state.get("training_fragment_ran"):
+            st.rerun()  # a run started, ended or appeared: the refresh interval changes too
+    st.session_state["training_fragment_ran"] = True
+    settings_column, progress_column = st.columns([2, 3], gap="large")
+    with settings_column, st.container(border=True):
+        new_run_ui(source, snapshots)
+    with progress_column:
+        progress_ui(current)
+    st.divider()
+    runs_section(snapshots, runs_dir)
+
 
 st.title("Training")
 st.caption(
@@ -683,13 +882,6 @@ st.caption(
 )
 data_source = data_source_ui()
 runs_folder = default_runs_dir()
-active = runs.active_run(runs_folder)
-
-settings_column, live_column = st.columns([2, 3], gap="large")
-with settings_column, st.container(border=True):
-    new_run_ui(data_source, active)
-with live_column:
-    live_panel(runs_folder)
-st.divider()
-# While a run trains, the table (its epochs, accuracy, duration) follows it, more slowly than the live panel.
-st.fragment(run_every=TABLE_REFRESH_S if active is not None else None)(runs_section)(runs_folder)
+st.session_state["training_fragment_ran"] = False
+refresh = REFRESH_S if runs.active_run(runs_folder) is not None else IDLE_REFRESH_S
+st.fragment(run_every=refresh)(training_page)(data_source, runs_folder)

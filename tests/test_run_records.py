@@ -1,0 +1,126 @@
+"""Run files parsed into typed records: a broken or wrong-typed file makes its run "unreadable",
+never a traceback, and never hides the other runs."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from training import cli, promote, runs
+from training.config import TrainConfig
+from training.records import History, ModelCard, RecordError, RunMetrics, RunStatus
+from training.trainer import create_run
+
+# (file, how to break it, what the reason says): the cases the hardening trial found, and a few more.
+BROKEN_FILES = [
+    (runs.STATUS_FILE, {"pid": "abc"}, "status.json: pid must be an integer, got 'abc' (text)"),
+    (runs.STATUS_FILE, {"started_at": "yesterday"}, "status.json: started_at must be a number, got 'yesterday'"),
+    (runs.STATUS_FILE, {"elapsed_s": "long"}, "status.json: elapsed_s must be a number, got 'long' (text)"),
+    (runs.STATUS_FILE, {"state": {}}, "status.json: state must be text, got {} (a table)"),
+    (runs.STATUS_FILE, {"state": "sleeping"}, "status.json: state must be one of queued, running"),
+    (runs.STATUS_FILE, {"pid": -1}, "status.json: pid must be an integer of at least 1, got -1"),
+    (runs.HISTORY_JSON, {"epochs": 5}, "history.json: epochs must be a list, got 5 (an integer)"),
+    (
+        runs.HISTORY_JSON,
+        {"epochs": [{"epoch": 1, "val_accuracy": "high"}]},
+        "history.json: epochs[0]: val_accuracy must be a number, got 'high' (text)",
+    ),
+    (runs.CONFIG_FILE, {"settings": [1, 2]}, "config.json: settings: the settings must be a table"),
+    (runs.CONFIG_FILE, {"settings": {"epochs": "x"}}, "config.json: settings: epochs must be an integer"),
+    (runs.METRICS_FILE, {"accuracy": "x", "macro_f1": 0.5, "n": 3}, "metrics.json: accuracy must be a number"),
+    (runs.CHECKPOINT_INFO, {"epoch": "two"}, "checkpoint.json: epoch must be an integer"),
+]
+
+
+def make_run(runs_dir: Path, **status: Any) -> runs.Run:
+    run_dir = create_run(TrainConfig(data="demo", arch="tiny", epochs=3, runs_dir=str(runs_dir)))
+    runs.update_status(run_dir, **{"state": "finished", **status})
+    return runs.Run(run_dir)
+
+
+def break_file(run: runs.Run, name: str, change: dict[str, Any]) -> None:
+    path = run.path / name
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    runs.write_json(path, {**data, **change})
+
+
+@pytest.mark.parametrize(("name", "change", "reason"), BROKEN_FILES)
+def test_a_wrong_typed_run_file_makes_that_run_unreadable_and_no_other(
+    isolated_runs_dir: Path, capsys: pytest.CaptureFixture[str], name: str, change: dict[str, Any], reason: str
+) -> None:
+    good = make_run(isolated_runs_dir)
+    broken = create_run(TrainConfig(data="demo", arch="tiny", runs_dir=str(isolated_runs_dir / "x")))
+    broken = broken.rename(isolated_runs_dir / f"{good.name}-broken")  # a second run beside the good one
+    runs.update_status(broken, state="finished")
+    break_file(runs.Run(broken), name, change)
+
+    summary = runs.Run(broken).summary()
+    assert summary.state == runs.UNREADABLE and reason in (summary.problem or ""), summary.problem
+    assert summary.state_text.startswith("unreadable: ")
+    assert runs.Run(good.path).summary().state == "finished"
+
+    assert cli.main(["runs"]) == 0
+    listing = capsys.readouterr().out
+    assert f"{broken.name}" in listing and f"unreadable: {reason}" in listing, listing
+    assert good.name in listing and "finished" in listing
+    assert cli.main(["runs", "--json"]) == 0
+    rows = {row["run"]: row for row in json.loads(capsys.readouterr().out)}
+    assert rows[good.name]["state"] == "finished" and rows[broken.name]["state"] == "unreadable"
+    assert reason in rows[broken.name]["problem"]
+
+
+@pytest.mark.parametrize("content", [b"", b"{not json", b"\xff\xfe", b"[1, 2]"])
+def test_a_status_file_that_is_not_a_json_object_is_unreadable(isolated_runs_dir: Path, content: bytes) -> None:
+    run = make_run(isolated_runs_dir)
+    (run.path / runs.STATUS_FILE).write_bytes(content)
+    with pytest.raises(RecordError, match=r"status\.json"):
+        run.status()
+    assert run.summary().state == runs.UNREADABLE
+    assert not run.is_active and runs.active_run(isolated_runs_dir) is None
+
+
+def test_a_broken_promoted_card_is_an_error_that_names_the_key() -> None:
+    promote.promoted_model_path().parent.mkdir(parents=True, exist_ok=True)
+    promote.promoted_model_path().write_bytes(b"a model")
+    runs.write_json(promote.promoted_info_path(), {"run": "r", "promoted_at": "yesterday"})
+    with pytest.raises(RecordError, match=r"promoted\.json: promoted_at must be a number, got 'yesterday'"):
+        promote.promoted_info()
+    promote.promoted_info_path().unlink()
+    assert promote.promoted_info() == ModelCard()  # no card: a promoted model we know nothing about
+
+
+def test_records_keep_what_the_trainer_writes() -> None:
+    status = RunStatus.from_json({"state": "running", "pid": 12, "epoch": 2, "epochs": 3, "versions": {"keras": "3"}})
+    assert (status.state, status.pid, status.epoch, status.is_active) == ("running", 12, 2, True)
+    history = History.from_json(
+        {"epochs": [{"epoch": 1, "val_accuracy": 0.2}, {"epoch": 2, "val_accuracy": 0.5, "loss": None}]}
+    )
+    assert history.best_val_accuracy == 0.5 and [row["epoch"] for row in history.up_to(1).epochs] == [1]
+    metrics = RunMetrics.from_json(
+        {
+            "accuracy": 0.5,
+            "macro_f1": 0.4,
+            "n": 2,
+            "labels": ["a", "b"],
+            "confusion": [[1, 0], [1, 0]],
+            "per_class": {"a": {"precision": 0.5, "recall": 1.0, "f1": 0.67, "support": 1}},
+        }
+    )
+    assert metrics.per_class["a"].support == 1 and metrics.split == "test"
+    with pytest.raises(RecordError, match="confusion must be a square table"):
+        RunMetrics.from_json({"accuracy": 0.5, "macro_f1": 0.4, "n": 2, "labels": ["a"], "confusion": [[1, 2]]})
+    with pytest.raises(RecordError, match="true or false"):
+        RunStatus.from_json({"diverged": "yes"})
+
+
+def test_negative_or_zero_pids_never_count_as_a_live_trainer(isolated_runs_dir: Path) -> None:
+    # os.kill(-1, SIGTERM) would reach every process: a status must never lead there. (Only signal 0,
+    # which sends nothing, is tried here, so that this test is safe to run against older code too.)
+    assert not runs.pid_alive(-1) and not runs.pid_alive(0)
+    run = make_run(isolated_runs_dir, state="running", pid=os.getpid())
+    runs.write_json(run.path / runs.STATUS_FILE, {"state": "running", "pid": -1})
+    assert not run.is_active and runs.active_run(isolated_runs_dir) is None

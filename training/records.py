@@ -1,0 +1,416 @@
+"""What the files of a run folder hold, as typed records: parsed once, checked, then trusted.
+
+A run folder is written by the trainer, but a person (or a full disk, or another version) may leave
+a file that is not JSON, or JSON of the wrong shape (``"pid": "abc"``, ``"epochs": 5``). Each
+``from_json`` checks the types of every field it keeps and raises :class:`RecordError` naming the
+file and the key; callers show "unreadable: <reason>" for that run and carry on with the others.
+Unknown keys are ignored (a newer trainer may write more). Nothing here imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fer_core.run_layout import CHECKPOINT_INFO, CONFIG_FILE, HISTORY_JSON, METRICS_FILE, STATUS_FILE
+from training.config import ConfigError, TrainConfig, config_from_mapping, describe
+
+RUN_STATES = ("queued", "running", "finished", "stopped", "failed")
+ACTIVE_STATES = frozenset({"queued", "running"})
+
+
+class RecordError(ValueError):
+    """A run file that cannot be read, is not JSON, or holds a value of the wrong type."""
+
+
+def read_record(path: Path) -> Any | None:
+    """The JSON in ``path``, or None when there is no such file. Anything unreadable raises
+    :class:`RecordError` (the files are written atomically, so this is not a half-written file)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as error:
+        raise RecordError(f"{path.name} cannot be read: {getattr(error, 'strerror', None) or error}") from None
+    try:
+        return json.loads(text)
+    except ValueError as error:
+        raise RecordError(f"{path.name} is not valid JSON ({error})") from None
+
+
+class _Fields:
+    """Typed access to one JSON object's keys; every error names the file and the key."""
+
+    def __init__(self, data: Any, where: str) -> None:
+        if not isinstance(data, dict):
+            raise RecordError(f"{where} must hold a JSON object, got {describe(data)}")
+        self.data = data
+        self.where = where
+
+    def _wrong(self, key: str, expected: str) -> RecordError:
+        return RecordError(f"{self.where}: {key} must be {expected}, got {describe(self.data[key])}")
+
+    def number(self, key: str) -> float | None:
+        value = self.data.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self._wrong(key, "a number")
+        return float(value)
+
+    def integer(self, key: str, *, minimum: int | None = None) -> int | None:
+        value = self.data.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self._wrong(key, "an integer")
+        if minimum is not None and value < minimum:
+            raise self._wrong(key, f"an integer of at least {minimum}")
+        return value
+
+    def text(self, key: str) -> str | None:
+        value = self.data.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise self._wrong(key, "text")
+        return value
+
+    def flag(self, key: str) -> bool:
+        value = self.data.get(key)
+        if value is None:
+            return False
+        if not isinstance(value, bool):
+            raise self._wrong(key, "true or false")
+        return value
+
+    def required_number(self, key: str) -> float:
+        value = self.number(key)
+        if value is None:
+            raise RecordError(f"{self.where}: {key} is missing")
+        return value
+
+    def required_integer(self, key: str) -> int:
+        value = self.integer(key)
+        if value is None:
+            raise RecordError(f"{self.where}: {key} is missing")
+        return value
+
+    def rows(self, key: str) -> list[Any]:
+        value = self.data.get(key)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise self._wrong(key, "a list")
+        return value
+
+    def strings(self, key: str) -> dict[str, str]:
+        value = self.data.get(key)
+        if value is None:
+            return {}
+        if not isinstance(value, dict) or not all(isinstance(item, str) for item in value.values()):
+            raise self._wrong(key, "a table of text")
+        return dict(value)
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """``status.json``: where the run is, rewritten by the launcher and the trainer as it goes."""
+
+    state: str = "unknown"  # one of RUN_STATES; "unknown" when there is no status.json (yet)
+    phase: str | None = None  # "loading data", "training", "exporting"... while active
+    pid: int | None = None
+    pid_started: int | None = None
+    created_at: float | None = None
+    started_at: float | None = None
+    updated_at: float | None = None
+    finished_at: float | None = None
+    launched_at: float | None = None
+    resumed_at: float | None = None
+    session_started_at: float | None = None
+    elapsed_before_s: float | None = None
+    elapsed_s: float | None = None
+    epoch: int | None = None
+    epochs: int | None = None
+    step: int | None = None
+    steps: int | None = None
+    epochs_done: int | None = None
+    seconds_per_step: float | None = None
+    epoch_time_estimate_s: float | None = None
+    eta_s: float | None = None
+    best_val_accuracy: float | None = None
+    best_epoch: int | None = None
+    test_accuracy: float | None = None
+    precision: str | None = None
+    strategy: str | None = None
+    devices: int | None = None
+    train_size: int | None = None
+    val_size: int | None = None
+    error: str | None = None
+    traceback: str | None = None
+    stop_reason: str | None = None
+    diverged: bool = False  # the loss became NaN or infinite: the run's model is not to be used
+    resume_note: str | None = None  # how the last resume started (from best.keras when last.keras was unreadable)
+    versions: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: Any, where: str = STATUS_FILE) -> RunStatus:
+        fields = _Fields(data, where)
+        state = fields.text("state") or "unknown"
+        if state not in (*RUN_STATES, "unknown"):
+            raise RecordError(f"{where}: state must be one of {', '.join(RUN_STATES)}, got {state!r}")
+        values: dict[str, Any] = {"state": state, "versions": fields.strings("versions")}
+        for name in ("phase", "precision", "strategy", "error", "traceback", "stop_reason", "resume_note"):
+            values[name] = fields.text(name)
+        for name in ("pid", "pid_started"):
+            values[name] = fields.integer(name, minimum=1)
+        for name in ("epoch", "epochs", "step", "steps", "epochs_done", "best_epoch", "devices"):
+            values[name] = fields.integer(name, minimum=0)
+        for name in ("train_size", "val_size"):
+            values[name] = fields.integer(name, minimum=0)
+        for name in (
+            "created_at",
+            "started_at",
+            "updated_at",
+            "finished_at",
+            "launched_at",
+            "resumed_at",
+            "session_started_at",
+            "elapsed_before_s",
+            "elapsed_s",
+            "seconds_per_step",
+            "epoch_time_estimate_s",
+            "eta_s",
+            "best_val_accuracy",
+            "test_accuracy",
+        ):
+            values[name] = fields.number(name)
+        values["diverged"] = fields.flag("diverged")
+        return cls(**values)
+
+    @property
+    def is_active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+    @property
+    def duration_s(self) -> float | None:
+        """Seconds spent training: as recorded, else from the start to the end (or the last update)."""
+        if self.elapsed_s is not None:
+            return self.elapsed_s
+        if self.started_at is None:
+            return None
+        return (self.finished_at or self.updated_at or self.started_at) - self.started_at
+
+
+HistoryRow = Mapping[str, float | None]  # "epoch" and one value per metric (loss, val_accuracy, lr...)
+
+
+@dataclass(frozen=True)
+class History:
+    """``history.json``: one row per completed epoch, and running averages within epochs (batches)."""
+
+    epochs: tuple[HistoryRow, ...] = ()
+    batches: tuple[HistoryRow, ...] = ()
+
+    @classmethod
+    def from_json(cls, data: Any, where: str = HISTORY_JSON) -> History:
+        fields = _Fields(data, where)
+        return cls(
+            epochs=tuple(
+                _history_row(row, f"{where}: epochs[{index}]") for index, row in enumerate(fields.rows("epochs"))
+            ),
+            batches=tuple(
+                _history_row(row, f"{where}: batches[{index}]") for index, row in enumerate(fields.rows("batches"))
+            ),
+        )
+
+    def to_json(self) -> dict[str, list[dict[str, float | None]]]:
+        """Plain lists of dicts: for the charts, and for the trainer to append to."""
+        return {"epochs": [dict(row) for row in self.epochs], "batches": [dict(row) for row in self.batches]}
+
+    @property
+    def best_val_accuracy(self) -> float | None:
+        values = [row["val_accuracy"] for row in self.epochs if row.get("val_accuracy") is not None]
+        return max(values) if values else None  # type: ignore[type-var]
+
+    def up_to(self, epoch: int) -> History:
+        """The history of the first ``epoch`` epochs (what a checkpoint of that epoch had seen)."""
+        return History(
+            epochs=tuple(row for row in self.epochs if (row.get("epoch") or 0) <= epoch),
+            batches=tuple(point for point in self.batches if (point.get("epoch") or 0) <= epoch),
+        )
+
+
+def _history_row(row: Any, where: str) -> HistoryRow:
+    fields = _Fields(row, where)
+    if fields.number("epoch") is None:
+        raise RecordError(f"{where}: epoch is missing")
+    return {key: fields.number(key) for key in row}
+
+
+@dataclass(frozen=True)
+class ClassScores:
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
+@dataclass(frozen=True)
+class Recalibration:
+    """What re-estimating the batch-norm statistics on clean training faces did (see training.averaging)."""
+
+    kept: bool
+    val_accuracy_before: float | None = None
+    val_accuracy_after: float | None = None
+    error: str | None = None
+
+    @classmethod
+    def from_json(cls, data: Any, where: str) -> Recalibration:
+        fields = _Fields(data, where)
+        return cls(
+            kept=fields.flag("kept"),
+            val_accuracy_before=fields.number("val_accuracy_before"),
+            val_accuracy_after=fields.number("val_accuracy_after"),
+            error=fields.text("error"),
+        )
+
+
+@dataclass(frozen=True)
+class RunMetrics:
+    """``metrics.json``: the exported model evaluated on the held-out faces when the run finished."""
+
+    accuracy: float
+    macro_f1: float
+    n: int
+    split: str = "test"
+    per_class: Mapping[str, ClassScores] = field(default_factory=dict)
+    confusion: tuple[tuple[int, ...], ...] = ()
+    labels: tuple[str, ...] = ()
+    best_epoch: int | None = None
+    recalibration: Recalibration | None = None
+
+    @classmethod
+    def from_json(cls, data: Any, where: str = METRICS_FILE) -> RunMetrics:
+        fields = _Fields(data, where)
+        per_class_data = data.get("per_class") or {}
+        if not isinstance(per_class_data, dict):
+            raise RecordError(f"{where}: per_class must be a table, got {describe(per_class_data)}")
+        per_class = {}
+        for emotion, scores in per_class_data.items():
+            score_fields = _Fields(scores, f"{where}: per_class.{emotion}")
+            per_class[emotion] = ClassScores(
+                precision=score_fields.required_number("precision"),
+                recall=score_fields.required_number("recall"),
+                f1=score_fields.required_number("f1"),
+                support=score_fields.required_integer("support"),
+            )
+        labels = fields.rows("labels")
+        if not all(isinstance(label, str) for label in labels):
+            raise RecordError(f"{where}: labels must be a list of text")
+        confusion = fields.rows("confusion")
+        square = len(confusion) == len(labels) and all(
+            isinstance(row, list) and len(row) == len(labels) for row in confusion
+        )
+        if confusion and not (
+            square and all(isinstance(v, int) and not isinstance(v, bool) for row in confusion for v in row)
+        ):
+            raise RecordError(f"{where}: confusion must be a square table of counts, one row per label")
+        recalibration = data.get("batch_norm_recalibration")
+        return cls(
+            accuracy=fields.required_number("accuracy"),
+            macro_f1=fields.required_number("macro_f1"),
+            n=fields.required_integer("n"),
+            split=fields.text("split") or "test",
+            per_class=per_class,
+            confusion=tuple(tuple(row) for row in confusion),
+            labels=tuple(labels),
+            best_epoch=fields.integer("best_epoch"),
+            recalibration=None
+            if recalibration is None
+            else Recalibration.from_json(recalibration, f"{where}: batch_norm_recalibration"),
+        )
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """``config.json``: the run's settings (a checked :class:`TrainConfig`) and how it was started."""
+
+    settings: TrainConfig
+    learning_rate: float | None = None
+    data_source: str | None = None
+    command: str | None = None
+    created_at: str | None = None
+
+    @classmethod
+    def from_json(cls, data: Any, where: str = CONFIG_FILE) -> RunConfig:
+        fields = _Fields(data, where)
+        if "settings" not in data:
+            raise RecordError(f"{where}: settings are missing")
+        try:
+            settings = config_from_mapping(data["settings"], source=f"{where}: settings")
+        except ConfigError as error:
+            raise RecordError(str(error)) from None
+        return cls(
+            settings=settings,
+            learning_rate=fields.number("learning_rate"),
+            data_source=fields.text("data_source"),
+            command=fields.text("command"),
+            created_at=fields.text("created_at"),
+        )
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """``checkpoint.json``: which epoch ``last.keras`` holds, and the best so far (``best.keras``)."""
+
+    epoch: int = 0
+    best_val_accuracy: float | None = None
+    best_epoch: int | None = None
+    saved_at: float | None = None
+
+    @classmethod
+    def from_json(cls, data: Any, where: str = CHECKPOINT_INFO) -> CheckpointInfo:
+        fields = _Fields(data, where)
+        return cls(
+            epoch=fields.integer("epoch", minimum=0) or 0,
+            best_val_accuracy=fields.number("best_val_accuracy"),
+            best_epoch=fields.integer("best_epoch", minimum=0),
+            saved_at=fields.number("saved_at"),
+        )
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """A model's card: ``promoted.json`` beside the promoted model (written by training.promote), or
+    the shipped model's ``fer_default.json``. Every key is optional."""
+
+    run: str | None = None
+    arch: str | None = None
+    data_source: str | None = None
+    accuracy: float | None = None
+    split: str | None = None
+    best_val_accuracy: float | None = None
+    source: str | None = None
+    promoted_at: float | None = None
+    provisional: bool = False
+    note: str | None = None
+
+    @classmethod
+    def from_json(cls, data: Any, where: str) -> ModelCard:
+        fields = _Fields(data, where)
+        return cls(
+            run=fields.text("run"),
+            arch=fields.text("arch"),
+            data_source=fields.text("data_source"),
+            accuracy=fields.number("accuracy"),
+            split=fields.text("split"),
+            best_val_accuracy=fields.number("best_val_accuracy"),
+            source=fields.text("source"),
+            promoted_at=fields.number("promoted_at"),
+            provisional=fields.flag("provisional"),
+            note=fields.text("note"),
+        )
