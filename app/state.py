@@ -25,6 +25,7 @@ from fer_core.quality import MeanFaces, QualityReport, analyze_quality, mean_fac
 from fer_core.settings import allowed_data_roots, fer2013_location, is_allowed_data_path
 
 SOURCE_KEY = "data_source"
+LOCATION_KEY = "data_source_location"  # the text typed under "Another location..."
 THRESHOLD_KEY = "confidence_threshold"  # percent; shared by Photos and Live
 DEFAULT_THRESHOLD_PERCENT = 40
 DEMO_LABEL = "Demo set (synthetic, built in)"
@@ -149,9 +150,11 @@ def data_source_ui() -> str:
         if choice == DEMO_LABEL:
             source = DEMO_SOURCE
         elif choice == OTHER_LABEL:
+            if LOCATION_KEY not in st.session_state:  # a key, not a value: the typed text survives reruns
+                st.session_state[LOCATION_KEY] = "" if current == DEMO_SOURCE else printable(current)
             typed = st.text_input(
                 "FER2013 location",
-                value="" if current == DEMO_SOURCE else printable(current),
+                key=LOCATION_KEY,
                 placeholder="/data/fer2013 or /data/fer2013.csv",
                 help="A Kaggle-layout folder (train/ and test/ with class folders), a folder of class "
                 "folders, or the original fer2013.csv. Allowed under: "

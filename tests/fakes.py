@@ -3,11 +3,15 @@ that finds the white square in whatever image it is shown (a whole frame or a se
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import numpy as np
 import numpy.typing as npt
 
 from fer_core.detect import Box, Detection, DetectionPreset
 from fer_core.labels import EMOTIONS, NUM_CLASSES
+from fer_core.serving import ServingRecord, write_record
 
 FRAME_WIDTH, FRAME_HEIGHT = 640, 480
 SQUARE = Box(235, 155, 170, 170)
@@ -53,3 +57,22 @@ def square_frame(box: Box = SQUARE, *, background: int = 100) -> npt.NDArray[np.
     frame = np.full((FRAME_HEIGHT, FRAME_WIDTH, 3), background, np.uint8)
     frame[box.y : box.y + box.height, box.x : box.x + box.width] = 255
     return frame
+
+
+def write_served_model(path: Path, content: bytes) -> Path:
+    """Stand-in files for a model and its LiteRT copy, with a record whose hashes match them: enough for
+    everything that copies or checks served models without running them (promotion, the runs table)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    path.with_suffix(".tflite").write_bytes(b"litert copy of " + content)
+    write_record(
+        path,
+        ServingRecord(
+            keras_sha256=hashlib.sha256(content).hexdigest(),
+            tflite_sha256=hashlib.sha256(b"litert copy of " + content).hexdigest(),
+            max_difference=0.0,
+            tolerance=1e-4,
+            check_faces=1,
+        ),
+    )
+    return path

@@ -182,7 +182,7 @@ def test_classification_report_on_a_known_confusion() -> None:
 def test_train_config_rejects_unknown_keys_and_bad_values(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown setting"):
         config_from_mapping({"epochz": 3})
-    with pytest.raises(ValueError, match="epochs must be at least 1"):
+    with pytest.raises(ValueError, match="epochs must be between 1 and"):
         TrainConfig(epochs=0)
     with pytest.raises(ValueError, match="label_smoothing"):
         TrainConfig(label_smoothing=1.5)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import subprocess
@@ -13,10 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fakes import write_served_model
 
 from fer_core.errors import DatasetError
 from fer_core.inference import describe_model, resolve_model_path
-from fer_core.serving import ServingRecord, checked_lite_model, served_files, write_record
+from fer_core.serving import checked_lite_model, served_files
 from fer_core.settings import promoted_model_path
 from training import cli, launcher, promote, runs
 from training.config import TrainConfig
@@ -137,22 +137,6 @@ def test_resume_point_without_a_checkpoint_starts_over(isolated_runs_dir: Path) 
     assert _resume_point(run.path) == (None, 0, runs.History(), None)
 
 
-def write_served_model(path: Path, content: bytes) -> None:
-    """Stand-in files for a model and its LiteRT copy, with a record whose hashes match them."""
-    path.write_bytes(content)
-    path.with_suffix(".tflite").write_bytes(b"litert copy of " + content)
-    write_record(
-        path,
-        ServingRecord(
-            keras_sha256=hashlib.sha256(content).hexdigest(),
-            tflite_sha256=hashlib.sha256(b"litert copy of " + content).hexdigest(),
-            max_difference=0.0,
-            tolerance=1e-4,
-            check_faces=1,
-        ),
-    )
-
-
 def test_promote_copies_the_model_where_the_app_loads_it(isolated_runs_dir: Path) -> None:
     run = make_run(isolated_runs_dir, "finished", pid=dead_pid())
     (run.path / runs.BEST_CHECKPOINT).write_bytes(b"best")
@@ -218,7 +202,7 @@ def test_a_run_can_be_deleted_but_never_while_it_trains_nor_the_promoted_models_
     with pytest.raises(ValueError, match="is training: stop it first"):
         launcher.delete_run(training)
     promoted = make_run(isolated_runs_dir, "finished", pid=dead_pid())
-    (promoted.path / runs.EXPORTED_MODEL).write_bytes(b"float32 export")
+    write_served_model(promoted.path / runs.EXPORTED_MODEL, b"float32 export")
     promote.promote_run(promoted)
     with pytest.raises(ValueError, match="is where the model the app uses comes from"):
         launcher.delete_run(promoted)

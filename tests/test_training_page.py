@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from fakes import write_served_model
 from streamlit.testing.v1 import AppTest
 
 from app.state import DEMO_LABEL
@@ -212,7 +213,7 @@ def test_an_unreadable_run_is_listed_as_such_beside_the_good_ones(isolated_runs_
 
 
 def test_a_broken_promoted_card_is_a_warning_not_an_exception(isolated_runs_dir: Path) -> None:
-    (isolated_runs_dir / "promoted.keras").write_bytes(b"a model")
+    write_served_model(isolated_runs_dir / "promoted.keras", b"a model")
     runs.write_json(isolated_runs_dir / "promoted.json", {"run": "r", "promoted_at": "yesterday"})
     at = open_page()
     assert any("promoted_at must be a number" in element.value for element in at.warning)
@@ -222,7 +223,7 @@ def test_a_broken_promoted_card_is_a_warning_not_an_exception(isolated_runs_dir:
 
 def test_promoting_a_model_trained_on_the_demo_set_asks_first_and_says_why(isolated_runs_dir: Path) -> None:
     run = finished_fake_run(isolated_runs_dir, [0.3, 0.4])
-    (run.path / runs.EXPORTED_MODEL).write_bytes(b"float32 export")
+    write_served_model(run.path / runs.EXPORTED_MODEL, b"float32 export")
     at = open_page()
     at.button(key=f"promote-{run.name}").click().run()
     assert not at.exception, at.exception
@@ -312,7 +313,7 @@ def test_labels_fit_and_say_counts_and_shares_properly(isolated_runs_dir: Path) 
 
 def test_the_button_back_to_the_shipped_model_has_the_full_width_for_its_label(isolated_runs_dir: Path) -> None:
     run = finished_fake_run(isolated_runs_dir, [0.3])
-    (run.path / runs.EXPORTED_MODEL).write_bytes(b"float32 export")
+    write_served_model(run.path / runs.EXPORTED_MODEL, b"float32 export")
     promote.promote_run(run)
     at = open_page()
     assert at.button(key="unpromote").label == "Go back to the shipped model"
@@ -333,7 +334,7 @@ def test_data_a_classifier_cannot_learn_from_is_refused_before_start(
     monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path / "cache"))
     at = open_page()
     at.radio(key="data_source_choice").set_value("Another location...").run()
-    at.text_input[0].set_value(str(faces)).run()
+    at.sidebar.text_input[0].set_value(str(faces)).run()
     assert not at.exception, at.exception
     assert any("Cannot train on these faces: every training face is happy" in element.value for element in at.error), (
         all_text(at)

@@ -1,0 +1,127 @@
+"""The Video page through AppTest: a generated clip of a real FER2013 face is analysed into an annotated
+video, a timeline, a per-face summary and downloads; bad clips get an error naming them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest import PROJECT_ROOT
+from photo_samples import copy_model, detectable_faces, fer_faces, save_tiny_model, upscale
+from streamlit.testing.v1 import AppTest
+
+from fer_core.video import AnnotatedVideoWriter, probe_video
+
+PAGE = str(PROJECT_ROOT / "app" / "views" / "video.py")
+
+
+@pytest.fixture(scope="module")
+def clip_bytes(tmp_path_factory: pytest.TempPathFactory, fer2013_dir: Path) -> bytes:
+    """Two seconds at 10 fps: one face drifting right on a plain background."""
+    [face] = detectable_faces(fer_faces(fer2013_dir), size=180, count=1)
+    path = tmp_path_factory.mktemp("clips") / "drift.mp4"
+    with AnnotatedVideoWriter(path, 640, 480, 10.0) as writer:
+        for index in range(20):
+            frame = np.full((480, 640, 3), 110, np.uint8)
+            x = 150 + 6 * index
+            frame[130:310, x : x + 180] = cv2.cvtColor(upscale(face, 180), cv2.COLOR_GRAY2BGR)
+            writer.write(frame)
+    return path.read_bytes()
+
+
+@pytest.fixture
+def promoted(tmp_path_factory: pytest.TempPathFactory, isolated_runs_dir: Path) -> Path:
+    """A promoted model that calls every face "surprise" (the shipped one is never loaded)."""
+    model = save_tiny_model(tmp_path_factory.mktemp("model") / "surprise.keras", constant_emotion="surprise")
+    return copy_model(model, isolated_runs_dir / "promoted.keras")
+
+
+def run_page() -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=300)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def upload(at: AppTest, name: str, data: bytes) -> AppTest:
+    at.file_uploader(key="video_upload").set_value([(name, data, "video/mp4")])
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_the_empty_page_says_what_to_do(promoted: Path) -> None:
+    at = run_page()
+    assert at.title[0].value == "Video"
+    assert "Add a clip to start" in at.info[0].value and "60 seconds" in at.info[0].value
+    assert "promoted" in at.caption[0].value
+    uploader = at.file_uploader(key="video_upload")
+    assert set(uploader.allowed_type) >= {".mp4", ".webm", ".mov", ".avi"}
+    assert at.sidebar.slider(key="video_min_face").value == 48  # the video preset's
+
+
+@pytest.mark.slow
+@pytest.mark.fer2013
+def test_a_clip_is_analysed_into_video_timeline_summary_and_downloads(
+    promoted: Path, clip_bytes: bytes, tmp_path: Path
+) -> None:
+    at = upload(run_page(), "drift.mp4", clip_bytes)
+    assert not at.error
+    assert [metric.value for metric in at.metric] == ["1", "20", "2.0"]
+    assert len(at.get("video")) == 1  # the annotated clip, to play
+    assert len(at.get("plotly_chart")) == 2  # time in each emotion, and the timeline
+    (summary,) = [frame.value for frame in at.dataframe]
+    assert list(summary["face"]) == ["#1"] and list(summary["mostly"]) == ["surprise"]
+    assert summary["surprise"][0] == pytest.approx(2.0, abs=0.3)
+    labels = [button.proto.label for button in at.get("download_button")]
+    assert labels == ["Annotated video (MP4)", "Every face in every frame (CSV)", "Summary and records (JSON)"]
+    (result,) = at.session_state["video_results"].values()
+    assert len(result.records) >= 18 and {record.face for record in result.records} == {1}
+    annotated = tmp_path / "annotated.mp4"
+    annotated.write_bytes(result.annotated_mp4)
+    info = probe_video(annotated)
+    assert (info.frame_count, info.fps, info.codec) == (20, 10.0, "h264")  # browsers play H.264 MP4
+
+
+@pytest.mark.slow
+@pytest.mark.fer2013
+def test_the_clip_is_analysed_once_per_settings(promoted: Path, clip_bytes: bytes) -> None:
+    at = upload(run_page(), "drift.mp4", clip_bytes)
+    (first,) = at.session_state["video_results"].values()
+    at.sidebar.slider(key="video_threshold").set_value(40).run()  # the value it had: nothing new to do
+    (same,) = at.session_state["video_results"].values()
+    assert same is first
+    at.sidebar.slider(key="video_smoothing").set_value(0.2).run()
+    assert not at.exception
+    (again,) = at.session_state["video_results"].values()
+    assert again is not first and len(again.records) == len(first.records)
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "problem"),
+    [
+        ("empty.mp4", b"", "not a video file"),
+        ("notes.mp4", b"hello, this is text", "not a video file"),
+        ("[link](http://x).mp4", b"\x00" * 2048, "not a video file"),
+    ],
+)
+def test_a_bad_clip_gets_an_error_naming_it(promoted: Path, name: str, data: bytes, problem: str) -> None:
+    at = upload(run_page(), name, data)
+    (error,) = at.error
+    assert problem in error.value
+    assert "\\[link\\]\\(http://x\\)" in error.value or "[link]" not in name  # the name is plain text
+    assert not at.get("video")
+
+
+@pytest.mark.slow
+def test_a_clip_longer_than_the_cap_is_analysed_up_to_it_with_a_message(promoted: Path, tmp_path: Path) -> None:
+    long_clip = tmp_path / "long.mp4"
+    with AnnotatedVideoWriter(long_clip, 160, 120, 1.0) as writer:  # 65 seconds at one frame a second
+        for index in range(65):
+            writer.write(np.full((120, 160, 3), 60 + index, np.uint8))
+    at = upload(run_page(), "long.mp4", long_clip.read_bytes())
+    assert "the first 60 s were analysed" in at.warning[0].value
+    assert at.metric[1].value == "60"  # frames analysed: one a second
+    assert "No face was found" in at.info[0].value
