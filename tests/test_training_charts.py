@@ -72,3 +72,15 @@ def test_placeholder_axes_are_those_the_curves_will_have() -> None:
 def test_accuracy_stays_on_a_0_to_100_percent_axis() -> None:
     assert tuple(learning_curves_figure(HISTORY).layout.yaxis2.range) == (0, 1)
     assert tuple(compare_runs_figure({"run-a": HISTORY["epochs"]}).layout.yaxis.range) == (0, 1)
+
+
+def test_the_reliability_diagram_shows_the_diagonal_and_both_curves() -> None:
+    from app.charts.training import reliability_figure
+    from fer_core.calibration import ReliabilityBin
+
+    before = [ReliabilityBin(0.5, 0.6, 10, 0.55, 0.7), ReliabilityBin(0.9, 1.0, 0, 0.0, 0.0)]
+    after = [ReliabilityBin(0.6, 0.7, 10, 0.66, 0.7)]
+    figure = reliability_figure(before, after, temperature=0.8)
+    diagonal, as_trained, calibrated = figure.data
+    assert list(diagonal.x) == [0, 1] and list(as_trained.x) == [0.55]  # empty bins are left out
+    assert "T = 0.80" in calibrated.name and list(calibrated.y) == [0.7]

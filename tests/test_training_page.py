@@ -100,6 +100,8 @@ def test_page_trains_a_short_run_shows_it_growing_and_promotes_it(isolated_runs_
     assert list(table["Run"]) == [run.name] and "finished" in table["Status"][0]
     assert point_count(chart_spec(at, "confusion")) > 0
     assert any("Batch-norm statistics re-estimated" in caption.value for caption in at.caption)
+    assert point_count(chart_spec(at, "reliability")) > 2  # the served model's calibration, before and after
+    assert any("Expected calibration error" in caption.value for caption in at.caption)
     assert not at.button(key="train_start").disabled
     assert f"Run {run.name}" in at.selectbox(key="train_init_from").options  # later runs may start from it
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fer_core.calibration import ReliabilityBin
 from fer_core.run_layout import CHECKPOINT_INFO, CONFIG_FILE, HISTORY_JSON, METRICS_FILE, STATUS_FILE
 from training.config import ConfigError, TrainConfig, config_from_mapping, describe
 
@@ -280,6 +281,45 @@ class Recalibration:
 
 
 @dataclass(frozen=True)
+class Calibration:
+    """How well the served probabilities match accuracy on the held-out faces, before and after the
+    temperature fitted on the validation faces (see fer_core.calibration)."""
+
+    temperature: float
+    ece_before: float
+    ece_after: float
+    bins_before: tuple[ReliabilityBin, ...] = ()
+    bins_after: tuple[ReliabilityBin, ...] = ()
+
+    @classmethod
+    def from_json(cls, data: Any, where: str) -> Calibration:
+        fields = _Fields(data, where)
+        return cls(
+            temperature=fields.required_number("temperature"),
+            ece_before=fields.required_number("ece_before"),
+            ece_after=fields.required_number("ece_after"),
+            bins_before=_bins(fields.rows("bins_before"), f"{where}: bins_before"),
+            bins_after=_bins(fields.rows("bins_after"), f"{where}: bins_after"),
+        )
+
+
+def _bins(rows: list[Any], where: str) -> tuple[ReliabilityBin, ...]:
+    bins = []
+    for index, row in enumerate(rows):
+        fields = _Fields(row, f"{where}[{index}]")
+        bins.append(
+            ReliabilityBin(
+                lower=fields.required_number("lower"),
+                upper=fields.required_number("upper"),
+                faces=fields.required_integer("faces"),
+                confidence=fields.required_number("confidence"),
+                accuracy=fields.required_number("accuracy"),
+            )
+        )
+    return tuple(bins)
+
+
+@dataclass(frozen=True)
 class RunMetrics:
     """``metrics.json``: the exported model evaluated on the held-out faces when the run finished."""
 
@@ -292,6 +332,7 @@ class RunMetrics:
     labels: tuple[str, ...] = ()
     best_epoch: int | None = None
     recalibration: Recalibration | None = None
+    calibration: Calibration | None = None
 
     @classmethod
     def from_json(cls, data: Any, where: str = METRICS_FILE) -> RunMetrics:
@@ -332,6 +373,9 @@ class RunMetrics:
             recalibration=None
             if recalibration is None
             else Recalibration.from_json(recalibration, f"{where}: batch_norm_recalibration"),
+            calibration=None
+            if data.get("calibration") is None
+            else Calibration.from_json(data["calibration"], f"{where}: calibration"),
         )
 
 

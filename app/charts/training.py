@@ -13,7 +13,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from fer_core.labels import EMOTION_COLORS_RGB
+from fer_core.calibration import ReliabilityBin
+from fer_core.draw import label_color_rgb, rgb_css
 
 TRAIN_COLOR = "#3a86ff"
 VAL_COLOR = "#fb5607"
@@ -206,5 +207,43 @@ def per_class_f1_figure(per_class: Mapping[str, Mapping[str, float]]) -> go.Figu
 
 
 def _rgb(emotion: str) -> str:
-    red, green, blue = EMOTION_COLORS_RGB.get(emotion, (120, 120, 120))
-    return f"rgb({red}, {green}, {blue})"
+    return rgb_css(label_color_rgb(emotion))
+
+
+def reliability_figure(
+    bins_before: Sequence[ReliabilityBin], bins_after: Sequence[ReliabilityBin], temperature: float
+) -> go.Figure:
+    """A reliability diagram: for faces grouped by their top probability, how often that top emotion was
+    right, before and after calibration. On the diagonal, a confidence of 70% is right 70% of the time."""
+    figure = go.Figure()
+    figure.add_trace(
+        go.Scatter(
+            x=[0, 1], y=[0, 1], mode="lines", name="perfectly calibrated", line={"dash": "dash", "color": "gray"}
+        )
+    )
+    for name, bins, color in (
+        ("as trained", bins_before, VAL_COLOR),
+        (f"calibrated (T = {temperature:.2f})", bins_after, TRAIN_COLOR),
+    ):
+        shown = [row for row in bins if row.faces > 0]
+        figure.add_trace(
+            go.Scatter(
+                x=[row.confidence for row in shown],
+                y=[row.accuracy for row in shown],
+                mode="lines+markers",
+                name=name,
+                line={"color": color},
+                marker={"size": [6 + 14 * math.sqrt(row.faces / max(1, max(r.faces for r in shown))) for row in shown]},
+                customdata=[row.faces for row in shown],
+                hovertemplate="confidence %{x:.0%}: right %{y:.0%} of %{customdata} faces<extra>" + name + "</extra>",
+            )
+        )
+    figure.update_layout(
+        height=360,
+        margin={"l": 10, "r": 10, "t": 10, "b": 10},
+        font=FONT,
+        legend={"orientation": "h", "y": -0.2},
+        xaxis={"title": "confidence (top probability)", "range": [0, 1], "tickformat": ".0%", "fixedrange": True},
+        yaxis={"title": "accuracy", "range": [0, 1], "tickformat": ".0%", "fixedrange": True},
+    )
+    return figure

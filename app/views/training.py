@@ -19,7 +19,13 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app.charts.training import compare_runs_figure, confusion_figure, learning_curves_figure, per_class_f1_figure
+from app.charts.training import (
+    compare_runs_figure,
+    confusion_figure,
+    learning_curves_figure,
+    per_class_f1_figure,
+    reliability_figure,
+)
 from app.state import cached_dataset, data_source_ui
 from fer_core.errors import FerError
 from fer_core.inference import describe_model
@@ -617,8 +623,8 @@ def run_details_ui(snapshot: RunSnapshot) -> None:
         elif summary.state == "stopped":
             st.warning(f"Stopped: {snapshot.status.stop_reason or 'stop requested'}.", icon=":material/stop_circle:")
 
-        curves_tab, confusion_tab, classes_tab, mistakes_tab, settings_tab = st.tabs(
-            ["Learning curves", "Confusion matrix", "Per class", "Most confident mistakes", "Settings"]
+        curves_tab, confusion_tab, classes_tab, calibration_tab, mistakes_tab, settings_tab = st.tabs(
+            ["Learning curves", "Confusion matrix", "Per class", "Calibration", "Most confident mistakes", "Settings"]
         )
         with curves_tab:
             epochs = snapshot.config.settings.epochs if snapshot.config else None
@@ -639,11 +645,32 @@ def run_details_ui(snapshot: RunSnapshot) -> None:
                 st.info("The confusion matrix appears when the run has finished and been evaluated.")
         with classes_tab:
             per_class_ui(metrics)
+        with calibration_tab:
+            calibration_ui(snapshot.name, metrics)
         with mistakes_tab:
             mistakes_ui(snapshot.run)
         with settings_tab:
             settings_ui(snapshot)
         delete_ui(snapshot)
+
+
+def calibration_ui(name: str, metrics: RunMetrics | None) -> None:
+    """The reliability diagram of the run's served model on the held-out faces, before and after the
+    temperature fitted on its validation faces."""
+    calibration = metrics.calibration if metrics else None
+    if metrics is None or calibration is None:
+        st.info("The reliability diagram appears when the run has finished and its served model was evaluated.")
+        return
+    st.caption(
+        f"{metrics.split.capitalize()} split, {metrics.n:,} faces. Expected calibration error "
+        f"{calibration.ece_before:.3f} as trained, {calibration.ece_after:.3f} with the temperature "
+        f"{calibration.temperature:.2f} fitted on the validation faces (0 means a confidence of 70% is right "
+        "70% of the time). The app shows the calibrated probabilities."
+    )
+    st.plotly_chart(
+        reliability_figure(calibration.bins_before, calibration.bins_after, calibration.temperature),
+        key=f"reliability-{name}",
+    )
 
 
 def recalibration_caption(metrics: RunMetrics | None) -> None:
