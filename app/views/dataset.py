@@ -404,21 +404,24 @@ def unreadable_folders_warning(load: LoadReport) -> None:
         )
 
 
-# Page
+def main() -> None:
+    st.title("Dataset")
+    source = data_source_ui()
+    dataset = load_dataset_or_stop(source)
+    synthetic_banner(dataset)
+    what_is_shown(source, dataset)
+    unreadable_folders_warning(dataset.report)
+    token = dataset_token(source, dataset)
+    report = cached_quality_report(token, dataset)
 
-st.title("Dataset")
-source = data_source_ui()
-dataset = load_dataset_or_stop(source)
-synthetic_banner(dataset)
-what_is_shown(source, dataset)
-unreadable_folders_warning(dataset.report)
-token = dataset_token(source, dataset)
-report = cached_quality_report(token, dataset)
+    balance_tab, browse_tab, quality_tab = st.tabs(["Class balance", "Browse faces", "Data quality"])
+    with balance_tab:
+        class_balance_section(dataset)
+    with browse_tab:
+        browse_section(dataset, token)
+    with quality_tab:
+        quality_section(dataset, report, from_csv=source.lower().endswith(".csv"))
 
-balance_tab, browse_tab, quality_tab = st.tabs(["Class balance", "Browse faces", "Data quality"])
-with balance_tab:
-    class_balance_section(dataset)
-with browse_tab:
-    browse_section(dataset, token)
-with quality_tab:
-    quality_section(dataset, report, from_csv=source.lower().endswith(".csv"))
+
+if __name__ == "__main__":  # Streamlit runs pages as __main__; tests import the helpers above
+    main()

@@ -141,36 +141,41 @@ def panel(session: LiveSession, playing: bool, threshold: float) -> None:
     )
 
 
-st.title("Live")
-st.markdown("Your camera, classified as you watch: each face gets a box, its emotion and a confidence bar.")
-info = model_picker_ui("live")
-settings = settings_ui()
-classifier, info = classifier_or_stop(info)
-model_caption_ui(info)
-session = session_for(classifier, settings)
+def main() -> None:
+    st.title("Live")
+    st.markdown("Your camera, classified as you watch: each face gets a box, its emotion and a confidence bar.")
+    info = model_picker_ui("live")
+    settings = settings_ui()
+    classifier, info = classifier_or_stop(info)
+    model_caption_ui(info)
+    session = session_for(classifier, settings)
 
-video_column, panel_column = st.columns([3, 2], gap="large")
-with video_column:
-    context = webrtc_streamer(
-        key=STREAMER_KEY,
-        mode=WebRtcMode.SENDRECV,
-        rtc_configuration=rtc_configuration_or_warn(),
-        media_stream_constraints=MEDIA_STREAM_CONSTRAINTS,
-        queued_video_frames_callback=session.queued_frames_callback,
-        async_processing=True,
-    )
-    playing = bool(context.state.playing)
-    with st.expander("Camera does not start?", icon=":material/help:"):
-        st.markdown(
-            "- Allow the camera when the browser asks (or in the address bar's site settings), and close "
-            "other apps that use it.\n"
-            "- Browsers give the camera only to `localhost` or `https://` pages.\n"
-            "- On a server behind NAT or a firewall, WebRTC needs STUN/TURN servers: set "
-            f"`{ICE_SERVERS_ENV}` (a JSON list) or `ice_servers` in `.streamlit/secrets.toml`, e.g. "
-            '`[{"urls": ["stun:stun.example.org:3478"]}]`.\n'
-            "- Frames are processed on this server and sent back; nothing is stored but this session's "
-            "results, which **Download session** saves as CSV."
+    video_column, panel_column = st.columns([3, 2], gap="large")
+    with video_column:
+        context = webrtc_streamer(
+            key=STREAMER_KEY,
+            mode=WebRtcMode.SENDRECV,
+            rtc_configuration=rtc_configuration_or_warn(),
+            media_stream_constraints=MEDIA_STREAM_CONSTRAINTS,
+            queued_video_frames_callback=session.queued_frames_callback,
+            async_processing=True,
         )
+        playing = bool(context.state.playing)
+        with st.expander("Camera does not start?", icon=":material/help:"):
+            st.markdown(
+                "- Allow the camera when the browser asks (or in the address bar's site settings), and close "
+                "other apps that use it.\n"
+                "- Browsers give the camera only to `localhost` or `https://` pages.\n"
+                "- On a server behind NAT or a firewall, WebRTC needs STUN/TURN servers: set "
+                f"`{ICE_SERVERS_ENV}` (a JSON list) or `ice_servers` in `.streamlit/secrets.toml`, e.g. "
+                '`[{"urls": ["stun:stun.example.org:3478"]}]`.\n'
+                "- Frames are processed on this server and sent back; nothing is stored but this session's "
+                "results, which **Download session** saves as CSV."
+            )
 
-with panel_column:
-    st.fragment(panel, run_every=PANEL_REFRESH_S if playing else None)(session, playing, settings.threshold)
+    with panel_column:
+        st.fragment(panel, run_every=PANEL_REFRESH_S if playing else None)(session, playing, settings.threshold)
+
+
+if __name__ == "__main__":  # Streamlit runs pages as __main__; tests import the helpers above
+    main()

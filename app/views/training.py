@@ -902,13 +902,18 @@ def training_page(source: str, runs_dir: Path) -> None:
     runs_section(snapshots, runs_dir)
 
 
-st.title("Training")
-st.caption(
-    "Train a model on the chosen faces and watch it learn. Runs keep their settings, curves and best "
-    "model in their own folder; compare them below and put the best one to work on the Live and Photos pages."
-)
-data_source = data_source_ui()
-runs_folder = default_runs_dir()
-st.session_state["training_fragment_ran"] = False
-refresh = REFRESH_S if runs.active_run(runs_folder) is not None else IDLE_REFRESH_S
-st.fragment(run_every=refresh)(training_page)(data_source, runs_folder)
+def main() -> None:
+    st.title("Training")
+    st.caption(
+        "Train a model on the chosen faces and watch it learn. Runs keep their settings, curves and best "
+        "model in their own folder; compare them below and put the best one to work on the Live and Photos pages."
+    )
+    data_source = data_source_ui()
+    runs_folder = default_runs_dir()
+    st.session_state["training_fragment_ran"] = False
+    refresh = REFRESH_S if runs.active_run(runs_folder) is not None else IDLE_REFRESH_S
+    st.fragment(run_every=refresh)(training_page)(data_source, runs_folder)
+
+
+if __name__ == "__main__":  # Streamlit runs pages as __main__; tests import the helpers above
+    main()
