@@ -250,8 +250,8 @@ def has_non_loopback_address() -> bool:
 
 
 def video_stats_script() -> str:
-    """JavaScript for the webrtc iframe: the playing video's size; the brightness of its top-left
-    corner, where the server draws the frame rate on a dark strip, against the whole frame's; and
+    """JavaScript for the webrtc iframe: the playing video's size; the median brightness of its top-left
+    corner, where the server draws the frame rate on a dark strip, against the whole frame's mean; and
     the share of coloured pixels (the fake camera is grey, boxes of most emotions are not)."""
     return """() => {
       const video = document.querySelector('video');
@@ -261,7 +261,8 @@ def video_stats_script() -> str:
       const context = canvas.getContext('2d');
       context.drawImage(video, 0, 0);
       const pixels = context.getImageData(0, 0, canvas.width, canvas.height).data;
-      let colored = 0, total = 0, corner = 0, cornerCount = 0;
+      let colored = 0, total = 0;
+      const corner = [];
       for (let i = 0; i < pixels.length; i += 4) {
         const high = Math.max(pixels[i], pixels[i + 1], pixels[i + 2]);
         const low = Math.min(pixels[i], pixels[i + 1], pixels[i + 2]);
@@ -269,11 +270,12 @@ def video_stats_script() -> str:
         const brightness = (pixels[i] + pixels[i + 1] + pixels[i + 2]) / 3;
         total += brightness;
         const x = (i / 4) % canvas.width, y = Math.floor(i / 4 / canvas.width);
-        if (x >= 2 && x < 150 && y >= 2 && y < 16) { corner += brightness; cornerCount++; }
+        if (x >= 2 && x < 150 && y >= 2 && y < 16) corner.push(brightness);
       }
+      corner.sort((a, b) => a - b);  // the median: the strip's background, not the white text on it
       const pixelCount = pixels.length / 4;
       return {width: video.videoWidth, height: video.videoHeight, colored: colored / pixelCount,
-              corner: corner / cornerCount, overall: total / pixelCount};
+              corner: corner[Math.floor(corner.length / 2)], overall: total / pixelCount};
     }"""
 
 

@@ -1,8 +1,11 @@
 """End to end in headless Chromium: the real app server, a fake camera playing FER2013 faces, the Live
-page's START button, and annotated video plus a live panel coming back.
+page's START button, and annotated video plus a live panel coming back, its count of analysed frames
+growing while it streams.
 
-Also: the server survives the TensorFlow/WebRTC import-order crash whatever page is opened first.
-The tests share one server; the page-order test runs first, on the server's very first page loads.
+Also: the server never loads TensorFlow or Keras (models are served by LiteRT), checked in the libraries
+the server process has mapped after a photo was classified, every page opened and a stream analysed;
+without TensorFlow the TensorFlow/WebRTC import-order crash cannot happen either. The tests share one
+server; the page-order test runs first, on the server's very first page loads.
 """
 
 from __future__ import annotations
@@ -81,7 +84,18 @@ def wait_while_alive(locator: Any, server: AppServer, where: str, timeout_ms: in
                 raise
 
 
-def test_server_survives_photos_then_training_then_live(server: AppServer, playwright: Any, tmp_path: Path) -> None:
+TENSORFLOW_LIBRARY = re.compile(r"/site-packages/(tensorflow|keras|tf_keras)/")
+
+
+def loaded_tensorflow_files(server: AppServer) -> list[str]:
+    """Files of the TensorFlow or Keras packages mapped into the server process (none may be)."""
+    maps = Path(f"/proc/{server.process.pid}/maps").read_text()
+    return sorted({line.split()[-1] for line in maps.splitlines() if TENSORFLOW_LIBRARY.search(line)})
+
+
+def test_server_never_loads_tensorflow_through_photos_training_video_and_live(
+    server: AppServer, playwright: Any, tmp_path: Path
+) -> None:
     photo = tmp_path / "first-photo.png"
     cv2.imwrite(str(photo), textured_canvas())
     browser = launch_chromium(playwright)
@@ -90,12 +104,12 @@ def test_server_survives_photos_then_training_then_live(server: AppServer, playw
         page.goto(f"{server.url}/photos", timeout=PAGE_TIMEOUT_MS)
         page.get_by_role("heading", name="Photos").first.wait_for(timeout=PAGE_TIMEOUT_MS)
         wait_for_script(page)
-        # A photo makes the page load the model, so TensorFlow is in the server before the Live page's
-        # WebRTC stack is used: the order that crashes an unguarded process.
+        # A photo makes the page load the model: with TensorFlow (as before LiteRT) the server would now
+        # hold TensorFlow before the Live page's WebRTC stack is used, the order that crashes a process.
         page.locator('input[type="file"]').first.set_input_files(str(photo))
         wait_while_alive(page.get_by_role("heading", name=photo.name).first, server, "classifying a photo")
         wait_for_script(page)
-        for title in ("Training", "Live"):
+        for title in ("Dataset", "Training", "Video", "Live"):
             page.get_by_role("link", name=title, exact=True).first.click()
             wait_while_alive(page.get_by_role("heading", name=title).first, server, f"opening {title}")
             wait_for_script(page)
@@ -105,6 +119,7 @@ def test_server_survives_photos_then_training_then_live(server: AppServer, playw
         wait_while_alive(start, server, "rendering the camera component", timeout_ms=60_000)
         assert_alive(server, "after rendering the camera component")
         assert "Segmentation fault" not in server.log_tail(20_000)
+        assert loaded_tensorflow_files(server) == []
     finally:
         browser.close()
 
@@ -149,7 +164,7 @@ def test_live_page_streams_annotated_video_and_fills_the_panel(
             start_streaming(page)
             face_heading.first.wait_for(timeout=60_000)
         assert processed_frames(page) > first_count, "the frame count did not grow: frames stopped coming"
-        assert page.get_by_text(re.compile(r"\d+(\.\d)? fps")).count() >= 1
+        assert page.get_by_text(re.compile(r"\d+(\.\d)? fps")).count() >= 1  # the panel's analysed frame rate
 
         # The component's video element shows the frames the server annotated.
         stats = wait_for_annotated_video(page)
@@ -160,6 +175,7 @@ def test_live_page_streams_annotated_video_and_fills_the_panel(
         page.screenshot(path=str(screenshot), full_page=True)
         shutil.copyfile(screenshot, SCREENSHOT_COPY)
         assert_alive(server, "while streaming")
+        assert loaded_tensorflow_files(server) == []  # a stream analysed, still no TensorFlow
         frame.get_by_role("button", name=re.compile("stop", re.I)).click(timeout=30_000)
     finally:
         browser.close()
@@ -266,8 +282,8 @@ def video_time(page: Any) -> float | None:
 
 def processed_frames(page: Any) -> int:
     # The panel is a fragment the page re-runs every second; on a loaded machine a re-run can take long.
-    text = page.get_by_text(re.compile(r"frames processed this session")).first.inner_text(timeout=90_000)
-    match = re.search(r"([\d,]+) frames processed", text)
+    text = page.get_by_text(re.compile(r"frames analysed this session")).first.inner_text(timeout=90_000)
+    match = re.search(r"([\d,]+) frames analysed", text)
     assert match, text
     return int(match.group(1).replace(",", ""))
 

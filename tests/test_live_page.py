@@ -119,8 +119,8 @@ def test_panel_shows_the_largest_face_while_playing(
     text = all_text(page)
     assert "Face #1: happy" in text
     assert "Streaming · 4 frames analysed" in text
-    assert [metric.label for metric in page.metric] == ["Analysed", "Per frame", "Dropped"]
-    assert page.metric[0].value.endswith(" fps") and page.metric[1].value.endswith(" ms")
+    assert [metric.label for metric in page.metric] == ["Analysed fps", "ms per frame", "Dropped"]
+    assert float(page.metric[0].value) >= 0 and int(page.metric[1].value) >= 0
     assert page.metric[2].value == "0"
     assert len(page.get("plotly_chart")) == 2  # probabilities and timeline
     assert all(returned.width == 640 for returned in fake_streamer.returned)

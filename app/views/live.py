@@ -77,11 +77,11 @@ def speed_ui(session: LiveSession) -> None:
         return
     analysed, timing, dropped = st.columns(3)
     analysed.metric(
-        "Analysed", f"{stats.analysed_fps:.1f} fps", help="Frames analysed per second, over the last 3 seconds."
+        "Analysed fps", f"{stats.analysed_fps:.1f}", help="Frames analysed per second, over the last 3 seconds."
     )
     timing.metric(
-        "Per frame",
-        f"{stats.processing_ms:.0f} ms",
+        "ms per frame",
+        f"{stats.processing_ms:.0f}",
         help="Median time to analyse one frame: find, classify and follow the faces, and draw them.",
     )
     dropped.metric(
