@@ -5,17 +5,15 @@
 moving average. A track that is not seen for more than ``max_missed`` frames is dropped; until then
 it keeps its last box, so a face the detector misses for a frame or two does not blink.
 
-:class:`FaceFinder` decides which boxes a frame needs: a full detection every ``redetect_every``
-frames, and in between a cheap search in a small window around each known face. Full-frame Haar
-detection is most of the per-frame cost; searching only near known faces cuts it several times
-without losing them, and a face the local search misses triggers a full detection on the next frame.
-
-    finder, tracker = FaceFinder(detector), FaceTracker(smoothing=0.6)
+    tracker = FaceTracker(smoothing=0.6)
     for bgr_frame in frames:
-        gray_frame = to_gray(bgr_frame)
-        boxes = finder.find(gray_frame, tracker.boxes())
-        predictions = predictor.classify_boxes(gray_frame, boxes)
+        predictions = predictor.predict(bgr_frame)
         faces = tracker.update([p.box for p in predictions], [p.scores for p in predictions])
+
+Every frame is detected in full (:mod:`fer_core.video`): YuNet on the video preset's half-size scan
+costs a few milliseconds, and searching only near known faces between full scans (this module's
+``FaceFinder`` until it was measured against it) was 1.4x faster per frame but lost the face in 12 of
+270 frames where the full scan lost none (scripts/bench_live.py).
 """
 
 from __future__ import annotations
@@ -27,17 +25,13 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from fer_core.detect import Box, Detection, FaceDetector, Landmarks, is_big_enough, suppress_overlaps
-from fer_core.images import rescale
+from fer_core.detect import Box
 from fer_core.labels import EMOTIONS, NUM_CLASSES, UNCERTAIN
 
 DEFAULT_SMOOTHING = 0.6  # weight of the past in the moving average: 0 = no smoothing
 DEFAULT_IOU_THRESHOLD = 0.3  # the least overlap for a box to continue a track
 DEFAULT_MAX_CENTER_SHIFT = 0.5  # a box not overlapping enough may still continue a track this near
 DEFAULT_MAX_MISSED = 5  # frames a track survives unseen
-DEFAULT_REDETECT_EVERY = 6  # frames between full detections
-SEARCH_MARGIN = 0.4  # a search window grows a known box by this share of its size on each side
-SEARCH_FACE_SIZE = 64  # a search window is shrunk so the known face is about this many pixels wide
 
 
 class TrackedFace(NamedTuple):
@@ -208,96 +202,3 @@ def _normalized(scores: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     if total <= 0.0 or not np.isfinite(total):
         return np.full(NUM_CLASSES, 1.0 / NUM_CLASSES, np.float32)
     return (scores / total).astype(np.float32)
-
-
-class FaceFinder:
-    """The boxes to classify in each frame of a video.
-
-    Every ``redetect_every``-th frame (and whenever no face is known, or one was lost) ``detector``
-    scans the whole frame; a known face that scan misses is searched for near its last box. On the
-    other frames each known box is searched for again in a window around it, shrunk so the face is
-    about ``SEARCH_FACE_SIZE`` pixels wide, with ``search_detector`` (by default ``detector``; give
-    it a minimum face size below ``SEARCH_FACE_SIZE``, since the window is shrunk). Boxes narrower
-    than ``min_face_size`` frame pixels are dropped either way. ``redetect_every=1`` scans every
-    frame in full.
-    """
-
-    def __init__(
-        self,
-        detector: FaceDetector,
-        *,
-        redetect_every: int = DEFAULT_REDETECT_EVERY,
-        search_detector: FaceDetector | None = None,
-        min_face_size: int = 0,
-    ) -> None:
-        if redetect_every < 1:
-            raise ValueError(f"redetect_every must be 1 or more frames, got {redetect_every}")
-        self.detector = detector
-        self.search_detector = search_detector if search_detector is not None else detector
-        self.redetect_every = redetect_every
-        self.min_face_size = min_face_size
-        self._frames_since_detection = 0
-        self._lost_face = False
-
-    def find(self, image: npt.NDArray[np.uint8], known_boxes: Sequence[Box]) -> list[Detection]:
-        due = self._frames_since_detection + 1 >= self.redetect_every
-        if due or not known_boxes or self._lost_face:
-            self._frames_since_detection = 0
-            self._lost_face = False
-            detected = self._large_enough(self.detector.detect(image))
-            # A known face the full scan missed this time is looked for near where it was.
-            unmatched = [known for known in known_boxes if all(known.iou(found.box) < 0.3 for found in detected)]
-            return self._merged(detected + self._search_all(image, unmatched, lost_means_rescan=False))
-        self._frames_since_detection += 1
-        return self._merged(self._search_all(image, known_boxes, lost_means_rescan=True))
-
-    def _search_all(
-        self, image: npt.NDArray[np.uint8], known_boxes: Sequence[Box], *, lost_means_rescan: bool
-    ) -> list[Detection]:
-        found: list[Detection] = []
-        for known in known_boxes:
-            detection = self.search_near(image, known)
-            if detection is not None:
-                found.append(detection)
-            elif lost_means_rescan:
-                self._lost_face = True
-        return self._large_enough(found)
-
-    def search_near(self, image: npt.NDArray[np.uint8], known: Box) -> Detection | None:
-        """The face closest to ``known`` in a window around it, or None."""
-        height, width = image.shape[:2]
-        pad_x, pad_y = round(known.width * SEARCH_MARGIN), round(known.height * SEARCH_MARGIN)
-        left, top = max(0, known.x - pad_x), max(0, known.y - pad_y)
-        right = min(width, known.x + known.width + pad_x)
-        bottom = min(height, known.y + known.height + pad_y)
-        if right - left < 16 or bottom - top < 16:
-            return None
-        window = image[top:bottom, left:right]
-        scale = min(1.0, SEARCH_FACE_SIZE / max(1, known.width))
-        if scale < 1.0:
-            window = rescale(window, scale)
-        candidates = [
-            _shifted(detection.scaled(1 / scale), left, top) for detection in self.search_detector.detect(window)
-        ]
-        overlapping = [detection for detection in candidates if detection.box.iou(known) > 0.0]
-        return max(overlapping, key=lambda detection: known.iou(detection.box)) if overlapping else None
-
-    def reset(self) -> None:
-        """Detect on the whole next frame."""
-        self._frames_since_detection = 0
-        self._lost_face = True
-
-    def _large_enough(self, detections: Sequence[Detection]) -> list[Detection]:
-        return [found for found in detections if is_big_enough(found.box, self.min_face_size)]
-
-    @staticmethod
-    def _merged(detections: list[Detection]) -> list[Detection]:
-        return sorted(suppress_overlaps(detections), key=lambda found: (found.box.x, found.box.y))
-
-
-def _shifted(detection: Detection, dx: int, dy: int) -> Detection:
-    box = detection.box
-    landmarks = detection.landmarks
-    if landmarks is not None:
-        landmarks = Landmarks(*((x + dx, y + dy) for x, y in landmarks))
-    return detection._replace(box=Box(box.x + dx, box.y + dy, box.width, box.height), landmarks=landmarks)

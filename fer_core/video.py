@@ -1,9 +1,9 @@
 """Faces through video: every face of every frame found, classified, followed and recorded.
 
-One :class:`VideoAnalyzer` follows one stream of BGR frames (a clip, a webcam): it finds the faces
-(:class:`~fer_core.tracking.FaceFinder`: a full detection every few frames, a search near each known
-face in between), classifies them in one call, and keeps each face's track id and smoothed
-probabilities (:class:`~fer_core.tracking.FaceTracker`) so labels do not flicker. Each frame gives a
+One :class:`VideoAnalyzer` follows one stream of BGR frames (a clip, a webcam): it finds the faces of
+each frame (the video preset: YuNet on a half-size copy), classifies them in one call, and keeps each
+face's track id and smoothed probabilities (:class:`~fer_core.tracking.FaceTracker`) so labels do not
+flicker. Each frame gives a
 :class:`FrameResult` with typed :class:`FaceRecord` rows; :func:`records_to_csv` writes them.
 
     classifier = fer_core.inference.load_classifier()
@@ -36,12 +36,10 @@ from fer_core.draw import draw_tracked_faces
 from fer_core.errors import InvalidVideoError
 from fer_core.inference import EmotionClassifier, Predictor
 from fer_core.labels import EMOTIONS
-from fer_core.preprocess import to_gray
-from fer_core.tracking import DEFAULT_REDETECT_EVERY, DEFAULT_SMOOTHING, FaceFinder, FaceTracker, TrackedFace
+from fer_core.tracking import DEFAULT_SMOOTHING, FaceTracker, TrackedFace
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".avi", ".mkv", ".m4v")
 DEFAULT_THRESHOLD = 0.4
-SEARCH_MIN_FACE = 32  # the detector's smallest face inside a search window, where a known face is ~64 pixels
 
 
 @dataclass(frozen=True)
@@ -52,7 +50,6 @@ class VideoSettings:
     preset: DetectionPreset = VIDEO_PRESET
     smoothing: float = DEFAULT_SMOOTHING  # weight of the past in each face's moving average (0: none)
     threshold: float = DEFAULT_THRESHOLD  # below this confidence a face's label is "uncertain"
-    redetect_every: int = DEFAULT_REDETECT_EVERY  # frames between full detections (1: every frame)
     mirror: bool = False  # flip frames left-right first (a webcam shown as a mirror)
 
     def __post_init__(self) -> None:
@@ -60,8 +57,6 @@ class VideoSettings:
             raise ValueError(f"smoothing must be in [0, 1), got {self.smoothing}")
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"threshold must be in [0, 1], got {self.threshold}")
-        if self.redetect_every < 1:
-            raise ValueError(f"redetect_every must be 1 or more, got {self.redetect_every}")
 
 
 class FaceRecord(NamedTuple):
@@ -115,7 +110,7 @@ class VideoAnalyzer:
         self._classifier = classifier
         self._tracker = FaceTracker(smoothing=self._settings.smoothing)
         self._frames = 0
-        self._finder, self._predictor = self._pipeline()
+        self._predictor = self._make_predictor()
 
     @property
     def settings(self) -> VideoSettings:
@@ -131,27 +126,15 @@ class VideoAnalyzer:
         new_settings = settings or self._settings
         new_classifier = classifier or self._classifier
         restart = new_classifier is not self._classifier or new_settings.preset != self._settings.preset
-        changed = restart or new_settings.redetect_every != self._settings.redetect_every
         self._settings, self._classifier = new_settings, new_classifier
         self._tracker.smoothing = new_settings.smoothing
-        if changed:
-            self._finder, self._predictor = self._pipeline()
         if restart:
+            self._predictor = self._make_predictor()
             self._tracker.reset()
 
-    def _pipeline(self) -> tuple[FaceFinder, Predictor]:
+    def _make_predictor(self) -> Predictor:
         preset = self._settings.preset
-        detector = self._detector_factory(preset)
-        search_preset = DetectionPreset(
-            detector=preset.detector, min_face_size=SEARCH_MIN_FACE, max_side=4096, align=preset.align
-        )
-        finder = FaceFinder(
-            detector,
-            redetect_every=self._settings.redetect_every,
-            search_detector=self._detector_factory(search_preset),
-            min_face_size=preset.min_face_size,
-        )
-        return finder, Predictor(self._classifier, detector, align=preset.align)
+        return Predictor(self._classifier, self._detector_factory(preset), align=preset.align)
 
     def analyze(self, bgr_frame: npt.NDArray[np.uint8], time_s: float, index: int | None = None) -> FrameResult:
         """Find, classify and track the faces of one frame. ``bgr_frame`` is mirrored in place first when
@@ -160,8 +143,7 @@ class VideoAnalyzer:
         settings = self._settings
         if settings.mirror:
             bgr_frame[:] = bgr_frame[:, ::-1]
-        detections = self._finder.find(bgr_frame, self._tracker.boxes())
-        predictions = self._predictor.classify_detections(to_gray(bgr_frame), detections)
+        predictions = self._predictor.predict(bgr_frame)
         faces = self._tracker.update([p.box for p in predictions], [p.scores for p in predictions])
         frame_index = self._frames if index is None else index
         self._frames = frame_index + 1
@@ -185,7 +167,6 @@ class VideoAnalyzer:
     def reset(self) -> None:
         """Forget the faces (a new clip or a restarted camera); track ids keep counting up."""
         self._tracker.reset()
-        self._finder.reset()
 
 
 # --- video files

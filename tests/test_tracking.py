@@ -1,5 +1,4 @@
-"""Face tracks across video frames: IoU matching, moving average, new and dropped tracks, and the
-finder that re-detects only every few frames."""
+"""Face tracks across video frames: IoU matching, moving average, new and dropped tracks."""
 
 from __future__ import annotations
 
@@ -7,9 +6,9 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from fer_core.detect import Box, Detection, Landmarks
+from fer_core.detect import Box
 from fer_core.labels import EMOTIONS, NUM_CLASSES
-from fer_core.tracking import FaceFinder, FaceTracker, match_boxes
+from fer_core.tracking import FaceTracker, match_boxes
 
 
 def one_hot(emotion: str) -> npt.NDArray[np.float32]:
@@ -168,111 +167,3 @@ def test_mismatched_boxes_and_scores_are_refused() -> None:
 def test_scores_are_renormalized() -> None:
     faces = FaceTracker().update([LEFT], [np.full(NUM_CLASSES, 2.0, np.float32)])
     assert faces[0].scores.sum() == pytest.approx(1.0)
-
-
-# --- finder
-
-
-def frame_with_face(face: Box, shape: tuple[int, int] = (480, 640)) -> npt.NDArray[np.uint8]:
-    gray = np.zeros(shape, np.uint8)
-    gray[face.y : face.y + face.height, face.x : face.x + face.width] = 255
-    return gray
-
-
-class BrightSquareDetector:
-    """Finds the bright square in whatever image it is given (full frame or a shrunk window)."""
-
-    def __init__(self) -> None:
-        self.shapes: list[tuple[int, int]] = []
-
-    def detect(self, gray_image: npt.NDArray[np.uint8]) -> list[Detection]:
-        self.shapes.append(gray_image.shape[:2])
-        ys, xs = np.nonzero(gray_image > 127)
-        if len(xs) == 0:
-            return []
-        box = Box(int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1))
-        eyes_y = box.y + box.height / 3  # landmarks, to check they are moved back into frame pixels too
-        landmarks = Landmarks(
-            (box.x + box.width / 3, eyes_y),
-            (box.x + 2 * box.width / 3, eyes_y),
-            (box.x + box.width / 2, box.y + box.height / 2),
-            (box.x + box.width / 3, box.y + 3 * box.height / 4),
-            (box.x + 2 * box.width / 3, box.y + 3 * box.height / 4),
-        )
-        return [Detection(box, 0.9, landmarks)]
-
-
-def boxes_of(detections: list[Detection]) -> list[Box]:
-    return [detection.box for detection in detections]
-
-
-def test_finder_detects_the_whole_frame_only_every_k_frames() -> None:
-    detector = BrightSquareDetector()
-    finder = FaceFinder(detector, redetect_every=4)
-    frame = frame_with_face(Box(200, 150, 160, 160))
-    tracker = FaceTracker()
-    for _ in range(8):
-        boxes = boxes_of(finder.find(frame, tracker.boxes()))
-        tracker.update(boxes, [one_hot("happy")] * len(boxes))
-    full_frames = sum(shape == (480, 640) for shape in detector.shapes)
-    assert full_frames == 2
-    assert len(detector.shapes) == 8
-
-
-def test_finder_search_finds_a_moving_face_in_a_shrunk_window() -> None:
-    detector = BrightSquareDetector()
-    finder = FaceFinder(detector, redetect_every=10)
-    face = Box(200, 150, 160, 160)
-    assert boxes_of(finder.find(frame_with_face(face), [])) == [face]
-    moved = shifted(face, 20)
-    found = finder.find(frame_with_face(moved), [face])
-    assert len(found) == 1
-    assert found[0].box.iou(moved) > 0.9
-    assert max(detector.shapes[-1]) < 200  # the window, shrunk: not the frame
-    right_eye_x, _ = found[0].landmarks.right_eye  # back in frame pixels, like the box
-    assert right_eye_x == pytest.approx(moved.x + moved.width / 3, abs=3)
-
-
-def test_finder_runs_a_full_detection_after_losing_a_face() -> None:
-    detector = BrightSquareDetector()
-    finder = FaceFinder(detector, redetect_every=10)
-    face = Box(200, 150, 160, 160)
-    finder.find(frame_with_face(face), [])
-    far_away = Box(20, 20, 100, 100)
-    assert finder.find(frame_with_face(far_away), [face]) == []  # the search near the old box fails
-    calls = len(detector.shapes)
-    assert boxes_of(finder.find(frame_with_face(far_away), [face])) == [far_away]  # so the next frame scans it all
-    assert (480, 640) in detector.shapes[calls:]
-
-
-def test_a_known_face_the_full_scan_misses_is_searched_for_near_its_box() -> None:
-    class ForgetfulDetector(BrightSquareDetector):
-        def detect(self, gray_image: npt.NDArray[np.uint8]) -> list[Detection]:
-            found = super().detect(gray_image)
-            return [] if gray_image.shape == (480, 640) else found  # full scans find nothing
-
-    detector = ForgetfulDetector()
-    finder = FaceFinder(detector, redetect_every=1)
-    face = Box(200, 150, 160, 160)
-    [found] = finder.find(frame_with_face(shifted(face, 10)), [face])
-    assert found.box.iou(shifted(face, 10)) > 0.9
-    assert finder.find(frame_with_face(face), []) == []  # with nothing known, nothing to search for
-
-
-def test_finder_detects_every_frame_while_no_face_is_known() -> None:
-    detector = BrightSquareDetector()
-    finder = FaceFinder(detector, redetect_every=5)
-    empty = np.zeros((480, 640), np.uint8)
-    for _ in range(3):
-        assert finder.find(empty, []) == []
-    assert detector.shapes == [(480, 640)] * 3
-
-
-def test_finder_drops_faces_below_the_minimum_size() -> None:
-    finder = FaceFinder(BrightSquareDetector(), min_face_size=50)
-    assert finder.find(frame_with_face(Box(10, 10, 30, 30)), []) == []
-
-
-def test_finder_refuses_a_zero_interval() -> None:
-    with pytest.raises(ValueError, match="redetect_every"):
-        FaceFinder(BrightSquareDetector(), redetect_every=0)

@@ -57,7 +57,7 @@ def write_clip(
 
 
 def test_a_face_is_tracked_smoothed_and_recorded_frame_after_frame() -> None:
-    video = analyzer(smoothing=0.5, redetect_every=3)
+    video = analyzer(smoothing=0.5)
     results = [video.analyze(square_frame(Box(SQUARE.x + 3 * i, *SQUARE[1:])), time_s=i / 10) for i in range(7)]
     assert [result.frame for result in results] == list(range(7))
     assert all(len(result.records) == 1 for result in results)
@@ -69,18 +69,18 @@ def test_a_face_is_tracked_smoothed_and_recorded_frame_after_frame() -> None:
     assert results[-1].processing_ms > 0
 
 
-def test_the_full_frame_is_scanned_only_every_few_frames() -> None:
+def test_every_frame_is_scanned_in_full() -> None:
     detectors: list[BrightSquareDetector] = []
 
     def factory(preset: object) -> BrightSquareDetector:
         detectors.append(BrightSquareDetector())
         return detectors[-1]
 
-    video = VideoAnalyzer(FixedClassifier(), VideoSettings(redetect_every=4), detector_factory=factory)  # type: ignore[arg-type]
-    for index in range(8):
+    video = VideoAnalyzer(FixedClassifier(), VideoSettings(), detector_factory=factory)  # type: ignore[arg-type]
+    for index in range(4):
         video.analyze(square_frame(), index / 10)
-    full, search = detectors
-    assert len(full.shapes) == 2 and len(search.shapes) == 6  # 2 full scans, windows in between
+    (detector,) = detectors
+    assert detector.shapes == [(480, 640, 3)] * 4
 
 
 def test_below_the_threshold_a_face_is_uncertain_with_its_best_guess() -> None:
@@ -107,7 +107,7 @@ def test_a_new_model_or_detector_restarts_the_tracks_and_smoothing_changes_do_no
 
 @pytest.mark.parametrize(
     ("changes", "message"),
-    [({"smoothing": 1.0}, "smoothing"), ({"threshold": 1.5}, "threshold"), ({"redetect_every": 0}, "redetect_every")],
+    [({"smoothing": 1.0}, "smoothing"), ({"threshold": 1.5}, "threshold")],
 )
 def test_bad_settings_are_refused(changes: dict[str, float], message: str) -> None:
     with pytest.raises(ValueError, match=message):
