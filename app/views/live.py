@@ -9,6 +9,8 @@ a timeline.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
@@ -25,7 +27,7 @@ from fer_core.video import VideoSettings
 
 SESSION_KEY = "live_session"
 STREAMER_KEY = "live-camera"
-PANEL_REFRESH_S = 0.5
+PANEL_REFRESH_S = 1.0
 CHART_CONFIG = {"displayModeBar": False}
 MEDIA_STREAM_CONSTRAINTS = {
     "video": {"width": {"ideal": 640}, "height": {"ideal": 480}, "frameRate": {"ideal": 15, "max": 30}},
@@ -64,8 +66,11 @@ def session_for(classifier: EmotionClassifier, settings: VideoSettings) -> LiveS
 
 
 def rtc_configuration_or_warn() -> dict[str, object]:
+    # st.secrets is read only when a secrets file exists: reading it starts threads that poll the
+    # secrets files five times a second for the life of the server.
+    has_secrets = any(Path(path).expanduser().exists() for path in st.get_option("secrets.files"))
     try:
-        return rtc_configuration(secrets=st.secrets)
+        return rtc_configuration(secrets=st.secrets if has_secrets else None)
     except ValueError as error:
         st.warning(f"Ignoring the STUN/TURN setting: {error}. Using no ICE servers (fine on localhost).")
         return {"iceServers": []}
