@@ -324,13 +324,15 @@ class DetectionPreset:
     detector: str = "yunet"  # "yunet" or "haar"
     min_face_size: int = 40  # pixels in the image: smaller faces are not looked for
     max_side: int = 1280  # the longest side scanned
-    scan_face: int | None = None  # YuNet: pixels the smallest face spans in the scanned copy (None: no downscaling)
+    scan_face: int = 40  # YuNet: pixels the smallest face spans in the scanned copy (bigger faces: a smaller scan)
     score_threshold: float = 0.6  # YuNet's least confidence
     align: bool = True  # turn each face upright by its landmarks before classifying (YuNet)
 
     def __post_init__(self) -> None:
         if self.detector not in DETECTORS:
             raise ValueError(f"detector must be one of {', '.join(DETECTORS)}, got {self.detector!r}")
+        if self.scan_face < 12:
+            raise ValueError(f"scan_face must be at least 12 pixels, got {self.scan_face}")
         low, high = MIN_FACE_RANGE
         if not low <= self.min_face_size <= high:
             raise ValueError(f"the smallest face must be {low}-{high} pixels, got {self.min_face_size}")
@@ -347,11 +349,12 @@ class DetectionPreset:
         )
 
 
-# Photos are not real time: every face from 40 pixels, scanned at full size (up to 1280 pixels a side).
-# Video frames (webcam, clips) are: faces from 48 pixels, scanned where they span 24 (a 640x480 frame
-# becomes 320x240, about 4x faster), since a camera's faces are large and sharp. Chosen on scenes of
-# FER2013 *training* faces (scripts/bench_detection.py --split train); the README reports test faces.
-PHOTO_PRESET = DetectionPreset(detector="yunet", min_face_size=40, max_side=1280, scan_face=None)
+# Photos are not real time: faces from 40 pixels, scanned where they span 40 (full size for the default
+# smallest face; a larger smallest face scans a smaller copy), up to 1280 pixels a side. Video frames
+# (webcam, clips) are: faces from 48 pixels, scanned where they span 24 (a 640x480 frame becomes 320x240,
+# about 3x faster), since a camera's faces are large and sharp. Chosen on scenes of FER2013 *training*
+# faces (scripts/bench_detection.py --split train); the README reports test faces.
+PHOTO_PRESET = DetectionPreset(detector="yunet", min_face_size=40, max_side=1280, scan_face=40)
 VIDEO_PRESET = DetectionPreset(detector="yunet", min_face_size=48, max_side=640, scan_face=24)
 
 

@@ -1,12 +1,14 @@
 """Inference timings (a benchmark, not a test): per-face classification at batch 1 and 8 for each way
-of running the model, and face detection on a 640x480 frame with a textured background.
+of running the model (the served LiteRT copy against TensorFlow's), and face detection on a 640x480
+frame with a textured background for each detector and smallest face.
 
     python scripts/bench_inference.py                      # the promoted model, else the shipped one
     python scripts/bench_inference.py --model runs/X/model.keras --runs 500
 
 Every variant is timed in the same process, alternating, so background load hits them alike. Medians
 over many runs; the table also gives the 90th percentile. Results agree with the Keras model to the
-printed maximum difference.
+printed maximum difference. ``EmotionClassifier`` is what the app serves (LiteRT, one thread, the
+calibration temperature applied); "+ flip TTA" classifies each face and its mirror image.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -28,9 +31,11 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from fer_core.detect import HaarFaceDetector  # noqa: E402
-from fer_core.inference import LiteForward, convert_to_tflite, load_classifier, resolve_model_path  # noqa: E402
-from fer_core.preprocess import FACE_SIZE, to_gray  # noqa: E402
+from fer_core.detect import PHOTO_PRESET, make_detector  # noqa: E402
+from fer_core.inference import load_classifier, resolve_model_path  # noqa: E402
+from fer_core.preprocess import FACE_SIZE  # noqa: E402
+from fer_core.serving import checked_lite_model  # noqa: E402
+from training.model_files import load_keras_model  # noqa: E402
 
 Forward = Callable[[np.ndarray], np.ndarray]
 
@@ -51,21 +56,39 @@ def summary_ms(times: list[float], per: int = 1) -> tuple[float, float]:
     return statistics.median(ordered) * 1e3 / per, ordered[int(len(ordered) * 0.9)] * 1e3 / per
 
 
-def classification_variants(model: Any, threads: int) -> dict[str, Forward]:
+class LiteForward:
+    """A bare LiteRT interpreter at a given thread count (the served classifier uses one)."""
+
+    def __init__(self, flatbuffer: bytes, num_threads: int) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.interpreter = Interpreter(model_content=flatbuffer, num_threads=num_threads)
+        self.input = self.interpreter.get_input_details()[0]["index"]
+        self.output = self.interpreter.get_output_details()[0]["index"]
+        self.batch = -1
+
+    def __call__(self, faces: np.ndarray) -> np.ndarray:
+        if len(faces) != self.batch:
+            self.interpreter.resize_tensor_input(self.input, faces.shape)
+            self.interpreter.allocate_tensors()
+            self.batch = len(faces)
+        self.interpreter.set_tensor(self.input, faces)
+        self.interpreter.invoke()
+        return np.array(self.interpreter.get_tensor(self.output))
+
+
+def classification_variants(model: Any, flatbuffer: bytes, threads: int) -> dict[str, Forward]:
     import tensorflow as tf
 
     spec = [tf.TensorSpec([None, FACE_SIZE, FACE_SIZE, 1], tf.float32)]
     graph = tf.function(lambda faces: model(faces, training=False), input_signature=spec, reduce_retracing=True)
-    xla = tf.function(lambda faces: model(faces, training=False), input_signature=spec, jit_compile=True)
-    flatbuffer = convert_to_tflite(graph)
     variants: dict[str, Forward] = {
         "tf.function (baseline)": lambda faces: np.asarray(graph(faces)),
-        "tf.function + XLA": lambda faces: np.asarray(xla(faces)),
         "keras model(faces)": lambda faces: np.asarray(model(faces, training=False)),
-        "TFLite, 1 thread (chosen)": LiteForward(flatbuffer, num_threads=1),
+        "LiteRT, 1 thread": LiteForward(flatbuffer, num_threads=1),
     }
     if threads > 1:
-        variants[f"TFLite, {threads} threads"] = LiteForward(flatbuffer, num_threads=threads)
+        variants[f"LiteRT, {threads} threads"] = LiteForward(flatbuffer, num_threads=threads)
     return variants
 
 
@@ -104,18 +127,22 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore")
     model_path = resolve_model_path(args.model)
     classifier = load_classifier(model_path)
-    macs = multiply_accumulates(classifier.model)
+    model = load_keras_model(model_path)
+    macs = multiply_accumulates(model)
     print(
-        f"model: {model_path} ({classifier.model.name}, {classifier.model.count_params():,} parameters, "
-        f"{macs / 1e6:.0f} M multiply-accumulates per face)"
+        f"model: {model_path} ({model.name}, {model.count_params():,} parameters, "
+        f"{macs / 1e6:.0f} M multiply-accumulates per face; served copy {model_path.with_suffix('.tflite').name}, "
+        f"{model_path.with_suffix('.tflite').stat().st_size / 2**20:.1f} MB)"
     )
-    print(f"EmotionClassifier small-batch backend: {classifier.backend} ({classifier.backend_note})")
     print(f"CPU cores: {os.cpu_count()}, load average: {', '.join(f'{v:.1f}' for v in os.getloadavg())}\n")
 
     rng = np.random.default_rng(0)
     batches = {size: rng.integers(0, 256, (size, FACE_SIZE, FACE_SIZE, 1)).astype(np.float32) for size in (1, 8)}
-    variants = classification_variants(classifier.model, args.threads)
-    variants["EmotionClassifier.classify_batch"] = lambda faces: classifier.classify_batch(faces[..., 0])
+    variants = classification_variants(model, checked_lite_model(model_path)[0], args.threads)
+    raw = load_classifier(model_path)
+    raw.temperature = 1.0  # the same probabilities as the others, to compare
+    variants["EmotionClassifier (served)"] = lambda faces: raw.classify_batch(faces[..., 0])
+    variants["EmotionClassifier + flip TTA"] = lambda faces: classifier.classify_batch(faces[..., 0], tta=True)
     reference = {size: np.asarray(variants["tf.function (baseline)"](faces)) for size, faces in batches.items()}
     times: dict[tuple[str, int], list[float]] = {(name, size): [] for name in variants for size in batches}
     rounds = 5  # interleave the variants so background load is shared fairly
@@ -127,17 +154,26 @@ def main(argv: list[str] | None = None) -> int:
     print("per-face classification, ms (median / p90)")
     print(f"{'variant':34s} {'batch 1':>16s} {'batch 8 (per face)':>20s} {'max |diff|':>11s}")
     for name, forward in variants.items():
-        difference = max(float(np.abs(forward(faces) - reference[size]).max()) for size, faces in batches.items())
+        if "TTA" in name:  # other numbers by design: the mean with the mirrored face
+            difference = float("nan")
+        else:
+            difference = max(float(np.abs(forward(faces) - reference[size]).max()) for size, faces in batches.items())
         one = summary_ms(times[(name, 1)])
         eight = summary_ms(times[(name, 8)], per=8)
         print(f"{name:34s} {one[0]:7.2f} / {one[1]:6.2f} {eight[0]:11.2f} / {eight[1]:6.2f} {difference:11.1e}")
 
-    gray_frame = to_gray(textured_frame())
+    frame = textured_frame()
     print("\nface detection on a 640x480 textured frame, ms (median / p90)")
-    for max_side, min_face in ((640, 40), (640, 80), (480, 40), (320, 48), (320, 80)):
-        detector = HaarFaceDetector(max_side=max_side, min_face_size=min_face)
-        median, p90 = summary_ms(time_calls(partial(detector.detect, gray_frame), max(20, args.runs // 5)))
-        print(f"  max_side {max_side:4d}, min face {min_face:3d} px {median:9.1f} / {p90:6.1f}")
+    for detector_name in ("yunet", "haar"):
+        for min_face in (40, 48, 80):
+            preset = PHOTO_PRESET.with_options(detector=detector_name, min_face_size=min_face)
+            scans = {"full-size scan": preset}
+            if detector_name == "yunet":
+                scans["half-size scan"] = replace(preset, scan_face=min_face // 2)  # as VIDEO_PRESET does
+            for label, chosen in scans.items():
+                detector = make_detector(chosen)
+                median, p90 = summary_ms(time_calls(partial(detector.detect, frame), max(20, args.runs // 5)))
+                print(f"  {detector_name:5s} {label:15s} min face {min_face:3d} px {median:9.1f} / {p90:6.1f}")
     return 0
 
 

@@ -129,7 +129,8 @@ def test_yunet_gives_a_score_and_landmarks_in_the_persons_order(found_faces, yun
 def test_the_scan_is_downscaled_from_the_smallest_face_and_boxes_come_back_in_image_pixels(found_faces) -> None:
     detector = make_detector(VIDEO_PRESET)  # faces from 48 px, scanned where they span 24: half size
     assert isinstance(detector, YuNetFaceDetector) and detector.scan_scale(480, 640) == pytest.approx(0.5)
-    assert YuNetFaceDetector(min_face_size=40).scan_scale(480, 640) == 1.0  # photos: full size
+    assert make_detector(PHOTO_PRESET).scan_scale(480, 640) == 1.0  # photos: full size for 40 px faces
+    assert make_detector(PHOTO_PRESET.with_options(min_face_size=80)).scan_scale(480, 640) == 0.5  # or faster
     assert YuNetFaceDetector(min_face_size=40, max_side=320).scan_scale(480, 640) == 0.5
     bgr_image, boxes = group_photo(found_faces[:2], size=200, width=640, height=480)
     found = detector.detect(bgr_image)
