@@ -92,10 +92,10 @@ def time_by_emotion_figure(summaries: Sequence[FaceSummary]) -> go.Figure:
         )
     figure.update_layout(
         barmode="stack",
-        height=max(160, 60 + 40 * len(summaries)),
-        margin={"l": 0, "r": 10, "t": 10, "b": 0},
+        height=max(200, 110 + 40 * len(summaries)),
+        margin={"l": 0, "r": 10, "t": 40, "b": 0},
         xaxis={"title": "seconds", "fixedrange": True, "rangemode": "tozero"},
         yaxis={"autorange": "reversed", "fixedrange": True},
-        legend={"orientation": "h", "y": -0.3},
+        legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0, "traceorder": "normal"},
     )
     return figure

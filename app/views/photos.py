@@ -187,7 +187,7 @@ def render_photo(position: int, result: PhotoResult, data: bytes, settings: Phot
                     width="stretch",
                     column_config={
                         "confidence": st.column_config.ProgressColumn(
-                            "confidence", format="percent", min_value=0.0, max_value=1.0
+                            "confidence", format="%d%%", min_value=0, max_value=100
                         )
                     },
                 )
@@ -217,7 +217,7 @@ def _no_face_ui(analysis: ImageAnalysis, name: str, key: str) -> bool:
 
 def _face_table(faces: Sequence[FacePrediction], threshold: float) -> list[dict[str, Any]]:
     return [
-        {"face": f"#{number}", "label": face.label(threshold), "confidence": face.confidence}
+        {"face": f"#{number}", "label": face.label(threshold), "confidence": round(100 * face.confidence)}
         for number, face in enumerate(faces, start=1)
     ]
 
