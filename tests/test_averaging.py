@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import pytest
 
+from fer_core.inference import load_classifier
 from fer_core.models import build_model
 from fer_core.preprocess import face_batch
 from training import cli
@@ -122,6 +123,8 @@ def test_average_command_writes_the_model_and_reports_validation_accuracy(
     assert [row["model"] for row in report["inputs"]] == list(map(str, inputs))
     assert 0 <= report["val_accuracy"] <= 1 and report["recalibrated_on"] > 0 and report["val_faces"] > 0
     assert keras.models.load_model(output, compile=False).name == "tiny"
+    assert report["served"] == str(output.with_suffix(".tflite")) and report["temperature"] > 0
+    assert load_classifier(output).temperature == pytest.approx(report["temperature"])  # servable, calibrated
 
     assert cli.main(argv) == 2  # an existing output is kept unless --overwrite
     assert "pass --overwrite" in capsys.readouterr().err
@@ -154,3 +157,28 @@ def test_average_holds_out_the_validation_faces_of_the_models_runs(
         cli.main([*argv, "--seed", "8", "--val-fraction", "1.0"])
     assert refused.value.code == 2
     assert "--val-fraction: must be between 0.001 and 0.49, got 1" in capsys.readouterr().err
+
+
+def test_export_makes_a_models_served_copy_and_a_run_folders_from_its_best_checkpoint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fer_core.serving import read_record
+
+    model = tmp_path / "mine.keras"
+    build_model("tiny").save(model)
+    assert cli.main(["export", str(model)]) == 0
+    assert "agrees with mine.keras" in capsys.readouterr().out
+    assert read_record(model).temperature == 1.0  # no data given: nothing to calibrate on
+    assert load_classifier(model).classify_batch(faces(2)).shape == (2, 7)
+
+    best = fake_run(tmp_path / "run", 42, 0.1)  # a run that failed before its export: best.keras only
+    (best.parent / "config.json").write_text(
+        json.dumps({"settings": {"data": "demo", "arch": "tiny", "seed": 42, "val_fraction": 0.1}})
+    )
+    assert cli.main(["export", str(best.parent)]) == 0
+    exported = best.parent / "model.keras"
+    assert exported.is_file() and load_classifier(best.parent).source == str(exported)
+    assert read_record(exported).temperature != 1.0  # fitted on the run's own validation faces
+
+    assert cli.main(["export", str(tmp_path / "notes.txt")]) == 2
+    assert "neither a .keras file nor a run folder" in capsys.readouterr().err
