@@ -1,11 +1,14 @@
 """fer_core: the facial-expression-recognition library behind FER Studio.
 
-Pure numpy/OpenCV/TensorFlow: no Streamlit, no plotly. Importing it does no work; TensorFlow is
-imported only when a model is built or loaded.
+Pure numpy, OpenCV, LiteRT and PyAV: no Streamlit, no plotly, no TensorFlow (``fer_core.models`` builds
+Keras models for the trainer, importing Keras only then). Importing it does no work.
 
     import fer_core
     predictor = fer_core.load_predictor()            # promoted model, else the shipped default
     faces = predictor.predict(fer_core.read_image("group.jpg"))
+    analysis = fer_core.analyze_image(fer_core.read_image("group.jpg"), predictor)   # the Photos page's
+    for result in fer_core.analyze_video("clip.mp4", fer_core.load_classifier()):    # the Video page's
+        print(result.time_s, [(record.face, record.label) for record in result.records])
     dataset = fer_core.load_dataset("~/data/fer2013")  # Kaggle folders, class folders or fer2013.csv
 """
 
@@ -22,7 +25,10 @@ __all__ = [
     "FaceDataset",
     "FacePrediction",
     "Predictor",
+    "analyze_image",
+    "analyze_video",
     "decode_image",
+    "load_classifier",
     "load_dataset",
     "load_predictor",
     "read_image",
@@ -37,6 +43,9 @@ _LAZY = {
     "FacePrediction": "fer_core.inference",
     "Predictor": "fer_core.inference",
     "load_predictor": "fer_core.inference",
+    "load_classifier": "fer_core.inference",
+    "analyze_image": "fer_core.analysis",
+    "analyze_video": "fer_core.video",
     "decode_image": "fer_core.images",
     "read_image": "fer_core.images",
 }
