@@ -5,6 +5,7 @@ the presets in :mod:`fer_core.detect`. The caches behind them live in :mod:`app.
     info = model_picker_ui("photos")                   # sidebar: the promoted model, else the shipped one
     classifier = classifier_or_stop(info)              # cached; a broken promoted model falls back
     preset = detection_ui("photos", PHOTO_PRESET)      # sidebar: detector, smallest face, alignment
+    smoothing = smoothing_ui("live")                   # sidebar: Live and Video follow faces over frames
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from fer_core.errors import FerError
 from fer_core.inference import EmotionClassifier, ModelInfo, describe_model, resolve_model_path
 from fer_core.serving import served_files
 from fer_core.settings import PROJECT_ROOT, SHIPPED_MODEL_PATH, default_runs_dir
+from fer_core.tracking import DEFAULT_SMOOTHING
 
 DETECTOR_LABELS = {"yunet": "YuNet (default)", "haar": "Haar cascades (2001)"}
 
@@ -124,6 +126,22 @@ def detection_ui(page: str, preset: DetectionPreset) -> DetectionPreset:
         help="Turn each face upright by its eyes before classifying, as FER2013's faces are (needs YuNet's landmarks).",
     )
     return preset.with_options(detector=detector, min_face_size=min_face_size, align=align and detector == "yunet")
+
+
+def smoothing_ui(page: str) -> float:
+    """The sidebar's smoothing of each face's probabilities over frames (Live and Video)."""
+    return float(
+        st.sidebar.slider(
+            "Smoothing",
+            min_value=0.0,
+            max_value=0.95,
+            value=DEFAULT_SMOOTHING,
+            step=0.05,
+            key=f"{page}_smoothing",
+            help="How much of each face's earlier probabilities carries over to the next frame. "
+            "0 shows every frame as it comes (jumpy); 0.9 is steady but slow to follow a change.",
+        )
+    )
 
 
 def model_caption(info: ModelInfo) -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,8 +24,7 @@ from fer_core.errors import ModelLoadError
 from fer_core.labels import NUM_CLASSES
 from fer_core.preprocess import FACE_SIZE, face_batch
 from fer_core.serving import TOLERANCE, ServingRecord, lite_path, read_record, sha256_of, write_record
-from training.model_files import load_keras_model
-from training.runs import temporary_path
+from training.model_files import load_keras_model, replace_atomically
 
 CHECK_FACES = 64  # random faces, plus the real ones given, on which the copy must agree
 
@@ -119,12 +117,7 @@ def export_tflite(
             "is allowed): not exported"
         )
     destination = lite_path(model_path)
-    temporary = temporary_path(destination)
-    try:
-        temporary.write_bytes(flatbuffer)
-        os.replace(temporary, destination)
-    finally:
-        temporary.unlink(missing_ok=True)
+    replace_atomically(destination, lambda temporary: temporary.write_bytes(flatbuffer))
     write_record(
         model_path,
         ServingRecord(

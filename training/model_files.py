@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -71,12 +72,17 @@ def load_keras_model(path: str | os.PathLike[str], *, compile: bool = False) -> 
         raise ModelLoadError(f"{path} could not be loaded as a Keras model: {error}") from None
 
 
-def save_model_atomic(model: Any, path: Path) -> None:
-    """``model.save`` into a temporary file beside ``path``, then ``os.replace``: a reader never
-    opens a half-written ``.keras`` file."""
+def replace_atomically(path: Path, write: Callable[[Path], object]) -> None:
+    """``write`` a temporary file beside ``path``, then move it into place (``os.replace``): a reader never
+    opens a half-written model file."""
     temporary = temporary_path(path)
     try:
-        model.save(temporary)
+        write(temporary)
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def save_model_atomic(model: Any, path: Path) -> None:
+    """``model.save`` to ``path`` atomically (see :func:`replace_atomically`)."""
+    replace_atomically(path, model.save)

@@ -18,7 +18,7 @@ from app.charts.live import live_timeline_figure
 from app.charts.predictions import probability_chart
 from app.ice import ICE_SERVERS_ENV, rtc_configuration
 from app.live import TIMELINE_SECONDS, LiveSession, main_face
-from app.models import classifier_or_stop, detection_ui, model_caption_ui, model_picker_ui
+from app.models import classifier_or_stop, detection_ui, model_caption_ui, model_picker_ui, smoothing_ui
 from app.state import confidence_threshold_ui
 from fer_core.detect import VIDEO_PRESET
 from fer_core.inference import EmotionClassifier
@@ -39,16 +39,7 @@ def settings_ui() -> VideoSettings:
     with st.sidebar:
         st.subheader("Live")
         threshold = confidence_threshold_ui("live_threshold")
-        smoothing = st.slider(
-            "Smoothing",
-            min_value=0.0,
-            max_value=0.95,
-            value=0.6,
-            step=0.05,
-            key="live_smoothing",
-            help="How much of each face's earlier probabilities carries over to the next frame. "
-            "0 shows every frame as it comes (jumpy); 0.9 is steady but slow to follow a change.",
-        )
+        smoothing = smoothing_ui("live")
         mirror = st.toggle("Mirror view", value=True, key="live_mirror", help="Flip the video left to right.")
     preset = detection_ui("live", VIDEO_PRESET)
     return VideoSettings(preset=preset, smoothing=smoothing, threshold=threshold, mirror=mirror)

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import streamlit as st
 
 from app.charts.live import clip_timeline_figure, time_by_emotion_figure
-from app.models import classifier_or_stop, detection_ui, model_caption_ui, model_picker_ui
+from app.models import classifier_or_stop, detection_ui, model_caption_ui, model_picker_ui, smoothing_ui
 from app.state import confidence_threshold_ui, escape_markdown, printable
 from fer_core.detect import VIDEO_PRESET
 from fer_core.errors import InvalidVideoError
@@ -52,15 +52,7 @@ def settings_ui() -> VideoSettings:
     with st.sidebar:
         st.subheader("Video")
         threshold = confidence_threshold_ui("video_threshold")
-        smoothing = st.slider(
-            "Smoothing",
-            min_value=0.0,
-            max_value=0.95,
-            value=0.6,
-            step=0.05,
-            key="video_smoothing",
-            help="How much of each face's earlier probabilities carries over to the next frame.",
-        )
+        smoothing = smoothing_ui("video")
     preset = detection_ui("video", VIDEO_PRESET)
     return VideoSettings(preset=preset, smoothing=smoothing, threshold=threshold)
 
