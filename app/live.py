@@ -8,8 +8,8 @@ error it logs and returns the frame unannotated. The page reads :meth:`LiveSessi
 :meth:`LiveSession.timeline`, which copy under the lock.
 
 The speed figures mean the same on the video and in the panel: frames analysed per second over the last
-few seconds, the median processing time per analysed frame (convert, find, classify, track, draw), and
-the camera frames dropped.
+few seconds, the median processing time per analysed frame (find, classify, track, draw), and the camera
+frames dropped.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ HISTORY_LIMIT = 30_000  # records kept per session (about half an hour of one fa
 TIMELINE_SECONDS = 60.0
 RATE_WINDOW_S = 3.0  # the frame rates are measured over this many seconds
 TIMING_FRAMES = 30  # the processing time is the median over this many analysed frames
+RESTART_GAP_S = 1.5  # no frame for this long: the stream was restarted, and face tracks start afresh
 
 
 class LiveStats(NamedTuple):
@@ -47,14 +48,23 @@ class LiveStats(NamedTuple):
     faces: int  # faces in the latest analysed frame
     analysed_fps: float  # frames analysed per second, over the last few seconds
     camera_fps: float  # frames the camera delivered per second (analysed + dropped), same window
-    processing_ms: float  # median time per analysed frame: convert, find, classify, track, draw
+    processing_ms: float  # median time per analysed frame: find, classify, track, draw
+
+    @property
+    def analysed_text(self) -> str:
+        return f"{self.analysed_fps:.1f}"
+
+    @property
+    def timing_text(self) -> str:
+        return f"{self.processing_ms:.0f}"
+
+    @property
+    def dropped_text(self) -> str:
+        return f"{self.dropped:,}"
 
     def status_line(self) -> str:
-        """The line drawn on the video: the same figures as the panel."""
-        text = f"{self.analysed_fps:4.1f} fps analysed  {self.processing_ms:3.0f} ms/frame"
-        if self.camera_fps - self.analysed_fps >= 0.5:
-            text += f"  (camera {self.camera_fps:.0f} fps)"
-        return text
+        """The line drawn on the video: the panel's figures, formatted by the same properties."""
+        return f"{self.analysed_text} fps analysed  {self.timing_text} ms/frame  {self.dropped_text} dropped"
 
 
 class LiveSnapshot(NamedTuple):
@@ -89,6 +99,7 @@ class LiveSession:
         self._timings: deque[float] = deque(maxlen=TIMING_FRAMES)
         self._frames = 0
         self._dropped = 0
+        self._last_frame: float | None = None  # perf_counter of the latest frame
 
     # --- called by the page
 
@@ -175,13 +186,20 @@ class LiveSession:
         """Find, classify, track and draw on one BGR frame (in place); returns it."""
         started = time.perf_counter()
         with self._lock:
-            pending, self._pending = self._pending, None
+            pending = self._pending
             if self._started is None:
                 self._started = started
             time_s = started - self._started
             threshold = self._settings.threshold
+            restarted = self._last_frame is not None and started - self._last_frame > RESTART_GAP_S
+            self._last_frame = started
         if pending is not None:
-            self._analyzer.configure(*pending)
+            self._analyzer.configure(*pending)  # raises (and is tried again next frame) if it cannot be applied
+            with self._lock:
+                if self._pending is pending:
+                    self._pending = None
+        if restarted:  # the camera was stopped and started again: these are not the same faces' next frames
+            self._analyzer.reset()
         result = self._analyzer.analyze(bgr_frame, time_s)
         draw_tracked_faces(bgr_frame, result.faces, threshold)
         stats = self._update_stats(started, dropped, len(result.records), time.perf_counter() - started)

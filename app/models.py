@@ -48,7 +48,8 @@ def model_choices() -> dict[str, Path]:
     folders = sorted((path.parent for path in runs_dir.glob(f"*/{run_layout.CONFIG_FILE}")), reverse=True)
     for folder in folders:
         exported = folder / run_layout.EXPORTED_MODEL
-        if exported.with_suffix(".tflite").is_file() and exported.resolve() != current.path.resolve():
+        servable = exported.is_file() and exported.with_suffix(".tflite").is_file()
+        if servable and exported.resolve() != current.path.resolve():
             choices[f"Run {folder.name}"] = exported
     return choices
 

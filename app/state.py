@@ -21,13 +21,14 @@ from fer_core.datasets import DEMO_SOURCE, resolve_dataset
 from fer_core.detect import DetectionPreset, FaceDetector, make_detector
 from fer_core.errors import FerError
 from fer_core.inference import EmotionClassifier, load_classifier
+from fer_core.labels import DEFAULT_THRESHOLD
 from fer_core.quality import MeanFaces, QualityReport, analyze_quality, mean_faces, pixel_histogram
 from fer_core.settings import allowed_data_roots, fer2013_location, is_allowed_data_path
 
 SOURCE_KEY = "data_source"
 LOCATION_KEY = "data_source_location"  # the text typed under "Another location..."
 THRESHOLD_KEY = "confidence_threshold"  # percent; shared by Photos and Live
-DEFAULT_THRESHOLD_PERCENT = 40
+DEFAULT_THRESHOLD_PERCENT = round(100 * DEFAULT_THRESHOLD)
 DEMO_LABEL = "Demo set (synthetic, built in)"
 OTHER_LABEL = "Another location..."
 

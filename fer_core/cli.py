@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
 
 from fer_core.detect import DETECTORS, MIN_FACE_RANGE, PHOTO_PRESET, VIDEO_PRESET, DetectionPreset
 from fer_core.errors import FerError
+from fer_core.labels import DEFAULT_THRESHOLD
+from fer_core.tracking import DEFAULT_SMOOTHING
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -62,7 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_detection_options(predict, PHOTO_PRESET)
     predict.add_argument("--whole-image", action="store_true", help="classify each whole image as one face (crops)")
     predict.add_argument("--tta", action="store_true", help="average with the mirrored face")
-    predict.add_argument("--threshold", type=float, default=0.0, help="below this confidence a face is 'uncertain'")
+    predict.add_argument(
+        "--threshold", type=float, default=DEFAULT_THRESHOLD, help="below this confidence a face is 'uncertain'"
+    )
     predict.add_argument("--json", action="store_true", help="print one JSON list, one object per image")
     predict.add_argument("--csv", type=Path, help="also write one CSV row per face to this file")
 
@@ -73,8 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     video.add_argument("--json", type=Path, help="the clip, a summary per face and every record")
     video.add_argument("--output", type=Path, help="an annotated copy (H.264 MP4, same frame rate and count)")
     video.add_argument("--max-seconds", type=float, help="analyse only the first seconds of the clip")
-    video.add_argument("--threshold", type=float, default=0.4, help="below this confidence a face is 'uncertain'")
-    video.add_argument("--smoothing", type=float, default=0.6, help="weight of each face's past probabilities")
+    video.add_argument(
+        "--threshold", type=float, default=DEFAULT_THRESHOLD, help="below this confidence a face is 'uncertain'"
+    )
+    video.add_argument(
+        "--smoothing", type=float, default=DEFAULT_SMOOTHING, help="weight of each face's past probabilities"
+    )
     return parser
 
 
@@ -89,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     except FerError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE if args.command == "predict" else EXIT_ERROR
+    except OSError as error:  # an output that cannot be written (PyAV's errors are OSErrors too)
+        print(f"error: {error.strerror or error}: {error.filename or ''}".rstrip(": "), file=sys.stderr)
+        return EXIT_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -142,8 +154,11 @@ def cmd_video(args: argparse.Namespace) -> int:
 
     if not 0.0 <= args.threshold <= 1.0 or not 0.0 <= args.smoothing < 1.0:
         raise FerError("--threshold must be in [0, 1] and --smoothing in [0, 1)")
-    if args.max_seconds is not None and args.max_seconds <= 0:
-        raise FerError("--max-seconds must be positive")
+    if args.max_seconds is not None and not (math.isfinite(args.max_seconds) and args.max_seconds > 0):
+        raise FerError(f"--max-seconds must be a positive number of seconds, got {args.max_seconds}")
+    for output in (args.csv, args.json, args.output):  # checked now, not after minutes of analysis
+        if output is not None and not output.resolve().parent.is_dir():
+            raise FerError(f"cannot write {output}: the folder {output.parent} does not exist")
     info = probe_video(args.clip)
     classifier = load_classifier(args.model)
     settings = VideoSettings(preset=_preset(args, VIDEO_PRESET), smoothing=args.smoothing, threshold=args.threshold)
@@ -154,7 +169,7 @@ def cmd_video(args: argparse.Namespace) -> int:
     frames = 0
     with _progress(total, args.clip.name) as progress:
         for result in analyze_video(
-            args.clip, classifier, settings, annotated_path=args.output, max_seconds=args.max_seconds
+            args.clip, classifier, settings, annotated_path=args.output, max_seconds=args.max_seconds, info=info
         ):
             records.extend(result.records)
             frames += 1

@@ -76,11 +76,6 @@ class Landmarks(NamedTuple):
     def scaled(self, factor: float) -> Landmarks:
         return Landmarks(*((x * factor, y * factor) for x, y in self))
 
-    def mirrored(self, width: int) -> Landmarks:
-        """The landmarks of the left-right flipped image (the person's right eye stays their right eye)."""
-        flip = [(width - 1 - x, y) for x, y in self]
-        return Landmarks(flip[1], flip[0], flip[2], flip[4], flip[3])
-
 
 class Detection(NamedTuple):
     """One face found by a detector."""

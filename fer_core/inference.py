@@ -29,7 +29,7 @@ from fer_core.preprocess import FACE_SIZE, face_batch, to_gray, to_gray48
 from fer_core.serving import checked_lite_model
 from fer_core.settings import SHIPPED_MODEL_PATH, promoted_model_path
 
-WARMUP_BATCH_SIZES = (1, 2, 4, 8)
+WARMUP_BATCH_SIZES = (8, 4, 2, 1)  # ends at batch 1, the usual size (the interpreter resizes on a change)
 
 LOGGER = logging.getLogger(__name__)
 
@@ -95,10 +95,11 @@ class EmotionClassifier:
         self._lock = threading.Lock()
         check_faces = np.random.default_rng(0).integers(0, 256, (4, FACE_SIZE, FACE_SIZE, 1)).astype(np.float32)
         check = self._forward(check_faces)
-        if not np.isfinite(check).all() or not np.allclose(check.sum(axis=1), 1.0, atol=1e-3):
+        if not np.isfinite(check).all():
+            raise ModelLoadError(f"{name} gives non-finite outputs (NaN or infinite weights?), so it is not used")
+        if not np.allclose(check.sum(axis=1), 1.0, atol=1e-3) or (check < 0).any():
             raise ModelLoadError(
-                f"{name} gives {'non-finite' if not np.isfinite(check).all() else 'non-probability'} outputs "
-                "(NaN or infinite weights?), so it is not used"
+                f"{name} does not end in a softmax (its outputs are not probabilities), so it is not used"
             )
         for batch_size in WARMUP_BATCH_SIZES:
             self._forward(np.zeros((batch_size, FACE_SIZE, FACE_SIZE, 1), np.float32))

@@ -9,6 +9,7 @@ from __future__ import annotations
 EMOTIONS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 NUM_CLASSES = len(EMOTIONS)
 UNCERTAIN = "uncertain"  # the label of a face whose confidence is below the chosen threshold
+DEFAULT_THRESHOLD = 0.4  # the confidence below which the app and the CLIs call a face uncertain
 
 # Names other data sets use for the same classes (AffectNet, CK+, RAF-DB style folders).
 EMOTION_ALIASES: dict[str, str] = {

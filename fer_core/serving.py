@@ -140,6 +140,8 @@ def checked_lite_model(model_path: str | os.PathLike[str]) -> tuple[bytes, Servi
     changed since the check (a ``.keras`` trained further, a truncated ``.tflite``).
     """
     keras_file, lite_file, _ = served_files(model_path)
+    if not keras_file.is_file():  # the copy cannot be checked against a model that is gone (a newer best)
+        raise ModelLoadError(f"no model file at {keras_file}: its LiteRT copy is not served without it")
     if not lite_file.is_file():
         raise ModelLoadError(f"{keras_file.name} has no LiteRT copy ({lite_file.name}): {export_hint(keras_file)}")
     try:
@@ -148,21 +150,26 @@ def checked_lite_model(model_path: str | os.PathLike[str]) -> tuple[bytes, Servi
         raise ModelLoadError(
             f"the LiteRT copy {lite_file.name} cannot be used: {error}; {export_hint(keras_file)}"
         ) from None
-    if not record.max_difference <= record.tolerance <= TOLERANCE:
+    if not record.tolerance <= TOLERANCE:
+        raise ModelLoadError(
+            f"the LiteRT copy {lite_file.name} was checked with a tolerance of {record.tolerance:.2g}, looser than "
+            f"the {TOLERANCE:g} allowed: {export_hint(keras_file)}"
+        )
+    if not record.max_difference <= TOLERANCE:
         raise ModelLoadError(
             f"the LiteRT copy {lite_file.name} differs from the Keras model by {record.max_difference:.2g} "
             f"(at most {TOLERANCE:g} is allowed), so it is not used"
         )
     try:
         flatbuffer = lite_file.read_bytes()
-        keras_digest = sha256_of(keras_file) if keras_file.is_file() else None
+        keras_digest = sha256_of(keras_file)
     except OSError as error:
         raise ModelLoadError(f"cannot read {lite_file.name}: {error.strerror or error}") from None
     if hashlib.sha256(flatbuffer).hexdigest() != record.tflite_sha256:
         raise ModelLoadError(
             f"{lite_file.name} is not the file its record describes (changed or damaged): {export_hint(keras_file)}"
         )
-    if keras_digest is not None and keras_digest != record.keras_sha256:
+    if keras_digest != record.keras_sha256:
         raise ModelLoadError(
             f"{lite_file.name} was made from an earlier version of {keras_file.name}: {export_hint(keras_file)}"
         )

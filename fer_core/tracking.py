@@ -12,8 +12,8 @@ it keeps its last box, so a face the detector misses for a frame or two does not
 
 Every frame is detected in full (:mod:`fer_core.video`): YuNet on the video preset's half-size scan
 costs a few milliseconds, and searching only near known faces between full scans (this module's
-``FaceFinder`` until it was measured against it) was 1.4x faster per frame but lost the face in 12 of
-270 frames where the full scan lost none (scripts/bench_live.py).
+``FaceFinder`` until it was measured against it, in scripts/bench_live.py at commit a281f24) was 1.4x
+faster per frame but lost the face in 12 of 270 frames where the full scan lost none.
 """
 
 from __future__ import annotations
@@ -187,10 +187,6 @@ class FaceTracker:
 
     def faces(self) -> list[TrackedFace]:
         return [track.snapshot() for track in self._tracks]
-
-    def boxes(self) -> list[Box]:
-        """The last box of every live track: where to look for faces in the next frame."""
-        return [track.box for track in self._tracks]
 
     def reset(self) -> None:
         """Forget every track; ids keep counting up so old records stay unambiguous."""

@@ -31,15 +31,14 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from fer_core.detect import VIDEO_PRESET, Box, DetectionPreset, FaceDetector, make_detector
+from fer_core.detect import VIDEO_PRESET, Box, DetectionPreset, FaceDetector, Landmarks, make_detector
 from fer_core.draw import draw_tracked_faces
 from fer_core.errors import InvalidVideoError
 from fer_core.inference import EmotionClassifier, Predictor
-from fer_core.labels import EMOTIONS
+from fer_core.labels import DEFAULT_THRESHOLD, EMOTIONS
 from fer_core.tracking import DEFAULT_SMOOTHING, FaceTracker, TrackedFace
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".avi", ".mkv", ".m4v")
-DEFAULT_THRESHOLD = 0.4
 
 
 @dataclass(frozen=True)
@@ -70,8 +69,13 @@ class FaceRecord(NamedTuple):
     emotion: str  # the most probable smoothed emotion, even when the label says "uncertain"
     confidence: float
     scores: npt.NDArray[np.float32]  # smoothed probabilities in EMOTIONS order
+    detection_score: float | None = None  # the detector's confidence in this frame (YuNet)
+    landmarks: Landmarks | None = None  # eyes, nose tip, mouth corners in this frame (YuNet)
 
     def as_dict(self) -> dict[str, Any]:
+        landmarks = None
+        if self.landmarks is not None:
+            landmarks = {name: [round(x, 1), round(y, 1)] for name, (x, y) in self.landmarks._asdict().items()}
         return {
             "time_s": round(self.time_s, 3),
             "frame": self.frame,
@@ -80,6 +84,8 @@ class FaceRecord(NamedTuple):
             "label": self.label,
             "emotion": self.emotion,
             "confidence": round(self.confidence, 6),
+            "detection_score": round(self.detection_score, 4) if self.detection_score is not None else None,
+            "landmarks": landmarks,
             "scores": {emotion: round(float(score), 6) for emotion, score in zip(EMOTIONS, self.scores, strict=True)},
         }
 
@@ -110,7 +116,7 @@ class VideoAnalyzer:
         self._classifier = classifier
         self._tracker = FaceTracker(smoothing=self._settings.smoothing)
         self._frames = 0
-        self._predictor = self._make_predictor()
+        self._predictor = self._make_predictor(classifier, self._settings)
 
     @property
     def settings(self) -> VideoSettings:
@@ -126,15 +132,16 @@ class VideoAnalyzer:
         new_settings = settings or self._settings
         new_classifier = classifier or self._classifier
         restart = new_classifier is not self._classifier or new_settings.preset != self._settings.preset
-        self._settings, self._classifier = new_settings, new_classifier
+        # Built before anything changes: a detector that cannot be made leaves the analyzer as it was.
+        predictor = self._make_predictor(new_classifier, new_settings) if restart else self._predictor
+        self._settings, self._classifier, self._predictor = new_settings, new_classifier, predictor
         self._tracker.smoothing = new_settings.smoothing
         if restart:
-            self._predictor = self._make_predictor()
             self._tracker.reset()
 
-    def _make_predictor(self) -> Predictor:
-        preset = self._settings.preset
-        return Predictor(self._classifier, self._detector_factory(preset), align=preset.align)
+    def _make_predictor(self, classifier: EmotionClassifier, settings: VideoSettings) -> Predictor:
+        preset = settings.preset
+        return Predictor(classifier, self._detector_factory(preset), align=preset.align)
 
     def analyze(self, bgr_frame: npt.NDArray[np.uint8], time_s: float, index: int | None = None) -> FrameResult:
         """Find, classify and track the faces of one frame. ``bgr_frame`` is mirrored in place first when
@@ -148,6 +155,7 @@ class VideoAnalyzer:
         frame_index = self._frames if index is None else index
         self._frames = frame_index + 1
         seen = sorted((face for face in faces if face.missed == 0), key=lambda face: face.area, reverse=True)
+        found = {prediction.box: prediction for prediction in predictions}  # a seen track holds its frame's box
         records = [
             FaceRecord(
                 time_s=time_s,
@@ -158,6 +166,8 @@ class VideoAnalyzer:
                 emotion=face.emotion,
                 confidence=face.confidence,
                 scores=face.scores,
+                detection_score=found[face.box].detection_score if face.box in found else None,
+                landmarks=found[face.box].landmarks if face.box in found else None,
             )
             for face in seen
         ]
@@ -225,19 +235,24 @@ def _video_error(file: Path, error: Exception) -> str:
     return f"{file.name} cannot be read as a video ({text})"
 
 
-def read_frames(path: str | Path, *, max_seconds: float | None = None) -> Iterator[tuple[float, npt.NDArray[np.uint8]]]:
+def read_frames(
+    path: str | Path, *, max_seconds: float | None = None, info: VideoInfo | None = None
+) -> Iterator[tuple[float, npt.NDArray[np.uint8]]]:
     """``(time_s, bgr_frame)`` for each frame of a video file, up to ``max_seconds``. A file that breaks
     off partway raises :class:`InvalidVideoError` there (after the frames before it)."""
     import av
 
     file = Path(path)
-    info = probe_video(file)
+    info = info or probe_video(file)
     try:
         with av.open(str(file)) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
+            start: float | None = None
             for index, frame in enumerate(container.decode(stream)):
-                time_s = float(frame.time) if frame.time is not None else index / (info.fps or 25.0)
+                stamp = float(frame.time) if frame.time is not None else index / (info.fps or 25.0)
+                start = stamp if start is None else start
+                time_s = stamp - start  # from the first frame: some clips' timestamps do not start at 0
                 if max_seconds is not None and time_s >= max_seconds:
                     return
                 yield time_s, np.ascontiguousarray(frame.to_ndarray(format="bgr24"))
@@ -255,10 +270,14 @@ class AnnotatedVideoWriter:
         self.path = Path(path)
         self.width, self.height = width + width % 2, height + height % 2
         self._container = av.open(str(self.path), "w")
-        rate = Fraction(fps).limit_denominator(1001) if fps > 0 else Fraction(25)
-        self._stream = self._container.add_stream("libx264", rate=rate)
-        self._stream.width, self._stream.height, self._stream.pix_fmt = self.width, self.height, "yuv420p"
-        self._stream.options = {"crf": "23", "preset": "veryfast"}
+        try:
+            rate = Fraction(fps).limit_denominator(1001) if fps > 0 else Fraction(25)
+            self._stream = self._container.add_stream("libx264", rate=rate)
+            self._stream.width, self._stream.height, self._stream.pix_fmt = self.width, self.height, "yuv420p"
+            self._stream.options = {"crf": "23", "preset": "veryfast"}
+        except BaseException:
+            self._container.close()
+            raise
         self.frames = 0
 
     def write(self, bgr_frame: npt.NDArray[np.uint8]) -> None:
@@ -275,9 +294,11 @@ class AnnotatedVideoWriter:
         self.frames += 1
 
     def close(self) -> None:
-        for packet in self._stream.encode():
-            self._container.mux(packet)
-        self._container.close()
+        try:
+            for packet in self._stream.encode():
+                self._container.mux(packet)
+        finally:
+            self._container.close()
 
     def __enter__(self) -> AnnotatedVideoWriter:
         return self
@@ -294,15 +315,17 @@ def analyze_video(
     annotated_path: str | Path | None = None,
     max_seconds: float | None = None,
     detector_factory: Callable[[DetectionPreset], FaceDetector] = make_detector,
+    info: VideoInfo | None = None,
 ) -> Iterator[FrameResult]:
     """One :class:`FrameResult` per frame of a video file (up to ``max_seconds``), and, when
-    ``annotated_path`` is given, an H.264 MP4 copy with every face drawn (same frame rate and count)."""
-    info = probe_video(path)
+    ``annotated_path`` is given, an H.264 MP4 copy with every face drawn (same frame rate and count).
+    ``info`` is the file's :func:`probe_video`, if the caller has it already."""
+    info = info or probe_video(path)
     analyzer = VideoAnalyzer(classifier, settings, detector_factory=detector_factory)
     threshold = analyzer.settings.threshold
     writer = AnnotatedVideoWriter(annotated_path, info.width, info.height, info.fps) if annotated_path else None
     try:
-        for index, (time_s, bgr_frame) in enumerate(read_frames(path, max_seconds=max_seconds)):
+        for index, (time_s, bgr_frame) in enumerate(read_frames(path, max_seconds=max_seconds, info=info)):
             result = analyzer.analyze(bgr_frame, time_s, index)
             if writer is not None:
                 draw_tracked_faces(bgr_frame, result.faces, threshold)
@@ -316,12 +339,28 @@ def analyze_video(
 # --- records
 
 
-CSV_COLUMNS = ("time_s", "frame", "face", "label", "emotion", "confidence", "x", "y", "width", "height", *EMOTIONS)
+LANDMARK_COLUMNS = tuple(f"{name}_{axis}" for name in Landmarks._fields for axis in ("x", "y"))
+CSV_COLUMNS = (
+    "time_s",
+    "frame",
+    "face",
+    "label",
+    "emotion",
+    "confidence",
+    "x",
+    "y",
+    "width",
+    "height",
+    "detection_score",
+    *LANDMARK_COLUMNS,
+    *EMOTIONS,
+)
 
 
 def records_to_csv(records: Iterable[FaceRecord]) -> str:
-    """One row per face per analysed frame: time, frame, track id, label, emotion, confidence, the box,
-    then one probability column per emotion."""
+    """One row per face per analysed frame: time, frame, track id, label, emotion, confidence, the box, the
+    detector's score and the five landmarks (empty where the detector gives none), then one probability
+    column per emotion."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
@@ -335,6 +374,12 @@ def records_to_csv(records: Iterable[FaceRecord]) -> str:
                 record.emotion,
                 f"{record.confidence:.4f}",
                 *record.box,
+                "" if record.detection_score is None else f"{record.detection_score:.4f}",
+                *(
+                    [f"{value:.1f}" for point in record.landmarks for value in point]
+                    if record.landmarks is not None
+                    else [""] * len(LANDMARK_COLUMNS)
+                ),
                 *(f"{float(score):.4f}" for score in record.scores),
             ]
         )

@@ -1,5 +1,5 @@
-"""Stand-ins for the video and live tests: a classifier with fixed answers, one that fails, and a detector
-that finds the white square in whatever image it is shown (a whole frame or a search window)."""
+"""Stand-ins for the video, live and run-folder tests: a classifier with fixed answers, one that fails, a
+detector that finds the white square in a frame, and stand-in files of a served model."""
 
 from __future__ import annotations
 

@@ -140,6 +140,10 @@ def test_stale_tampered_or_unchecked_copies_are_refused_with_the_fix(tmp_path) -
     (tmp_path / "tiny.tflite").unlink()
     with pytest.raises(ModelLoadError, match="no LiteRT copy"):
         load_classifier(path)
+    save_model = save_tiny_model(tmp_path / "again.keras")
+    save_model.unlink()  # a newer best checkpoint retired this export: its copy alone is not served
+    with pytest.raises(ModelLoadError, match="not served without it"):
+        load_classifier(save_model.with_suffix(".tflite"))
 
 
 def test_bytes_that_are_not_a_litert_model_are_refused() -> None:

@@ -124,3 +124,22 @@ def test_negative_or_zero_pids_never_count_as_a_live_trainer(isolated_runs_dir: 
     run = make_run(isolated_runs_dir, state="running", pid=os.getpid())
     runs.write_json(run.path / runs.STATUS_FILE, {"state": "running", "pid": -1})
     assert not run.is_active and runs.active_run(isolated_runs_dir) is None
+
+
+def test_times_that_are_not_times_do_not_break_the_training_page(isolated_runs_dir: Path) -> None:
+    """status.json with NaN elapsed time and a start time past year 9999 (Python's json reads NaN):
+    the runs table shows "-" and no date for that run, and the page does not raise."""
+    from streamlit.testing.v1 import AppTest
+
+    good = create_run(TrainConfig(data="demo", arch="tiny", runs_dir=str(isolated_runs_dir)))
+    odd = create_run(TrainConfig(data="demo", arch="tiny", runs_dir=str(isolated_runs_dir)))
+    runs.update_status(good, state="stopped", started_at=1.7e9, elapsed_s=30.0)
+    status = json.loads((odd / runs.STATUS_FILE).read_text())
+    status.update(state="stopped", started_at=1e300, elapsed_s=float("nan"))
+    (odd / runs.STATUS_FILE).write_text(json.dumps(status))
+    at = AppTest.from_file("../app/main.py", default_timeout=60)
+    at.run()
+    at.switch_page("views/training.py").run()
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value
+    assert set(table["Run"]) == {good.name, odd.name}

@@ -213,10 +213,13 @@ def test_stop_flag_ends_the_run_and_resume_continues_it(
 def test_a_new_best_checkpoint_retires_an_older_export(tmp_path: Path) -> None:
     """After a resume, the model a run hands out (Use this model, Start from, --model RUN) must be its
     current best, not the export written when it was stopped."""
+    from fakes import write_served_model
+
     from fer_core.models import build_model
+    from fer_core.serving import served_files
 
     run = runs.Run(tmp_path)
-    (run.path / runs.EXPORTED_MODEL).write_bytes(b"the export from before the resume")
+    write_served_model(run.path / runs.EXPORTED_MODEL, b"the export from before the resume")
     checkpointer = trainer.make_checkpointer(run.path, best_so_far=0.5)
     checkpointer.set_model(build_model("tiny"))
 
@@ -225,6 +228,8 @@ def test_a_new_best_checkpoint_retires_an_older_export(tmp_path: Path) -> None:
     checkpointer.on_epoch_end(4, {"val_accuracy": 0.6})
     assert run.model_path() == run.path / runs.BEST_CHECKPOINT
     assert run.checkpoint_info().best_epoch == 5
+    # Its LiteRT copy and record go with it: the pages offer no stale copy of the older model.
+    assert not any(path.exists() for path in served_files(run.path / runs.EXPORTED_MODEL))
 
 
 @pytest.mark.parametrize(("accuracies", "kept"), [((0.50, 0.60), True), ((0.60, 0.55), False)])

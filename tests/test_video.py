@@ -125,9 +125,16 @@ def record(face: int, time_s: float, label: str = "happy", box: Box = SQUARE) ->
 
 
 def test_csv_has_one_row_per_face_per_frame_and_a_column_per_emotion() -> None:
-    rows = list(csv.DictReader(io.StringIO(records_to_csv([record(1, 0.0), record(2, 0.1, UNCERTAIN)]))))
+    from fer_core.detect import Landmarks
+
+    marks = Landmarks((10, 20), (30, 20), (20, 30), (12, 40), (28, 40))
+    seen = record(1, 0.0)._replace(detection_score=0.91, landmarks=marks)
+    rows = list(csv.DictReader(io.StringIO(records_to_csv([seen, record(2, 0.1, UNCERTAIN)]))))
     assert list(rows[0]) == list(CSV_COLUMNS)
     assert {"time_s", "face", "emotion", "confidence", *EMOTIONS} <= set(rows[0])
+    assert (rows[0]["detection_score"], rows[0]["left_eye_x"], rows[0]["mouth_left_y"]) == ("0.9100", "30.0", "40.0")
+    assert rows[1]["detection_score"] == "" and rows[1]["nose_x"] == ""  # a detector without them (Haar)
+    assert seen.as_dict()["landmarks"]["nose"] == [20, 30] and seen.as_dict()["detection_score"] == 0.91
     assert rows[1]["time_s"] == "0.100" and rows[1]["face"] == "2" and rows[1]["label"] == UNCERTAIN
     assert sum(float(rows[0][emotion]) for emotion in EMOTIONS) == pytest.approx(1.0, abs=1e-3)
     assert records_to_csv([]).startswith("time_s,frame,face,label")
@@ -216,6 +223,26 @@ def test_a_file_with_no_video_stream_says_so(tmp_path: Path) -> None:
         probe_video(audio_only)
 
 
+def test_a_codec_this_build_cannot_decode_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    clip = write_clip(tmp_path / "clip.mp4", frames=2)
+
+    def no_decoder(*args: object, **kwargs: object) -> None:
+        raise av.error.DecoderNotFoundError(1, "Decoder not found", str(clip))
+
+    monkeypatch.setattr(av, "open", no_decoder)
+    with pytest.raises(InvalidVideoError, match="uses a codec this build cannot decode"):
+        probe_video(clip)
+
+
+def test_a_clip_that_breaks_off_gives_the_frames_before_the_break(tmp_path: Path) -> None:
+    """A streamable file (Matroska) cut in the middle, as an interrupted download or recording."""
+    clip = write_clip(tmp_path / "clip.mkv", frames=40)
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(clip.read_bytes()[: clip.stat().st_size // 2])
+    results = list(analyze_video(cut, FixedClassifier(), detector_factory=BrightSquareDetector))  # type: ignore[arg-type]
+    assert 5 <= len(results) < 40 and all(len(result.records) == 1 for result in results)
+
+
 def test_a_missing_file_is_an_invalid_video_error(tmp_path: Path) -> None:
     with pytest.raises(InvalidVideoError, match="does not exist"):
         probe_video(tmp_path / "nope.mp4")
@@ -253,6 +280,30 @@ def test_the_video_command_writes_csv_json_and_an_annotated_clip(tmp_path: Path,
     assert document["clip"]["frames"] == 15 and document["faces"][0]["face"] == 1
     annotated = probe_video(out_mp4)
     assert (annotated.frame_count, annotated.fps) == (15, 10.0)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--output", "missing/annotated.mp4", "the folder missing does not exist"),
+        ("--csv", "missing/faces.csv", "the folder missing does not exist"),
+        ("--max-seconds", "nan", "--max-seconds must be a positive number"),
+        ("--max-seconds", "-2", "--max-seconds must be a positive number"),
+    ],
+)
+def test_the_video_command_refuses_bad_options_before_analysing(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    option: str,
+    value: str,
+    message: str,
+) -> None:
+    clip = write_clip(tmp_path / "clip.mp4", frames=2)
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["video", str(clip), option, value]) == 1
+    error = capsys.readouterr().err
+    assert message in error and "Traceback" not in error
 
 
 def test_the_video_command_exits_non_zero_with_a_clear_message_for_a_corrupt_file(

@@ -13,6 +13,7 @@ from typing import Any
 
 import keras
 
+from fer_core.serving import served_files
 from training import runs
 from training.errors import StopRequested, TrainingDiverged
 from training.model_files import save_model_atomic
@@ -187,7 +188,8 @@ class AtomicCheckpoint(keras.callbacks.Callback):
             save_model_atomic(self.model, self.run_dir / runs.BEST_CHECKPOINT)
             # An export from before a resume is now an older model: without it, the run's model is
             # the new best (Run.model_path) until the run exports again when it stops or finishes.
-            (self.run_dir / runs.EXPORTED_MODEL).unlink(missing_ok=True)
+            for path in served_files(self.run_dir / runs.EXPORTED_MODEL):  # with its LiteRT copy and record
+                path.unlink(missing_ok=True)
             self.best, self.best_epoch = value, epoch + 1
         if self.keep_last and epoch + 1 > self.epochs - self.keep_last:
             (self.run_dir / runs.SNAPSHOTS_DIR).mkdir(exist_ok=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 from collections.abc import Callable
@@ -92,8 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--data", help="the data the model was trained on (default: a run's own; without data the temperature is 1)"
     )
-    export.add_argument("--val-fraction", type=float, help="as in training (default: the run's own, else 0.1)")
-    export.add_argument("--seed", type=int, help="as in training (default: the run's own, else 42)")
+    export.add_argument(
+        "--val-fraction",
+        type=setting_type("val_fraction"),
+        help="as in training (default: the run's own, else the training default)",
+    )
+    export.add_argument(
+        "--seed", type=setting_type("seed"), help="as in training (default: the run's own, else the training default)"
+    )
 
     resume = commands.add_parser("resume", help="continue a run from its last epoch checkpoint")
     resume.add_argument("run", type=Path, help="the run folder")
@@ -237,9 +244,19 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
     if not is_run_folder(args.run):
         raise ValueError(f"{args.run} is not a run folder (no config.json)")
-    if not (args.launched or args.allow_concurrent):  # the launcher has checked (and marked the run queued)
+    if args.launched or args.allow_concurrent:  # the launcher has checked (and marked the run queued)
+        return _report_run(resume(args.run, launched=args.launched))
+    from training import launcher, runs
+
+    run = runs.Run(args.run)
+    if run.status().state == "finished":
+        raise ValueError(f"{run.name} has already finished; start a new run to train further")
+    with launcher.launch_lock(args.run.parent):  # checked and claimed at once, as the app's Resume does
         _refuse_if_busy(args.run.parent, besides=args.run)
-    return _report_run(resume(args.run, launched=args.launched))
+        if run.status().state in runs.ACTIVE_STATES:
+            raise ValueError(f"{run.name} is still running")
+        runs.update_status(args.run, state="queued", **runs.process_identity(os.getpid()), error=None)
+    return _report_run(resume(args.run, launched=True))
 
 
 def _report_run(run_dir: Path) -> int:

@@ -23,7 +23,7 @@ import numpy.typing as npt
 from fer_core.errors import ModelLoadError
 from fer_core.labels import NUM_CLASSES
 from fer_core.preprocess import FACE_SIZE, face_batch
-from fer_core.serving import TOLERANCE, ServingRecord, lite_path, read_record, sha256_of, write_record
+from fer_core.serving import TOLERANCE, ServingRecord, lite_path, sha256_of, write_record
 from training.model_files import load_keras_model, replace_atomically
 
 CHECK_FACES = 64  # random faces, plus the real ones given, on which the copy must agree
@@ -132,12 +132,6 @@ def export_tflite(
         ),
     )
     return destination
-
-
-def set_temperature(model_path: Path, temperature: float) -> None:
-    """Change the calibration temperature in an existing record (the copy itself is unchanged)."""
-    record = read_record(model_path)
-    write_record(model_path, ServingRecord(**{**record.to_json(), "temperature": float(temperature)}))
 
 
 @contextlib.contextmanager

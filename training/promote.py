@@ -1,4 +1,4 @@
-"""The "Use this model" action: copy a run's model to the promoted location the Live and Photos pages load.
+"""The "Use this model" action: copy a run's model to the promoted location the Live, Photos and Video pages load.
 
 The copy goes to a temporary file beside the destination and is then moved into place, so a page
 loading the promoted model never reads half a file. ``promoted.json`` beside it says where it came

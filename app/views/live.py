@@ -3,7 +3,7 @@
 The browser sends the camera over WebRTC (streamlit-webrtc); this server analyses the frames in
 :class:`app.live.LiveSession` (one per browser session, kept in ``st.session_state``) with
 :mod:`fer_core.video` and sends them back annotated. Beside the video, a panel that the page refreshes
-twice a second (a fragment, not the video thread) shows the speed, the largest face's probabilities and
+once a second (a fragment, not the video thread) shows the speed, the largest face's probabilities and
 a timeline.
 """
 
@@ -19,7 +19,7 @@ from app.charts.predictions import probability_chart
 from app.ice import ICE_SERVERS_ENV, rtc_configuration
 from app.live import TIMELINE_SECONDS, LiveSession, main_face
 from app.models import classifier_or_stop, detection_ui, model_caption_ui, model_picker_ui, smoothing_ui
-from app.state import confidence_threshold_ui
+from app.state import cached_detector, confidence_threshold_ui, or_stop
 from fer_core.detect import VIDEO_PRESET
 from fer_core.inference import EmotionClassifier
 from fer_core.labels import EMOTIONS, UNCERTAIN
@@ -72,17 +72,15 @@ def speed_ui(session: LiveSession) -> None:
     if stats is None:
         return
     analysed, timing, dropped = st.columns(3)
-    analysed.metric(
-        "Analysed fps", f"{stats.analysed_fps:.1f}", help="Frames analysed per second, over the last 3 seconds."
-    )
+    analysed.metric("Analysed fps", stats.analysed_text, help="Frames analysed per second, over the last 3 seconds.")
     timing.metric(
         "ms per frame",
-        f"{stats.processing_ms:.0f}",
+        stats.timing_text,
         help="Median time to analyse one frame: find, classify and follow the faces, and draw them.",
     )
     dropped.metric(
         "Dropped",
-        f"{stats.dropped:,}",
+        stats.dropped_text,
         help="Camera frames skipped because the previous one was still being analysed "
         f"(the camera delivers {stats.camera_fps:.1f} fps).",
     )
@@ -144,7 +142,8 @@ def main() -> None:
     settings = settings_ui()
     classifier, info = classifier_or_stop(info)
     model_caption_ui(info)
-    session = session_for(classifier, settings)
+    or_stop(lambda: cached_detector(settings.preset), "the face detector")  # a clear error, not a traceback
+    session = or_stop(lambda: session_for(classifier, settings), "the face detector")
 
     video_column, panel_column = st.columns([3, 2], gap="large")
     with video_column:

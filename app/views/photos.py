@@ -18,7 +18,7 @@ import numpy.typing as npt
 import streamlit as st
 
 from app.charts.predictions import probability_chart
-from app.models import classifier_or_stop, detection_ui, model_caption_ui, model_picker_ui
+from app.models import classifier_or_stop, detection_ui, model_caption_ui, model_picker_ui, model_version
 from app.state import cached_detector, confidence_threshold_ui, escape_markdown, or_stop, printable
 from fer_core.analysis import ImageAnalysis, analyze_image, face_records, records_to_csv, records_to_json
 from fer_core.detect import PHOTO_PRESET, DetectionPreset
@@ -116,14 +116,16 @@ def process_uploads(
     predictor: Predictor,
     *,
     tta: bool = False,
+    settings_key: tuple[Any, ...] = (),
     memo: dict[tuple[Any, ...], PhotoResult] | None = None,
 ) -> list[PhotoResult]:
     """One result per file, in upload order. Results are remembered in ``memo`` (by default, for the
-    session), keyed by the file's bytes and the settings, so moving the threshold slider does not run
-    detection again; results of files no longer uploaded are dropped."""
+    session), keyed by the file's bytes and ``settings_key`` (what decides the result: the model file and
+    its version, the detection preset), so moving the threshold slider does not run detection again;
+    results of files no longer uploaded are dropped."""
     if memo is None:
         memo = st.session_state.setdefault(MEMO_KEY, {})
-    settings_key = (id(predictor.classifier), id(predictor.detector), predictor.align, tta)  # cached: stable ids
+    settings_key = (*settings_key, tta)
     results, used = [], set()
     for file in files:
         data = file.getvalue()
@@ -318,7 +320,8 @@ def main() -> None:
     predictor = Predictor(classifier, detector, align=settings.preset.align)
     summary = st.container()
     with st.spinner("Finding and classifying faces..."):
-        results = process_uploads(files, predictor, tta=settings.tta)
+        model_key = (str(info.path), model_version(info.path), settings.preset)
+        results = process_uploads(files, predictor, tta=settings.tta, settings_key=model_key)
     rows: list[dict[str, Any]] = []
     for position, (file, result) in enumerate(zip(files, results, strict=True)):
         rows += render_photo(position, result, file.getvalue(), settings)

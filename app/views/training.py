@@ -9,6 +9,7 @@ table and the opened run from that one reading, so they always agree.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Sequence
 from datetime import datetime
@@ -78,7 +79,7 @@ SETTINGS_SOURCE_KEY = "train_settings_source"
 
 
 def duration_text(seconds: float | None) -> str:
-    if seconds is None:
+    if seconds is None or not math.isfinite(seconds):
         return "-"
     seconds = max(0, round(seconds))
     if seconds < 60:
@@ -86,6 +87,16 @@ def duration_text(seconds: float | None) -> str:
     if seconds < 3600:
         return f"{seconds // 60} min {seconds % 60:02d} s"
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def moment(timestamp: float | None) -> datetime | None:
+    """A run file's time as a datetime; None when there is none or it is not a time (NaN, 1e300)."""
+    if timestamp is None:
+        return None
+    try:
+        return datetime.fromtimestamp(timestamp)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def percent(value: float | None) -> str:
@@ -515,9 +526,7 @@ def runs_table(snapshots: Sequence[RunSnapshot]) -> pd.DataFrame:
             "Best val acc": [percent_points(summary.best_val_accuracy) for summary in summaries],
             "Test acc": [percent_points(summary.test_accuracy) for summary in summaries],
             "Duration": [duration_text(summary.duration_s) for summary in summaries],
-            "Started": [
-                datetime.fromtimestamp(summary.started_at) if summary.started_at else None for summary in summaries
-            ],
+            "Started": [moment(summary.started_at) for summary in summaries],
         }
     )
 
@@ -569,17 +578,18 @@ def promoted_ui() -> None:
         card = promote.promoted_info()
     except runs.RecordError as error:
         st.warning(
-            f"The Live and Photos pages use a promoted model, but its card cannot be read ({error}).",
+            f"The Live, Photos and Video pages use a promoted model, but its card cannot be read ({error}).",
             icon=":material/warning:",
         )
         unpromote_button()
         return
     if card is None:
-        st.caption("The Live and Photos pages use the **shipped default model**. Promote a run's model below.")
+        st.caption("The Live, Photos and Video pages use the **shipped default model**. Promote a run's model below.")
         return
-    when = datetime.fromtimestamp(card.promoted_at).strftime("%Y-%m-%d %H:%M") if card.promoted_at else "?"
+    promoted_at = moment(card.promoted_at)
+    when = promoted_at.strftime("%Y-%m-%d %H:%M") if promoted_at else "?"
     st.success(
-        f"The Live and Photos pages use the model of run **{card.run or '?'}** "
+        f"The Live, Photos and Video pages use the model of run **{card.run or '?'}** "
         f"({card.split or 'test'} accuracy {percent(card.accuracy)}), promoted {when}."
         + (f" Note: {card.note}." if card.note else ""),
         icon=":material/verified:",
@@ -592,7 +602,7 @@ def unpromote_button() -> None:
         "Go back to the shipped model",
         key="unpromote",
         icon=":material/undo:",
-        help="The Live and Photos pages use the model that comes with the app again.",
+        help="The Live, Photos and Video pages use the model that comes with the app again.",
     ):
         promote.unpromote()
         st.rerun()
@@ -718,7 +728,7 @@ def promote_button(snapshot: RunSnapshot) -> None:
         key=f"promote-{snapshot.name}",
         disabled=bool(why_not),
         width="stretch",
-        help=why_not or "Copy this run's model to where the Live and Photos pages load it from.",
+        help=why_not or "Copy this run's model to where the Live, Photos and Video pages load it from.",
     )
     if not clicked:
         return
@@ -729,7 +739,7 @@ def promote_button(snapshot: RunSnapshot) -> None:
 
 
 def promote_confirmation_ui(snapshot: RunSnapshot) -> None:
-    """Ask before promoting a model that may make the Live and Photos pages worse, and say why."""
+    """Ask before promoting a model that may make the Live, Photos and Video pages worse, and say why."""
     key = confirm_key("promote", snapshot)
     if not st.session_state.get(key):
         return
@@ -753,7 +763,9 @@ def promote_run(snapshot: RunSnapshot) -> None:
     except (ValueError, OSError) as error:
         st.error(f"Could not promote: {error}")
         return
-    st.toast(f"Live and Photos now use {snapshot.name}'s model ({destination.name}).", icon=":material/rocket_launch:")
+    st.toast(
+        f"Live, Photos and Video now use {snapshot.name}'s model ({destination.name}).", icon=":material/rocket_launch:"
+    )
     st.rerun()
 
 
@@ -762,7 +774,7 @@ def delete_ui(snapshot: RunSnapshot) -> None:
     if snapshot.is_active:
         why_not = "A run that trains cannot be deleted: stop it first."
     elif promoted_run_name() == snapshot.name:
-        why_not = "The Live and Photos pages use this run's model: go back to the shipped model first."
+        why_not = "The Live, Photos and Video pages use this run's model: go back to the shipped model first."
     else:
         why_not = ""
     key = confirm_key("delete", snapshot)
@@ -906,7 +918,7 @@ def main() -> None:
     st.title("Training")
     st.caption(
         "Train a model on the chosen faces and watch it learn. Runs keep their settings, curves and best "
-        "model in their own folder; compare them below and put the best one to work on the Live and Photos pages."
+        "model in their own folder; compare them below and put the best one to work on the Live, Photos and Video pages."
     )
     data_source = data_source_ui()
     runs_folder = default_runs_dir()

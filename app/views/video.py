@@ -15,11 +15,18 @@ from typing import Any, NamedTuple
 import streamlit as st
 
 from app.charts.live import clip_timeline_figure, time_by_emotion_figure
-from app.models import classifier_or_stop, detection_ui, model_caption_ui, model_picker_ui, smoothing_ui
-from app.state import confidence_threshold_ui, escape_markdown, printable
+from app.models import (
+    classifier_or_stop,
+    detection_ui,
+    model_caption_ui,
+    model_picker_ui,
+    model_version,
+    smoothing_ui,
+)
+from app.state import cached_detector, confidence_threshold_ui, escape_markdown, or_stop, printable
 from fer_core.detect import VIDEO_PRESET
-from fer_core.errors import InvalidVideoError
-from fer_core.inference import EmotionClassifier
+from fer_core.errors import FerError, InvalidVideoError
+from fer_core.inference import EmotionClassifier, ModelInfo
 from fer_core.labels import EMOTIONS, UNCERTAIN
 from fer_core.video import (
     VIDEO_SUFFIXES,
@@ -43,6 +50,7 @@ class ClipResult(NamedTuple):
     info: VideoInfo
     frames: int  # frames analysed
     analysed_s: float  # seconds of the clip analysed
+    capped: bool  # the clip went on past MAX_SECONDS
     records: list[FaceRecord]
     summaries: list[FaceSummary]
     annotated_mp4: bytes
@@ -70,7 +78,9 @@ def analyse_clip(data: bytes, name: str, classifier: EmotionClassifier, settings
         records: list[FaceRecord] = []
         frames = 0
         last_time = 0.0
-        for result in analyze_video(clip, classifier, settings, annotated_path=annotated, max_seconds=MAX_SECONDS):
+        for result in analyze_video(
+            clip, classifier, settings, annotated_path=annotated, max_seconds=MAX_SECONDS, info=info
+        ):
             records.extend(result.records)
             frames += 1
             last_time = result.time_s
@@ -81,10 +91,15 @@ def analyse_clip(data: bytes, name: str, classifier: EmotionClassifier, settings
         if frames == 0:
             raise InvalidVideoError(f"{name} has no frames that could be decoded")
         interval = 1.0 / info.fps if info.fps else 0.0
+        if info.duration_s is not None:
+            capped = info.duration_s > MAX_SECONDS + (interval or 0.1)
+        else:  # WebM recorded by a browser may not say: reaching the cap's last frame is the sign
+            capped = last_time + 1.5 * (interval or 0.1) >= MAX_SECONDS
         return ClipResult(
             info=info,
             frames=frames,
             analysed_s=frames * interval if interval else last_time,
+            capped=capped,
             records=records,
             summaries=summarize(records, interval),
             annotated_mp4=annotated.read_bytes(),
@@ -98,10 +113,13 @@ def _expected_frames(info: VideoInfo) -> int | None:
     return min(total, round(MAX_SECONDS * info.fps)) if info.fps else total
 
 
-def clip_result(data: bytes, name: str, classifier: EmotionClassifier, settings: VideoSettings) -> ClipResult:
-    """The clip's result, analysed once per file, model and settings in this session."""
+def clip_result(
+    data: bytes, name: str, classifier: EmotionClassifier, info: ModelInfo, settings: VideoSettings
+) -> ClipResult:
+    """The clip's result, analysed once per file, model and settings in this session (the confidence
+    threshold is one of them: it is drawn into the annotated clip)."""
     memo: dict[tuple[Any, ...], ClipResult] = st.session_state.setdefault(MEMO_KEY, {})
-    key = (hashlib.sha1(data).hexdigest(), id(classifier), settings)
+    key = (hashlib.sha1(data).hexdigest(), str(info.path), model_version(info.path), settings)
     if key not in memo:
         memo.clear()  # one clip's result is kept: videos are large
         memo[key] = analyse_clip(data, name, classifier, settings)
@@ -125,10 +143,10 @@ def summary_rows(summaries: list[FaceSummary]) -> list[dict[str, Any]]:
 def results_ui(result: ClipResult, name: str) -> None:
     info = result.info
     stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(name).stem) or "clip"
-    clipped = info.duration_s is not None and info.duration_s > MAX_SECONDS + 0.5
-    if clipped:
+    if result.capped:
+        length = f"is {info.duration_s:.0f} s long" if info.duration_s else "is longer than that"
         st.warning(
-            f"The clip is {info.duration_s:.0f} s long; the first {MAX_SECONDS:.0f} s were analysed. "
+            f"The clip {length}; the first {MAX_SECONDS:.0f} s were analysed. "
             "`python -m fer_core video` analyses whole clips.",
             icon=":material/content_cut:",
         )
@@ -205,10 +223,11 @@ def main() -> None:
         st.stop()
     classifier, info = classifier_or_stop(info)
     model_caption_ui(info)
+    or_stop(lambda: cached_detector(settings.preset), "the face detector")  # a clear error, not a traceback
     name = escape_markdown(printable(uploaded.name))
     try:
-        result = clip_result(uploaded.getvalue(), uploaded.name, classifier, settings)
-    except InvalidVideoError as error:
+        result = clip_result(uploaded.getvalue(), uploaded.name, classifier, info, settings)
+    except FerError as error:  # the clip cannot be read (corrupt, no video stream, unknown codec)
         st.error(f"Could not use **{name}**: {printable(str(error))}.", icon=":material/broken_image:")
         st.stop()
     st.markdown(f"#### {name}")
