@@ -17,6 +17,7 @@ import streamlit as st
 from app.state import cached_classifier, or_stop, printable
 from fer_core import run_layout
 from fer_core.datasets import DEMO_SOURCE
+from fer_core.demo import DEMO_NAME
 from fer_core.detect import DETECTORS, MIN_FACE_RANGE, DetectionPreset
 from fer_core.errors import FerError
 from fer_core.inference import EmotionClassifier, ModelInfo, describe_model, resolve_model_path
@@ -56,7 +57,7 @@ def model_choices() -> dict[str, Path]:
 
 def _model_label(info: ModelInfo) -> str:
     if info.kind == "promoted":
-        return f"promoted run {info.details['run']}" if info.details.get("run") else "promoted model"
+        return f"promoted run {info.card.run}" if info.card.run else "promoted model"
     if info.kind == "shipped":
         return "shipped default"
     return info.path.name
@@ -147,34 +148,29 @@ def smoothing_ui(page: str) -> float:
 
 def model_caption(info: ModelInfo) -> str:
     """One markdown line: which model (promoted run, shipped default, a run) and what it learnt from."""
-    details = info.details
-    arch = details.get("arch")
+    card = info.card
     if info.kind == "promoted":
-        run = details.get("run")
-        who = f"**promoted run** `{run}`" if run else "**promoted model**"
+        who = f"**promoted run** `{card.run}`" if card.run else "**promoted model**"
     elif info.kind == "shipped":
         who = "**provisional shipped default**" if info.provisional else "**shipped default**"
         who += f" (`{_display_path(info.path)}`)"
     else:
         who = f"`{_display_path(info.path)}`"
-    parts = [f"Model: {who}" + (f", {arch}" if arch else "")]
-    data_path = details.get("data_source") or details.get("data")
-    if details.get("trained_on"):
-        parts.append(f"trained on {details['trained_on']}")
-    elif data_path == DEMO_SOURCE or (isinstance(data_path, str) and data_path.startswith("demo")):
+    parts = [f"Model: {who}" + (f", {card.arch}" if card.arch else "")]
+    if card.trained_on:
+        parts.append(f"trained on {card.trained_on}")
+    elif card.data_source in (DEMO_SOURCE, DEMO_NAME) or (card.data_source or "").startswith("demo"):
         parts.append("trained on the **synthetic demo set**: expect poor results on real faces")
-    elif data_path:
-        parts.append(f"trained on {_describe_data(str(data_path))}")
+    elif card.data_source:
+        parts.append(f"trained on {_describe_data(card.data_source)}")
     else:
         parts.append("training data not recorded")
-    accuracy = details.get("test_accuracy", details.get("accuracy"))
-    if isinstance(accuracy, int | float):
-        split = details.get("split", "test")
-        parts.append(f"{split} accuracy {accuracy:.1%}")
-    elif isinstance(details.get("best_val_accuracy"), int | float):
-        parts.append(f"validation accuracy {details['best_val_accuracy']:.1%}")
-    if details.get("note"):
-        parts.append(str(details["note"]))
+    if card.accuracy is not None:
+        parts.append(f"{card.split or 'test'} accuracy {card.accuracy:.1%}")
+    elif card.best_val_accuracy is not None:
+        parts.append(f"validation accuracy {card.best_val_accuracy:.1%}")
+    if card.note:
+        parts.append(card.note)
     return printable(" · ".join(parts))
 
 

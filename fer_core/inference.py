@@ -8,13 +8,13 @@ landmarks), classify them all in one LiteRT call.
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import logging
 import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -26,6 +26,7 @@ from fer_core.detect import PHOTO_PRESET, Box, Detection, DetectionPreset, FaceD
 from fer_core.errors import ModelLoadError
 from fer_core.labels import EMOTIONS, NUM_CLASSES, UNCERTAIN
 from fer_core.preprocess import FACE_SIZE, face_batch, to_gray, to_gray48
+from fer_core.records import Fields, ModelCard, RecordError, read_record
 from fer_core.serving import checked_lite_model
 from fer_core.settings import SHIPPED_MODEL_PATH, promoted_model_path
 
@@ -210,24 +211,22 @@ def resolve_model_path(path: str | os.PathLike[str] | None = None) -> Path:
 class ModelInfo(NamedTuple):
     """Which model a path is and what is known about it, for captions and reports.
 
-    ``details`` merges, when present: the run folder's ``config.json`` and ``metrics.json`` (for a
-    model inside a run folder, or a promoted model whose card names its run) and the model card, a
-    JSON file beside the model with the same stem (``promoted.json``, ``fer_default.json``) with
-    optional keys ``run``, ``arch``, ``trained_on``, ``data_source``, ``accuracy``, ``split``,
-    ``provisional`` and ``note``.
+    ``card`` merges, where present: what the run folder says (``config.json`` and ``metrics.json``, for a
+    model inside a run folder or a promoted model whose card names its run) and the model's own card, a
+    JSON file beside it with the same stem (``promoted.json``, ``fer_default.json``), which wins.
     """
 
     path: Path
     kind: str  # "promoted", "shipped" or "custom"
-    details: dict[str, Any]
+    card: ModelCard
 
     @property
     def provisional(self) -> bool:
-        return bool(self.details.get("provisional"))
+        return self.card.provisional
 
 
 def describe_model(path: str | os.PathLike[str]) -> ModelInfo:
-    """What is known about the model at ``path``; missing or broken cards simply say less."""
+    """What is known about the model at ``path``; missing or broken files simply say less."""
     model_path = Path(path)
     resolved = model_path.resolve()
     if resolved == promoted_model_path().resolve():
@@ -236,35 +235,44 @@ def describe_model(path: str | os.PathLike[str]) -> ModelInfo:
         kind = "shipped"
     else:
         kind = "custom"
-    card = _read_json_object(model_path.with_suffix(".json"))
+    card = _read_card(model_path.with_suffix(".json"))
     run_dir = model_path.parent if run_layout.is_run_folder(model_path.parent) else None
-    if run_dir is None and card.get("run"):
-        candidate = promoted_model_path().parent / str(card["run"])
+    if run_dir is None and card.run:
+        candidate = promoted_model_path().parent / card.run
         run_dir = candidate if run_layout.is_run_folder(candidate) else None
-    details: dict[str, Any] = {}
-    if run_dir is not None:
-        config = _read_json_object(run_dir / run_layout.CONFIG_FILE)
-        metrics = _read_json_object(run_dir / run_layout.METRICS_FILE)
-        settings = config.get("settings")
-        if not isinstance(settings, dict):
-            settings = {}
-        details.update(
-            run=run_dir.name,
-            arch=settings.get("arch"),
-            data_source=config.get("data_source") or settings.get("data"),
-            accuracy=metrics.get("accuracy"),
-            split=metrics.get("split"),
-        )
-    details.update({key: value for key, value in card.items() if value is not None})
-    return ModelInfo(model_path, kind, {key: value for key, value in details.items() if value is not None})
+    facts = _run_facts(run_dir) if run_dir is not None else ModelCard()
+    merged = {
+        field.name: value if value not in (None, False) else getattr(facts, field.name)
+        for field in dataclasses.fields(ModelCard)
+        for value in [getattr(card, field.name)]
+    }
+    return ModelInfo(model_path, kind, ModelCard(**merged))
 
 
-def _read_json_object(path: Path) -> dict[str, Any]:
+def _read_card(path: Path) -> ModelCard:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+        data = read_record(path)
+        return ModelCard() if data is None else ModelCard.from_json(data, path.name)
+    except RecordError:
+        return ModelCard()
+
+
+def _run_facts(run_dir: Path) -> ModelCard:
+    """What a run folder says of its model: the run, its architecture and data, its test accuracy."""
+    try:
+        config = Fields(read_record(run_dir / run_layout.CONFIG_FILE), run_layout.CONFIG_FILE)
+        settings = Fields(config.data.get("settings") or {}, "settings")
+        metrics_data = read_record(run_dir / run_layout.METRICS_FILE)
+        metrics = Fields(metrics_data, run_layout.METRICS_FILE) if metrics_data is not None else None
+        return ModelCard(
+            run=run_dir.name,
+            arch=settings.text("arch"),
+            data_source=config.text("data_source") or settings.text("data"),
+            accuracy=metrics.number("accuracy") if metrics else None,
+            split=metrics.text("split") if metrics else None,
+        )
+    except RecordError:
+        return ModelCard(run=run_dir.name)
 
 
 def load_classifier(path: str | os.PathLike[str] | None = None, *, num_threads: int = 1) -> EmotionClassifier:

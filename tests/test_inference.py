@@ -38,6 +38,7 @@ from fer_core.inference import (
 )
 from fer_core.labels import EMOTION_COLORS_RGB, EMOTIONS
 from fer_core.preprocess import to_gray
+from fer_core.records import ModelCard
 
 
 def random_faces(count: int, seed: int = 0) -> np.ndarray:
@@ -308,19 +309,20 @@ def test_promoted_model_is_described_from_its_card_and_run(isolated_runs_dir) ->
     (run / "config.json").write_text(json.dumps({"settings": {"arch": "fernet"}, "data_source": "/data/fer2013"}))
     (run / "metrics.json").write_text(json.dumps({"accuracy": 0.671, "split": "test"}))
     (isolated_runs_dir / "promoted.keras").write_bytes(b"x")
-    (isolated_runs_dir / "promoted.json").write_text(json.dumps({"run": run.name, "test_accuracy": 0.671}))
+    (isolated_runs_dir / "promoted.json").write_text(json.dumps({"run": run.name, "note": "from a test"}))
     info = describe_model(isolated_runs_dir / "promoted.keras")
     assert info.kind == "promoted"
-    assert info.details["run"] == run.name
-    assert info.details["arch"] == "fernet"
-    assert info.details["data_source"] == "/data/fer2013"
-    assert info.details["test_accuracy"] == 0.671
+    assert info.card.run == run.name
+    assert info.card.arch == "fernet"  # from the run folder the card names
+    assert info.card.data_source == "/data/fer2013"
+    assert (info.card.accuracy, info.card.split) == (0.671, "test")
+    assert info.card.note == "from a test"  # from the card itself
 
 
 def test_a_broken_model_card_is_ignored(tmp_path) -> None:
     (tmp_path / "mine.keras").write_bytes(b"x")
     (tmp_path / "mine.json").write_text("{not json")
-    assert describe_model(tmp_path / "mine.keras").details == {}
+    assert describe_model(tmp_path / "mine.keras").card == ModelCard()
 
 
 @pytest.mark.slow

@@ -32,6 +32,7 @@ from app.charts.predictions import probability_chart
 from app.views.photos import annotated_png, process_uploads
 from fer_core import inference
 from fer_core.analysis import CSV_COLUMNS, ImageAnalysis, face_records, records_to_csv, records_to_json
+from fer_core.datasets import describe_source
 from fer_core.detect import PHOTO_PRESET, Box, Landmarks, make_detector
 from fer_core.inference import FacePrediction, Predictor
 from fer_core.labels import EMOTIONS
@@ -216,7 +217,9 @@ def test_page_uses_the_promoted_model_when_there_is_one(model_files, isolated_ru
     assert list(face_tables(at)[0]["label"]) == ["happy"]
 
     copy_model(model_files["surprise"], isolated_runs_dir / "promoted.keras")
-    (isolated_runs_dir / "promoted.json").write_text(json.dumps({"run": "20260101-demo-tiny", "data": "demo"}))
+    (isolated_runs_dir / "promoted.json").write_text(
+        json.dumps({"run": "20260101-demo-tiny", "data_source": describe_source("demo")})
+    )
     at = upload(run_page(), [("crop.jpg", fer_crop)])
     assert "promoted run" in at.caption[0].value and "20260101-demo-tiny" in at.caption[0].value
     assert "synthetic demo set" in at.caption[0].value

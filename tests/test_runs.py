@@ -150,7 +150,7 @@ def test_promote_copies_the_model_where_the_app_loads_it(isolated_runs_dir: Path
     card = promote.promoted_info()
     assert card is not None and card.run == run.name and not card.provisional
     assert resolve_model_path() == destination
-    assert describe_model(destination).details["run"] == run.name  # the card the Live page shows
+    assert describe_model(destination).card.run == run.name  # the card the Live page shows
     promote.unpromote()
     assert promote.promoted_info() is None
     assert not any(path.exists() for path in served_files(destination))

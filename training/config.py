@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fer_core.records import describe
 from fer_core.settings import default_runs_dir
 
 
@@ -192,13 +193,6 @@ def option(name: str) -> Option:
 def kind_of(name: str) -> str:
     """``"int"``, ``"float"``, ``"float | None"``, ``"bool"`` or ``"str"``: the setting's type."""
     return str(FIELDS[name].type)
-
-
-def describe(value: Any) -> str:
-    """A value as an error message shows it: ``'5' (text)``, ``[1, 2] (a list)``."""
-    kinds = {bool: "true/false", str: "text", int: "an integer", float: "a number", list: "a list", dict: "a table"}
-    kind = kinds.get(type(value), type(value).__name__)
-    return f"{value!r} ({kind})"
 
 
 def checked_value(name: str, value: Any) -> Any:

@@ -9,112 +9,23 @@ Unknown keys are ignored (a newer trainer may write more). Nothing here imports 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from fer_core.calibration import ReliabilityBin
+from fer_core.records import (  # noqa: F401  (ModelCard, describe and read_record are part of this interface)
+    Fields,
+    ModelCard,
+    RecordError,
+    describe,
+    read_record,
+)
 from fer_core.run_layout import CHECKPOINT_INFO, CONFIG_FILE, HISTORY_JSON, METRICS_FILE, STATUS_FILE
-from training.config import ConfigError, TrainConfig, config_from_mapping, describe
+from training.config import ConfigError, TrainConfig, config_from_mapping
 
 RUN_STATES = ("queued", "running", "finished", "stopped", "failed")
 ACTIVE_STATES = frozenset({"queued", "running"})
-
-
-class RecordError(ValueError):
-    """A run file that cannot be read, is not JSON, or holds a value of the wrong type."""
-
-
-def read_record(path: Path) -> Any | None:
-    """The JSON in ``path``, or None when there is no such file. Anything unreadable raises
-    :class:`RecordError` (the files are written atomically, so this is not a half-written file)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError) as error:
-        raise RecordError(f"{path.name} cannot be read: {getattr(error, 'strerror', None) or error}") from None
-    try:
-        return json.loads(text)
-    except ValueError as error:
-        raise RecordError(f"{path.name} is not valid JSON ({error})") from None
-
-
-class _Fields:
-    """Typed access to one JSON object's keys; every error names the file and the key."""
-
-    def __init__(self, data: Any, where: str) -> None:
-        if not isinstance(data, dict):
-            raise RecordError(f"{where} must hold a JSON object, got {describe(data)}")
-        self.data = data
-        self.where = where
-
-    def _wrong(self, key: str, expected: str) -> RecordError:
-        return RecordError(f"{self.where}: {key} must be {expected}, got {describe(self.data[key])}")
-
-    def number(self, key: str) -> float | None:
-        value = self.data.get(key)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self._wrong(key, "a number")
-        return float(value)
-
-    def integer(self, key: str, *, minimum: int | None = None) -> int | None:
-        value = self.data.get(key)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self._wrong(key, "an integer")
-        if minimum is not None and value < minimum:
-            raise self._wrong(key, f"an integer of at least {minimum}")
-        return value
-
-    def text(self, key: str) -> str | None:
-        value = self.data.get(key)
-        if value is None:
-            return None
-        if not isinstance(value, str):
-            raise self._wrong(key, "text")
-        return value
-
-    def flag(self, key: str) -> bool:
-        value = self.data.get(key)
-        if value is None:
-            return False
-        if not isinstance(value, bool):
-            raise self._wrong(key, "true or false")
-        return value
-
-    def required_number(self, key: str) -> float:
-        value = self.number(key)
-        if value is None:
-            raise RecordError(f"{self.where}: {key} is missing")
-        return value
-
-    def required_integer(self, key: str) -> int:
-        value = self.integer(key)
-        if value is None:
-            raise RecordError(f"{self.where}: {key} is missing")
-        return value
-
-    def rows(self, key: str) -> list[Any]:
-        value = self.data.get(key)
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            raise self._wrong(key, "a list")
-        return value
-
-    def strings(self, key: str) -> dict[str, str]:
-        value = self.data.get(key)
-        if value is None:
-            return {}
-        if not isinstance(value, dict) or not all(isinstance(item, str) for item in value.values()):
-            raise self._wrong(key, "a table of text")
-        return dict(value)
 
 
 @dataclass(frozen=True)
@@ -159,7 +70,7 @@ class RunStatus:
 
     @classmethod
     def from_json(cls, data: Any, where: str = STATUS_FILE) -> RunStatus:
-        fields = _Fields(data, where)
+        fields = Fields(data, where)
         state = fields.text("state") or "unknown"
         if state not in (*RUN_STATES, "unknown"):
             raise RecordError(f"{where}: state must be one of {', '.join(RUN_STATES)}, got {state!r}")
@@ -218,7 +129,7 @@ class History:
 
     @classmethod
     def from_json(cls, data: Any, where: str = HISTORY_JSON) -> History:
-        fields = _Fields(data, where)
+        fields = Fields(data, where)
         return cls(
             epochs=tuple(
                 _history_row(row, f"{where}: epochs[{index}]") for index, row in enumerate(fields.rows("epochs"))
@@ -246,7 +157,7 @@ class History:
 
 
 def _history_row(row: Any, where: str) -> HistoryRow:
-    fields = _Fields(row, where)
+    fields = Fields(row, where)
     if fields.number("epoch") is None:
         raise RecordError(f"{where}: epoch is missing")
     return {key: fields.number(key) for key in row}
@@ -271,7 +182,7 @@ class Recalibration:
 
     @classmethod
     def from_json(cls, data: Any, where: str) -> Recalibration:
-        fields = _Fields(data, where)
+        fields = Fields(data, where)
         return cls(
             kept=fields.flag("kept"),
             val_accuracy_before=fields.number("val_accuracy_before"),
@@ -293,7 +204,7 @@ class Calibration:
 
     @classmethod
     def from_json(cls, data: Any, where: str) -> Calibration:
-        fields = _Fields(data, where)
+        fields = Fields(data, where)
         return cls(
             temperature=fields.required_number("temperature"),
             ece_before=fields.required_number("ece_before"),
@@ -306,7 +217,7 @@ class Calibration:
 def _bins(rows: list[Any], where: str) -> tuple[ReliabilityBin, ...]:
     bins = []
     for index, row in enumerate(rows):
-        fields = _Fields(row, f"{where}[{index}]")
+        fields = Fields(row, f"{where}[{index}]")
         bins.append(
             ReliabilityBin(
                 lower=fields.required_number("lower"),
@@ -336,13 +247,13 @@ class RunMetrics:
 
     @classmethod
     def from_json(cls, data: Any, where: str = METRICS_FILE) -> RunMetrics:
-        fields = _Fields(data, where)
+        fields = Fields(data, where)
         per_class_data = data.get("per_class") or {}
         if not isinstance(per_class_data, dict):
             raise RecordError(f"{where}: per_class must be a table, got {describe(per_class_data)}")
         per_class = {}
         for emotion, scores in per_class_data.items():
-            score_fields = _Fields(scores, f"{where}: per_class.{emotion}")
+            score_fields = Fields(scores, f"{where}: per_class.{emotion}")
             per_class[emotion] = ClassScores(
                 precision=score_fields.required_number("precision"),
                 recall=score_fields.required_number("recall"),
@@ -391,7 +302,7 @@ class RunConfig:
 
     @classmethod
     def from_json(cls, data: Any, where: str = CONFIG_FILE) -> RunConfig:
-        fields = _Fields(data, where)
+        fields = Fields(data, where)
         if "settings" not in data:
             raise RecordError(f"{where}: settings are missing")
         try:
@@ -418,43 +329,10 @@ class CheckpointInfo:
 
     @classmethod
     def from_json(cls, data: Any, where: str = CHECKPOINT_INFO) -> CheckpointInfo:
-        fields = _Fields(data, where)
+        fields = Fields(data, where)
         return cls(
             epoch=fields.integer("epoch", minimum=0) or 0,
             best_val_accuracy=fields.number("best_val_accuracy"),
             best_epoch=fields.integer("best_epoch", minimum=0),
             saved_at=fields.number("saved_at"),
-        )
-
-
-@dataclass(frozen=True)
-class ModelCard:
-    """A model's card: ``promoted.json`` beside the promoted model (written by training.promote), or
-    the shipped model's ``fer_default.json``. Every key is optional."""
-
-    run: str | None = None
-    arch: str | None = None
-    data_source: str | None = None
-    accuracy: float | None = None
-    split: str | None = None
-    best_val_accuracy: float | None = None
-    source: str | None = None
-    promoted_at: float | None = None
-    provisional: bool = False
-    note: str | None = None
-
-    @classmethod
-    def from_json(cls, data: Any, where: str) -> ModelCard:
-        fields = _Fields(data, where)
-        return cls(
-            run=fields.text("run"),
-            arch=fields.text("arch"),
-            data_source=fields.text("data_source"),
-            accuracy=fields.number("accuracy"),
-            split=fields.text("split"),
-            best_val_accuracy=fields.number("best_val_accuracy"),
-            source=fields.text("source"),
-            promoted_at=fields.number("promoted_at"),
-            provisional=fields.flag("provisional"),
-            note=fields.text("note"),
         )

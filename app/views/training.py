@@ -163,7 +163,7 @@ def start_choices(arch: str, snapshots: Sequence[RunSnapshot]) -> dict[str, str]
     """Models a new ``arch`` run may start from: random weights, the shipped default and every run
     of the same architecture that has saved a model (label -> path, "" for random)."""
     choices = {RANDOM_START: ""}
-    if SHIPPED_MODEL_PATH.is_file() and describe_model(SHIPPED_MODEL_PATH).details.get("arch") == arch:
+    if SHIPPED_MODEL_PATH.is_file() and describe_model(SHIPPED_MODEL_PATH).card.arch == arch:
         choices[SHIPPED_START] = str(SHIPPED_MODEL_PATH)
     for snapshot in snapshots:  # newest first
         model_path = snapshot.run.model_path()
