@@ -14,7 +14,7 @@ import pytest
 from photo_samples import detectable_faces, fer_faces, group_photo, is_the_face, textured_background, upscale
 
 from fer_core import detect
-from fer_core.align import CANONICAL_LANDMARKS, eye_angle, face_crop, similarity_transform
+from fer_core.align import eye_angle, face_crop
 from fer_core.detect import (
     FRONTAL_CASCADE,
     PHOTO_PRESET,
@@ -216,14 +216,24 @@ def test_a_preset_takes_the_users_choices_and_refuses_nonsense() -> None:
 # --- alignment
 
 
-def test_similarity_transform_recovers_a_rotation_scale_and_shift() -> None:
-    angle = np.radians(20)
-    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
-    source = CANONICAL_LANDMARKS * 100
-    target = 1.5 * source @ rotation.T + np.array([7.0, -3.0])
-    matrix = similarity_transform(source, target)
-    np.testing.assert_allclose(matrix[:, :2], 1.5 * rotation, atol=1e-9)
-    np.testing.assert_allclose(matrix[:, 2], [7.0, -3.0], atol=1e-9)
+def test_alignment_turns_the_square_about_its_centre_until_the_eyes_are_level() -> None:
+    rng = np.random.default_rng(0)
+    canvas = cv2.GaussianBlur(rng.integers(0, 256, (300, 300)).astype(np.uint8), (0, 0), 3)
+    canvas = cv2.normalize(canvas, None, 0, 255, cv2.NORM_MINMAX)
+    box = Box(100, 100, 100, 100)  # framing 1.0: the square is the box, centred on (150, 150)
+    level = Landmarks((130, 135), (170, 135), (150, 155), (135, 175), (165, 175))
+    plain = face_crop(canvas, Detection(box, framing=1.0, landmarks=level), align=False)
+    aligned_level = face_crop(canvas, Detection(box, framing=1.0, landmarks=level), align=True)
+    assert np.abs(aligned_level.astype(int) - plain).mean() < 1.0  # eyes already level: the plain crop
+
+    turn = cv2.getRotationMatrix2D((150, 150), -20, 1.0)  # the picture turned 20 degrees clockwise
+    turned = cv2.warpAffine(canvas, turn, (300, 300), borderMode=cv2.BORDER_REPLICATE)
+    moved = Landmarks(*(tuple(turn @ np.array([x, y, 1.0])) for x, y in level))
+    assert eye_angle(moved) == pytest.approx(20.0)
+    detection = Detection(box, framing=1.0, landmarks=moved)
+    aligned, unaligned = face_crop(turned, detection, align=True), face_crop(turned, detection, align=False)
+    assert np.abs(aligned.astype(int) - plain).mean() < 3.0
+    assert np.abs(unaligned.astype(int) - plain).mean() > 4 * np.abs(aligned.astype(int) - plain).mean()
 
 
 def test_eye_angle_is_the_tilt_of_the_eye_line() -> None:
