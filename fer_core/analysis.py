@@ -20,12 +20,11 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from fer_core.detect import Landmarks
+from fer_core.detect import LANDMARK_COLUMNS, Landmarks
 from fer_core.inference import FacePrediction, Predictor
 from fer_core.labels import EMOTIONS
 
 SMALL_IMAGE_SIDE = 160  # at most this big, an image with no face found is probably a face crop
-LANDMARK_COLUMNS = tuple(f"{name}_{axis}" for name in Landmarks._fields for axis in ("x", "y"))
 CSV_COLUMNS = (
     "file",
     "face",
@@ -75,9 +74,6 @@ def face_record(
 ) -> dict[str, Any]:
     """One face as a plain record (JSON-ready): where it is, its label at ``threshold``, the detector's
     confidence and landmarks (None where the detector gives none), and all seven probabilities."""
-    landmarks = None
-    if face.landmarks is not None:
-        landmarks = {name: [round(x, 1), round(y, 1)] for name, (x, y) in face.landmarks._asdict().items()}
     return {
         "file": file,
         "face": number,
@@ -87,7 +83,7 @@ def face_record(
         "confidence": round(face.confidence, 6),
         "detection_score": round(face.detection_score, 4) if face.detection_score is not None else None,
         "whole_image": whole_image,
-        "landmarks": landmarks,
+        "landmarks": face.landmarks.as_dict() if face.landmarks is not None else None,
         "scores": {emotion: round(score, 6) for emotion, score in face.scores_by_emotion().items()},
     }
 

@@ -76,6 +76,13 @@ class Landmarks(NamedTuple):
     def scaled(self, factor: float) -> Landmarks:
         return Landmarks(*((x * factor, y * factor) for x, y in self))
 
+    def as_dict(self) -> dict[str, list[float]]:
+        """JSON-ready: each point's name and its [x, y], to a tenth of a pixel."""
+        return {name: [round(x, 1), round(y, 1)] for name, (x, y) in self._asdict().items()}
+
+
+LANDMARK_COLUMNS = tuple(f"{name}_{axis}" for name in Landmarks._fields for axis in ("x", "y"))  # CSV columns
+
 
 class Detection(NamedTuple):
     """One face found by a detector."""

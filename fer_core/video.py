@@ -31,7 +31,15 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from fer_core.detect import VIDEO_PRESET, Box, DetectionPreset, FaceDetector, Landmarks, make_detector
+from fer_core.detect import (
+    LANDMARK_COLUMNS,
+    VIDEO_PRESET,
+    Box,
+    DetectionPreset,
+    FaceDetector,
+    Landmarks,
+    make_detector,
+)
 from fer_core.draw import draw_tracked_faces
 from fer_core.errors import InvalidVideoError
 from fer_core.inference import EmotionClassifier, Predictor
@@ -73,9 +81,6 @@ class FaceRecord(NamedTuple):
     landmarks: Landmarks | None = None  # eyes, nose tip, mouth corners in this frame (YuNet)
 
     def as_dict(self) -> dict[str, Any]:
-        landmarks = None
-        if self.landmarks is not None:
-            landmarks = {name: [round(x, 1), round(y, 1)] for name, (x, y) in self.landmarks._asdict().items()}
         return {
             "time_s": round(self.time_s, 3),
             "frame": self.frame,
@@ -85,7 +90,7 @@ class FaceRecord(NamedTuple):
             "emotion": self.emotion,
             "confidence": round(self.confidence, 6),
             "detection_score": round(self.detection_score, 4) if self.detection_score is not None else None,
-            "landmarks": landmarks,
+            "landmarks": self.landmarks.as_dict() if self.landmarks is not None else None,
             "scores": {emotion: round(float(score), 6) for emotion, score in zip(EMOTIONS, self.scores, strict=True)},
         }
 
@@ -339,7 +344,6 @@ def analyze_video(
 # --- records
 
 
-LANDMARK_COLUMNS = tuple(f"{name}_{axis}" for name in Landmarks._fields for axis in ("x", "y"))
 CSV_COLUMNS = (
     "time_s",
     "frame",
