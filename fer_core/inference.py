@@ -95,7 +95,7 @@ class EmotionClassifier:
         self._batch_size = -1
         self._lock = threading.Lock()
         check_faces = np.random.default_rng(0).integers(0, 256, (4, FACE_SIZE, FACE_SIZE, 1)).astype(np.float32)
-        check = self._forward(check_faces)
+        check = self.forward(check_faces)
         if not np.isfinite(check).all():
             raise ModelLoadError(f"{name} gives non-finite outputs (NaN or infinite weights?), so it is not used")
         if not np.allclose(check.sum(axis=1), 1.0, atol=1e-3) or (check < 0).any():
@@ -103,9 +103,11 @@ class EmotionClassifier:
                 f"{name} does not end in a softmax (its outputs are not probabilities), so it is not used"
             )
         for batch_size in WARMUP_BATCH_SIZES:
-            self._forward(np.zeros((batch_size, FACE_SIZE, FACE_SIZE, 1), np.float32))
+            self.forward(np.zeros((batch_size, FACE_SIZE, FACE_SIZE, 1), np.float32))
 
-    def _forward(self, faces: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    def forward(self, faces: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """The model's own probabilities (no temperature, no TTA) for float faces of shape (N, 48, 48, 1),
+        0-255: one interpreter call, resized to the batch."""
         faces = np.ascontiguousarray(faces, np.float32)
         with self._lock:
             if len(faces) != self._batch_size:
@@ -125,10 +127,10 @@ class EmotionClassifier:
         for start in range(0, len(faces), batch_size):
             chunk = faces[start : start + batch_size]
             if tta:
-                both = self._forward(np.concatenate([chunk, chunk[:, :, ::-1]]))
+                both = self.forward(np.concatenate([chunk, chunk[:, :, ::-1]]))
                 scores = ((both[: len(chunk)] + both[len(chunk) :]) / 2).astype(np.float32)
             else:
-                scores = self._forward(chunk)
+                scores = self.forward(chunk)
             outputs.append(apply_temperature(scores, self.temperature))
         return np.concatenate(outputs) if outputs else np.zeros((0, NUM_CLASSES), np.float32)
 

@@ -32,7 +32,7 @@ sys.path.insert(0, str(PROJECT_ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from fer_core.detect import PHOTO_PRESET, make_detector  # noqa: E402
-from fer_core.inference import load_classifier, resolve_model_path  # noqa: E402
+from fer_core.inference import EmotionClassifier, load_classifier, resolve_model_path  # noqa: E402
 from fer_core.preprocess import FACE_SIZE  # noqa: E402
 from fer_core.serving import checked_lite_model  # noqa: E402
 from training.model_files import load_keras_model  # noqa: E402
@@ -56,27 +56,6 @@ def summary_ms(times: list[float], per: int = 1) -> tuple[float, float]:
     return statistics.median(ordered) * 1e3 / per, ordered[int(len(ordered) * 0.9)] * 1e3 / per
 
 
-class LiteForward:
-    """A bare LiteRT interpreter at a given thread count (the served classifier uses one)."""
-
-    def __init__(self, flatbuffer: bytes, num_threads: int) -> None:
-        from ai_edge_litert.interpreter import Interpreter
-
-        self.interpreter = Interpreter(model_content=flatbuffer, num_threads=num_threads)
-        self.input = self.interpreter.get_input_details()[0]["index"]
-        self.output = self.interpreter.get_output_details()[0]["index"]
-        self.batch = -1
-
-    def __call__(self, faces: np.ndarray) -> np.ndarray:
-        if len(faces) != self.batch:
-            self.interpreter.resize_tensor_input(self.input, faces.shape)
-            self.interpreter.allocate_tensors()
-            self.batch = len(faces)
-        self.interpreter.set_tensor(self.input, faces)
-        self.interpreter.invoke()
-        return np.array(self.interpreter.get_tensor(self.output))
-
-
 def classification_variants(model: Any, flatbuffer: bytes, threads: int) -> dict[str, Forward]:
     import tensorflow as tf
 
@@ -85,10 +64,10 @@ def classification_variants(model: Any, flatbuffer: bytes, threads: int) -> dict
     variants: dict[str, Forward] = {
         "tf.function (baseline)": lambda faces: np.asarray(graph(faces)),
         "keras model(faces)": lambda faces: np.asarray(model(faces, training=False)),
-        "LiteRT, 1 thread": LiteForward(flatbuffer, num_threads=1),
+        "LiteRT, 1 thread": EmotionClassifier(flatbuffer, num_threads=1).forward,
     }
     if threads > 1:
-        variants[f"LiteRT, {threads} threads"] = LiteForward(flatbuffer, num_threads=threads)
+        variants[f"LiteRT, {threads} threads"] = EmotionClassifier(flatbuffer, num_threads=threads).forward
     return variants
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from fer_core.errors import ModelLoadError
+from fer_core.inference import EmotionClassifier
 from fer_core.labels import NUM_CLASSES
 from fer_core.preprocess import FACE_SIZE, face_batch
 from fer_core.serving import TOLERANCE, ServingRecord, lite_path, sha256_of, write_record
@@ -67,15 +68,8 @@ def as_float32(model: Any) -> Any:
 
 
 def lite_probabilities(flatbuffer: bytes, faces: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_content=flatbuffer, num_threads=1)
-    index = interpreter.get_input_details()[0]["index"]
-    interpreter.resize_tensor_input(index, faces.shape)
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(index, np.ascontiguousarray(faces, np.float32))
-    interpreter.invoke()
-    return np.array(interpreter.get_tensor(interpreter.get_output_details()[0]["index"]), np.float32)
+    """The LiteRT copy's probabilities, run as the app serves it."""
+    return EmotionClassifier(flatbuffer, "the LiteRT copy").forward(faces)
 
 
 def export_tflite(
@@ -107,9 +101,9 @@ def export_tflite(
         faces = np.concatenate([faces, check_faces[:256]])
     batch = face_batch(faces)
     expected = np.asarray(keras_model(batch, training=False), np.float32)
-    served = lite_probabilities(flatbuffer, batch)
     if not np.isfinite(expected).all():
         raise ModelLoadError(f"{model_path.name} gives non-finite outputs (NaN or infinite weights?): not exported")
+    served = lite_probabilities(flatbuffer, batch)
     difference = float(np.abs(served - expected).max())
     if not difference <= TOLERANCE:
         raise ModelLoadError(
