@@ -79,9 +79,17 @@ class RunStatus:
             values[name] = fields.text(name)
         for name in ("pid", "pid_started"):
             values[name] = fields.integer(name, minimum=1)
-        for name in ("epoch", "epochs", "step", "steps", "epochs_done", "best_epoch", "devices"):
-            values[name] = fields.integer(name, minimum=0)
-        for name in ("train_size", "val_size"):
+        for name in (
+            "epoch",
+            "epochs",
+            "step",
+            "steps",
+            "epochs_done",
+            "best_epoch",
+            "devices",
+            "train_size",
+            "val_size",
+        ):
             values[name] = fields.integer(name, minimum=0)
         for name in (
             "created_at",
