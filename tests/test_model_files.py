@@ -77,6 +77,14 @@ def test_evaluate_and_average_say_a_model_file_is_corrupt(
     assert not output.exists()
 
 
+def test_evaluate_names_an_h5_model_as_given(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    legacy = tmp_path / "x.h5"
+    legacy.write_bytes(HDF5_SIGNATURE + b"\0" * 64)
+    assert cli.main(["evaluate", "--model", str(legacy), "--data", "demo"]) == cli.EXIT_USAGE
+    error = capsys.readouterr().err
+    assert f"error: {legacy} is a legacy Keras .h5 model" in error and "x.keras" not in error.split("export")[0]
+
+
 def test_init_from_a_corrupt_model_says_so(bad_model: tuple[Path, str]) -> None:
     path, message = bad_model
     with pytest.raises(ModelLoadError, match=f"cannot start from that model: .*{re.escape(message)}"):

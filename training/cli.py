@@ -281,12 +281,14 @@ def _report_run(run_dir: Path) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from fer_core.datasets import resolve_dataset
     from fer_core.inference import resolve_model_path
+    from fer_core.serving import checked_lite_model
     from training.model_files import check_keras_file
     from training.trainer import evaluate_served
 
     model_path = resolve_model_path(args.model)
     if model_path.suffix == ".keras":
         check_keras_file(model_path)  # says what is wrong with a bad file before its LiteRT copy is checked
+    checked_lite_model(model_path)  # a model that cannot be served is refused before the data loads
     dataset = resolve_dataset(args.data, split=args.split).split(args.split)
     report, _ = evaluate_served(model_path, dataset, tta=args.tta)
     report.update(model=str(model_path), data=str(args.data), split=args.split, tta=args.tta)
