@@ -431,8 +431,14 @@ def cmd_runs(args: argparse.Namespace) -> int:
     from fer_core.settings import default_runs_dir
     from training.runs import list_runs
 
+    runs_dir = Path(args.runs_dir) if args.runs_dir else default_runs_dir()
+    if args.runs_dir:  # a folder asked for by name must be one (the default may not exist yet: no runs)
+        problem = _runs_folder_problem(runs_dir)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return EXIT_FAILED
     rows = []
-    for run in list_runs(Path(args.runs_dir) if args.runs_dir else default_runs_dir()):
+    for run in list_runs(runs_dir):
         row = dataclasses.asdict(run.summary())
         rows.append({"run": row.pop("name"), **row})
     if args.json:
@@ -452,6 +458,19 @@ def cmd_runs(args: argparse.Namespace) -> int:
             f"{row['run']:<34}{row['state'] or '?':<10}{row['arch'] or '?':<8}{row['epochs_done']:>7}{best:>10}{test:>8}"
         )
     return 0
+
+
+def _runs_folder_problem(runs_dir: Path) -> str | None:
+    """Why ``runs_dir`` cannot be listed as a runs folder, or None."""
+    if not runs_dir.exists():
+        return f"{runs_dir} does not exist: give the folder that holds the runs (--run-dir)"
+    if not runs_dir.is_dir():
+        return f"{runs_dir} is not a folder: give the folder that holds the runs (--run-dir)"
+    try:
+        next(runs_dir.iterdir(), None)
+    except OSError as error:
+        return f"{runs_dir} cannot be read: {error.strerror or error}"
+    return None
 
 
 COMMANDS = {

@@ -43,6 +43,7 @@ from fer_core.run_layout import (  # noqa: F401  (the names are part of this mod
     STATUS_LOCK,
     STOP_FLAG,
     SUMMARY_FILE,
+    TRASH_PREFIX,
     is_run_folder,
 )
 from training.records import (  # noqa: F401  (ACTIVE_STATES and RecordError are part of this interface)
@@ -351,7 +352,11 @@ def list_runs(runs_dir: Path) -> list[Run]:
         children = list(runs_dir.iterdir())
     except OSError:  # no runs folder yet, or one that cannot be listed
         return []
-    runs = [Run(child) for child in children if (child / CONFIG_FILE).is_file()]
+    runs = [
+        Run(child)
+        for child in children
+        if not child.name.startswith(TRASH_PREFIX) and (child / CONFIG_FILE).is_file()  # not one being deleted
+    ]
     return sorted(runs, key=lambda run: run.name, reverse=True)
 
 
