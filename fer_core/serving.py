@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from fer_core.calibration import MAX_TEMPERATURE, MIN_TEMPERATURE
-from fer_core.errors import ModelLoadError
+from fer_core.errors import FileWriteError, ModelLoadError
 
 LITE_SUFFIX = ".tflite"
 RECORD_SUFFIX = ".tflite.json"
@@ -128,6 +128,8 @@ def write_record(model_path: str | os.PathLike[str], record: ServingRecord) -> P
     try:
         temporary.write_text(json.dumps(record.to_json(), indent=2) + "\n", encoding="utf-8")
         os.replace(temporary, path)
+    except OSError as error:  # named for the record, never its temporary name
+        raise FileWriteError(error.errno, f"cannot write {path}: {error.strerror or error}") from error
     finally:
         temporary.unlink(missing_ok=True)
     return path

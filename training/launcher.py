@@ -23,6 +23,7 @@ import threading
 import time
 from pathlib import Path
 
+from fer_core.errors import FileWriteError
 from fer_core.settings import PROJECT_ROOT
 from training import runs
 from training.config import TrainConfig
@@ -84,12 +85,15 @@ def _spawn(arguments: list[str], run_dir: Path) -> subprocess.Popen[bytes]:
 
 def start_training(config: TrainConfig) -> runs.Run:
     """Create the run folder and start ``python -m training train --into RUN_DIR`` in the background."""
+    from training.trainer import check_initial_model, create_run
+
+    if config.init_from:  # a model that cannot be started from is refused before a run folder is made
+        check_initial_model(config.init_from)
     runs_dir = config.runs_path
     with launch_lock(runs_dir):
         busy = runs.active_run(runs_dir)
         if busy is not None:
             raise TrainingBusyError(busy)
-        from training.trainer import create_run
 
         command = f"python -m training train --into <run folder>  # started from the app, {_describe(config)}"
         run_dir = create_run(config, command=command)
@@ -188,7 +192,7 @@ def delete_run(run: runs.Run) -> None:
         try:
             path.rename(trash)
         except OSError as error:
-            raise OSError(error.errno, f"could not delete run {run.name}: {error.strerror}", str(path)) from None
+            raise FileWriteError(error.errno, f"could not delete run {run.name}: {path}: {error.strerror}") from None
         failed = _remove_tree(trash)
     if failed:
         where, reason = failed[0]

@@ -382,6 +382,17 @@ def new_run_dir(runs_dir: Path, arch: str) -> Path:
     raise RuntimeError(f"could not create a new run folder in {runs_dir}")
 
 
+def snapshot_epochs(folder: Path) -> dict[int, Path]:
+    """The ``epoch-NNN.keras`` snapshots in ``folder`` (a run's snapshots/), by epoch, oldest first."""
+    found: dict[int, Path] = {}
+    with contextlib.suppress(OSError):
+        for path in folder.glob("epoch-*.keras"):
+            number = path.stem.removeprefix("epoch-")
+            if number.isdigit():
+                found[int(number)] = path
+    return dict(sorted(found.items()))
+
+
 def plural(count: int, noun: str) -> str:
     """``1 epoch``, ``3 epochs``: counts as the CLI and the page write them."""
     return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
