@@ -20,9 +20,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -42,11 +44,15 @@ from fer_core.detect import (
 )
 from fer_core.draw import draw_tracked_faces
 from fer_core.errors import InvalidVideoError
+from fer_core.images import MAX_PIXELS
 from fer_core.inference import EmotionClassifier, Predictor
 from fer_core.labels import DEFAULT_THRESHOLD, EMOTIONS
 from fer_core.tracking import DEFAULT_SMOOTHING, FaceTracker, TrackedFace
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".avi", ".mkv", ".m4v")
+# FFmpeg's threads each hold frames (one per decoding thread; x264 a lookahead per thread): a few threads
+# keep memory a few frames deep on any machine, where one per core held gigabytes of a large clip.
+CODEC_THREADS = min(4, os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)
@@ -212,14 +218,20 @@ def probe_video(path: str | Path) -> VideoInfo:
             codec = stream.codec_context.name
             if not (stream.codec_context.width and stream.codec_context.height):
                 raise InvalidVideoError(f"{file.name} is not a video file, or it is damaged (no picture size)")
+            width, height = int(stream.codec_context.width), int(stream.codec_context.height)
+            if width * height > MAX_PIXELS:  # from the header, before any frame is decoded
+                raise InvalidVideoError(
+                    f"{file.name} has frames of {width}x{height} ({width * height / 1e6:.0f} megapixels); the "
+                    f"limit is {MAX_PIXELS / 1e6:.0f} megapixels a frame: scale the clip down first (to 1920x1080, say)"
+                )
             rate = stream.average_rate or stream.guessed_rate
             duration = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else None
             if duration is None and container.duration:
                 duration = container.duration / 1_000_000
             return VideoInfo(
                 path=file,
-                width=int(stream.codec_context.width),
-                height=int(stream.codec_context.height),
+                width=width,
+                height=height,
                 fps=float(rate) if rate else 0.0,
                 frame_count=int(stream.frames) or None,
                 duration_s=duration,
@@ -232,7 +244,7 @@ def probe_video(path: str | Path) -> VideoInfo:
 
 
 def _video_error(file: Path, error: Exception) -> str:
-    text = str(error)
+    text = getattr(error, "strerror", None) or str(error)  # FFmpeg's words, without the file's full path
     if "Invalid data" in text or "moov atom" in text:
         return f"{file.name} is not a video file, or it is damaged or truncated"
     if "decoder" in text.lower() or "codec" in text.lower():
@@ -241,10 +253,16 @@ def _video_error(file: Path, error: Exception) -> str:
 
 
 def read_frames(
-    path: str | Path, *, max_seconds: float | None = None, info: VideoInfo | None = None
+    path: str | Path,
+    *,
+    max_seconds: float | None = None,
+    info: VideoInfo | None = None,
+    max_frames: int | None = None,
 ) -> Iterator[tuple[float, npt.NDArray[np.uint8]]]:
-    """``(time_s, bgr_frame)`` for each frame of a video file, up to ``max_seconds``. A file that breaks
-    off partway raises :class:`InvalidVideoError` there (after the frames before it)."""
+    """``(time_s, bgr_frame)`` for each frame of a video file, up to ``max_seconds`` and ``max_frames``.
+    Frames are decoded one at a time and never kept: memory stays a few frames deep whatever the clip's
+    length. A file that breaks off partway raises :class:`InvalidVideoError` there (after the frames
+    before it)."""
     import av
 
     file = Path(path)
@@ -253,8 +271,11 @@ def read_frames(
         with av.open(str(file)) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
+            stream.codec_context.thread_count = CODEC_THREADS
             start: float | None = None
             for index, frame in enumerate(container.decode(stream)):
+                if max_frames is not None and index >= max_frames:
+                    return
                 stamp = float(frame.time) if frame.time is not None else index / (info.fps or 25.0)
                 start = stamp if start is None else start
                 time_s = stamp - start  # from the first frame: some clips' timestamps do not start at 0
@@ -274,16 +295,21 @@ class AnnotatedVideoWriter:
 
         self.path = Path(path)
         self.width, self.height = width + width % 2, height + height % 2
-        self._container = av.open(str(self.path), "w")
+        with self._os_errors():
+            self._container = av.open(str(self.path), "w")
         try:
             rate = Fraction(fps).limit_denominator(1001) if fps > 0 else Fraction(25)
             self._stream = self._container.add_stream("libx264", rate=rate)
             self._stream.width, self._stream.height, self._stream.pix_fmt = self.width, self.height, "yuv420p"
-            self._stream.options = {"crf": "23", "preset": "veryfast"}
+            # zerolatency: each frame is encoded as it comes (no lookahead, no B-frames, slice threads), so
+            # the encoder holds no frames; the copy is a little larger for its quality.
+            self._stream.options = {"crf": "23", "preset": "veryfast", "tune": "zerolatency"}
+            self._stream.codec_context.thread_count = CODEC_THREADS
         except BaseException:
             self._container.close()
             raise
-        self.frames = 0
+        self.frames = 0  # frames given
+        self.packets = 0  # encoded frames written to the file so far
 
     def write(self, bgr_frame: npt.NDArray[np.uint8]) -> None:
         import av
@@ -294,16 +320,29 @@ class AnnotatedVideoWriter:
             padded[: min(height, self.height), : min(width, self.width)] = bgr_frame[: self.height, : self.width]
             bgr_frame = padded
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(bgr_frame), format="bgr24")
-        for packet in self._stream.encode(frame):
-            self._container.mux(packet)
+        with self._os_errors():
+            for packet in self._stream.encode(frame):
+                self._container.mux(packet)
+                self.packets += 1
         self.frames += 1
 
     def close(self) -> None:
+        with self._os_errors():
+            try:
+                for packet in self._stream.encode():
+                    self._container.mux(packet)
+            finally:
+                self._container.close()
+
+    @contextmanager
+    def _os_errors(self) -> Iterator[None]:
+        """FFmpeg's failures to write (a full disk: ENOSPC) as the ``OSError`` they are, naming the file."""
+        import av
+
         try:
-            for packet in self._stream.encode():
-                self._container.mux(packet)
-        finally:
-            self._container.close()
+            yield
+        except av.FFmpegError as error:
+            raise OSError(error.errno, error.strerror, str(self.path)) from None
 
     def __enter__(self) -> AnnotatedVideoWriter:
         return self
@@ -321,8 +360,9 @@ def analyze_video(
     max_seconds: float | None = None,
     detector_factory: Callable[[DetectionPreset], FaceDetector] = make_detector,
     info: VideoInfo | None = None,
+    max_frames: int | None = None,
 ) -> Iterator[FrameResult]:
-    """One :class:`FrameResult` per frame of a video file (up to ``max_seconds``), and, when
+    """One :class:`FrameResult` per frame of a video file (up to ``max_seconds`` and ``max_frames``), and, when
     ``annotated_path`` is given, an H.264 MP4 copy with every face drawn (same frame rate and count).
     ``info`` is the file's :func:`probe_video`, if the caller has it already."""
     info = info or probe_video(path)
@@ -330,7 +370,8 @@ def analyze_video(
     threshold = analyzer.settings.threshold
     writer = AnnotatedVideoWriter(annotated_path, info.width, info.height, info.fps) if annotated_path else None
     try:
-        for index, (time_s, bgr_frame) in enumerate(read_frames(path, max_seconds=max_seconds, info=info)):
+        frames = read_frames(path, max_seconds=max_seconds, info=info, max_frames=max_frames)
+        for index, (time_s, bgr_frame) in enumerate(frames):
             result = analyzer.analyze(bgr_frame, time_s, index)
             if writer is not None:
                 draw_tracked_faces(bgr_frame, result.faces, threshold)

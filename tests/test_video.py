@@ -315,3 +315,93 @@ def test_the_video_command_exits_non_zero_with_a_clear_message_for_a_corrupt_fil
     error = capsys.readouterr().err
     assert error.startswith("error: bad.mp4 is not a video file") and "Traceback" not in error
     assert not (tmp_path / "out.csv").exists()
+
+
+# --- resources: frame size, memory, a full disk
+
+
+def test_frames_above_the_photo_pixel_cap_are_refused_from_the_header(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fer_core.video
+
+    clip = write_clip(tmp_path / "clip.mp4", frames=2)
+    monkeypatch.setattr(fer_core.video, "MAX_PIXELS", 640 * 480 - 1)
+    decoded: list[object] = []
+    monkeypatch.setattr(av.container.InputContainer, "decode", lambda *args, **kwargs: decoded.append(args))
+    with pytest.raises(InvalidVideoError, match=r"clip.mp4 has frames of 640x480 .* the limit is 0 megapixels"):
+        probe_video(clip)
+    with pytest.raises(InvalidVideoError, match="scale the clip down"):
+        list(analyze_video(clip, FixedClassifier()))  # type: ignore[arg-type]
+    assert decoded == []  # refused before any frame was decoded
+
+
+def test_the_real_cap_is_the_photos_forty_megapixels() -> None:
+    import fer_core.video
+    from fer_core.images import MAX_PIXELS
+
+    assert fer_core.video.MAX_PIXELS == MAX_PIXELS == 40_000_000
+
+
+def test_frames_are_streamed_never_held(tmp_path: Path) -> None:
+    """Python's memory through a 60-frame clip, decoded, analysed, drawn and encoded, stays a few frames
+    deep: a list of the frames would be 60 of them."""
+    import tracemalloc
+
+    clip = write_clip(tmp_path / "clip.mp4", frames=60, moving=False)
+    tracemalloc.start()
+    try:
+        count = 0
+        for _ in analyze_video(
+            clip,
+            FixedClassifier(),  # type: ignore[arg-type]
+            annotated_path=tmp_path / "annotated.mp4",
+            detector_factory=BrightSquareDetector,  # type: ignore[arg-type]
+        ):
+            count += 1
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    frame_bytes = 640 * 480 * 3
+    assert count == 60 and peak < 10 * frame_bytes, f"peak {peak / frame_bytes:.1f} frames"
+
+
+def test_the_encoder_holds_no_frames(tmp_path: Path) -> None:
+    """Each frame given to the annotated copy is in the file before the next one comes (no lookahead)."""
+    with AnnotatedVideoWriter(tmp_path / "out.mp4", 640, 480, 10.0) as writer:
+        for index in range(6):
+            writer.write(square_frame(Box(SQUARE.x + 5 * index, *SQUARE[1:])))
+            assert writer.packets == writer.frames == index + 1
+
+
+def test_max_frames_stops_early(tmp_path: Path) -> None:
+    clip = write_clip(tmp_path / "clip.mp4", frames=12)
+    assert len(list(read_frames(clip, max_frames=5))) == 5
+
+
+def test_a_full_disk_while_writing_the_copy_is_an_os_error_naming_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    clip = write_clip(tmp_path / "clip.mp4", frames=3)
+
+    def full(*args: object) -> None:
+        raise av.error.OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(av.container.OutputContainer, "mux", full)
+    with pytest.raises(OSError, match="No space left on device") as raised:
+        list(analyze_video(clip, FixedClassifier(), annotated_path=tmp_path / "out.mp4"))  # type: ignore[arg-type]
+    assert raised.value.errno == errno.ENOSPC and raised.value.filename == str(tmp_path / "out.mp4")
+
+
+def test_ffmpeg_errors_never_carry_the_files_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    clip = write_clip(tmp_path / "clip.mp4", frames=2)
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise av.error.PermissionError(13, "Permission denied", str(clip))
+
+    monkeypatch.setattr(av, "open", refuse)
+    with pytest.raises(InvalidVideoError) as raised:
+        probe_video(clip)
+    assert "clip.mp4" in str(raised.value) and str(tmp_path) not in str(raised.value)
