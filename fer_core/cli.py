@@ -230,6 +230,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_video(args: argparse.Namespace) -> int:
     from fer_core.inference import load_classifier
     from fer_core.video import (
+        DecodeReport,
         VideoSettings,
         analyze_video,
         probe_video,
@@ -253,19 +254,26 @@ def cmd_video(args: argparse.Namespace) -> int:
     if args.max_seconds is not None and info.fps:
         total = min(total or 10**9, int(args.max_seconds * info.fps) + 1)
     records = []
-    frames = 0
+    times: list[float] = []  # each analysed frame's own time: durations follow the clip's pace
+    report = DecodeReport()
     # The annotated copy is written beside its destination and moved there once the clip is done: a clip
     # that fails halfway leaves an earlier file of that name as it was.
     partial = args.output.with_name(f".{args.output.stem}.partial.mp4") if args.output else None
     try:
         with _progress(total, args.clip.name) as progress:
             for result in analyze_video(
-                args.clip, classifier, settings, annotated_path=partial, max_seconds=args.max_seconds, info=info
+                args.clip,
+                classifier,
+                settings,
+                annotated_path=partial,
+                max_seconds=args.max_seconds,
+                info=info,
+                report=report,
             ):
                 records.extend(result.records)
-                frames += 1
+                times.append(result.time_s)
                 progress.update(1)
-        if frames == 0:
+        if not times:
             raise FerError(f"{args.clip.name} has no frames that could be decoded")
         if partial is not None:
             os.replace(partial, args.output)
@@ -274,15 +282,20 @@ def cmd_video(args: argparse.Namespace) -> int:
     finally:
         if partial is not None:
             partial.unlink(missing_ok=True)
-    interval = 1.0 / info.fps if info.fps else 0.0
-    summaries = summarize(records, interval)
+    summaries = summarize(records, frame_times=times, end_s=report.end_s)
     if args.csv:
         _write_text(args.csv, records_to_csv(records))
     if args.json:
-        _write_text(args.json, records_to_json(records, summaries, info))
+        _write_text(args.json, records_to_json(records, summaries, info, report))
+    rate = len(times) / report.end_s if report.end_s > 0 else 0.0
+    turned = f", turned {report.rotation}\N{DEGREE SIGN} upright" if report.rotation else ""
     print(
-        f"{args.clip}: {frames} frames analysed ({frames * interval:.1f} s at {info.fps:.2f} fps), {len(summaries)} face(s)"
+        f"{args.clip}: {len(times)} frames analysed ({report.end_s:.1f} s, {rate:.2f} fps on average{turned}), "
+        f"{len(summaries)} face(s)"
     )
+    warning = report.warning()
+    if warning:
+        print(f"  warning: {warning}")
     for summary in summaries:
         print(
             f"  face {summary.face}: {summary.first_s:.1f}-{summary.last_s:.1f} s, {summary.frames} frames, "

@@ -204,3 +204,17 @@ def test_the_work_cap_allows_a_minute_of_720p_and_a_few_seconds_of_8k() -> None:
 
     assert frame_limit(info(1280, 720)) == 30 * 60
     assert frame_limit(info(7680, 4320)) == MAX_PIXEL_FRAMES // (7680 * 4320) < 60
+
+
+def test_a_damaged_clip_is_analysed_with_a_warning_and_its_real_length(promoted: Path, tmp_path: Path) -> None:
+    from test_video import VARIABLE_TIMES, damage_packets, noisy_clip, write_timed_clip
+
+    clip = noisy_clip(tmp_path / "clip.mp4")
+    damage_packets(clip, tmp_path / "damaged.mp4", range(15, 25, 3))
+    at = upload(run_page(), "damaged.mp4", (tmp_path / "damaged.mp4").read_bytes())
+    assert not at.error
+    assert any("The clip is damaged: 4 frames could not be decoded" in warning.value for warning in at.warning)
+    assert at.metric[1].value == "36"  # frames analysed: the 4 lost ones are not analysed
+    vfr = write_timed_clip(tmp_path / "vfr.mp4", VARIABLE_TIMES)
+    at = upload(at, "vfr.mp4", vfr.read_bytes())
+    assert not at.warning and [metric.value for metric in at.metric][1:] == ["7", "8.3"]  # not 7 frames at 10 fps

@@ -32,6 +32,7 @@ from fer_core.inference import EmotionClassifier, ModelInfo
 from fer_core.labels import EMOTIONS, UNCERTAIN
 from fer_core.video import (
     VIDEO_SUFFIXES,
+    DecodeReport,
     FaceRecord,
     FaceSummary,
     VideoInfo,
@@ -60,6 +61,7 @@ class ClipResult(NamedTuple):
     records: list[FaceRecord]
     summaries: list[FaceSummary]
     annotated_mp4: bytes
+    decoding: DecodeReport  # damage met (skipped or damaged frames, broken timestamps), rotation, duration
 
 
 def settings_ui() -> VideoSettings:
@@ -121,35 +123,42 @@ def _analyse_file(
     expected = _expected_frames(info, limit)
     progress = st.progress(0.0, text="Analysing the clip...")
     records: list[FaceRecord] = []
-    frames = 0
-    last_time = 0.0
+    times: list[float] = []  # each analysed frame's own time: durations follow the clip's pace
+    report = DecodeReport()
     for result in analyze_video(
-        clip, classifier, settings, annotated_path=annotated, max_seconds=MAX_SECONDS, info=info, max_frames=limit
+        clip,
+        classifier,
+        settings,
+        annotated_path=annotated,
+        max_seconds=MAX_SECONDS,
+        info=info,
+        max_frames=limit,
+        report=report,
     ):
         records.extend(result.records)  # records only: each frame is dropped once drawn into the copy
-        frames += 1
-        last_time = result.time_s
-        if frames % PROGRESS_EVERY == 0:
-            done = min(1.0, frames / expected) if expected else 0.0
-            progress.progress(done, text=f"Analysing the clip... {frames:,} frames, {last_time:.1f} s")
+        times.append(result.time_s)
+        if len(times) % PROGRESS_EVERY == 0:
+            done = min(1.0, len(times) / expected) if expected else 0.0
+            progress.progress(done, text=f"Analysing the clip... {len(times):,} frames, {result.time_s:.1f} s")
     progress.empty()
-    if frames == 0:
+    if not times:
         raise InvalidVideoError(f"{name} has no frames that could be decoded")
     interval = 1.0 / info.fps if info.fps else 0.0
     if info.duration_s is not None:
         capped = info.duration_s > MAX_SECONDS + (interval or 0.1)
     else:  # WebM recorded by a browser may not say: reaching the cap's last frame is the sign
-        capped = last_time + 1.5 * (interval or 0.1) >= MAX_SECONDS
-    work_capped = frames >= limit and (info.frame_count is None or info.frame_count > limit)
+        capped = times[-1] + 1.5 * (interval or 0.1) >= MAX_SECONDS
+    work_capped = len(times) >= limit and (info.frame_count is None or info.frame_count > limit)
     return ClipResult(
         info=info,
-        frames=frames,
-        analysed_s=frames * interval if interval else last_time,
+        frames=len(times),
+        analysed_s=report.end_s,
         capped=capped and not work_capped,
         frame_limit=limit if work_capped else None,
         records=records,
-        summaries=summarize(records, interval),
+        summaries=summarize(records, frame_times=times, end_s=report.end_s),
         annotated_mp4=annotated.read_bytes(),
+        decoding=report,
     )
 
 
@@ -210,12 +219,20 @@ def summary_rows(summaries: list[FaceSummary]) -> list[dict[str, Any]]:
 def results_ui(result: ClipResult, name: str) -> None:
     info = result.info
     stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(name).stem) or "clip"
+    damage = result.decoding.warning()
+    if damage:
+        st.warning(f"{damage[0].upper()}{damage[1:]}.", icon=":material/broken_image:")
     for message in limit_messages(result):
         st.warning(message, icon=":material/content_cut:")
     faces, frames, seconds = st.columns(3)
     faces.metric("Faces", len(result.summaries))
     frames.metric("Frames analysed", f"{result.frames:,}")
-    seconds.metric("Seconds", f"{result.analysed_s:.1f}", help=f"{info.width}x{info.height} at {info.fps:.1f} fps")
+    turned = f", turned {info.rotation}° upright" if info.rotation else ""
+    seconds.metric(
+        "Seconds",
+        f"{result.analysed_s:.1f}",
+        help=f"{info.width}x{info.height}, {result.frames / max(result.analysed_s, 1e-9):.1f} fps on average{turned}",
+    )
     video_column, summary_column = st.columns([3, 2], gap="large")
     with video_column:
         st.video(result.annotated_mp4, format="video/mp4")
@@ -250,7 +267,7 @@ def results_ui(result: ClipResult, name: str) -> None:
     )
     json_column.download_button(
         "Summary and records (JSON)",
-        data=records_to_json(result.records, result.summaries, info),
+        data=records_to_json(result.records, result.summaries, info, result.decoding),
         file_name=f"{stem}-faces.json",
         mime="application/json",
         icon=":material/data_object:",
