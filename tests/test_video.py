@@ -576,3 +576,29 @@ def test_the_video_command_reports_damage_and_real_durations(
     out = capsys.readouterr().out
     assert "7 frames analysed (8.2 s" in out or "7 frames analysed (8.3 s" in out
     assert "warning" not in out
+
+
+@pytest.mark.fer2013
+def test_a_portrait_phone_clip_of_a_real_face_is_found_once_turned_upright(tmp_path: Path, fer2013_dir: Path) -> None:
+    """A face filmed upright on a phone held in portrait is stored on its side with a -90 display matrix:
+    the detector looks at the upright picture and finds it in every frame."""
+    import cv2
+    from photo_samples import detectable_faces, fer_faces, upscale
+
+    [face] = detectable_faces(fer_faces(fer2013_dir), size=180, count=1)
+    shown = np.full((640, 480, 3), 110, np.uint8)  # portrait, as the person filmed it
+    shown[200:380, 150:330] = cv2.cvtColor(upscale(face, 180), cv2.COLOR_GRAY2BGR)
+    stored = np.ascontiguousarray(np.rot90(shown, k=1))  # on its side: turned -90 (clockwise) to show it
+    clip = tmp_path / "portrait.mp4"
+    with av.open(str(clip), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 640, 480, "yuv420p"
+        stream.set_display_rotation(-90)
+        for _ in range(5):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(stored, format="bgr24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    results = list(analyze_video(clip, FixedClassifier()))  # type: ignore[arg-type]
+    assert [len(result.records) for result in results] == [1] * 5
+    assert results[0].records[0].box.iou(Box(150, 200, 180, 180)) > 0.5  # where it is in the upright picture
