@@ -193,24 +193,27 @@ def _write_text(path: Path, text: str) -> None:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from fer_core.analysis import analyze_image, face_record, face_records, records_to_csv
-    from fer_core.images import read_image
+    from fer_core.images import read_checked_image
     from fer_core.inference import load_predictor
 
     check_outputs(args.images, [("--csv", args.csv)])
     predictor = load_predictor(args.model, preset=_preset(args, PHOTO_PRESET))
     results: list[dict[str, Any]] = []
     for path in args.images:
+        warning = None
         try:
-            bgr_image = read_image(path)
+            bgr_image, warning = read_checked_image(path)
+            if warning and args.json:  # the faces are still found and kept, with the warning beside them
+                print(f"warning: {path}: {warning}", file=sys.stderr)
             if args.whole_image:
                 whole = predictor.predict_whole_image(bgr_image, tta=args.tta)
                 faces = [face_record(whole, 1, file=str(path), threshold=args.threshold, whole_image=True)]
             else:
                 analysis = analyze_image(bgr_image, predictor, tta=args.tta)
                 faces = face_records(analysis, str(path), threshold=args.threshold, whole_image=False)
-            results.append({"image": str(path), "faces": faces, "error": None})
+            results.append({"image": str(path), "faces": faces, "error": None, "warning": warning})
         except FerError as error:  # one bad image must not stop the others
-            results.append({"image": str(path), "faces": [], "error": str(error)})
+            results.append({"image": str(path), "faces": [], "error": str(error), "warning": None})
     if args.csv:
         _write_text(args.csv, records_to_csv([face for result in results for face in result["faces"]]))
     if args.json:
@@ -222,6 +225,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 continue
             count = len(result["faces"])
             print(f"{result['image']}: {count} face{'s' if count != 1 else ''}")
+            if result["warning"]:
+                print(f"  warning: {result['warning']}")
             for face in result["faces"]:
                 print(f"  #{face['face']} box={face['box']} {face['label']} ({face['confidence']:.0%})")
     return EXIT_ERROR if any(result["error"] for result in results) else 0

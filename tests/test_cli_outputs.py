@@ -129,3 +129,24 @@ def test_a_threshold_outside_zero_to_one_is_a_usage_error(
         cli.main([command, "input", "--threshold", value])
     assert stopped.value.code == cli.EXIT_USAGE
     assert "--threshold" in capsys.readouterr().err
+
+
+def test_a_damaged_jpeg_is_classified_with_a_warning_in_text_and_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from photo_samples import jpeg_cut_short, textured_background
+
+    damaged = tmp_path / "damaged.jpg"
+    damaged.write_bytes(jpeg_cut_short(textured_background(240, 320)))
+    sound = tmp_path / "sound.jpg"
+    cv2.imwrite(str(sound), textured_background(240, 320))
+    assert cli.main(["predict", str(damaged), str(sound), "--json"]) == 0  # kept, with the warning
+    captured = capsys.readouterr()
+    first, second = json.loads(captured.out)
+    assert first["error"] is None and "premature end of data segment" in first["warning"]
+    assert second["warning"] is None
+    assert f"warning: {damaged}: the image data is damaged" in captured.err
+    assert cli.main(["predict", str(damaged)]) == 0
+    assert "  warning: the image data is damaged" in capsys.readouterr().out
