@@ -208,6 +208,7 @@ class VideoInfo(NamedTuple):
     rotation: int = 0  # degrees counter-clockwise the stored frames are turned to be shown upright
 
 
+@dataclass
 class DecodeReport:
     """What reading a clip met, counted as its frames are read: pass one to :func:`read_frames` or
     :func:`analyze_video`, and read it after the last frame.
@@ -219,15 +220,14 @@ class DecodeReport:
     clip's end: they are placed one frame interval after the previous frame.
     """
 
-    def __init__(self) -> None:
-        self.frames = 0
-        self.decode_errors = 0
-        self.skipped_frames = 0
-        self.damaged_frames = 0
-        self.bad_timestamps = 0
-        self.rotation = 0  # degrees counter-clockwise applied to the stored frames
-        self.mirrored = False
-        self.end_s = 0.0  # where the last frame given out ends (its time plus its duration)
+    frames: int = 0  # frames given out
+    decode_errors: int = 0
+    skipped_frames: int = 0
+    damaged_frames: int = 0
+    bad_timestamps: int = 0
+    rotation: int = 0  # degrees counter-clockwise applied to the stored frames
+    mirrored: bool = False  # and then mirrored left-right
+    end_s: float = 0.0  # where the last frame given out ends (its time plus its duration)
 
     @property
     def lost_frames(self) -> int:

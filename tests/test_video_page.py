@@ -146,7 +146,7 @@ def test_a_full_temporary_folder_gives_a_clear_error_and_leaves_nothing_behind(
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
 
-    def disk_full(self: AnnotatedVideoWriter, bgr_frame: object) -> None:
+    def disk_full(self: AnnotatedVideoWriter, bgr_frame: object, time_s: float | None = None) -> None:
         raise OSError(errno.ENOSPC, "No space left on device", str(self.path))
 
     monkeypatch.setattr(AnnotatedVideoWriter, "write", disk_full)
