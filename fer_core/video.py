@@ -277,6 +277,9 @@ def _orientation(frame: Any) -> Orientation:
     The matrix maps a stored pixel (x, y) to (a x + c y, b x + d y) as shown. For a quarter turn a = d = 0:
     the axes swap, and b, c say which to flip; otherwise b = c = 0 and a, d say which to flip. This gives
     PyAV's ``frame.rotation`` (counter-clockwise) for plain turns, and the mirror images besides.
+
+    Reading ``frame.side_data`` ties the frame into a reference cycle that only the garbage collector
+    frees: done for every frame of a large clip it held hundreds of megabytes, so it is read once a clip.
     """
     from av.sidedata.sidedata import Type
 
@@ -403,6 +406,7 @@ def read_frames(
             # A damaged packet is an error to count, not a frame of the decoder's guesses to analyse.
             stream.codec_context.options = {"err_detect": "explode"}
             clock = _FrameClock(info, report)
+            orientation: Orientation | None = None
             packets = 0
             for packet in container.demux(stream):
                 packets += packet.size > 0
@@ -417,8 +421,9 @@ def read_frames(
                     time_s = clock.time_of(frame)
                     if max_seconds is not None and time_s >= max_seconds:
                         return
-                    orientation = _orientation(frame)
-                    report.rotation, report.mirrored = _rotation(orientation)
+                    if orientation is None:  # one matrix for the stream; read once (see _orientation)
+                        orientation = _orientation(frame)
+                        report.rotation, report.mirrored = _rotation(orientation)
                     report.damaged_frames += bool(frame.is_corrupt)
                     report.frames += 1
                     yield time_s, _turn(np.ascontiguousarray(frame.to_ndarray(format="bgr24")), orientation)

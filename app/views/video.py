@@ -125,22 +125,24 @@ def _analyse_file(
     records: list[FaceRecord] = []
     times: list[float] = []  # each analysed frame's own time: durations follow the clip's pace
     report = DecodeReport()
-    for result in analyze_video(
-        clip,
-        classifier,
-        settings,
-        annotated_path=annotated,
-        max_seconds=MAX_SECONDS,
-        info=info,
-        max_frames=limit,
-        report=report,
-    ):
-        records.extend(result.records)  # records only: each frame is dropped once drawn into the copy
-        times.append(result.time_s)
-        if len(times) % PROGRESS_EVERY == 0:
-            done = min(1.0, len(times) / expected) if expected else 0.0
-            progress.progress(done, text=f"Analysing the clip... {len(times):,} frames, {result.time_s:.1f} s")
-    progress.empty()
+    try:
+        for result in analyze_video(
+            clip,
+            classifier,
+            settings,
+            annotated_path=annotated,
+            max_seconds=MAX_SECONDS,
+            info=info,
+            max_frames=limit,
+            report=report,
+        ):
+            records.extend(result.records)  # records only: each frame is dropped once drawn into the copy
+            times.append(result.time_s)
+            if len(times) % PROGRESS_EVERY == 0:
+                done = min(1.0, len(times) / expected) if expected else 0.0
+                progress.progress(done, text=f"Analysing the clip... {len(times):,} frames, {result.time_s:.1f} s")
+    finally:
+        progress.empty()  # also when the clip fails partway: the error replaces the bar
     if not times:
         raise InvalidVideoError(f"{name} has no frames that could be decoded")
     interval = 1.0 / info.fps if info.fps else 0.0
