@@ -56,6 +56,7 @@ VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".avi", ".mkv", ".m4v")
 # FFmpeg's threads each hold frames (one per decoding thread; x264 a lookahead per thread): a few threads
 # keep memory a few frames deep on any machine, where one per core held gigabytes of a large clip.
 CODEC_THREADS = min(4, os.cpu_count() or 1)
+DECODER_PIXELS = 4 * 3840 * 2160  # frames the decoder's threads may hold at once: fewer threads for huge frames
 TIME_BASE_HZ = 90_000  # the annotated copy's clock (MPEG's): frames keep their clip's times to 11 us
 
 
@@ -402,7 +403,7 @@ def read_frames(
         with av.open(str(file)) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
-            stream.codec_context.thread_count = CODEC_THREADS
+            stream.codec_context.thread_count = max(1, min(CODEC_THREADS, DECODER_PIXELS // (info.width * info.height)))
             # A damaged packet is an error to count, not a frame of the decoder's guesses to analyse.
             stream.codec_context.options = {"err_detect": "explode"}
             clock = _FrameClock(info, report)
