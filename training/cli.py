@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -104,6 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed", type=setting_type("seed"), help="as in training (default: the run's own, else the training default)"
     )
 
+    finish = commands.add_parser(
+        "finish", help="export, calibrate and evaluate a run trained under another Keras backend (the trainer runs it)"
+    )
+    finish.add_argument("run", type=Path, help="the run folder")
+    finish.add_argument("--stopped", action="store_true", help="the run was stopped: export its best model only")
+
     resume = commands.add_parser("resume", help="continue a run from its last epoch checkpoint")
     resume.add_argument("run", type=Path, help="the run folder")
     resume.add_argument("--launched", action="store_true", help=argparse.SUPPRESS)  # by training.launcher
@@ -189,6 +196,30 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def select_backend(name: str) -> None:
+    """Make ``name`` the Keras backend of this process (``KERAS_BACKEND``), before Keras is imported; a
+    process that already imported Keras with another backend cannot switch, and says so."""
+    keras = sys.modules.get("keras")
+    if keras is not None and keras.backend.backend() != name:
+        raise ValueError(f"Keras is already running on {keras.backend.backend()} in this process; cannot use {name}")
+    if name == "jax":
+        try:
+            import jax  # noqa: F401
+        except ImportError:
+            raise ValueError(
+                "--backend jax needs JAX: pip install jax==0.10.2 (requirements-dev.txt pins it)"
+            ) from None
+    os.environ["KERAS_BACKEND"] = name
+
+
+def cmd_finish(args: argparse.Namespace) -> int:
+    from training.trainer import finish_run
+
+    select_backend("tensorflow")
+    finish_run(args.run, stopped=args.stopped)
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from training.config import TrainConfig, config_from_mapping, load_config_file
     from training.runs import RecordError, Run
@@ -199,6 +230,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             settings = Run(args.into).config().settings
         except RecordError as error:
             raise ValueError(f"cannot train into {args.into}: {error}") from None
+        select_backend(settings.backend)
         return _report_run(train(settings, args.into))
     config = load_config_file(args.config) if args.config else TrainConfig()
     overrides = {
@@ -211,6 +243,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         from training.trainer import check_initial_model
 
         check_initial_model(config.init_from)
+    if config.distill_from:  # so is a teacher that is not there
+        from training.trainer import teacher_paths
+
+        teacher_paths(config.distill_from)
+    select_backend(config.backend)
     run_dir = _new_run_folder(config, allow_concurrent=args.allow_concurrent)
     try:
         train(config, run_dir)
@@ -250,6 +287,10 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
     if not is_run_folder(args.run):
         raise ValueError(f"{args.run} is not a run folder (no config.json)")
+    from training.runs import RecordError, Run
+
+    with contextlib.suppress(RecordError):  # resume says what is wrong with the run
+        select_backend(Run(args.run).config().settings.backend)
     if args.launched or args.allow_concurrent:  # the launcher has checked (and marked the run queued)
         return _report_run(resume(args.run, launched=args.launched))
     from training import launcher, runs
@@ -470,7 +511,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         split = _validation_split([model_path], seed=args.seed, val_fraction=args.val_fraction)
         _, val = _checked_split(data, split)
     if checkpoint is not None:
-        export_model(checkpoint, model_path, settings.arch)
+        export_model(checkpoint, model_path, settings.arch, tta=settings.tta)
     if val is not None:
         temperature = export_served(model_path, val)
     else:
@@ -539,4 +580,5 @@ COMMANDS = {
     "export": cmd_export,
     "runs": cmd_runs,
     "resume": cmd_resume,
+    "finish": cmd_finish,
 }

@@ -214,6 +214,8 @@ def setting_ui(name: str, container: Any = st) -> Any:
         return container.toggle(declared.label, key=key, help=help_text)
     if declared.allowed():
         return container.selectbox(declared.label, declared.allowed(), key=key, help=help_text)
+    if kind == "str":
+        return container.text_input(declared.label, key=key, help=help_text, placeholder=declared.default_text or None)
     if kind == "int":
         return container.number_input(
             declared.label,
