@@ -1366,7 +1366,7 @@ class _Job:
 
 
 def _fingerprint(settings: BatchSettings, model: ModelFiles) -> str:
-    analysis = {key: value for key, value in settings.to_json().items() if key not in ("model", "segment_s")}
+    analysis = {key: value for key, value in settings.to_json().items() if key != "model"}  # the model: by its hash
     text = json.dumps({"settings": analysis, "model": model.sha256, "detector": model.detector_sha256}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 

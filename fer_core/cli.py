@@ -154,12 +154,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from fer_core.analysis import analyze_image, face_record, face_records, records_to_csv
+    from fer_core.analysis import analyze_image, face_record, face_records
+    from fer_core.face_table import FaceRecord, records_to_csv
     from fer_core.images import read_image
     from fer_core.inference import load_predictor
 
     predictor = load_predictor(args.model, preset=_preset(args, PHOTO_PRESET))
     results: list[dict[str, Any]] = []
+    records: list[FaceRecord] = []
     for path in args.images:
         try:
             bgr_image = read_image(path)
@@ -169,11 +171,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
             else:
                 analysis = analyze_image(bgr_image, predictor, tta=args.tta)
                 faces = face_records(analysis, str(path), threshold=args.threshold, whole_image=False)
-            results.append({"image": str(path), "faces": faces, "error": None})
+            records += faces
+            results.append({"image": str(path), "faces": [face.as_dict() for face in faces], "error": None})
         except FerError as error:  # one bad image must not stop the others
             results.append({"image": str(path), "faces": [], "error": str(error)})
     if args.csv:
-        args.csv.write_text(records_to_csv([face for result in results for face in result["faces"]]), encoding="utf-8")
+        args.csv.write_text(records_to_csv(records), encoding="utf-8")
     if args.json:
         print(json.dumps(results))
     else:
