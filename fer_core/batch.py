@@ -863,19 +863,26 @@ def read_job(out_dir: str | os.PathLike[str]) -> JobRecord | None:
     return None if data is None else JobRecord.from_json(data, str(path))
 
 
+_HELD: set[Path] = set()  # the job folders this process runs a job into
+
+
 def is_job_running(out_dir: str | os.PathLike[str]) -> bool:
-    """Whether a process holds the job folder's lock (it is released when the process ends, even by kill -9)."""
+    """Whether a process holds the job folder's lock. It is a POSIX record lock: owned by the job's
+    process alone (its forked workers do not inherit it) and released when that process ends, even by
+    kill -9."""
     import fcntl
 
     path = Path(out_dir) / LOCK_FILE
+    if path.resolve().parent in _HELD:
+        return True
     if not path.exists():
         return False
     with path.open("a+b") as handle:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
             return True
-        fcntl.flock(handle, fcntl.LOCK_UN)
+        fcntl.lockf(handle, fcntl.LOCK_UN)
     return False
 
 
@@ -1108,15 +1115,19 @@ def analyze_batch(
 def _job_lock(folder: Path) -> Iterator[None]:
     import fcntl
 
+    if folder.resolve() in _HELD:
+        raise BatchError(f"a batch job is already running into {folder}: stop it or wait for it")
     with (folder / LOCK_FILE).open("a+b") as handle:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
             raise BatchError(f"a batch job is already running into {folder}: stop it or wait for it") from None
+        _HELD.add(folder.resolve())
         try:
             yield
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            _HELD.discard(folder.resolve())
+            fcntl.lockf(handle, fcntl.LOCK_UN)
 
 
 class _Job:
@@ -1395,9 +1406,19 @@ RETRYABLE = "the worker analysing it died (crashed or killed); the next run of t
 
 def _init_local_worker(model: ModelFiles, settings: BatchSettings) -> None:
     global _WORKER
+    _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the job's process stops the pool; a Ctrl+C reaches it alone
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _WORKER = BatchWorker(model, settings)
+
+
+def _die_with_parent() -> None:
+    """Linux: the kernel kills this worker when the job's process dies (kill -9 included), so no orphan
+    goes on analysing. Elsewhere the worker ends when it next reads from the closed pool."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _run_local_unit(unit: Unit) -> UnitResult:
@@ -1497,7 +1518,9 @@ class RayBatchWorker:
 
 
 def ray_runtime_env() -> dict[str, Any]:
-    """What Ray ships to each worker: the fer_core package (code only; the models go by the object store)."""
+    """What Ray ships to each worker: the fer_core package (code only; the model and the detector's weights
+    go through the object store). A caller that starts Ray itself passes it: ``ray.init(...,
+    runtime_env=ray_runtime_env())`` (Ray uploads local folders only at that level)."""
     return {"py_modules": [str(Path(__file__).resolve().parent)]}
 
 
@@ -1515,7 +1538,7 @@ def _run_ray(
     started_here = not ray.is_initialized()
     if started_here:
         try:
-            ray.init(address=address, logging_level="WARNING", log_to_driver=False)
+            ray.init(address=address, runtime_env=ray_runtime_env(), logging_level="WARNING", log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as error:
             raise BatchError(f"cannot reach the Ray cluster at {address or 'a new local Ray'}: {error}") from None
     actors: list[Any] = []
@@ -1525,7 +1548,7 @@ def _run_ray(
         if not units:
             return 0.0
         model_ref = ray.put(model)
-        actor_class = ray.remote(num_cpus=1)(RayBatchWorker).options(runtime_env=ray_runtime_env())
+        actor_class = ray.remote(num_cpus=1)(RayBatchWorker)
         actors = [actor_class.remote(model_ref, settings) for _ in range(count)]
         ray.get([actor.ready.remote() for actor in actors])
         startup = time.perf_counter() - started
