@@ -27,7 +27,9 @@ cheap next to detection).
 
 **Engines**: ``local`` (default) is a pool of ``workers`` processes (default: the CPU count); ``ray`` runs one
 actor per worker on a Ray cluster (``address``: None starts a local Ray, ``"auto"`` joins the running one,
-``"ray://host:10001"`` a remote one). Each worker builds one predictor (a LiteRT interpreter and the two
+``"ray://host:10001"`` a remote one). The local engine starts its workers from a clean ``forkserver``
+process, so a script that calls :func:`analyze_batch` needs Python's usual ``if __name__ == "__main__":``
+guard. Each worker builds one predictor (a LiteRT interpreter and the two
 detectors) once, from the model's bytes it is sent (the object store, for Ray), never per file. Both
 engines give the same records.
 
@@ -462,9 +464,16 @@ class BatchWorker:
     units one at a time; a bad file becomes an error summary, never an exception."""
 
     def __init__(self, model: ModelFiles, settings: BatchSettings) -> None:
+        import importlib
+
+        import cv2
+
         from fer_core.detect import make_detector
         from fer_core.inference import EmotionClassifier, Predictor
 
+        cv2.setNumThreads(1)  # the workers are the parallelism: one thread each scales with their number
+        for module in ("fer_core.analysis", "fer_core.images", "fer_core.video"):
+            importlib.import_module(module)  # now, so that the first unit's time is its own
         self.settings = settings
         self._weights_dir: tempfile.TemporaryDirectory[str] | None = None
         yunet_path = None
@@ -1155,10 +1164,19 @@ class _Job:
         (self.folder / STOP_FILE).unlink(missing_ok=True)
         for stale in (self.folder / PARTS_DIR).glob(".*.tmp") if (self.folder / PARTS_DIR).is_dir() else []:
             stale.unlink(missing_ok=True)
-        model = load_model_files(self.settings)
+        try:
+            model = load_model_files(self.settings)
+        except FerError as error:  # said in job.json too, for a page that started this job in the background
+            _write_json(
+                self.folder / JOB_FILE,
+                {"version": JOB_VERSION, "state": "failed", "error": str(error), "pid": os.getpid(),
+                 "started_at": self.started, "updated_at": time.time(), "inputs": self.inputs,
+                 "settings": self.settings.to_json()},
+            )  # fmt: skip
+            raise
         fingerprint = _fingerprint(self.settings, model)
         units = plan_units(self.files, self.settings)
-        done, message = self._resume(units, fingerprint)
+        done, message = self._resume(units, fingerprint, model)
         todo = [unit for unit in units if unit.key not in done]
         self.done: dict[str, dict[str, Any]] = done
         self.units = units
@@ -1228,7 +1246,9 @@ class _Job:
             message,
         )
 
-    def _resume(self, units: Sequence[Unit], fingerprint: str) -> tuple[dict[str, dict[str, Any]], str | None]:
+    def _resume(
+        self, units: Sequence[Unit], fingerprint: str, model: ModelFiles
+    ) -> tuple[dict[str, dict[str, Any]], str | None]:
         """The units already done by an earlier run that still hold, and what the resume says."""
         previous = None
         with contextlib.suppress(FerError):
@@ -1239,7 +1259,7 @@ class _Job:
         if not parts:
             return {}, None
         if previous is None or previous.fingerprint != fingerprint:
-            changed = _what_changed(previous, fingerprint)
+            changed = _what_changed(previous, self.settings, model)
             _clear_parts(self.folder)
             return {}, f"{changed} since the last run: redoing all {len(self.files)} files"
         wanted = {unit.key: unit for unit in units}
@@ -1382,10 +1402,20 @@ def _fingerprint(settings: BatchSettings, model: ModelFiles) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _what_changed(previous: JobRecord | None, fingerprint: str) -> str:
-    if previous is None:
-        return "the job's record is missing"
-    return "the model, the detector or the settings changed"
+def _what_changed(previous: JobRecord | None, settings: BatchSettings, model: ModelFiles) -> str:
+    """Why an earlier run's parts cannot be kept, in words."""
+    if previous is None or not previous.fingerprint:
+        return "the job folder has results but no readable job.json"
+    changes = []
+    if previous.model_sha256 != model.sha256:
+        changes.append("the model")
+    if previous.detector_sha256 != model.detector_sha256:
+        changes.append("the detector")
+    old, new = previous.settings.to_json(), settings.to_json()
+    names = [name for name in new if name != "model" and old.get(name) != new[name]]
+    if names:
+        changes.append("the settings (" + ", ".join(names) + ")")
+    return (" and ".join(changes) or "the settings") + " changed"
 
 
 def _clear_parts(folder: Path) -> None:
@@ -1404,21 +1434,29 @@ _WORKER: BatchWorker | None = None
 RETRYABLE = "the worker analysing it died (crashed or killed); the next run of the job retries it"
 
 
-def _init_local_worker(model: ModelFiles, settings: BatchSettings) -> None:
+def _init_local_worker(model: ModelFiles, settings: BatchSettings, job_pid: int) -> None:
     global _WORKER
-    _die_with_parent()
+    _die_with_job(job_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the job's process stops the pool; a Ctrl+C reaches it alone
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _WORKER = BatchWorker(model, settings)
 
 
-def _die_with_parent() -> None:
-    """Linux: the kernel kills this worker when the job's process dies (kill -9 included), so no orphan
-    goes on analysing. Elsewhere the worker ends when it next reads from the closed pool."""
-    import ctypes
+def _die_with_job(job_pid: int) -> None:
+    """End this worker as soon as the job's process is gone (kill -9 included), so that no orphan goes on
+    analysing: a daemon thread looks once a second (the worker's parent is the forkserver, not the job)."""
 
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            try:
+                os.kill(job_pid, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:
+                pass
+
+    threading.Thread(target=watch, name="fer-batch-watch-job", daemon=True).start()
 
 
 def _run_local_unit(unit: Unit) -> UnitResult:
@@ -1443,14 +1481,16 @@ def _run_local(
     startup = 0.0
     crashes: Counter[str] = Counter()
     remaining = list(units)
-    # fork: the workers start at once and need not import the caller's __main__ (spawn would)
-    context = multiprocessing.get_context("fork")
+    # forkserver: workers forked from a clean, single-threaded server, never from this process, whose
+    # threads (OpenCV's pool, FFmpeg's decoders, a caller's) a fork would copy mid-lock and hang on
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["fer_core.batch", "fer_core.inference", "fer_core.video"])
     while remaining and not should_stop():
         executor = ProcessPoolExecutor(
             max_workers=min(workers, len(remaining)),
             mp_context=context,
             initializer=_init_local_worker,
-            initargs=(model, settings),
+            initargs=(model, settings, os.getpid()),
         )
         broken: list[Unit] = []
         try:
@@ -1467,7 +1507,8 @@ def _run_local(
                     except BrokenProcessPool:
                         broken.append(unit)
                         continue
-                    startup = startup or time.perf_counter() - started
+                    # start-up: until the first worker was ready (its first unit's own time taken off)
+                    startup = startup or max(0.0, time.perf_counter() - started - result.summary["seconds"])
                     on_result(result)
                 if should_stop():
                     return startup

@@ -131,6 +131,18 @@ def wait_for(condition: object, process: subprocess.Popen[str], what: str, limit
         time.sleep(0.02)
 
 
+def forkserver_processes() -> set[int]:
+    """The processes of multiprocessing's forkserver (the local engine's workers and their server)."""
+    pids = set()
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and b"multiprocessing.forkserver" in (entry / "cmdline").read_bytes():
+                pids.add(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
 def finished_parts(out: Path) -> int:
     return len(list((out / "parts").glob("*.json"))) if (out / "parts").is_dir() else 0
 
@@ -228,10 +240,16 @@ def test_asking_for_ray_without_it_says_how_to_install_it(
 def test_a_job_killed_with_sigkill_resumes_where_it_was(mixed: Path, reference: Path, tmp_path: Path) -> None:
     out = tmp_path / "job"
     arguments = (str(mixed), "--out", str(out), "--workers", "1", "--segment-seconds", str(SEGMENT_S))
+    before = forkserver_processes()
     process = start_cli(*arguments)
     wait_for(lambda: finished_parts(out) >= 1, process, "a finished part")
+    workers = forkserver_processes() - before
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=60)
+    deadline = time.monotonic() + 60  # a safety limit: the workers see the job gone within a second or two
+    while forkserver_processes() & workers and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert workers and not forkserver_processes() & workers  # no orphan goes on analysing
     job = read_job(out)
     assert job is not None and job.state == "running"  # it never got to say otherwise
     assert not batch.is_job_running(out)  # but its lock went with it
@@ -278,11 +296,26 @@ def test_a_changed_file_is_redone_and_changed_settings_redo_everything(tmp_path:
     second = analyze_batch([folder], out, workers=1)
     assert second.files_skipped == 2 and "1 changed since the last run" in (second.message or "")
     third = analyze_batch([folder], out, BatchSettings(threshold=0.7), workers=1)
-    assert third.files_skipped == 0 and "settings changed since the last run: redoing all 3" in (third.message or "")
+    assert third.files_skipped == 0 and "the settings (threshold) changed since the last run: redoing all 3 files" in (
+        third.message or ""
+    )
     assert read_job(out).settings.threshold == 0.7  # type: ignore[union-attr]
 
 
 # --- refusals and bad input
+
+
+def test_a_model_that_cannot_load_fails_the_job_and_says_so_in_job_json(tmp_path: Path) -> None:
+    from fer_core.errors import ModelLoadError
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.txt").write_text("x")
+    with pytest.raises(ModelLoadError, match="no model file"):
+        analyze_batch([tmp_path / "in"], tmp_path / "job", BatchSettings(model=str(tmp_path / "none.keras")))
+    job = read_job(tmp_path / "job")
+    assert job is not None and job.state == "failed" and "no model file" in (job.error or "")
+    result = run_cli(str(tmp_path / "in"), "--out", str(tmp_path / "job2"), "--model", str(tmp_path / "none.keras"))
+    assert result.returncode == 2 and "error: no model file" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_an_output_inside_an_input_folder_is_refused(tmp_path: Path) -> None:
