@@ -43,7 +43,8 @@ The job folder (``out_dir``)
       parts/            one finished work unit each: KEY.json (its file summary) and, when it found faces,
                         KEY.parquet (its face rows). The .json is written last; a unit without it is not done.
       faces.parquet     at the end: every face row (FACE_COLUMNS + segment), files in input order
-      files.parquet     at the end: one row per input file (FILE_COLUMNS): status ok/error and message,
+      files.parquet     at the end: one row per input file (FILE_COLUMNS): status ok/error and message, a
+                        warning for damaged data that still decoded,
                         faces, frames analysed, the dominant label and the share of each label
       tracks.parquet    at the end: one row per face track (TRACK_COLUMNS), photos' faces included
       faces.csv, files.csv, tracks.csv     the same, when ``csv=True``
@@ -126,6 +127,7 @@ FILE_COLUMNS = (
     "kind",
     "status",
     "error",
+    "warning",
     "faces",
     "frames",
     "segments",
@@ -510,9 +512,10 @@ class BatchWorker:
 
     def _photo(self, unit: Unit, summary: dict[str, Any]) -> list[FaceRecord]:
         from fer_core.analysis import analyze_image, face_records
-        from fer_core.images import read_image
+        from fer_core.images import read_checked_image
 
-        bgr_image = read_image(unit.path)
+        bgr_image, warning = read_checked_image(unit.path)
+        summary["warning"] = warning  # damage in data that still decoded: the faces are kept, with this
         height, width = bgr_image.shape[:2]
         summary.update(width=width, height=height)
         if width * height > self.settings.max_pixels:
@@ -525,7 +528,7 @@ class BatchWorker:
         return records
 
     def _video(self, unit: Unit, summary: dict[str, Any]) -> list[FaceRecord]:
-        from fer_core.video import VideoAnalyzer, VideoSettings, probe_video, read_frames, summarize
+        from fer_core.video import DecodeReport, VideoAnalyzer, VideoSettings, probe_video, read_frames, summarize
 
         info = probe_video(unit.path)
         summary.update(width=info.width, height=info.height, fps=info.fps, duration_s=info.duration_s)
@@ -542,12 +545,15 @@ class BatchWorker:
         sampler = FrameSampler(self.settings.every, self.settings.fps)
         records: list[FaceRecord] = []
         frames = 0
-        for index, (time_s, bgr_frame) in enumerate(read_frames(unit.path, max_seconds=unit.end_s, info=info)):
+        report = DecodeReport()
+        frames_read = read_frames(unit.path, max_seconds=unit.end_s, info=info, report=report)
+        for index, (time_s, bgr_frame) in enumerate(frames_read):
             if time_s < unit.start_s or not sampler.take(index, time_s):
                 continue
             result = analyzer.analyze(bgr_frame, time_s, index)
             frames += 1
             records.extend(record._replace(file=unit.file, kind=VIDEO) for record in result.records)
+        summary["warning"] = report.warning()
         if frames == 0 and unit.segment == 0:
             raise FerError(f"{unit.file} has no frames that could be decoded")
         interval = sampler.interval(info.fps)
@@ -610,6 +616,7 @@ def _summary(unit: Unit) -> dict[str, Any]:
         "segments": unit.segments,
         "status": "ok",
         "error": None,
+        "warning": None,
         "retry": False,
         "size": unit.size,
         "mtime_ns": unit.mtime_ns,
@@ -1006,6 +1013,7 @@ def file_rows(summaries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
                 "kind": first["kind"],
                 "status": ERROR if errors else "ok",
                 "error": "; ".join(dict.fromkeys(errors)) if errors else None,
+                "warning": "; ".join(dict.fromkeys(part["warning"] for part in parts if part.get("warning"))) or None,
                 "faces": sum(part["faces"] for part in parts),
                 "frames": sum(part["frames"] for part in parts),
                 "segments": first["segments"],
