@@ -1619,7 +1619,7 @@ def _run_ray(
                     summary = {
                         **_summary(unit),
                         "status": ERROR,
-                        "error": f"{RETRYABLE} ({type(error).__name__})",
+                        "error": f"{RETRYABLE} ({type(error).__name__}: {str(error)[:300]})",
                         "retry": True,
                     }
                     result = UnitResult(unit, None, summary)
