@@ -269,10 +269,11 @@ def test_csv_and_json_have_one_row_per_face_with_all_probabilities() -> None:
     (row,) = list(csv.DictReader(io.StringIO(records_to_csv(rows))))
     assert list(row) == list(CSV_COLUMNS)
     assert row["file"] == "a.png" and row["face"] == "1"
-    assert [row[key] for key in ("x", "y", "width", "height")] == ["1", "2", "30", "40"]
-    assert row["label"] == "uncertain" and row["emotion"] == "happy" and row["detection_score"] == "0.93"
-    assert (row["right_eye_x"], row["left_eye_x"], row["mouth_left_y"]) == ("8", "22", "32")
-    assert [float(row[emotion]) for emotion in EMOTIONS] == pytest.approx(list(face.scores))
+    assert [row[key] for key in ("x", "y", "w", "h")] == ["1", "2", "30", "40"]
+    assert (row["kind"], row["frame"], row["time_s"]) == ("photo", "0", "0.000")  # the video table's columns too
+    assert row["label"] == "uncertain" and row["emotion"] == "happy" and row["detection_score"] == "0.9300"
+    assert (row["right_eye_x"], row["left_eye_x"], row["mouth_left_y"]) == ("8.0", "22.0", "32.0")
+    assert [float(row[f"p_{emotion}"]) for emotion in EMOTIONS] == pytest.approx(list(face.scores), abs=1e-4)
     (record,) = json.loads(records_to_json(rows))
     assert record["box"] == [1, 2, 30, 40] and list(record["scores"]) == list(EMOTIONS)
     assert record["landmarks"]["nose"] == [15, 22] and record["detection_score"] == 0.93
@@ -370,7 +371,7 @@ def test_the_same_photo_gives_the_same_boxes_in_the_cli_the_library_and_the_page
     out = tmp_path / "cli.csv"
     assert cli.main(["predict", str(photo), "--csv", str(out), "--json"]) == 0
     cli_rows = list(csv.DictReader(out.open()))
-    cli_boxes = [[int(row[key]) for key in ("x", "y", "width", "height")] for row in cli_rows]
+    cli_boxes = [[int(row[key]) for key in ("x", "y", "w", "h")] for row in cli_rows]
     assert len(library) >= 2 and cli_boxes == library
     tables = face_tables(at)
     assert len(tables[0]) == len(library)

@@ -41,8 +41,10 @@ def images(tmp_path_factory, fer2013_dir) -> dict[str, Path]:
 
 def check_face_record(face: dict) -> None:
     assert set(face) == {
-        "file", "face", "box", "label", "emotion", "confidence", "detection_score", "whole_image", "landmarks", "scores"
+        "file", "kind", "frame", "time_s", "face", "box", "label", "emotion", "confidence", "detection_score",
+        "whole_image", "landmarks", "scores"
     }  # fmt: skip
+    assert (face["kind"], face["frame"], face["time_s"]) == ("photo", 0, 0.0)
     if not face["whole_image"]:
         assert 0 < face["detection_score"] <= 1 and set(face["landmarks"]) == {
             "right_eye", "left_eye", "nose", "mouth_right", "mouth_left"

@@ -24,6 +24,7 @@ from fer_core.analysis import ImageAnalysis, analyze_image, face_records, record
 from fer_core.detect import PHOTO_PRESET, DetectionPreset
 from fer_core.draw import draw_predictions, face_caption, scale_predictions
 from fer_core.errors import InvalidImageError
+from fer_core.face_table import FaceRecord
 from fer_core.images import MAX_BYTES, MAX_PIXELS, decode_image, encode_png, image_damage, rescale
 from fer_core.inference import FacePrediction, Predictor
 
@@ -272,7 +273,7 @@ def _stem(name: str) -> str:
     return "".join(character if character.isalnum() or character in "-_" else "_" for character in stem) or "photo"
 
 
-def _summary_ui(container: Any, results: Sequence[PhotoResult], rows: Sequence[dict[str, Any]]) -> None:
+def _summary_ui(container: Any, results: Sequence[PhotoResult], rows: Sequence[FaceRecord]) -> None:
     failed = sum(result.error is not None for result in results)
     with container:
         first, second, third, downloads = st.columns([1, 1, 1, 3], vertical_alignment="bottom")
@@ -329,7 +330,7 @@ def main() -> None:
     with st.spinner("Finding and classifying faces..."):
         model_key = (str(info.path), model_version(info.path), settings.preset)
         results = process_uploads(files, predictor, tta=settings.tta, settings_key=model_key)
-    rows: list[dict[str, Any]] = []
+    rows: list[FaceRecord] = []
     for position, (file, result) in enumerate(zip(files, results, strict=True)):
         rows += render_photo(position, result, file.getvalue(), settings)
     _summary_ui(summary, results, rows)
