@@ -103,7 +103,14 @@ def pack(data: str) -> None:
         check=True,
     )
     size = sum(path.stat().st_size for path in PACK_DIR.rglob("*") if path.is_file())
-    print(f".gpu/ holds {size / 2**20:.1f} MiB (the working tree travels with it; the limit is 64 MiB)")
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    tracked = sum(
+        (ROOT / name).stat().st_size for name in listed.decode().split("\0") if name and (ROOT / name).is_file()
+    )
+    total = (size + tracked) / 2**20
+    print(f".gpu/ holds {size / 2**20:.1f} MiB and the tracked files {tracked / 2**20:.1f} MiB: {total:.1f} MiB travel")
+    if total > 63:
+        print("warning: over the 64 MiB a device call carries: move models/ out of the tree for the call")
     print("Run on the device (carry .gpu), at most 9 minutes:")
     print(device_command())
 

@@ -47,7 +47,7 @@ class Candidate:
             "name": self.name,
             "members": list(self.members),
             "views": self.views,
-            "val_accuracy": round(self.val_accuracy, 4),
+            "val_accuracy": round(self.val_accuracy, 4) if self.within_budget else None,
             "latency_ms": round(self.latency_ms, 2),
             "within_budget": self.within_budget,
         }
@@ -128,19 +128,32 @@ def unpack_gpu_results(folders: Sequence[Path] | Path, data: str, runs_dir: Path
         for path, phase in phases:
             seed = path.stem.rsplit("seed", 1)[-1] if "seed" in path.stem else "42"
             trunk = float32_trunk(path, f"{arch}_seed{seed}")
-            centre = with_views(trunk, "center")
-            before = view_accuracy(centre, val)
-            saved = trunk.get_weights()
-            recalibrate_batch_norm(centre, train.images)
-            after = view_accuracy(centre, val)
-            if after <= before:
-                trunk.set_weights(saved)
-            recalibration[trunk.name] = {
-                "val_accuracy_before": before,
-                "val_accuracy_after": after,
-                "kept": after > before,
-            }
-            print(f"{trunk.name}: centre crop, validation {before:.4f} -> {after:.4f} after batch-norm re-estimation")
+            done = path.with_name(f"{path.stem}.recalibrated.weights.h5")
+            done_record = done.with_suffix(".json")
+            if done.is_file() and done_record.is_file():  # an earlier unpack did this step
+                trunk.load_weights(done)
+                recalibration[trunk.name] = json.loads(done_record.read_text())
+            else:
+                centre = with_views(trunk, "center")
+                before = view_accuracy(centre, val)
+                saved = trunk.get_weights()
+                recalibrate_batch_norm(centre, train.images)
+                after = view_accuracy(centre, val)
+                if after <= before:
+                    trunk.set_weights(saved)
+                recalibration[trunk.name] = {
+                    "val_accuracy_before": before,
+                    "val_accuracy_after": after,
+                    "kept": after > before,
+                }
+                trunk.save_weights(done)
+                done_record.write_text(json.dumps(recalibration[trunk.name]))
+            record = recalibration[trunk.name]
+            print(
+                f"{trunk.name}: centre crop, validation {record['val_accuracy_before']:.4f} -> "
+                f"{record['val_accuracy_after']:.4f} after batch-norm re-estimation",
+                flush=True,
+            )
             trunks.append((trunk, phase))
         candidates = []
         groups = [[trunk] for trunk, _ in trunks] + ([[trunk for trunk, _ in trunks]] if len(trunks) > 1 else [])
@@ -152,10 +165,14 @@ def unpack_gpu_results(folders: Sequence[Path] | Path, data: str, runs_dir: Path
                     members=tuple(trunk.name for trunk in group),
                     views=views,
                 )
-                candidate.val_accuracy = view_accuracy(model, val)
                 candidate.latency_ms = served_latency_ms(model)
                 candidate.within_budget = candidate.latency_ms <= LATENCY_BUDGET_MS[arch]
-                print(f"{candidate.name}: validation {candidate.val_accuracy:.4f}, {candidate.latency_ms:.2f} ms")
+                if candidate.within_budget:  # a candidate over the budget cannot be chosen: not evaluated
+                    candidate.val_accuracy = view_accuracy(model, val)
+                print(
+                    f"{candidate.name}: validation {candidate.val_accuracy:.4f}, {candidate.latency_ms:.2f} ms",
+                    flush=True,
+                )
                 candidates.append((candidate, group))
         eligible = [(candidate, group) for candidate, group in candidates if candidate.within_budget]
         if not eligible:
