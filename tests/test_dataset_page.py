@@ -20,14 +20,6 @@ MAIN_SCRIPT = str(PROJECT_ROOT / "app" / "main.py")
 GRID_PAGE_KEY = "dataset_page_{split}_{emotion}"
 
 
-@pytest.fixture(autouse=True)
-def no_fer2013_found(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The tests start from "no FER2013 copy on this machine" (so on the demo set), whatever the
-    machine has; the ones about a found copy point FER2013_DIR at a small folder of their own."""
-    monkeypatch.delenv("FER2013_DIR", raising=False)
-    monkeypatch.setattr(settings, "FER2013_SEARCH_PATHS", ())
-
-
 def open_dataset_page() -> AppTest:
     at = AppTest.from_file(MAIN_SCRIPT, default_timeout=60)
     at.run()
@@ -201,13 +193,11 @@ def test_a_broken_settings_file_is_named_in_the_sidebar_and_the_page_still_works
     broken = tmp_path / "fer_studio.toml"
     broken.write_text("data_roots = [\n")
     monkeypatch.setenv(settings.SETTINGS_FILE_ENV, str(broken))
-    settings._read_settings_file.cache_clear()
-    try:
-        at = open_dataset_page()
-        assert any(str(broken) in warning.value and "defaults apply" in warning.value for warning in at.sidebar.warning)
-        assert grid_captions(at)  # the demo set is still browsable
-    finally:
-        settings._read_settings_file.cache_clear()
+
+    at = open_dataset_page()
+
+    assert any(str(broken) in warning.value and "defaults apply" in warning.value for warning in at.sidebar.warning)
+    assert grid_captions(at)  # the demo set is still browsable
 
 
 @pytest.mark.parametrize("line", ["data_roots = 5", "data_roots = [1, 2]", 'runs_dir = ["a"]', "fer2013 = 3"])
@@ -218,16 +208,14 @@ def test_a_setting_of_the_wrong_type_gets_one_sidebar_warning_and_the_page_still
     settings_file.write_text(line + "\n")
     monkeypatch.setenv(settings.SETTINGS_FILE_ENV, str(settings_file))
     monkeypatch.delenv("FER_DATA_ROOTS", raising=False)
-    settings._read_settings_file.cache_clear()
-    try:
-        at = open_dataset_page()
-        key = line.split(" = ")[0]
-        assert len(at.sidebar.warning) == 1
-        assert f"{key} = " in at.sidebar.warning[0].value and "ignored" in at.sidebar.warning[0].value
-        assert not at.error
-        assert grid_captions(at)  # the demo set is still browsable
-    finally:
-        settings._read_settings_file.cache_clear()
+
+    at = open_dataset_page()
+
+    key = line.split(" = ")[0]
+    assert len(at.sidebar.warning) == 1
+    assert f"{key} = " in at.sidebar.warning[0].value and "ignored" in at.sidebar.warning[0].value
+    assert not at.error
+    assert grid_captions(at)  # the demo set is still browsable
 
 
 # A FER2013 copy on this machine
