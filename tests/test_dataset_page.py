@@ -261,6 +261,41 @@ def test_the_training_page_starts_on_the_found_fer2013_copy_too(
     assert at.sidebar.radio(key="data_source_choice").value == f"FER2013 at {fer2013}"
 
 
+def sidebar_captions(at: AppTest) -> list[str]:
+    return [caption.value for caption in at.sidebar.caption]
+
+
+def test_the_how_to_find_fer2013_hint_shows_only_while_no_copy_is_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = open_dataset_page()
+    assert any("No FER2013 copy found" in caption for caption in sidebar_captions(at))
+
+    monkeypatch.setenv("FER2013_DIR", str(small_fer2013(tmp_path / "fer2013")))
+    at = open_dataset_page()
+    assert at.sidebar.radio(key="data_source_choice").value.startswith("FER2013 at ")
+    assert not any("FER2013" in caption for caption in sidebar_captions(at))
+
+
+def test_a_fer2013_copy_written_into_fer_studio_toml_is_offered_on_the_next_rerun(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings_file = tmp_path / "fer_studio.toml"
+    monkeypatch.setenv(settings.SETTINGS_FILE_ENV, str(settings_file))
+    at = open_dataset_page()
+    assert at.sidebar.radio(key="data_source_choice").options == [DEMO_LABEL, OTHER_LABEL]
+
+    fer2013 = small_fer2013(tmp_path / "fer2013")
+    settings_file.write_text(f'fer2013 = "{fer2013}"\n')  # while the app is running
+    at.run()
+
+    choice = at.sidebar.radio(key="data_source_choice")
+    assert choice.options == [DEMO_LABEL, f"FER2013 at {fer2013}", OTHER_LABEL]
+    assert choice.value == DEMO_LABEL  # the session's choice stays until the user picks the copy
+    choice.set_value(f"FER2013 at {fer2013}").run()
+    assert any(f"Showing **FER2013** from `{fer2013}`" in markdown.value for markdown in at.markdown)
+
+
 # Bad names and folders in a typed location
 
 

@@ -136,9 +136,10 @@ def what_is_shown(source: str, dataset: FaceDataset) -> None:
         st.markdown(
             "1. Get FER2013: the Kaggle folder layout (`msambare/fer2013`: `train/<class>/*.jpg` and "
             "`test/<class>/*.jpg`) or the original challenge `fer2013.csv` (`emotion,pixels,Usage`).\n"
-            "2. Tell the app where it is: set `FER2013_DIR=/path/to/fer2013` before `streamlit run`, write "
-            '`fer2013 = "/path/to/fer2013"` in `fer_studio.toml`, or copy it to `data/fer2013` in the project. '
-            "It then appears as a choice in the sidebar.\n"
+            '2. Tell the app where it is: write `fer2013 = "/path/to/fer2013"` in `fer_studio.toml` at the '
+            "project root, or copy it to `data/fer2013` in the project; either appears as a choice in the "
+            "sidebar on the next page load. Setting `FER2013_DIR=/path/to/fer2013` works too, but only "
+            "for an app started after it was set.\n"
             f"3. Or pick **Another location...** in the sidebar and type a path under one of: {roots} "
             "(set `FER_DATA_ROOTS` to allow more).\n\n"
             "Folder names may be any case and common aliases (`anger`, `sadness`, ...) are understood; "
