@@ -17,9 +17,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from fer_core import native_log
 from fer_core.detect import DETECTORS, MIN_FACE_RANGE, PHOTO_PRESET, VIDEO_PRESET, DetectionPreset
 from fer_core.errors import FerError
-from fer_core.labels import DEFAULT_THRESHOLD
+from fer_core.labels import DEFAULT_THRESHOLD, label_text
 from fer_core.tracking import DEFAULT_SMOOTHING
 
 EXIT_ERROR = 1
@@ -84,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     video.add_argument(
         "--smoothing", type=float, default=DEFAULT_SMOOTHING, help="weight of each face's past probabilities"
     )
+    for command in commands.choices.values():
+        command.add_argument("--verbose", action="store_true", help="also show LiteRT's log lines")
     return parser
 
 
@@ -93,6 +96,7 @@ def _preset(args: argparse.Namespace, base: DetectionPreset) -> DetectionPreset:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    native_log.VERBOSE = args.verbose
     try:
         return int(COMMANDS[args.command](args))
     except FerError as error:
@@ -137,7 +141,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
             count = len(result["faces"])
             print(f"{result['image']}: {count} face{'s' if count != 1 else ''}")
             for face in result["faces"]:
-                print(f"  #{face['face']} box={face['box']} {face['label']} ({face['confidence']:.0%})")
+                result_text = label_text(face["label"], face["emotion"], face["confidence"])
+                print(f"  #{face['face']} box={face['box']} {result_text}")
     return EXIT_ERROR if any(result["error"] for result in results) else 0
 
 
@@ -183,7 +188,7 @@ def cmd_video(args: argparse.Namespace) -> int:
     if args.json:
         args.json.write_text(records_to_json(records, summaries, info), encoding="utf-8")
     print(
-        f"{args.clip}: {frames} frames analysed ({frames * interval:.1f} s at {info.fps:.2f} fps), {len(summaries)} face(s)"
+        f"{args.clip}: {frames} frames analysed ({frames * interval:.1f} s at {info.fps:.2f} fps), {len(summaries)} face{'s' if len(summaries) != 1 else ''}"
     )
     for summary in summaries:
         print(

@@ -19,8 +19,8 @@ import numpy as np
 import numpy.typing as npt
 
 from fer_core.detect import Box
-from fer_core.inference import UNCERTAIN, FacePrediction
-from fer_core.labels import EMOTION_COLORS_RGB
+from fer_core.inference import FacePrediction
+from fer_core.labels import EMOTION_COLORS_RGB, label_text
 from fer_core.tracking import TrackedFace
 
 UNCERTAIN_COLOR_RGB = (150, 150, 150)
@@ -63,9 +63,7 @@ def text_color_bgr(background_bgr: tuple[int, int, int]) -> tuple[int, int, int]
 def face_caption(face: Classified, threshold: float = 0.0, index: int | None = None) -> str:
     """``"#1 happy 87%"``, or ``"#1 uncertain (happy 34%)"`` below ``threshold``."""
     prefix = f"#{index} " if index is not None else ""
-    if face.label(threshold) == UNCERTAIN:
-        return f"{prefix}{UNCERTAIN} ({face.emotion} {face.confidence:.0%})"
-    return f"{prefix}{face.emotion} {face.confidence:.0%}"
+    return prefix + label_text(face.label(threshold), face.emotion, face.confidence)
 
 
 class _Style:

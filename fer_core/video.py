@@ -418,8 +418,9 @@ class FaceSummary:
 
 
 def summarize(records: Sequence[FaceRecord], frame_interval_s: float) -> list[FaceSummary]:
-    """Per face, in order of appearance: frames seen, first and last time, and the seconds spent under
-    each label (each analysed frame counts ``frame_interval_s``)."""
+    """Per face, in order of appearance (faces that appear in the same frame: by number): frames seen,
+    first and last time, and the seconds spent under each label (each analysed frame counts
+    ``frame_interval_s``)."""
     counts: dict[int, Counter[str]] = defaultdict(Counter)
     summaries: dict[int, FaceSummary] = {}
     for record in records:
@@ -429,7 +430,7 @@ def summarize(records: Sequence[FaceRecord], frame_interval_s: float) -> list[Fa
         counts[record.face][record.label] += 1
     for face, summary in summaries.items():
         summary.seconds_by_label = {label: count * frame_interval_s for label, count in counts[face].most_common()}
-    return list(summaries.values())
+    return sorted(summaries.values(), key=lambda summary: (summary.first_s, summary.face))
 
 
 def records_to_json(

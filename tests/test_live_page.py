@@ -119,6 +119,7 @@ def test_panel_shows_the_largest_face_while_playing(
     text = all_text(page)
     assert "Face #1: happy" in text
     assert "Streaming · 4 frames analysed" in text
+    assert "Stopped" not in text
     assert [metric.label for metric in page.metric] == ["Analysed fps", "ms per frame", "Dropped"]
     stats = page.session_state["live_session"].snapshot().stats  # what the video's overlay line shows
     assert [metric.value for metric in page.metric] == [stats.analysed_text, stats.timing_text, stats.dropped_text]
@@ -133,6 +134,8 @@ def test_clear_results_empties_the_panel(fake_streamer: FakeStreamer, fixed_clas
     fake_streamer.frames = [np.zeros((480, 640, 3), np.uint8)]
     page = run_page()
     assert "frames analysed" in all_text(page)
+    assert "**Stopped.**" in all_text(page)  # the metrics are the last stream's, not live
+    assert [metric.label for metric in page.metric] == ["Analysed fps", "ms per frame", "Dropped"]
     page.button(key="live_clear").click().run()
     assert not page.exception
     assert "Press **START**" in all_text(page)
@@ -147,7 +150,7 @@ def test_a_face_below_the_threshold_is_called_uncertain_with_its_best_guess(
     fake_streamer.playing = True
     fake_streamer.frames = [frame_with_faces([face], [FACE_BOX])]
     page = run_page()
-    assert "Face #1: uncertain** (most likely sad, 30%)" in all_text(page)
+    assert "**Face #1: uncertain (sad 30%)**" in all_text(page)  # as on Photos, Video and the CLIs
 
 
 def test_settings_reach_this_sessions_processor(fake_streamer: FakeStreamer, fixed_classifier: FixedClassifier) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fer_core import native_log
 from fer_core.errors import FerError
 from fer_core.run_layout import LAST_CHECKPOINT, is_run_folder
 from training.errors import TrainingFailed
@@ -108,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument(
         "--allow-concurrent", action="store_true", help="resume even while another training runs in its runs folder"
     )
+    for command in commands.choices.values():
+        command.add_argument(
+            "--verbose", action="store_true", help="also show TensorFlow's and LiteRT's start-up log lines"
+        )
     return parser
 
 
@@ -168,8 +173,28 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
         )
 
 
+# Commands that run TensorFlow: it is started first, with the lines a user cannot act on left out.
+TENSORFLOW_COMMANDS = frozenset({"train", "evaluate", "average", "export", "resume"})
+
+
+def start_tensorflow(*, verbose: bool) -> None:
+    """Import TensorFlow and look for GPUs (where "failed call to cuInit" comes from on a machine
+    without one) while :func:`fer_core.native_log.filtered_stderr` leaves out their start-up lines;
+    afterwards only its warnings and errors are shown. ``verbose``: everything is shown."""
+    native_log.VERBOSE = verbose
+    if not verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with native_log.filtered_stderr():
+        import tensorflow as tf
+
+        tf.config.list_physical_devices("GPU")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    native_log.VERBOSE = args.verbose
+    if args.command in TENSORFLOW_COMMANDS:
+        start_tensorflow(verbose=args.verbose)
     try:
         return int(COMMANDS[args.command](args))
     except TrainingFailed as error:
@@ -202,7 +227,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides = {
         key: value
         for key, value in vars(args).items()
-        if key not in ("command", "config", "into", "allow_concurrent") and value is not None
+        if key not in ("command", "config", "into", "allow_concurrent", "verbose") and value is not None
     }
     config = config_from_mapping(overrides, config)
     run_dir = _new_run_folder(config, allow_concurrent=args.allow_concurrent)

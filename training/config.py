@@ -121,8 +121,9 @@ class TrainConfig:
     runs_dir: str = _option("", "folder that holds the runs", flag="--run-dir", default_text="runs/ in the project")
     strategy: str = _option(
         "default",
-        "'mirrored': MirroredStrategy over all visible devices",
+        "'default': TensorFlow's default, one device; 'mirrored': MirroredStrategy over all visible devices",
         label="Devices",
+        default_text="'default'",
         choices=("default", "mirrored"),
         advanced=True,
     )
