@@ -14,6 +14,7 @@ from conftest import PROJECT_ROOT
 from streamlit.testing.v1 import AppTest
 
 from app.state import DEMO_LABEL, OTHER_LABEL
+from app.views.dataset import duplicates_sentence
 from fer_core import settings
 
 MAIN_SCRIPT = str(PROJECT_ROOT / "app" / "main.py")
@@ -175,6 +176,10 @@ def test_quality_findings_of_a_typed_location_are_listed(data_root: Path) -> Non
     assert metrics["Near-blank images"] == "2"  # the black square and the flat 96x96 one
     assert metrics["Conflicting labels"] == "1"
     assert metrics["Duplicate groups"] == "1"
+    assert any(
+        caption.value == "2 images in 1 group of byte-identical pixels; none spans more than one split."
+        for caption in at.caption
+    )
     assert metrics["Load problems"] == "3"  # notes.txt, large.png resized, contempt skipped
     labels = [tab.label for tab in at.tabs]
     assert "Unreadable (1)" in labels
@@ -368,3 +373,24 @@ def test_a_symlink_loop_in_a_typed_location_is_skipped_and_named(data_root: Path
     assert not at.error
     assert len(grid_captions(at)) == 3
     assert any("selfloop: a symbolic link loop" in warning.value for warning in at.warning)
+
+
+def test_duplicate_counts_read_as_sentences_that_agree_with_them() -> None:
+    assert (
+        duplicates_sentence(4, 2, 0) == "4 images in 2 groups of byte-identical pixels; none spans more than one split."
+    )
+    assert duplicates_sentence(2, 1, 1).startswith("2 images in 1 group of byte-identical pixels; 1 of them spans ")
+    assert "3 of them span more than one split, so the test set holds faces" in duplicates_sentence(1_200, 500, 3)
+
+
+def large_pager() -> None:
+    from app.views.dataset import paged
+
+    paged(32_298, 24, key="pager", noun="Faces")
+
+
+def test_a_pager_of_a_thousand_pages_has_thousands_separators() -> None:
+    at = AppTest.from_function(large_pager)
+    at.run()
+    assert not at.exception, at.exception
+    assert at.caption[0].value == "Faces 1–24 of 32,298 · page 1 of 1,346"

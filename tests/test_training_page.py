@@ -18,7 +18,7 @@ from app.state import DEMO_LABEL
 from fer_core.labels import EMOTIONS
 from fer_core.settings import SHIPPED_MODEL_PATH
 from training import promote, runs
-from training.config import TrainConfig
+from training.config import ARCH_LEARNING_RATES, TrainConfig
 from training.trainer import create_run
 
 PAGE = "views/training.py"
@@ -234,9 +234,25 @@ def test_promoting_a_model_trained_on_the_demo_set_asks_first_and_says_why(isola
     at.button(key=f"promote-cancel-{run.name}").click().run()
     assert not any("Use this model anyway?" in element.value for element in at.warning)
     at.button(key=f"promote-{run.name}").click().run()
+    (warning,) = [element.value for element in at.warning if "Use this model anyway?" in element.value]
+    assert "; " not in warning and warning.endswith(".")  # one sentence per reason, not "faces; Its test..."
     at.button(key=f"promote-anyway-{run.name}").click().run()
     assert not at.exception, at.exception
     assert (isolated_runs_dir / "promoted.keras").read_bytes() == b"float32 export"
+    in_use = at.button(key=f"promote-{run.name}")
+    assert in_use.label == "In use"
+    assert "use this run's model now" in in_use.help and "Copy this run's model" not in in_use.help
+
+
+def test_the_form_explains_the_architecture_and_the_learning_rates_default(isolated_runs_dir: Path) -> None:
+    at = open_page()
+    arch = at.selectbox(key="train_arch")
+    assert all(name in arch.help for name in arch.options)  # not just "The architecture."
+    learning_rate = at.number_input(key="train_lr")
+    assert learning_rate.value is None  # empty: the architecture's own
+    default = ARCH_LEARNING_RATES[arch.value]
+    assert learning_rate.proto.placeholder == "auto"  # short enough to show whole in its narrow field
+    assert f"Leave it empty (auto) for {arch.value}'s own default, {default:g}" in learning_rate.help
 
 
 def test_a_run_is_deleted_only_after_confirmation_and_never_while_it_trains(isolated_runs_dir: Path) -> None:

@@ -61,7 +61,14 @@ def _option(default: Any, help: str, **declaration: Any) -> Any:
 @dataclass(frozen=True)
 class TrainConfig:
     data: str = _option("demo", "'demo', a FER2013 folder (Kaggle layout or class folders) or fer2013.csv")
-    arch: str = _option("fernet", "the architecture", label="Architecture", choices=_architectures)
+    arch: str = _option(
+        "fernet",
+        "the network to train: fernet (the shipped model's, most accurate), tiny (a few thousand weights: "
+        "trains in seconds, for trying things out on the demo set) or seed (the original project's CNN, "
+        "for comparison)",
+        label="Architecture",
+        choices=_architectures,
+    )
     epochs: int = _option(60, "passes over the training faces", label="Epochs", minimum=1, maximum=10_000)
     batch_size: int = _option(
         64,

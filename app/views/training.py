@@ -210,6 +210,12 @@ def setting_ui(name: str, container: Any = st) -> Any:
     key = FORM_PREFIX + name
     kind = kind_of(name)
     help_text = sentence(declared.help)
+    if kind == "float | None":  # empty: the architecture's own value
+        arch = st.session_state.get(FORM_PREFIX + "arch", TrainConfig().arch)
+        help_text += (
+            f" Leave it empty (auto) for {arch}'s own default, {ARCH_LEARNING_RATES.get(arch, 1e-3):g}; "
+            "type a value to override it."
+        )
     if kind == "bool":
         return container.toggle(declared.label, key=key, help=help_text)
     if declared.allowed():
@@ -223,7 +229,6 @@ def setting_ui(name: str, container: Any = st) -> Any:
             key=key,
             help=help_text,
         )
-    arch = st.session_state.get(FORM_PREFIX + "arch", TrainConfig().arch)
     return container.number_input(
         declared.label,
         min_value=float(declared.minimum or 0.0),
@@ -232,7 +237,7 @@ def setting_ui(name: str, container: Any = st) -> Any:
         format="%g",  # 0.05, 0.001, 1e-05: as many decimals as the value has
         key=key,
         help=help_text,
-        placeholder=f"{arch}'s default: {ARCH_LEARNING_RATES.get(arch, 1e-3):g}" if kind == "float | None" else None,
+        placeholder="auto" if kind == "float | None" else None,  # short: the field is narrow
     )
 
 
@@ -728,7 +733,13 @@ def promote_button(snapshot: RunSnapshot) -> None:
         key=f"promote-{snapshot.name}",
         disabled=bool(why_not),
         width="stretch",
-        help=why_not or "Copy this run's model to where the Live, Photos and Video pages load it from.",
+        help=why_not
+        or (
+            "Live, Photos and Video use this run's model now. Click to copy it there again (after the run "
+            "was resumed, say); **Go back to the shipped model** undoes it."
+            if in_use
+            else "Copy this run's model to where the Live, Photos and Video pages load it from."
+        ),
     )
     if not clicked:
         return
@@ -745,7 +756,7 @@ def promote_confirmation_ui(snapshot: RunSnapshot) -> None:
         return
     concerns = promote.promotion_concerns(snapshot.run)
     st.warning(
-        "Use this model anyway? " + "; ".join(concern[:1].upper() + concern[1:] for concern in concerns) + ".",
+        "Use this model anyway? " + " ".join(concern[:1].upper() + concern[1:] + "." for concern in concerns),
         icon=":material/warning:",
     )
     yes, no = st.columns(2)
