@@ -17,6 +17,7 @@ from streamlit.testing.v1 import AppTest
 from app.state import DEMO_LABEL
 from fer_core.labels import EMOTIONS
 from fer_core.settings import SHIPPED_MODEL_PATH
+from training import cli as training_cli
 from training import promote, runs
 from training.config import ARCH_LEARNING_RATES, TrainConfig
 from training.trainer import create_run
@@ -318,7 +319,7 @@ def test_labels_fit_and_say_counts_and_shares_properly(isolated_runs_dir: Path) 
     assert not any("epoch(s)" in text or "1 epochs" in text for text in [all_text(at)])
     runs_table, per_class = (json.loads(at.dataframe[index].proto.columns) for index in (0, 1))
     formats = {per_class[name]["type_config"]["format"] for name in ("Precision", "Recall", "F1")}
-    formats |= {runs_table[name]["type_config"]["format"] for name in ("Best val acc", "Test acc")}
+    formats |= {runs_table[name]["type_config"]["format"] for name in ("Val acc", "Best epoch val", "Test acc")}
     assert formats == {"%.1f%%"}  # one decimal everywhere: not "20%" beside "3.33%"
 
     busy = create_run(TrainConfig(data="demo", arch="tiny", epochs=3, runs_dir=str(isolated_runs_dir)))
@@ -369,3 +370,30 @@ def test_saved_mistakes_with_unknown_emotion_codes_are_a_warning_not_an_exceptio
     at = open_page()
     assert not at.exception, at.exception
     assert any("saved mistakes could not be read" in element.value for element in at.warning)
+
+
+def test_the_kept_models_validation_accuracy_is_the_headline_with_the_best_epochs_beside_it(
+    isolated_runs_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As in a demo-set fernet run: the best epoch scored 14.3%, the kept model (its batch-norm
+    statistics re-estimated) 20.2% on the same validation faces."""
+    run = finished_fake_run(isolated_runs_dir, [0.100, 0.143, 0.120])
+    metrics = json.loads((run.path / runs.METRICS_FILE).read_text())
+    metrics.update(
+        best_epoch=2, batch_norm_recalibration={"val_accuracy_before": 0.143, "val_accuracy_after": 0.202, "kept": True}
+    )
+    runs.write_json(run.path / runs.METRICS_FILE, metrics)
+
+    at = open_page()
+
+    shown = {metric.label: metric.value for metric in at.metric}
+    assert shown["Val accuracy"] == "20.2%"
+    assert shown["Best epoch (epoch 2)"] == "14.3%"
+    table = at.dataframe[0].value
+    assert list(table["Val acc"]) == [pytest.approx(20.2)] and list(table["Best epoch val"]) == [pytest.approx(14.3)]
+
+    assert training_cli.main(["runs"]) == 0
+    header, row = capsys.readouterr().out.splitlines()
+    assert header.split()[-4:] == ["val", "best", "epoch", "test"]
+    assert "0.2020" in row and "0.1430" in row
+    assert row.index("0.2020") < row.index("0.1430")  # the kept model's first, as on the page

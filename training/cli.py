@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--tta", action="store_true", help="average with the horizontally flipped face")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object to stdout")
 
-    listing = commands.add_parser("runs", help="list runs with status and best validation accuracy")
+    listing = commands.add_parser("runs", help="list runs with status and validation and test accuracy")
     listing.add_argument("--run-dir", dest="runs_dir", help="folder that holds the runs")
     listing.add_argument("--json", action="store_true")
 
@@ -464,15 +464,19 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if not rows:
         print("no runs yet: start one with `python -m training train --data demo`")
         return 0
-    print(f"{'run':<34}{'state':<10}{'arch':<8}{'epochs':>7}{'best val':>10}{'test':>8}")
+    # val: the kept model's (after batch-norm re-estimation); best epoch: the best measured while training
+    print(f"{'run':<34}{'state':<10}{'arch':<8}{'epochs':>7}{'val':>8}{'best epoch':>12}{'test':>8}")
     for row in rows:
         if row["problem"]:
             print(f"{row['run']:<34}unreadable: {row['problem']}")
             continue
-        best = f"{row['best_val_accuracy']:.4f}" if row["best_val_accuracy"] is not None else "-"
-        test = f"{row['test_accuracy']:.4f}" if row["test_accuracy"] is not None else "-"
+        val, best, test = (
+            f"{row[key]:.4f}" if row[key] is not None else "-"
+            for key in ("val_accuracy", "best_val_accuracy", "test_accuracy")
+        )
         print(
-            f"{row['run']:<34}{row['state'] or '?':<10}{row['arch'] or '?':<8}{row['epochs_done']:>7}{best:>10}{test:>8}"
+            f"{row['run']:<34}{row['state'] or '?':<10}{row['arch'] or '?':<8}{row['epochs_done']:>7}"
+            f"{val:>8}{best:>12}{test:>8}"
         )
     return 0
 

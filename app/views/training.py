@@ -76,6 +76,14 @@ RANDOM_START = "Random weights"
 SHIPPED_START = "Shipped default model"
 DEFAULT_SETTINGS = "Default settings"
 SETTINGS_SOURCE_KEY = "train_settings_source"
+VAL_ACCURACY_HELP = (
+    "Validation accuracy of the model this run kept, the one Use this model serves: the best epoch's "
+    "weights, with their batch-norm statistics re-estimated when that scored higher. Shown once the run finished."
+)
+BEST_EPOCH_HELP = (
+    "The best validation accuracy measured during training, at the end of an epoch; its checkpoint is "
+    "the one kept. Re-estimating batch-norm statistics afterwards can raise it (Val acc)."
+)
 
 
 def duration_text(seconds: float | None) -> str:
@@ -433,7 +441,7 @@ def active_progress_ui(snapshot: RunSnapshot) -> None:
     bottom = st.columns(2)
     bottom[0].metric("Time left", duration_text(status.eta_s))
     bottom[1].metric(
-        "Best val acc",
+        "Best epoch's val acc",
         percent(status.best_val_accuracy),
         help=f"Reached in epoch {status.best_epoch}; that checkpoint is the one kept." if status.best_epoch else None,
     )
@@ -528,7 +536,8 @@ def runs_table(snapshots: Sequence[RunSnapshot]) -> pd.DataFrame:
             "Epochs": [
                 None if summary.problem else f"{summary.epochs_done} / {summary.epochs}" for summary in summaries
             ],
-            "Best val acc": [percent_points(summary.best_val_accuracy) for summary in summaries],
+            "Val acc": [percent_points(summary.val_accuracy) for summary in summaries],
+            "Best epoch val": [percent_points(summary.best_val_accuracy) for summary in summaries],
             "Test acc": [percent_points(summary.test_accuracy) for summary in summaries],
             "Duration": [duration_text(summary.duration_s) for summary in summaries],
             "Started": [moment(summary.started_at) for summary in summaries],
@@ -556,8 +565,11 @@ def runs_section(snapshots: Sequence[RunSnapshot], runs_dir: Path) -> None:
             "Architecture": st.column_config.TextColumn(width="small"),
             "Data": st.column_config.TextColumn(width="small"),
             "Epochs": st.column_config.TextColumn(width="small"),
-            "Best val acc": st.column_config.ProgressColumn(
-                format=PERCENT_FORMAT, min_value=0, max_value=100, width="small"
+            "Val acc": st.column_config.ProgressColumn(
+                format=PERCENT_FORMAT, min_value=0, max_value=100, width="small", help=VAL_ACCURACY_HELP
+            ),
+            "Best epoch val": st.column_config.ProgressColumn(
+                format=PERCENT_FORMAT, min_value=0, max_value=100, width="small", help=BEST_EPOCH_HELP
             ),
             "Test acc": st.column_config.ProgressColumn(
                 format=PERCENT_FORMAT, min_value=0, max_value=100, width="small"
@@ -626,12 +638,14 @@ def run_details_ui(snapshot: RunSnapshot) -> None:
             promote_button(snapshot)
         promote_confirmation_ui(snapshot)
         summary, metrics = snapshot.summary, snapshot.metrics
-        first, second = st.columns(3), st.columns(2)
+        first, second = st.columns(3), st.columns(3)
         first[0].metric("Status", summary.state)
         first[1].metric("Test accuracy", percent(summary.test_accuracy))
         first[2].metric("Macro-F1", f"{metrics.macro_f1:.3f}" if metrics else "-")
-        second[0].metric("Best val accuracy", percent(summary.best_val_accuracy))
-        second[1].metric("Duration", duration_text(summary.duration_s))
+        second[0].metric("Val accuracy", percent(summary.val_accuracy), help=VAL_ACCURACY_HELP)
+        best_epoch = f" (epoch {metrics.best_epoch})" if metrics and metrics.best_epoch else ""
+        second[1].metric(f"Best epoch{best_epoch}", percent(summary.best_val_accuracy), help=BEST_EPOCH_HELP)
+        second[2].metric("Duration", duration_text(summary.duration_s))
         recalibration_caption(metrics)
         if summary.state == "failed":
             st.error(f"This run failed: {first_line(summary.error)}", icon=":material/error:")
