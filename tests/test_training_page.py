@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import pytest
 from fakes import write_served_model
@@ -65,17 +66,15 @@ def all_text(at: AppTest) -> str:
 def test_page_trains_a_short_run_shows_it_growing_and_promotes_it(isolated_runs_dir: Path) -> None:
     at = open_page()
     at.sidebar.radio(key="data_source_choice").set_value(DEMO_LABEL).run()  # not a FER2013 copy found nearby
-    # Long enough (several seconds) for the page to be seen mid-run on a fast, quiet machine too.
-    at.selectbox(key="train_arch").set_value("fernet")
-    at.number_input(key="train_epochs").set_value(6)
-    at.number_input(key="train_batch_size").set_value(32)
-    at.number_input(key="train_max_steps_per_epoch").set_value(8)
-    at.selectbox(key="train_init_from").set_value("Shipped default model")  # fine-tune the shipped model
+    # The quick demo the page offers on the demo set: the shipped model fine-tuned for 3 short epochs,
+    # long enough (several seconds) for the page to be seen mid-run on a fast, quiet machine too.
+    at.button(key="train_quick_demo").click().run()
     at.button(key="train_start").click().run()
     assert not at.exception, at.exception
     (run,) = runs.list_runs(isolated_runs_dir)
-    assert run.config().settings.max_steps_per_epoch == 8
-    assert run.config().settings.init_from == str(SHIPPED_MODEL_PATH)
+    settings = run.config().settings
+    assert (settings.arch, settings.epochs, settings.max_steps_per_epoch) == ("fernet", 3, 8)
+    assert settings.init_from == str(SHIPPED_MODEL_PATH)
 
     observed: list[tuple[str, int]] = []
     deadline = time.monotonic() + 150
@@ -92,6 +91,8 @@ def test_page_trains_a_short_run_shows_it_growing_and_promotes_it(isolated_runs_
             assert at.button(key="train_start").disabled  # one training at a time
         time.sleep(0.7)
     assert observed[-1][0] == "finished", (observed, (run.path / runs.LOG_FILE).read_text()[-2000:])
+    val_accuracies = [row["val_accuracy"] for row in run.history().epochs]
+    assert len(val_accuracies) == 3 and max(val_accuracies) > 0.5  # it visibly learns: chance is 14%
     counts = [count for _, count in observed]
     assert counts == sorted(counts) and counts[-1] > counts[0], observed  # the chart grew while it ran
     assert any(state == "running" and count > 0 for state, count in observed), observed
@@ -397,3 +398,28 @@ def test_the_kept_models_validation_accuracy_is_the_headline_with_the_best_epoch
     assert header.split()[-4:] == ["val", "best", "epoch", "test"]
     assert "0.2020" in row and "0.1430" in row
     assert row.index("0.2020") < row.index("0.1430")  # the kept model's first, as on the page
+
+
+def test_on_the_demo_set_a_quick_demo_fills_the_form_with_a_run_that_learns_in_a_minute(
+    isolated_runs_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for emotion in ("happy", "sad"):  # a FER2013 copy, to switch to
+        (tmp_path / "fer2013" / "train" / emotion).mkdir(parents=True)
+        for index in range(3):
+            cv2.imwrite(
+                str(tmp_path / "fer2013" / "train" / emotion / f"{index}.png"), np.full((48, 48), index, np.uint8)
+            )
+    monkeypatch.setenv("FER2013_DIR", str(tmp_path / "fer2013"))
+    at = open_page()
+    at.sidebar.radio(key="data_source_choice").set_value(DEMO_LABEL).run()
+    assert any("**Quick demo**" in caption.value for caption in at.caption)
+    at.button(key="train_quick_demo").click().run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="train_arch").value == "fernet"
+    assert at.number_input(key="train_epochs").value == 3
+    assert at.number_input(key="train_max_steps_per_epoch").value == 8
+    assert at.selectbox(key="train_init_from").value == "Shipped default model"
+
+    at.sidebar.radio(key="data_source_choice").set_value(f"FER2013 at {tmp_path / 'fer2013'}").run()
+    assert not at.exception, at.exception  # offered on the demo set only:
+    assert not any("**Quick demo**" in caption.value for caption in at.caption)
