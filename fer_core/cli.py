@@ -11,9 +11,12 @@ so a photo gives the same faces here, in ``fer_core.load_predictor()`` and on th
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
+import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,11 @@ from fer_core.tracking import DEFAULT_SMOOTHING
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+VIDEO_OUTPUT_SUFFIXES = (".mp4", ".m4v")  # the annotated copy is H.264 in MP4, which every browser plays
+
+
+class UsageError(FerError):
+    """Options that cannot work together, found before any work: exit 2, as argparse's own errors."""
 
 
 def _add_detection_options(parser: argparse.ArgumentParser, preset: DetectionPreset) -> None:
@@ -56,6 +64,22 @@ def _bounded_int(low: int, high: int) -> Any:
     return parse
 
 
+def _fraction(*, open_top: bool = False) -> Any:
+    """A number in [0, 1] (or [0, 1) with ``open_top``); NaN and infinities are refused."""
+    top = ")" if open_top else "]"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not (0.0 <= value < 1.0 if open_top else 0.0 <= value <= 1.0):
+            raise argparse.ArgumentTypeError(f"must be in [0, 1{top}, got {text}")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m fer_core", description="Facial expression recognition on images and video files."
@@ -67,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--whole-image", action="store_true", help="classify each whole image as one face (crops)")
     predict.add_argument("--tta", action="store_true", help="average with the mirrored face")
     predict.add_argument(
-        "--threshold", type=float, default=DEFAULT_THRESHOLD, help="below this confidence a face is 'uncertain'"
+        "--threshold", type=_fraction(), default=DEFAULT_THRESHOLD, help="below this confidence a face is 'uncertain'"
     )
     predict.add_argument("--json", action="store_true", help="print one JSON list, one object per image")
     predict.add_argument("--csv", type=Path, help="also write one CSV row per face to this file")
@@ -77,13 +101,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_detection_options(video, VIDEO_PRESET)
     video.add_argument("--csv", type=Path, help="one row per face per analysed frame")
     video.add_argument("--json", type=Path, help="the clip, a summary per face and every record")
-    video.add_argument("--output", type=Path, help="an annotated copy (H.264 MP4, same frame rate and count)")
+    video.add_argument("--output", type=Path, help="an annotated copy (.mp4: H.264, same frame rate and count)")
     video.add_argument("--max-seconds", type=float, help="analyse only the first seconds of the clip")
     video.add_argument(
-        "--threshold", type=float, default=DEFAULT_THRESHOLD, help="below this confidence a face is 'uncertain'"
+        "--threshold", type=_fraction(), default=DEFAULT_THRESHOLD, help="below this confidence a face is 'uncertain'"
     )
     video.add_argument(
-        "--smoothing", type=float, default=DEFAULT_SMOOTHING, help="weight of each face's past probabilities"
+        "--smoothing",
+        type=_fraction(open_top=True),
+        default=DEFAULT_SMOOTHING,
+        help="weight of each face's past probabilities, in [0, 1)",
     )
     for command in commands.choices.values():
         command.add_argument("--verbose", action="store_true", help="also show LiteRT's log lines")
@@ -99,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     native_log.VERBOSE = args.verbose
     try:
         return int(COMMANDS[args.command](args))
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
     except FerError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE if args.command == "predict" else EXIT_ERROR
@@ -110,27 +140,86 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def _same_file(first: Path, second: Path) -> bool:
+    """Whether two paths name one file, under any spelling (``./a``, ``../x/a``, a link, a hard link)."""
+    try:
+        if first.exists() and second.exists():
+            return first.samefile(second)
+    except OSError:
+        pass
+    return first.resolve() == second.resolve()
+
+
+def check_outputs(inputs: Sequence[Path], outputs: Sequence[tuple[str, Path | None]]) -> None:
+    """Refuse, before any work, an output that is one of the inputs (it would be overwritten), two
+    outputs that are one file (the second would replace the first), and an output that cannot be written
+    (a folder, a missing folder, a read-only place): each message names the option and the path."""
+    named = [(option, path) for option, path in outputs if path is not None]
+    for option, path in named:
+        for source in inputs:
+            if _same_file(path, source):
+                raise UsageError(
+                    f"{option} {path} is the input file {source}: it would be overwritten; choose another name"
+                )
+    for (first_option, first), (second_option, second) in itertools.combinations(named, 2):
+        if _same_file(first, second):
+            raise UsageError(f"{first_option} and {second_option} are the same file ({first}): give each its own name")
+    for option, path in named:
+        _check_writable(option, path)
+
+
+def _check_writable(option: str, path: Path) -> None:
+    if path.is_dir():
+        raise FerError(f"cannot write {option} {path}: it is a folder; give a file name inside it")
+    if not path.resolve().parent.is_dir():
+        raise FerError(f"cannot write {path}: the folder {path.parent} does not exist")
+    try:
+        if path.exists():
+            with path.open("r+b"):  # opened for writing, not truncated
+                pass
+        else:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+            path.unlink()
+    except OSError as error:
+        raise FerError(f"cannot write {option} {path}: {error.strerror or error}") from None
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write through a temporary file beside ``path``: a failed write leaves what was there."""
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        partial.write_text(text, encoding="utf-8")
+        os.replace(partial, path)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        raise FerError(f"cannot write {path}: {error.strerror or error}") from None
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from fer_core.analysis import analyze_image, face_record, face_records, records_to_csv
-    from fer_core.images import read_image
+    from fer_core.images import read_checked_image
     from fer_core.inference import load_predictor
 
+    check_outputs(args.images, [("--csv", args.csv)])
     predictor = load_predictor(args.model, preset=_preset(args, PHOTO_PRESET))
     results: list[dict[str, Any]] = []
     for path in args.images:
+        warning = None
         try:
-            bgr_image = read_image(path)
+            bgr_image, warning = read_checked_image(path)
+            if warning and args.json:  # the faces are still found and kept, with the warning beside them
+                print(f"warning: {path}: {warning}", file=sys.stderr)
             if args.whole_image:
                 whole = predictor.predict_whole_image(bgr_image, tta=args.tta)
                 faces = [face_record(whole, 1, file=str(path), threshold=args.threshold, whole_image=True)]
             else:
                 analysis = analyze_image(bgr_image, predictor, tta=args.tta)
                 faces = face_records(analysis, str(path), threshold=args.threshold, whole_image=False)
-            results.append({"image": str(path), "faces": faces, "error": None})
+            results.append({"image": str(path), "faces": faces, "error": None, "warning": warning})
         except FerError as error:  # one bad image must not stop the others
-            results.append({"image": str(path), "faces": [], "error": str(error)})
+            results.append({"image": str(path), "faces": [], "error": str(error), "warning": None})
     if args.csv:
-        args.csv.write_text(records_to_csv([face for result in results for face in result["faces"]]), encoding="utf-8")
+        _write_text(args.csv, records_to_csv([face for result in results for face in result["faces"]]))
     if args.json:
         print(json.dumps(results))
     else:
@@ -140,6 +229,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 continue
             count = len(result["faces"])
             print(f"{result['image']}: {count} face{'s' if count != 1 else ''}")
+            if result["warning"]:
+                print(f"  warning: {result['warning']}")
             for face in result["faces"]:
                 result_text = label_text(face["label"], face["emotion"], face["confidence"])
                 print(f"  #{face['face']} box={face['box']} {result_text}")
@@ -149,6 +240,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_video(args: argparse.Namespace) -> int:
     from fer_core.inference import load_classifier
     from fer_core.video import (
+        DecodeReport,
         VideoSettings,
         analyze_video,
         probe_video,
@@ -157,13 +249,14 @@ def cmd_video(args: argparse.Namespace) -> int:
         summarize,
     )
 
-    if not 0.0 <= args.threshold <= 1.0 or not 0.0 <= args.smoothing < 1.0:
-        raise FerError("--threshold must be in [0, 1] and --smoothing in [0, 1)")
     if args.max_seconds is not None and not (math.isfinite(args.max_seconds) and args.max_seconds > 0):
         raise FerError(f"--max-seconds must be a positive number of seconds, got {args.max_seconds}")
-    for output in (args.csv, args.json, args.output):  # checked now, not after minutes of analysis
-        if output is not None and not output.resolve().parent.is_dir():
-            raise FerError(f"cannot write {output}: the folder {output.parent} does not exist")
+    if args.output is not None and args.output.suffix.lower() not in VIDEO_OUTPUT_SUFFIXES:
+        raise UsageError(
+            f"--output {args.output}: the annotated copy is an H.264 MP4 video; give a name ending in .mp4"
+        )
+    # checked now, not after minutes of analysis
+    check_outputs([args.clip], [("--output", args.output), ("--csv", args.csv), ("--json", args.json)])
     info = probe_video(args.clip)
     classifier = load_classifier(args.model)
     settings = VideoSettings(preset=_preset(args, VIDEO_PRESET), smoothing=args.smoothing, threshold=args.threshold)
@@ -171,25 +264,48 @@ def cmd_video(args: argparse.Namespace) -> int:
     if args.max_seconds is not None and info.fps:
         total = min(total or 10**9, int(args.max_seconds * info.fps) + 1)
     records = []
-    frames = 0
-    with _progress(total, args.clip.name) as progress:
-        for result in analyze_video(
-            args.clip, classifier, settings, annotated_path=args.output, max_seconds=args.max_seconds, info=info
-        ):
-            records.extend(result.records)
-            frames += 1
-            progress.update(1)
-    if frames == 0:
-        raise FerError(f"{args.clip.name} has no frames that could be decoded")
-    interval = 1.0 / info.fps if info.fps else 0.0
-    summaries = summarize(records, interval)
+    times: list[float] = []  # each analysed frame's own time: durations follow the clip's pace
+    report = DecodeReport()
+    # The annotated copy is written beside its destination and moved there once the clip is done: a clip
+    # that fails halfway leaves an earlier file of that name as it was.
+    partial = args.output.with_name(f".{args.output.stem}.partial.mp4") if args.output else None
+    try:
+        with _progress(total, args.clip.name) as progress:
+            for result in analyze_video(
+                args.clip,
+                classifier,
+                settings,
+                annotated_path=partial,
+                max_seconds=args.max_seconds,
+                info=info,
+                report=report,
+            ):
+                records.extend(result.records)
+                times.append(result.time_s)
+                progress.update(1)
+        if not times:
+            raise FerError(f"{args.clip.name} has no frames that could be decoded")
+        if partial is not None:
+            os.replace(partial, args.output)
+    except OSError as error:
+        raise FerError(f"cannot write {args.output}: {error.strerror or error}") from None
+    finally:
+        if partial is not None:
+            partial.unlink(missing_ok=True)
+    summaries = summarize(records, frame_times=times, end_s=report.end_s)
     if args.csv:
-        args.csv.write_text(records_to_csv(records), encoding="utf-8")
+        _write_text(args.csv, records_to_csv(records))
     if args.json:
-        args.json.write_text(records_to_json(records, summaries, info), encoding="utf-8")
+        _write_text(args.json, records_to_json(records, summaries, info, report))
+    rate = len(times) / report.end_s if report.end_s > 0 else 0.0
+    turned = f", turned {report.rotation}\N{DEGREE SIGN} upright" if report.rotation else ""
     print(
-        f"{args.clip}: {frames} frames analysed ({frames * interval:.1f} s at {info.fps:.2f} fps), {len(summaries)} face{'s' if len(summaries) != 1 else ''}"
+        f"{args.clip}: {len(times)} frames analysed ({report.end_s:.1f} s, {rate:.2f} fps on average{turned}), "
+        f"{len(summaries)} face{'s' if len(summaries) != 1 else ''}"
     )
+    warning = report.warning()
+    if warning:
+        print(f"  warning: {warning}")
     for summary in summaries:
         print(
             f"  face {summary.face}: {summary.first_s:.1f}-{summary.last_s:.1f} s, {summary.frames} frames, "

@@ -19,3 +19,11 @@ class ModelLoadError(FerError):
 
 class InvalidVideoError(FerError):
     """A file that cannot be read as a video: corrupt, no video stream, or a codec this build cannot decode."""
+
+
+class FileWriteError(OSError):
+    """A file that could not be written, named as the user knows it (never its temporary name); the
+    message says where and why. Not an input error: the place cannot take the file."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)

@@ -15,7 +15,7 @@ import re
 import struct
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import cv2
 import numpy as np
@@ -182,8 +182,36 @@ def decode_gray(data: bytes) -> npt.NDArray[np.uint8]:
     return gray_image
 
 
-def read_image(path: str | os.PathLike[str]) -> npt.NDArray[np.uint8]:
-    """Read an image file into BGR uint8; missing or unreadable files raise :class:`InvalidImageError`."""
+def image_damage(data: bytes) -> str | None:
+    """Why an image that decodes is nevertheless damaged, or None.
+
+    A JPEG whose data is cut or corrupted partway still decodes in Pillow (and OpenCV): libjpeg fills
+    what it could not read with grey and only warns. libjpeg-turbo (through simplejpeg) is asked to
+    treat those warnings as errors, at 1/8 scale (the whole stream is still read, a fraction decoded).
+    Other formats raise on damage in :func:`decode_image` itself.
+    """
+    if image_format(data) != "JPEG":
+        return None
+    import simplejpeg
+
+    try:
+        simplejpeg.decode_jpeg(data, strict=True, min_factor=8)
+    except ValueError as error:
+        try:  # a JPEG this decoder cannot read at all (Pillow could) is not a sign of damage
+            simplejpeg.decode_jpeg(data, strict=False, min_factor=8)
+        except ValueError:
+            return None
+        return f"the image data is damaged ({str(error).rstrip('.')}): part of it may be grey or smeared"
+    return None
+
+
+class CheckedImage(NamedTuple):
+    bgr_image: npt.NDArray[np.uint8]
+    warning: str | None  # the image decoded, but is damaged (:func:`image_damage`)
+
+
+def read_checked_image(path: str | os.PathLike[str]) -> CheckedImage:
+    """:func:`read_image`, with the damage found in data that still decoded (:func:`image_damage`)."""
     file = Path(path)
     if not file.is_file():
         raise InvalidImageError(f"{file} does not exist or is not a file")
@@ -191,9 +219,15 @@ def read_image(path: str | os.PathLike[str]) -> npt.NDArray[np.uint8]:
         size = file.stat().st_size
         if size > MAX_BYTES:
             raise InvalidImageError(f"the file is {size / 2**20:.0f} MB; the limit is {MAX_BYTES // 2**20} MB")
-        return decode_image(file.read_bytes())
+        data = file.read_bytes()
     except OSError as error:
         raise InvalidImageError(f"cannot read {file}: {error.strerror or error}") from None
+    return CheckedImage(decode_image(data), image_damage(data))
+
+
+def read_image(path: str | os.PathLike[str]) -> npt.NDArray[np.uint8]:
+    """Read an image file into BGR uint8; missing or unreadable files raise :class:`InvalidImageError`."""
+    return read_checked_image(path).bgr_image
 
 
 def encode_png(bgr_image: npt.NDArray[np.uint8]) -> bytes:

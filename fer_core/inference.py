@@ -28,7 +28,7 @@ from fer_core.labels import EMOTIONS, NUM_CLASSES, UNCERTAIN
 from fer_core.native_log import filtered_stderr
 from fer_core.preprocess import FACE_SIZE, face_batch, to_gray, to_gray48
 from fer_core.records import Fields, ModelCard, RecordError, read_record
-from fer_core.serving import checked_lite_model
+from fer_core.serving import checked_lite_model, export_hint, lite_path
 from fer_core.settings import SHIPPED_MODEL_PATH, promoted_model_path
 
 WARMUP_BATCH_SIZES = (8, 4, 2, 1)  # ends at batch 1, the usual size (the interpreter resizes on a change)
@@ -73,13 +73,14 @@ class EmotionClassifier:
         self.source = source
         self.temperature = float(temperature)
         self.num_threads = num_threads
-        name = Path(source).name if source else "the model"
+        name = _served_name(source)
         try:
             self._interpreter = Interpreter(model_content=flatbuffer, num_threads=num_threads)
             input_details = self._interpreter.get_input_details()
             output_details = self._interpreter.get_output_details()
         except (ValueError, RuntimeError) as error:
-            raise ModelLoadError(f"{name} is not a model LiteRT can run ({str(error)[:200]})") from None
+            fix = f"; {export_hint(source)}" if Path(source).suffix == ".keras" else ""
+            raise ModelLoadError(f"{name} is not a model LiteRT can run ({str(error)[:200]}){fix}") from None
         input_shape = tuple(int(v) for v in input_details[0]["shape_signature"]) if input_details else ()
         output_shape = tuple(int(v) for v in output_details[0]["shape_signature"]) if output_details else ()
         if (
@@ -135,6 +136,16 @@ class EmotionClassifier:
                 scores = self.forward(chunk)
             outputs.append(apply_temperature(scores, self.temperature))
         return np.concatenate(outputs) if outputs else np.zeros((0, NUM_CLASSES), np.float32)
+
+
+def _served_name(source: str) -> str:
+    """How errors name the file a classifier runs: the LiteRT copy, also when ``source`` is its ``.keras``."""
+    if not source:
+        return "the model"
+    path = Path(source)
+    if path.suffix == ".keras":
+        return f"{lite_path(path).name} (the LiteRT copy of {path.name})"
+    return path.name
 
 
 class Predictor:

@@ -24,6 +24,7 @@ MISCLASSIFIED_FILE = "misclassified.npz"
 STOP_FLAG = "STOP"
 LOG_FILE = "train.log"
 STATUS_LOCK = ".status.lock"
+TRASH_PREFIX = ".trash-"  # a deleted run's folder, renamed before its files are removed
 
 MODEL_FILES = (EXPORTED_MODEL, BEST_CHECKPOINT)  # a run's model: its export, else its best checkpoint
 

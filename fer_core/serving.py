@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from fer_core.errors import ModelLoadError
+from fer_core.calibration import MAX_TEMPERATURE, MIN_TEMPERATURE
+from fer_core.errors import FileWriteError, ModelLoadError
 
 LITE_SUFFIX = ".tflite"
 RECORD_SUFFIX = ".tflite.json"
@@ -97,8 +97,13 @@ class ServingRecord:
                 raise ModelLoadError(f"{source}: {key!r} has the wrong type ({type(value).__name__})")
             values[key] = value
         record = cls(**values)
-        if not (math.isfinite(record.temperature) and record.temperature > 0):
-            raise ModelLoadError(f"{source}: the temperature must be a positive number, got {record.temperature}")
+        if not MIN_TEMPERATURE <= record.temperature <= MAX_TEMPERATURE:  # NaN fails too
+            # The fit never leaves this range: a value outside it is a damaged record, and it would make
+            # every face "uncertain" (near 0) or skew every probability.
+            raise ModelLoadError(
+                f"{source} is damaged: its calibration temperature {record.temperature:g} is outside "
+                f"{MIN_TEMPERATURE:g}-{MAX_TEMPERATURE:g}, the range a fitted temperature lies in"
+            )
         return record
 
     def to_json(self) -> dict[str, Any]:
@@ -123,6 +128,8 @@ def write_record(model_path: str | os.PathLike[str], record: ServingRecord) -> P
     try:
         temporary.write_text(json.dumps(record.to_json(), indent=2) + "\n", encoding="utf-8")
         os.replace(temporary, path)
+    except OSError as error:  # named for the record, never its temporary name
+        raise FileWriteError(error.errno, f"cannot write {path}: {error.strerror or error}") from error
     finally:
         temporary.unlink(missing_ok=True)
     return path
@@ -139,6 +146,9 @@ def checked_lite_model(model_path: str | os.PathLike[str]) -> tuple[bytes, Servi
     is missing or unreadable, when the copy disagreed with the Keras model, or when either file has
     changed since the check (a ``.keras`` trained further, a truncated ``.tflite``).
     """
+    given = Path(model_path)
+    if given.suffix not in (".keras", LITE_SUFFIX):
+        raise ModelLoadError(_not_servable(given))
     keras_file, lite_file, _ = served_files(model_path)
     if not keras_file.is_file():  # the copy cannot be checked against a model that is gone (a newer best)
         raise ModelLoadError(f"no model file at {keras_file}: its LiteRT copy is not served without it")
@@ -174,3 +184,17 @@ def checked_lite_model(model_path: str | os.PathLike[str]) -> tuple[bytes, Servi
             f"{lite_file.name} was made from an earlier version of {keras_file.name}: {export_hint(keras_file)}"
         )
     return flatbuffer, record
+
+
+def _not_servable(path: Path) -> str:
+    """Why a file that is neither a ``.keras`` model nor its LiteRT copy cannot be served, and what to do."""
+    if path.suffix == ".h5":
+        return (
+            f"{path} is a legacy Keras .h5 model: models are served from a .keras file and its LiteRT copy. "
+            f"Save it as .keras (keras.models.load_model(...).save(...)), then run "
+            f"`python -m training export {path.with_suffix('.keras')}`"
+        )
+    return (
+        f"{path} is not a model file: give a .keras model (with its LiteRT copy, made by "
+        "`python -m training export`) or a run folder"
+    )

@@ -185,3 +185,10 @@ def tiny_classifier(constant_emotion: str | None = None, seed: int = 0, *, tempe
 
     flatbuffer = convert_to_tflite(tiny_model(constant_emotion, seed))
     return EmotionClassifier(flatbuffer, source="tiny", temperature=temperature)
+
+
+def jpeg_cut_short(bgr_image: npt.NDArray[np.uint8]) -> bytes:
+    """A JPEG whose data stops halfway and then says it ended (an end-of-image marker): Pillow and OpenCV
+    decode it without an error, the lower part grey, as a broken download or a bad card gives."""
+    data = encode(bgr_image, ".jpg")
+    return data[: len(data) // 2] + b"\xff\xd9"

@@ -133,6 +133,43 @@ def test_average_command_writes_the_model_and_reports_validation_accuracy(
     assert "only models of one architecture" in capsys.readouterr().err
 
 
+def test_an_average_with_non_finite_weights_is_refused_and_nothing_is_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inputs = [tmp_path / "a.keras", tmp_path / "b.keras"]
+    for path in inputs:  # finite weights whose activations overflow: batch-norm statistics become infinite
+        model = build_model("tiny")
+        convolution = next(layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D))
+        kernel, *rest = convolution.get_weights()
+        convolution.set_weights([np.full_like(kernel, 3e38), *rest])
+        model.save(path)
+    averaged = average_weights([keras.models.load_model(path) for path in inputs])
+    assert all(np.isfinite(weights).all() for weights in averaged)  # the mean itself does not overflow
+    output = tmp_path / "out.keras"
+    argv = ["average", *map(str, inputs), "--data", "demo", "--output", str(output)]
+    assert cli.main(argv) == 2
+    error = capsys.readouterr().err
+    assert "the average has NaN or infinite weights" in error and "after batch-norm re-estimation" in error
+    assert sorted(child.name for child in tmp_path.iterdir()) == ["a.keras", "b.keras"]
+
+
+def test_an_average_whose_served_copy_is_refused_leaves_the_earlier_output_as_it_was(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from training import export
+
+    source = tmp_path / "a.keras"
+    build_model("tiny").save(source)
+    output = tmp_path / "out.keras"
+    output.write_bytes(b"the earlier average")
+    monkeypatch.setattr(export, "lite_probabilities", lambda flatbuffer, faces: np.full((len(faces), 7), 1 / 7))
+    argv = ["average", str(source), "--data", "demo", "--output", str(output), "--overwrite", "--no-recalibrate"]
+    assert cli.main(argv) == 2
+    assert "differs from it by" in capsys.readouterr().err
+    assert output.read_bytes() == b"the earlier average"
+    assert sorted(child.name for child in tmp_path.iterdir()) == ["a.keras", "out.keras"]  # no temporary files
+
+
 def fake_run(folder: Path, seed: int, val_fraction: float) -> Path:
     folder.mkdir(parents=True)
     (folder / "config.json").write_text(json.dumps({"settings": {"seed": seed, "val_fraction": val_fraction}}))

@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from fer_core import data
 from fer_core.data import FaceDataset, load_dataset
 from fer_core.datasets import DEMO_SOURCE, describe_source, resolve_dataset
 from fer_core.demo import DEMO_SEED, draw_face
@@ -501,9 +502,40 @@ def test_the_cache_is_what_a_second_load_reads(tmp_path: Path) -> None:
     load(tmp_path / "faces", tmp_path)
     (entry,) = cache_entries(tmp_path)
     stored = np.load(entry / "images.npy")
-    np.save(entry / "images.npy", 255 - stored)  # tamper with the cached pixels
+    np.save(entry / "images.npy", 255 - stored)  # other pixels, stored as a load would store them
+    meta = json.loads((entry / "meta.json").read_text())
+    meta["sha256"]["images"] = data._array_digest(255 - stored)
+    (entry / "meta.json").write_text(json.dumps(meta))
 
     assert np.array_equal(load(tmp_path / "faces", tmp_path).images, 255 - stored)
+
+
+@pytest.mark.parametrize(
+    ("array_name", "edit"),
+    [
+        pytest.param("labels", lambda labels: labels[::-1].copy(), id="labels-permuted"),
+        pytest.param("images", lambda images: 255 - images, id="pixels-inverted"),
+        pytest.param("splits", lambda splits: np.full_like(splits, "test"), id="splits-valid-but-other"),
+    ],
+)
+def test_a_csv_cache_edited_within_valid_values_fails_its_checksum_and_is_rebuilt(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, array_name: str, edit: Callable[[Any], Any]
+) -> None:
+    faces = random_faces(3)
+    rows = [(str(label), pixels_text(face), "Training") for label, face in zip((0, 3, 6), faces, strict=True)]
+    write_csv(tmp_path / "faces.csv", rows)
+    first = load(tmp_path / "faces.csv", tmp_path)
+    (entry,) = cache_entries(tmp_path)
+    edited = edit(np.load(entry / f"{array_name}.npy"))
+    assert not np.array_equal(edited, np.load(entry / f"{array_name}.npy"))  # the edit changes something
+    np.save(entry / f"{array_name}.npy", edited)
+
+    second = load(tmp_path / "faces.csv", tmp_path)
+
+    assert np.array_equal(second.images, first.images) and second.labels.tolist() == [0, 3, 6]
+    assert second.splits.tolist() == ["train"] * 3
+    assert f"{array_name}.npy does not match its checksum in meta.json" in caplog.text
+    assert np.array_equal(np.load(entry / f"{array_name}.npy"), getattr(first, array_name))  # written afresh
 
 
 def test_changing_a_file_invalidates_the_cache(tmp_path: Path) -> None:

@@ -12,7 +12,14 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from photo_samples import encode, jpeg_with_orientation, pil_bytes, png_claiming_size
+from photo_samples import (
+    encode,
+    jpeg_cut_short,
+    jpeg_with_orientation,
+    pil_bytes,
+    png_claiming_size,
+    textured_background,
+)
 
 from fer_core.errors import InvalidImageError
 from fer_core.images import (
@@ -21,7 +28,9 @@ from fer_core.images import (
     decode_gray,
     decode_image,
     encode_png,
+    image_damage,
     image_format,
+    read_checked_image,
     read_image,
     rescale,
 )
@@ -261,3 +270,51 @@ def test_every_accepted_format_is_recognised_and_decodes(
 def test_a_damaged_file_of_an_accepted_format_is_damaged_in_a_data_folder_too() -> None:
     with pytest.raises(InvalidImageError, match="damaged"):
         decode_gray(b"\x89PNG\r\n\x1a\n garbage")
+
+
+# --- damaged data that still decodes
+
+
+def test_a_jpeg_cut_short_decodes_grey_below_and_is_called_damaged(tmp_path: Path) -> None:
+    bgr_image = decode_image(jpeg_cut_short(textured_background(240, 320)))
+    assert bgr_image.shape == (240, 320, 3) and bgr_image[200:].std() < 1  # the lower part: flat grey
+    warning = image_damage(jpeg_cut_short(textured_background(240, 320)))
+    assert warning is not None and "damaged" in warning and "premature end of data segment" in warning
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(jpeg_cut_short(textured_background(240, 320)))
+    checked = read_checked_image(path)
+    assert checked.warning == warning and checked.bgr_image.shape == (240, 320, 3)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(lambda: encode(textured_background(120, 160), ".jpg"), id="opencv"),
+        pytest.param(lambda: pil_bytes("RGB", (160, 120), (20, 90, 160), "JPEG"), id="pillow"),
+        pytest.param(lambda: pil_bytes("CMYK", (160, 120), (0, 120, 200, 10), "JPEG"), id="cmyk"),
+        pytest.param(lambda: pil_bytes("L", (160, 120), 90, "JPEG"), id="gray"),
+        pytest.param(lambda: jpeg_with_orientation(textured_background(60, 80), 6), id="exif"),
+        pytest.param(lambda: encode(textured_background(120, 160), ".png"), id="png"),
+    ],
+)
+def test_sound_images_are_not_called_damaged(data: Any) -> None:
+    assert image_damage(data()) is None
+
+
+def test_every_corrupted_photo_that_still_decodes_is_called_damaged() -> None:
+    """Runs of random bytes overwritten in a photo's data, as a bad card or a broken copy does: none that
+    still decodes is classified silently."""
+    clean = encode(textured_background(240, 320, seed=3), ".jpg")
+    rng = np.random.default_rng(7)
+    decoded = flagged = 0
+    for _ in range(60):
+        data = bytearray(clean)
+        position, length = int(rng.integers(700, len(data) - 64)), int(rng.integers(16, 64))
+        data[position : position + length] = rng.integers(0, 256, length, dtype=np.uint8).tobytes()
+        try:
+            decode_image(bytes(data))
+        except InvalidImageError:
+            continue
+        decoded += 1
+        flagged += image_damage(bytes(data)) is not None
+    assert decoded > 30 and flagged == decoded

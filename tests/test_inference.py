@@ -3,14 +3,18 @@ the served LiteRT copy agreeing with Keras and refused when it may not, calibrat
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
+from fakes import write_served_model
 from photo_samples import (
     detectable_faces,
+    encode,
     fer_faces,
     group_photo,
     is_the_face,
@@ -46,6 +50,7 @@ from fer_core.inference import (
 from fer_core.labels import EMOTION_COLORS_RGB, EMOTIONS
 from fer_core.preprocess import to_gray
 from fer_core.records import ModelCard
+from fer_core.serving import checked_lite_model
 
 
 def random_faces(count: int, seed: int = 0) -> np.ndarray:
@@ -152,6 +157,50 @@ def test_stale_tampered_or_unchecked_copies_are_refused_with_the_fix(tmp_path) -
     save_model.unlink()  # a newer best checkpoint retired this export: its copy alone is not served
     with pytest.raises(ModelLoadError, match="not served without it"):
         load_classifier(save_model.with_suffix(".tflite"))
+
+
+@pytest.mark.parametrize("temperature", [1e-310, 0.001, 0.0, -1.0, 25.0, 1e308])
+def test_a_record_whose_temperature_no_fit_gives_is_refused_as_damaged(tmp_path, temperature: float) -> None:
+    path = write_served_model(tmp_path / "model.keras", b"a model")
+    assert checked_lite_model(path)[1].temperature == 1.0  # served while its record is sound
+    record = json.loads((tmp_path / "model.tflite.json").read_text())
+    (tmp_path / "model.tflite.json").write_text(json.dumps({**record, "temperature": temperature}))
+    with pytest.raises(
+        ModelLoadError, match=r"model\.tflite\.json is damaged: its calibration temperature .* is outside"
+    ):
+        checked_lite_model(path)
+    for edge in (0.05, 20.0):  # the ends of the range a fit can give stay served
+        (tmp_path / "model.tflite.json").write_text(json.dumps({**record, "temperature": edge}))
+        assert checked_lite_model(path)[1].temperature == edge
+
+
+def test_a_litert_copy_that_is_not_a_model_is_named_not_its_keras_file(tmp_path) -> None:
+    path = write_served_model(tmp_path / "model.keras", b"a model")
+    jpeg = encode(textured_background(32, 32), ".jpg")
+    (tmp_path / "model.tflite").write_bytes(jpeg)  # swapped, with its hash updated: the record holds
+    record = json.loads((tmp_path / "model.tflite.json").read_text())
+    record["tflite_sha256"] = hashlib.sha256(jpeg).hexdigest()
+    (tmp_path / "model.tflite.json").write_text(json.dumps(record))
+    with pytest.raises(ModelLoadError) as raised:
+        load_classifier(path)
+    message = str(raised.value)
+    assert message.startswith("model.tflite (the LiteRT copy of model.keras) is not a model LiteRT can run")
+    assert f"python -m training export {path}" in message
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("legacy.h5", "is a legacy Keras .h5 model: models are served from a .keras file"),
+        ("photo.jpg", "is not a model file"),
+    ],
+)
+def test_a_model_file_of_another_kind_is_named_as_given(tmp_path, name: str, expected: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(64))
+    with pytest.raises(ModelLoadError, match=re.escape(f"{path} {expected}")) as raised:
+        load_classifier(path)
+    assert ".keras" not in str(raised.value).split(expected)[0]  # never "no model file at legacy.keras"
 
 
 def test_bytes_that_are_not_a_litert_model_are_refused() -> None:

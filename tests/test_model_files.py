@@ -3,25 +3,42 @@ resume falls back to the best checkpoint when the last one cannot be read."""
 
 from __future__ import annotations
 
+import errno
+import io
 import json
+import os
 import re
+import tempfile
 import zipfile
 from pathlib import Path
 
+import cv2
+import h5py
+import numpy as np
 import pytest
 
 from fer_core.errors import ModelLoadError
-from training import cli, runs, trainer
+from training import cli, launcher, runs, trainer
 from training.config import TrainConfig
-from training.model_files import HDF5_SIGNATURE, check_keras_file
+from training.model_files import (
+    HDF5_SIGNATURE,
+    check_destination,
+    check_finite_weights,
+    check_keras_file,
+    replace_atomically,
+)
 from training.trainer import _resume_point, create_run
 
 
-def fake_keras_file(path: Path) -> Path:
-    """Passes for a .keras model until Keras opens it: a zip archive with a config.json."""
+def fake_keras_file(path: Path, weight: float = 0.0) -> Path:
+    """Passes for a .keras model until Keras opens it: a zip archive with a config.json and an HDF5
+    weights file whose one array holds ``weight`` (NaN: the weights of a run that diverged)."""
+    weights = io.BytesIO()
+    with h5py.File(weights, "w") as handle:
+        handle.create_dataset("layers/dense/vars/0", data=np.array([0.5, weight, -0.5], np.float32))
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("config.json", json.dumps({"class_name": "Functional"}))
-        archive.writestr("model.weights.h5", b"\0" * 4096)
+        archive.writestr("model.weights.h5", weights.getvalue())
     return path
 
 
@@ -77,6 +94,14 @@ def test_evaluate_and_average_say_a_model_file_is_corrupt(
     assert not output.exists()
 
 
+def test_evaluate_names_an_h5_model_as_given(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    legacy = tmp_path / "x.h5"
+    legacy.write_bytes(HDF5_SIGNATURE + b"\0" * 64)
+    assert cli.main(["evaluate", "--model", str(legacy), "--data", "demo"]) == cli.EXIT_USAGE
+    error = capsys.readouterr().err
+    assert f"error: {legacy} is a legacy Keras .h5 model" in error and "x.keras" not in error.split("export")[0]
+
+
 def test_init_from_a_corrupt_model_says_so(bad_model: tuple[Path, str]) -> None:
     path, message = bad_model
     with pytest.raises(ModelLoadError, match=f"cannot start from that model: .*{re.escape(message)}"):
@@ -115,3 +140,135 @@ def test_resume_without_a_usable_checkpoint_explains_what_to_do(
     assert cli.main(["resume", str(run.path)]) == cli.EXIT_USAGE
     error = capsys.readouterr().err
     assert "error: cannot resume run" in error and "File not found" not in error and "Traceback" not in error
+
+
+# Weights that are NaN or infinite (issue 18, items 14 and 15)
+
+
+def nan_model(tmp_path: Path) -> Path:
+    return fake_keras_file(tmp_path / "nan_weights.keras", weight=float("nan"))
+
+
+def test_nan_or_infinite_weights_are_named_with_the_file(tmp_path: Path) -> None:
+    check_finite_weights(fake_keras_file(tmp_path / "fine.keras"))
+    for weight in (float("nan"), float("inf")):
+        path = fake_keras_file(tmp_path / "broken.keras", weight=weight)
+        with pytest.raises(ModelLoadError, match=re.escape(f"{path} has NaN or infinite weights (1 weight array")):
+            check_finite_weights(path)
+
+
+def test_training_from_nan_weights_is_refused_naming_the_file_before_a_run_folder_is_made(
+    tmp_path: Path, isolated_runs_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = nan_model(tmp_path)
+    argv = ["train", "--data", "demo", "--arch", "tiny", "--epochs", "1", "--init-from", str(path)]
+    assert cli.main(argv) == cli.EXIT_USAGE
+    error = capsys.readouterr().err
+    assert f"error: cannot start from that model: {path} has NaN or infinite weights" in error
+    assert "diverged at epoch" not in error and "learning rate" not in error
+    with pytest.raises(ModelLoadError, match="has NaN or infinite weights"):  # the page's Start, the same
+        launcher.start_training(
+            TrainConfig(data="demo", arch="tiny", init_from=str(path), runs_dir=str(isolated_runs_dir))
+        )
+    assert runs.list_runs(isolated_runs_dir) == []
+
+
+def test_averaging_nan_weights_is_refused_up_front_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, output = nan_model(tmp_path), tmp_path / "n.keras"
+    assert cli.main(["average", str(path), "--data", "demo", "--output", str(output)]) == cli.EXIT_USAGE
+    assert f"{path} has NaN or infinite weights" in capsys.readouterr().err
+    assert sorted(child.name for child in tmp_path.iterdir()) == ["nan_weights.keras"]
+
+
+# Data that train refuses is refused by average and export too (issue 18, item 11)
+
+
+def write_faces(folder: Path, per_class: dict[str, int]) -> Path:
+    rng = np.random.default_rng(0)
+    for emotion, count in per_class.items():
+        (folder / emotion).mkdir(parents=True)
+        for index in range(count):
+            assert cv2.imwrite(str(folder / emotion / f"{index}.png"), rng.integers(0, 256, (48, 48), dtype=np.uint8))
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("per_class", "message"),
+    [
+        (
+            {emotion: 1 for emotion in ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")},
+            "no faces are left for validation",
+        ),
+        ({"happy": 6}, "every training face is happy"),
+    ],
+)
+@pytest.mark.parametrize("command", ["average", "export"])
+def test_average_and_export_refuse_data_that_train_refuses(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], per_class: dict[str, int], message: str, command: str
+) -> None:
+    data = write_faces(tmp_path / "faces", per_class)
+    model = fake_keras_file(tmp_path / "model.keras")
+    argv = [command, str(model), "--data", str(data)]
+    if command == "average":
+        argv += ["--output", str(tmp_path / "out.keras")]
+    assert cli.main(argv) == cli.EXIT_USAGE
+    assert f"error: --data {data}: {message}" in capsys.readouterr().err
+    assert sorted(child.name for child in tmp_path.iterdir()) == ["faces", "model.keras"]  # nothing written
+
+
+# Destinations checked first and named (issue 18, item 16)
+
+
+def test_average_names_a_destination_it_cannot_write_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = fake_keras_file(tmp_path / "model.keras")
+    folder = tmp_path / "folder.keras"
+    folder.mkdir()
+    not_a_folder = tmp_path / "file.txt"
+    not_a_folder.write_text("a file")
+    cases = [
+        (folder, cli.EXIT_USAGE, f"error: {folder} is a folder: give the name of the file to write"),
+        (
+            not_a_folder / "x.keras",
+            cli.EXIT_USAGE,
+            f"error: cannot write {not_a_folder / 'x.keras'}: {not_a_folder} is not a folder",
+        ),
+        (Path("/proc/n.keras"), cli.EXIT_FAILED, "error: cannot write /proc/n.keras: /proc does not accept new files"),
+    ]
+    for output, status, message in cases:
+        # --data names nothing that exists: the destination is refused before the data is looked at
+        argv = ["average", str(model), "--data", str(tmp_path / "no-data"), "--output", str(output), "--overwrite"]
+        assert cli.main(argv) == status
+        error = capsys.readouterr().err
+        assert message in error and ".tmp" not in error
+
+
+def test_a_read_only_destination_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def read_only(*args: object, **kwargs: object) -> tuple[int, str]:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)  # as root, permissions cannot make a folder read-only
+    with pytest.raises(
+        OSError, match=re.escape(f"cannot write {tmp_path / 'x.keras'}: {tmp_path} is on a read-only file system")
+    ):
+        check_destination(tmp_path / "x.keras")
+
+
+def test_export_names_its_destination_when_it_is_a_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    model = fake_keras_file(tmp_path / "model.keras")
+    (tmp_path / "model.tflite").mkdir()
+    assert cli.main(["export", str(model)]) == cli.EXIT_USAGE
+    error = capsys.readouterr().err
+    assert f"error: {tmp_path / 'model.tflite'} is a folder" in error and ".tmp" not in error
+
+
+def test_an_atomic_write_that_fails_names_the_destination_not_its_temporary_file(tmp_path: Path) -> None:
+    destination = tmp_path / "model.tflite"
+    destination.mkdir()  # os.replace cannot put a file there
+    with pytest.raises(OSError) as raised:
+        replace_atomically(destination, lambda temporary: temporary.write_bytes(b"flatbuffer"))
+    assert str(raised.value).startswith(f"cannot write {destination}: ") and ".tmp" not in str(raised.value)
+    assert os.listdir(tmp_path) == ["model.tflite"]  # the temporary file is gone

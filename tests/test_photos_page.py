@@ -19,6 +19,7 @@ from photo_samples import (
     encode,
     fer_faces,
     group_photo,
+    jpeg_cut_short,
     jpeg_with_orientation,
     pil_bytes,
     png_claiming_size,
@@ -153,6 +154,17 @@ def test_bad_files_get_an_error_each_and_good_files_are_still_shown(promoted, gr
     tables = face_tables(at)
     assert [len(table) for table in tables] == [len(boxes), len(boxes)]  # both copies of the group photo
     assert [metric.value for metric in at.metric] == [str(len(files)), str(2 * len(boxes)), str(len(bad))]
+
+
+def test_a_damaged_jpeg_is_shown_with_a_warning_beside_its_result(promoted, group) -> None:
+    data, _ = group
+    upright = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    cut = jpeg_cut_short(upright)  # the lower half is grey: faces there are lost
+    at = upload(run_page(), [("cut.jpg", cut), ("group.png", data)])
+    assert not at.error and photo_headings(at) == ["cut.jpg", "group.png"]  # kept, not refused
+    (warning,) = [warning.value for warning in at.warning if "damaged" in warning.value]
+    assert "**cut.jpg** is damaged" in warning and "premature end of data segment" in warning
+    assert "may be wrong" in warning
 
 
 def test_exif_rotated_phone_photo_is_turned_upright_and_its_faces_found(promoted, group) -> None:

@@ -61,7 +61,7 @@ def test_json_output_has_one_object_per_image_and_an_error_entry_for_bad_files(m
     results = json.loads(capsys.readouterr().out)
     assert status == 1
     assert [result["image"] for result in results] == [str(path) for path in paths]
-    assert all(set(result) == {"image", "faces", "error"} for result in results)
+    assert all(set(result) == {"image", "faces", "error", "warning"} for result in results)
     group, broken, missing = results
     assert group["error"] is None
     assert len(group["faces"]) == images["count"]

@@ -178,6 +178,23 @@ def test_runs_command_lists_runs_as_json(isolated_runs_dir: Path, capsys: pytest
     assert [(row["run"], row["state"], row["arch"]) for row in rows] == [(run.name, "finished", "tiny")]
 
 
+@pytest.mark.parametrize(("make", "problem"), [(None, "does not exist"), ("file", "is not a folder")])
+def test_runs_command_says_a_run_dir_that_is_no_folder_is_not_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], make: str | None, problem: str
+) -> None:
+    where = tmp_path / "runs"
+    if make == "file":
+        where.write_text("not a folder")
+    for extra in ([], ["--json"]):
+        assert cli.main(["runs", "--run-dir", str(where), *extra]) == 1
+        captured = capsys.readouterr()
+        assert f"error: {where} {problem}" in captured.err and "no runs yet" not in captured.out
+    where.unlink(missing_ok=True)
+    where.mkdir()
+    assert cli.main(["runs", "--run-dir", str(where)]) == 0  # an empty runs folder has no runs yet
+    assert "no runs yet" in capsys.readouterr().out
+
+
 def test_the_command_line_refuses_a_second_training_in_the_same_runs_folder(
     isolated_runs_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -212,6 +229,53 @@ def test_a_run_can_be_deleted_but_never_while_it_trains_nor_the_promoted_models_
     assert {run.name for run in runs.list_runs(isolated_runs_dir)} == {training.name, promoted.name}
     with pytest.raises(ValueError, match="is not a run folder"):
         launcher.delete_run(runs.Run(isolated_runs_dir))
+
+
+def test_a_run_whose_files_cannot_all_be_removed_is_gone_from_the_runs_and_the_failure_named(
+    isolated_runs_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stuck = make_run(isolated_runs_dir, "finished", pid=dead_pid())
+    (stuck.path / "snapshots").mkdir()
+    (stuck.path / "snapshots" / "epoch-003.keras").write_bytes(b"kept by the file system")
+    kept = make_run(isolated_runs_dir / "other", "finished", pid=dead_pid())
+    real_unlink = os.unlink
+
+    def unlink(path: str, *args: object, **kwargs: object) -> None:
+        if os.fspath(path).endswith("epoch-003.keras"):  # as a folder without write permission would
+            raise PermissionError(errno.EACCES, "Permission denied", path)
+        real_unlink(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "unlink", unlink)
+    with pytest.raises(launcher.PartialDeleteError) as raised:
+        launcher.delete_run(stuck)
+    message = str(raised.value)
+    assert f"run {stuck.name} is deleted, but " in message and "epoch-003.keras could not be removed" in message
+    assert "Permission denied" in message
+    assert not stuck.path.exists() and runs.list_runs(isolated_runs_dir) == []  # listed whole or gone
+    (trash,) = isolated_runs_dir.glob(f"{runs.TRASH_PREFIX}*")
+    assert str(trash) in message and not (trash / runs.CONFIG_FILE).exists()
+
+    monkeypatch.setattr(os, "unlink", real_unlink)
+    other = make_run(isolated_runs_dir, "failed", pid=dead_pid())
+    launcher.delete_run(other)  # the next delete clears what the last one left
+    assert list(isolated_runs_dir.glob(f"{runs.TRASH_PREFIX}*")) == [] and not other.path.exists()
+    assert kept.path.exists()
+
+
+def test_a_run_that_cannot_be_moved_away_stays_whole_and_the_error_names_it(
+    isolated_runs_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = make_run(isolated_runs_dir, "finished", pid=dead_pid())
+
+    def refuse(self: Path, target: object) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "rename", refuse)
+    with pytest.raises(OSError) as raised:
+        launcher.delete_run(run)
+    assert str(raised.value) == f"could not delete run {run.name}: {run.path}: Permission denied"
+    assert [listed.name for listed in runs.list_runs(isolated_runs_dir)] == [run.name]
+    assert (run.path / runs.CONFIG_FILE).is_file()
 
 
 def finished_run_with_accuracy(runs_dir: Path, data: str, accuracy: float) -> runs.Run:

@@ -326,6 +326,37 @@ def test_keep_last_saves_a_snapshot_of_each_of_the_last_epochs(tmp_path: Path) -
     assert snapshots == ["epoch-004.keras", "epoch-005.keras"]
 
 
+def test_keep_last_keeps_the_last_epochs_that_exist_when_early_stopping_ends_the_run(tmp_path: Path) -> None:
+    from fer_core.models import build_model
+
+    checkpointer = trainer.make_checkpointer(tmp_path, best_so_far=None, epochs=10, keep_last=5)
+    checkpointer.set_model(build_model("tiny"))
+    for epoch in range(3):  # early stopping ends the run after 3 of 10 epochs
+        checkpointer.on_epoch_end(epoch, {"val_accuracy": 0.5})
+    assert list(runs.snapshot_epochs(tmp_path / runs.SNAPSHOTS_DIR)) == [1, 2, 3]
+    for epoch in range(3, 8):
+        checkpointer.on_epoch_end(epoch, {"val_accuracy": 0.5})
+    assert list(runs.snapshot_epochs(tmp_path / runs.SNAPSHOTS_DIR)) == [4, 5, 6, 7, 8]  # never more than 5
+    checkpointer.on_epoch_end(5, {"val_accuracy": 0.5})  # resumed from epoch 5: later snapshots are another past
+    assert list(runs.snapshot_epochs(tmp_path / runs.SNAPSHOTS_DIR)) == [4, 5, 6]
+
+
+def test_the_report_says_what_keep_last_kept_and_why_fewer(
+    isolated_runs_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = TrainConfig(data="demo", arch="tiny", epochs=10, patience=1, keep_last=5, runs_dir=str(isolated_runs_dir))
+    run_dir = trainer.create_run(config)
+    runs.update_status(run_dir, state="finished", pid=None)
+    runs.write_json(run_dir / runs.HISTORY_JSON, {"epochs": [{"epoch": n, "val_accuracy": 0.3} for n in (1, 2, 3)]})
+    (run_dir / runs.SNAPSHOTS_DIR).mkdir()
+    for epoch in (1, 2, 3):
+        (run_dir / runs.SNAPSHOTS_DIR / f"epoch-{epoch:03d}.keras").write_bytes(b"model")
+    assert cli._report_run(run_dir) == 0
+    out = capsys.readouterr().out
+    assert f"snapshots: 3 models of the last epochs (epochs 1-3) in {run_dir / runs.SNAPSHOTS_DIR}" in out
+    assert "5 were asked for, but early stopping ended the run after 3 epochs of 10 (--patience 1)" in out
+
+
 def test_keep_last_beyond_the_epochs_is_refused() -> None:
     with pytest.raises(ValueError, match="keep_last"):
         TrainConfig(epochs=3, keep_last=4)

@@ -273,6 +273,28 @@ def test_a_run_is_deleted_only_after_confirmation_and_never_while_it_trains(isol
     assert at.button(key=f"delete-{busy.name}").disabled
 
 
+def test_a_run_deleted_only_in_part_leaves_the_table_and_says_which_file_stayed(
+    isolated_runs_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = finished_fake_run(isolated_runs_dir, [0.3])
+    (run.path / "locked.bin").write_bytes(b"cannot be removed")
+    real_unlink = os.unlink
+
+    def unlink(path: str, *args: Any, **kwargs: Any) -> None:
+        if os.fspath(path).endswith("locked.bin"):
+            raise PermissionError(13, "Permission denied", path)
+        real_unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", unlink)
+    at = open_page()
+    at.button(key=f"delete-{run.name}").click().run()
+    at.button(key=f"delete-yes-{run.name}").click().run()
+    assert not at.exception, at.exception
+    assert not at.error
+    assert any("locked.bin could not be removed: Permission denied" in toast.value for toast in at.toast)
+    assert f"delete-{run.name}" not in [button.key for button in at.button] and not run.path.exists()
+
+
 def test_the_form_opens_with_the_last_settings_used_and_copies_an_earlier_runs(isolated_runs_dir: Path) -> None:
     older = create_run(TrainConfig(data="demo", arch="tiny", epochs=7, patience=3, runs_dir=str(isolated_runs_dir)))
     time.sleep(1.1)  # run folders are named by the second

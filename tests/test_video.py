@@ -12,6 +12,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+import numpy.typing as npt
 import pytest
 from conftest import PROJECT_ROOT
 from fakes import SQUARE, BrightSquareDetector, FixedClassifier, square_frame
@@ -23,10 +24,12 @@ from fer_core.labels import EMOTIONS, UNCERTAIN
 from fer_core.video import (
     CSV_COLUMNS,
     AnnotatedVideoWriter,
+    DecodeReport,
     FaceRecord,
     VideoAnalyzer,
     VideoSettings,
     analyze_video,
+    frame_durations,
     probe_video,
     read_frames,
     records_to_csv,
@@ -278,7 +281,7 @@ def test_the_video_command_writes_csv_json_and_an_annotated_clip(tmp_path: Path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "15 frames analysed" in result.stdout and "face 1" in result.stdout and "mostly" in result.stdout
-    assert "fps), 1 face\n" in result.stdout  # not "1 face(s)"
+    assert "), 1 face\n" in result.stdout  # not "1 face(s)"
     assert "XNNPACK" not in result.stderr  # LiteRT's start-up line is left out (--verbose shows it)
     rows = list(csv.DictReader(out_csv.open()))
     assert len(rows) >= 12 and {row["face"] for row in rows} == {"1"}
@@ -322,3 +325,305 @@ def test_the_video_command_exits_non_zero_with_a_clear_message_for_a_corrupt_fil
     error = capsys.readouterr().err
     assert error.startswith("error: bad.mp4 is not a video file") and "Traceback" not in error
     assert not (tmp_path / "out.csv").exists()
+
+
+# --- resources: frame size, memory, a full disk
+
+
+def test_frames_above_the_photo_pixel_cap_are_refused_from_the_header(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fer_core.video
+
+    clip = write_clip(tmp_path / "clip.mp4", frames=2)
+    monkeypatch.setattr(fer_core.video, "MAX_PIXELS", 640 * 480 - 1)
+    decoded: list[object] = []
+    monkeypatch.setattr(av.container.InputContainer, "decode", lambda *args, **kwargs: decoded.append(args))
+    with pytest.raises(InvalidVideoError, match=r"clip.mp4 has frames of 640x480 .* the limit is 0 megapixels"):
+        probe_video(clip)
+    with pytest.raises(InvalidVideoError, match="scale the clip down"):
+        list(analyze_video(clip, FixedClassifier()))  # type: ignore[arg-type]
+    assert decoded == []  # refused before any frame was decoded
+
+
+def test_the_real_cap_is_the_photos_forty_megapixels() -> None:
+    import fer_core.video
+    from fer_core.images import MAX_PIXELS
+
+    assert fer_core.video.MAX_PIXELS == MAX_PIXELS == 40_000_000
+
+
+def test_frames_are_streamed_never_held(tmp_path: Path) -> None:
+    """Python's memory through a 60-frame clip, decoded, analysed, drawn and encoded, stays a few frames
+    deep: a list of the frames would be 60 of them."""
+    import tracemalloc
+
+    clip = write_clip(tmp_path / "clip.mp4", frames=60, moving=False)
+    tracemalloc.start()
+    try:
+        count = 0
+        for _ in analyze_video(
+            clip,
+            FixedClassifier(),  # type: ignore[arg-type]
+            annotated_path=tmp_path / "annotated.mp4",
+            detector_factory=BrightSquareDetector,  # type: ignore[arg-type]
+        ):
+            count += 1
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    frame_bytes = 640 * 480 * 3
+    assert count == 60 and peak < 10 * frame_bytes, f"peak {peak / frame_bytes:.1f} frames"
+
+
+def test_the_encoder_holds_no_frames(tmp_path: Path) -> None:
+    """Each frame given to the annotated copy is in the file before the next one comes (no lookahead)."""
+    with AnnotatedVideoWriter(tmp_path / "out.mp4", 640, 480, 10.0) as writer:
+        for index in range(6):
+            writer.write(square_frame(Box(SQUARE.x + 5 * index, *SQUARE[1:])))
+            assert writer.packets == writer.frames == index + 1
+
+
+def test_max_frames_stops_early(tmp_path: Path) -> None:
+    clip = write_clip(tmp_path / "clip.mp4", frames=12)
+    assert len(list(read_frames(clip, max_frames=5))) == 5
+
+
+def test_a_full_disk_while_writing_the_copy_is_an_os_error_naming_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    clip = write_clip(tmp_path / "clip.mp4", frames=3)
+
+    def full(*args: object) -> None:
+        raise av.error.OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(av.container.OutputContainer, "mux", full)
+    with pytest.raises(OSError, match="No space left on device") as raised:
+        list(analyze_video(clip, FixedClassifier(), annotated_path=tmp_path / "out.mp4"))  # type: ignore[arg-type]
+    assert raised.value.errno == errno.ENOSPC and raised.value.filename == str(tmp_path / "out.mp4")
+
+
+def test_ffmpeg_errors_never_carry_the_files_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    clip = write_clip(tmp_path / "clip.mp4", frames=2)
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise av.error.PermissionError(13, "Permission denied", str(clip))
+
+    monkeypatch.setattr(av, "open", refuse)
+    with pytest.raises(InvalidVideoError) as raised:
+        probe_video(clip)
+    assert "clip.mp4" in str(raised.value) and str(tmp_path) not in str(raised.value)
+
+
+# --- rotation, timestamps, damage
+
+
+def write_turned_clip(path: Path, degrees: int, hflip: bool = False, frames: int = 3) -> npt.NDArray[np.uint8]:
+    """A 640x480 clip stored as is, with a display matrix saying to turn it ``degrees`` counter-clockwise
+    (then mirror it): how phones store portrait clips. Returns the stored picture."""
+    stored = np.full((480, 640, 3), 90, np.uint8)
+    stored[20:140, 30:230] = 255  # a white block near the top left: where it ends up tells the turn
+    stored[300:460, 500:600] = (0, 0, 255)  # red near the bottom right
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 640, 480, "yuv420p"
+        stream.set_display_rotation(degrees, hflip=hflip)
+        for _ in range(frames):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(stored, format="bgr24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return stored
+
+
+@pytest.mark.parametrize(("degrees", "hflip"), [(90, False), (-90, False), (180, False), (0, True), (90, True)])
+def test_a_turned_phone_clip_is_read_upright_as_its_display_matrix_says(
+    tmp_path: Path, degrees: int, hflip: bool
+) -> None:
+    stored = write_turned_clip(tmp_path / "phone.mp4", degrees, hflip)
+    shown = np.rot90(stored, k=degrees // 90)  # PyAV: the matrix turns the picture counter-clockwise ...
+    shown = shown[:, ::-1] if hflip else shown  # ... then mirrors it
+    info = probe_video(tmp_path / "phone.mp4")
+    assert (info.height, info.width) == shown.shape[:2]
+    report = DecodeReport()
+    frames = [frame for _, frame in read_frames(tmp_path / "phone.mp4", report=report)]
+    assert len(frames) == 3 and frames[0].shape == shown.shape
+    assert np.abs(frames[0].astype(int) - shown).mean() < 4  # the same picture, up to compression
+    assert (report.rotation, report.mirrored, info.rotation) == (degrees, hflip, degrees)
+
+
+def test_a_turned_clip_is_analysed_and_copied_upright(tmp_path: Path) -> None:
+    stored = write_turned_clip(tmp_path / "phone.mp4", -90)
+    annotated = tmp_path / "annotated.mp4"
+    results = list(
+        analyze_video(
+            tmp_path / "phone.mp4",
+            FixedClassifier(),  # type: ignore[arg-type]
+            annotated_path=annotated,
+            detector_factory=BrightSquareDetector,  # type: ignore[arg-type]
+        )
+    )
+    [record] = results[0].records
+    assert record.box.iou(Box(480 - 140, 30, 120, 200)) > 0.8  # the white block, turned clockwise with the frame
+    copy = probe_video(annotated)
+    assert (copy.width, copy.height, copy.rotation) == (480, 640, 0)  # upright in the copy: no matrix needed
+    first = next(read_frames(annotated))[1]
+    upright, wrong_way = (np.abs(first.astype(int) - np.rot90(stored, k=k)).mean() for k in (-1, 1))
+    assert upright < wrong_way / 3  # upright, apart from the drawing and the colour conversions
+
+
+def write_timed_clip(path: Path, times: list[float], fps: float = 10.0) -> Path:
+    with AnnotatedVideoWriter(path, 640, 480, fps) as writer:
+        for index, time_s in enumerate(times):
+            writer.write(square_frame(Box(SQUARE.x + 4 * index, *SQUARE[1:])), time_s)
+    return path
+
+
+VARIABLE_TIMES = [0.0, 0.1, 0.2, 3.0, 3.1, 5.0, 8.2]
+
+
+def test_a_variable_frame_rate_keeps_its_own_times_durations_and_pace(tmp_path: Path) -> None:
+    clip = write_timed_clip(tmp_path / "vfr.mp4", VARIABLE_TIMES)
+    report = DecodeReport()
+    annotated = tmp_path / "annotated.mp4"
+    results = list(
+        analyze_video(
+            clip,
+            FixedClassifier(),  # type: ignore[arg-type]
+            annotated_path=annotated,
+            detector_factory=BrightSquareDetector,  # type: ignore[arg-type]
+            report=report,
+        )
+    )
+    times = [result.time_s for result in results]
+    assert times == pytest.approx(VARIABLE_TIMES, abs=2e-3)
+    assert 8.2 < report.end_s < 8.5 and report.warning() is None
+    records = [record for result in results for record in result.records]
+    [face] = summarize(records, frame_times=times, end_s=report.end_s)
+    assert face.seconds_by_label["happy"] == pytest.approx(report.end_s)  # not 7 frames x 1/10 s
+    assert [time_s for time_s, _ in read_frames(annotated)] == pytest.approx(VARIABLE_TIMES, abs=2e-3)  # same pace
+
+
+def test_frame_durations_run_to_the_next_frame_and_the_clips_end() -> None:
+    assert frame_durations([0.0, 0.5, 2.0], end_s=2.25) == pytest.approx([0.5, 1.5, 0.25])
+    assert frame_durations([], end_s=None) == []
+
+
+def test_missing_backward_or_runaway_timestamps_are_counted_and_replaced() -> None:
+    from fractions import Fraction
+    from types import SimpleNamespace
+
+    from fer_core.video import VideoInfo, _FrameClock
+
+    report = DecodeReport()
+    clock = _FrameClock(VideoInfo(Path("x.mp4"), 64, 48, 0.0, None, 2.0, "h264"), report)  # 0 fps in the header
+
+    def frame(time_s: float | None) -> object:
+        return SimpleNamespace(time=time_s, duration=0, time_base=Fraction(1, 1000))
+
+    # from the first stamp; backwards, missing and past the clip's end (2 s + 1 s): the last time + 0.5 s
+    stamps = [clock.time_of(frame(t)) for t in (5.0, 5.5, 5.2, None, 10_000_000.0, 7.9)]
+    assert stamps == pytest.approx([0.0, 0.5, 1.0, 1.5, 2.0, 2.9])
+    assert report.bad_timestamps == 3
+    assert report.end_s == pytest.approx(2.9 + 0.7)  # the median of the real intervals (0.5, 0.9): never 1e7 s
+
+
+def damage_packets(clip: Path, damaged: Path, indices: range) -> None:
+    """Overwrite the middle of some packets' data, as a bad sector or a broken download would."""
+    data = bytearray(clip.read_bytes())
+    with av.open(str(clip)) as container:
+        packets = [(packet.pos, packet.size) for packet in container.demux(video=0) if packet.size]
+    for index in indices:
+        position, size = packets[index]
+        middle = position + size // 4
+        data[middle : middle + size // 2] = np.random.default_rng(index).integers(0, 256, size // 2, np.uint8).tobytes()
+    damaged.write_bytes(bytes(data))
+
+
+def noisy_clip(path: Path, frames: int = 40) -> Path:
+    rng = np.random.default_rng(0)
+    with AnnotatedVideoWriter(path, 640, 480, 10.0) as writer:
+        for index in range(frames):
+            frame = square_frame(Box(SQUARE.x + 3 * index, *SQUARE[1:]))
+            frame[:120] = rng.integers(0, 256, (120, 640, 3), dtype=np.uint8)
+            writer.write(frame)
+    return path
+
+
+def test_a_clip_damaged_mid_file_is_read_with_its_damage_counted(tmp_path: Path) -> None:
+    clip = noisy_clip(tmp_path / "clip.mp4")
+    clean = DecodeReport()
+    assert len(list(read_frames(clip, report=clean))) == 40 and clean.warning() is None
+    damage_packets(clip, tmp_path / "damaged.mp4", range(15, 25, 3))
+    report = DecodeReport()
+    frames = list(read_frames(tmp_path / "damaged.mp4", report=report))
+    assert report.lost_frames + report.damaged_frames > 0 and len(frames) == report.frames
+    assert len(frames) + report.lost_frames == 40
+    warning = report.warning()
+    assert warning is not None and warning.startswith("the clip is damaged:")
+    document = json.loads(records_to_json([], [], probe_video(tmp_path / "damaged.mp4"), report))
+    assert document["decoding"]["skipped_frames"] == report.lost_frames and document["decoding"]["warning"] == warning
+
+
+def test_the_video_command_reports_damage_and_real_durations(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clip = noisy_clip(tmp_path / "clip.mp4")
+    damage_packets(clip, tmp_path / "damaged.mp4", range(15, 25, 3))
+    out_json = tmp_path / "faces.json"
+    assert cli.main(["video", str(tmp_path / "damaged.mp4"), "--json", str(out_json)]) == 0
+    out = capsys.readouterr().out
+    assert "warning: the clip is damaged" in out
+    decoding = json.loads(out_json.read_text())["decoding"]
+    assert decoding["skipped_frames"] + decoding["damaged_frames"] > 0 and decoding["warning"]
+    write_timed_clip(tmp_path / "vfr.mp4", VARIABLE_TIMES)
+    assert cli.main(["video", str(tmp_path / "vfr.mp4")]) == 0
+    out = capsys.readouterr().out
+    assert "7 frames analysed (8.2 s" in out or "7 frames analysed (8.3 s" in out
+    assert "warning" not in out
+
+
+@pytest.mark.fer2013
+def test_a_portrait_phone_clip_of_a_real_face_is_found_once_turned_upright(tmp_path: Path, fer2013_dir: Path) -> None:
+    """A face filmed upright on a phone held in portrait is stored on its side with a -90 display matrix:
+    the detector looks at the upright picture and finds it in every frame."""
+    import cv2
+    from photo_samples import detectable_faces, fer_faces, upscale
+
+    [face] = detectable_faces(fer_faces(fer2013_dir), size=180, count=1)
+    shown = np.full((640, 480, 3), 110, np.uint8)  # portrait, as the person filmed it
+    shown[200:380, 150:330] = cv2.cvtColor(upscale(face, 180), cv2.COLOR_GRAY2BGR)
+    stored = np.ascontiguousarray(np.rot90(shown, k=1))  # on its side: turned -90 (clockwise) to show it
+    clip = tmp_path / "portrait.mp4"
+    with av.open(str(clip), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 640, 480, "yuv420p"
+        stream.set_display_rotation(-90)
+        for _ in range(5):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(stored, format="bgr24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    results = list(analyze_video(clip, FixedClassifier()))  # type: ignore[arg-type]
+    assert [len(result.records) for result in results] == [1] * 5
+    assert results[0].records[0].box.iou(Box(150, 200, 180, 180)) > 0.5  # where it is in the upright picture
+
+
+def test_decoded_frames_are_freed_as_they_go_even_without_the_garbage_collector(tmp_path: Path) -> None:
+    """FFmpeg's frame buffers are invisible to tracemalloc: count the frames still alive instead. A frame
+    caught in a reference cycle (as reading its side data makes) would wait for the collector."""
+    import gc
+
+    clip = tmp_path / "phone.mp4"
+    write_turned_clip(clip, 90, frames=30)  # a display matrix: its side data is read
+    gc.collect()
+    gc.disable()
+    try:
+        alive = []
+        for _ in read_frames(clip):
+            alive.append(sum(isinstance(thing, av.VideoFrame) for thing in gc.get_objects()))
+    finally:
+        gc.enable()
+    assert len(alive) == 30 and max(alive) <= 8, alive  # a few in the decoder's threads; not one per frame

@@ -133,3 +133,95 @@ def test_a_clip_longer_than_the_cap_is_analysed_up_to_it_with_a_message(promoted
     assert "the first 60 s were analysed" in at.warning[0].value
     assert at.metric[1].value == "60"  # frames analysed: one a second
     assert "No face was found" in at.info[0].value
+
+
+def small_clip(path: Path, frames: int = 6, size: tuple[int, int] = (160, 120)) -> bytes:
+    with AnnotatedVideoWriter(path, *size, 10.0) as writer:
+        for index in range(frames):
+            writer.write(np.full((size[1], size[0], 3), 60 + 5 * index % 180, np.uint8))
+    return path.read_bytes()
+
+
+def test_a_full_temporary_folder_gives_a_clear_error_and_leaves_nothing_behind(
+    promoted: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import tempfile
+
+    data = small_clip(tmp_path / "clip.mp4")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+
+    def disk_full(self: AnnotatedVideoWriter, bgr_frame: object, time_s: float | None = None) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(self.path))
+
+    monkeypatch.setattr(AnnotatedVideoWriter, "write", disk_full)
+    at = upload(run_page(), "holiday.mp4", data)
+    (error,) = at.error
+    assert "Could not analyse **holiday.mp4**" in error.value and "temporary folder is full" in error.value
+    assert str(scratch) not in error.value and "annotated" not in error.value  # no server paths
+    assert list(scratch.iterdir()) == []  # the temporary folder and its files are gone
+    assert not at.get("video")
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [("holiday.mp4", "holiday.mp4"), ("my clip [1].mov", "my clip \\[1\\].mov")],
+)
+def test_errors_name_the_uploaded_file_never_the_temporary_one(
+    promoted: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, shown: str
+) -> None:
+    import tempfile
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    data = small_clip(tmp_path / "clip.mp4", frames=30)
+    at = upload(run_page(), name, data[: len(data) // 3])  # cut short: the index is missing
+    (error,) = at.error
+    assert error.value.count(shown) == 2, error.value  # in "Could not use" and in the reason
+    assert "clip.mp4" not in error.value and "my clip _1_" not in error.value and str(scratch) not in error.value
+
+
+def test_the_page_caps_the_work_on_a_clip_of_large_frames(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pixels x frames: a clip of large frames is analysed up to the frames of its size that fit, saying so."""
+    from fakes import FixedClassifier
+
+    from app.views import video as page
+    from fer_core.video import VideoSettings
+
+    data = small_clip(tmp_path / "clip.mp4", frames=12)
+    monkeypatch.setattr(page, "MAX_PIXEL_FRAMES", 160 * 120 * 5)
+    result = page.analyse_clip(data, "big.mp4", FixedClassifier(), VideoSettings())  # type: ignore[arg-type]
+    assert result.frames == 5 and result.frame_limit == 5 and not result.capped
+    (message,) = page.limit_messages(result)
+    assert "160x120" in message and "up to 5 frames of that size" in message and "first 0.5 s" in message
+    monkeypatch.setattr(page, "MAX_PIXEL_FRAMES", 160 * 120 * 12)
+    whole = page.analyse_clip(data, "big.mp4", FixedClassifier(), VideoSettings())  # type: ignore[arg-type]
+    assert whole.frames == 12 and whole.frame_limit is None and page.limit_messages(whole) == []
+
+
+def test_the_work_cap_allows_a_minute_of_720p_and_a_few_seconds_of_8k() -> None:
+    from app.views.video import MAX_PIXEL_FRAMES, frame_limit
+    from fer_core.video import VideoInfo
+
+    def info(width: int, height: int) -> VideoInfo:
+        return VideoInfo(Path("x.mp4"), width, height, 30.0, None, None, "h264")
+
+    assert frame_limit(info(1280, 720)) == 30 * 60
+    assert frame_limit(info(7680, 4320)) == MAX_PIXEL_FRAMES // (7680 * 4320) < 60
+
+
+def test_a_damaged_clip_is_analysed_with_a_warning_and_its_real_length(promoted: Path, tmp_path: Path) -> None:
+    from test_video import VARIABLE_TIMES, damage_packets, noisy_clip, write_timed_clip
+
+    clip = noisy_clip(tmp_path / "clip.mp4")
+    damage_packets(clip, tmp_path / "damaged.mp4", range(15, 25, 3))
+    at = upload(run_page(), "damaged.mp4", (tmp_path / "damaged.mp4").read_bytes())
+    assert not at.error
+    assert any("The clip is damaged: 4 frames could not be decoded" in warning.value for warning in at.warning)
+    assert at.metric[1].value == "36"  # frames analysed: the 4 lost ones are not analysed
+    vfr = write_timed_clip(tmp_path / "vfr.mp4", VARIABLE_TIMES)
+    at = upload(at, "vfr.mp4", vfr.read_bytes())
+    assert not at.warning and [metric.value for metric in at.metric][1:] == ["7", "8.3"]  # not 7 frames at 10 fps

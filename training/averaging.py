@@ -35,7 +35,12 @@ def average_weights(models: Sequence[Any]) -> list[npt.NDArray[np.float32]]:
                 f"{model.name} does not have the architecture of {models[0].name}: only models of one "
                 "architecture can be averaged"
             )
-    return [np.mean([weight_list[index] for weight_list in weight_lists], axis=0) for index in range(len(shapes[0]))]
+    return [  # summed in float64: the mean of large float32 weights does not overflow on the way
+        np.mean([weight_list[index] for weight_list in weight_lists], axis=0, dtype=np.float64).astype(
+            weight_lists[0][index].dtype
+        )
+        for index in range(len(shapes[0]))
+    ]
 
 
 def recalibrate_batch_norm(
@@ -112,4 +117,11 @@ def combine_models(models: Sequence[Any], train_faces: npt.NDArray[np.uint8], *,
     combined.set_weights(weights)
     if recalibrate:
         recalibrate_batch_norm(combined, train_faces)
+    broken = [weight.path for weight in combined.weights if not np.isfinite(weight.numpy()).all()]
+    if broken:  # a model that would give NaN for every face is never the result
+        what = "the average" if len(models) > 1 else "the model"
+        raise ValueError(
+            f"{what} has NaN or infinite weights ({len(broken)}, e.g. {broken[0]}"
+            f"{', after batch-norm re-estimation' if recalibrate else ''}): nothing was written"
+        )
     return combined

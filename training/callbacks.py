@@ -173,8 +173,9 @@ class RunRecorder(keras.callbacks.Callback):
 class AtomicCheckpoint(keras.callbacks.Callback):
     """Saves last.keras after every epoch and best.keras when val_accuracy improves, both atomically,
     then checkpoint.json saying which epoch they hold (what ``resume`` starts from). With
-    ``keep_last``, each of the last ``keep_last`` of ``epochs`` epochs is also kept as
-    ``snapshots/epoch-NNN.keras``, for weight averaging (``python -m training average``)."""
+    ``keep_last``, the models of the last ``keep_last`` epochs trained are kept as
+    ``snapshots/epoch-NNN.keras``, for weight averaging (``python -m training average``): every epoch
+    is saved and older snapshots removed, so a run that early stopping ends keeps its last ones too."""
 
     def __init__(self, run_dir: Path, best_so_far: float | None, *, epochs: int = 0, keep_last: int = 0) -> None:
         super().__init__()
@@ -191,9 +192,8 @@ class AtomicCheckpoint(keras.callbacks.Callback):
             for path in served_files(self.run_dir / runs.EXPORTED_MODEL):  # with its LiteRT copy and record
                 path.unlink(missing_ok=True)
             self.best, self.best_epoch = value, epoch + 1
-        if self.keep_last and epoch + 1 > self.epochs - self.keep_last:
-            (self.run_dir / runs.SNAPSHOTS_DIR).mkdir(exist_ok=True)
-            save_model_atomic(self.model, self.run_dir / runs.SNAPSHOTS_DIR / f"epoch-{epoch + 1:03d}.keras")
+        if self.keep_last:
+            self._snapshot(epoch + 1)
         save_model_atomic(self.model, self.run_dir / runs.LAST_CHECKPOINT)
         runs.write_json(
             self.run_dir / runs.CHECKPOINT_INFO,
@@ -205,3 +205,13 @@ class AtomicCheckpoint(keras.callbacks.Callback):
             },
         )
         runs.update_status(self.run_dir, best_val_accuracy=self.best, best_epoch=self.best_epoch)
+
+    def _snapshot(self, epoch: int) -> None:
+        """Save ``snapshots/epoch-NNN.keras`` for ``epoch`` (from 1), then remove the snapshots that are no
+        longer among the last ``keep_last`` (and any of later epochs: a resume from an earlier epoch)."""
+        folder = self.run_dir / runs.SNAPSHOTS_DIR
+        folder.mkdir(exist_ok=True)
+        save_model_atomic(self.model, folder / f"epoch-{epoch:03d}.keras")
+        for number, path in runs.snapshot_epochs(folder).items():
+            if not epoch - self.keep_last < number <= epoch:
+                path.unlink(missing_ok=True)

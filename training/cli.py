@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fer_core import native_log
-from fer_core.errors import FerError
+from fer_core.errors import DatasetError, FerError
 from fer_core.run_layout import LAST_CHECKPOINT, is_run_folder
 from training.errors import TrainingFailed
 
 if TYPE_CHECKING:
+    from fer_core.data import FaceDataset
     from training.config import TrainConfig
+    from training.runs import Run
 
 EXIT_FAILED = 1  # a training that ran and failed
 EXIT_USAGE = 2  # bad input: nothing was trained
@@ -184,9 +186,13 @@ def start_tensorflow(*, verbose: bool) -> None:
     native_log.VERBOSE = verbose
     if not verbose:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":  # e.g. JAX on a machine without TensorFlow
+        return
     with native_log.filtered_stderr():
-        import tensorflow as tf
-
+        try:
+            import tensorflow as tf
+        except ImportError:  # the trainer names what is missing, in its own words
+            return
         tf.config.list_physical_devices("GPU")
 
 
@@ -230,6 +236,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         if key not in ("command", "config", "into", "allow_concurrent", "verbose") and value is not None
     }
     config = config_from_mapping(overrides, config)
+    if config.init_from:  # a model that cannot be started from is refused before a run folder is made
+        from training.trainer import check_initial_model
+
+        check_initial_model(config.init_from)
     run_dir = _new_run_folder(config, allow_concurrent=args.allow_concurrent)
     try:
         train(config, run_dir)
@@ -299,19 +309,47 @@ def _report_run(run_dir: Path) -> int:
     elif summary.state == "stopped":
         text += f" after {plural(summary.epochs_done, 'epoch')}; resume with `python -m training resume {run_dir}`"
     note = run.status().resume_note
-    print(text + (f"\nnote: {note}" if note else ""))
+    snapshots = _snapshots_note(run, summary.epochs_done)
+    print(text + (f"\nnote: {note}" if note else "") + (f"\n{snapshots}" if snapshots else ""))
     return 0 if summary.state in ("finished", "stopped") else EXIT_FAILED
+
+
+def _snapshots_note(run: Run, epochs_done: int) -> str | None:
+    """What --keep-last kept, and why fewer than asked when the run stopped before its last epoch."""
+    from training.runs import SNAPSHOTS_DIR, plural, snapshot_epochs
+
+    settings = run.config().settings
+    if not settings.keep_last:
+        return None
+    kept = list(snapshot_epochs(run.path / SNAPSHOTS_DIR))
+    if not kept:
+        return f"snapshots: none kept (--keep-last {settings.keep_last}): no epoch was completed"
+    epochs = f"epoch {kept[0]}" if len(kept) == 1 else f"epochs {kept[0]}-{kept[-1]}"
+    text = f"snapshots: {plural(len(kept), 'model')} of the last epochs ({epochs}) in {run.path / SNAPSHOTS_DIR}"
+    if len(kept) < settings.keep_last:
+        state = run.status().state
+        if state == "finished" and epochs_done < settings.epochs:
+            why = (
+                f"early stopping ended the run after {plural(epochs_done, 'epoch')} of {settings.epochs} "
+                f"(--patience {settings.patience})"
+            )
+        else:
+            why = f"the run ended ({state}) after {plural(epochs_done, 'epoch')}"
+        text += f"; {settings.keep_last} were asked for, but {why}"
+    return text
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from fer_core.datasets import resolve_dataset
     from fer_core.inference import resolve_model_path
+    from fer_core.serving import checked_lite_model
     from training.model_files import check_keras_file
     from training.trainer import evaluate_served
 
     model_path = resolve_model_path(args.model)
     if model_path.suffix == ".keras":
         check_keras_file(model_path)  # says what is wrong with a bad file before its LiteRT copy is checked
+    checked_lite_model(model_path)  # a model that cannot be served is refused before the data loads
     dataset = resolve_dataset(args.data, split=args.split).split(args.split)
     report, _ = evaluate_served(model_path, dataset, tta=args.tta)
     report.update(model=str(model_path), data=str(args.data), split=args.split, tta=args.tta)
@@ -337,31 +375,33 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_average(args: argparse.Namespace) -> int:
-    from fer_core.datasets import resolve_dataset
     from fer_core.inference import resolve_model_path
-    from fer_core.serving import lite_path
+    from fer_core.serving import lite_path, served_files
     from training.averaging import combine_models
-    from training.model_files import check_keras_file, load_keras_model, save_model_atomic
-    from training.trainer import accuracy_on, export_served, split_for_training
+    from training.export import save_served
+    from training.model_files import check_destination, check_finite_weights, check_keras_file, load_keras_model
+    from training.trainer import accuracy_on, export_served
 
-    if args.output.exists() and not args.overwrite:
-        raise ValueError(f"{args.output} exists: pass --overwrite to replace it")
     if args.output.suffix != ".keras":
         raise ValueError(f"{args.output} must end in .keras")
+    for destination in served_files(args.output):  # before any work: a folder, a read-only place, /proc
+        check_destination(destination)
+    if args.output.exists() and not args.overwrite:
+        raise ValueError(f"{args.output} exists: pass --overwrite to replace it")
     paths = [resolve_model_path(path) for path in args.models]
-    for path in paths:
-        check_keras_file(path)  # every input, before minutes of loading data
+    for path in paths:  # every input, before minutes of loading data
+        check_keras_file(path)
+        check_finite_weights(path)
     split = _validation_split(paths, seed=args.seed, val_fraction=args.val_fraction)
-    train, val = split_for_training(resolve_dataset(args.data), split.val_fraction, split.seed)
+    train, val = _checked_split(args.data, split)
     models = [load_keras_model(path) for path in paths]
 
     inputs = [
         {"model": str(path), "val_accuracy": accuracy_on(model, val)} for path, model in zip(paths, models, strict=True)
     ]
-    combined = combine_models(models, train.images, recalibrate=args.recalibrate)
+    combined = combine_models(models, train.images, recalibrate=args.recalibrate)  # refuses non-finite weights
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    save_model_atomic(combined, args.output)
-    temperature = export_served(args.output, val)
+    temperature = save_served(combined, args.output, lambda staged: export_served(staged, val))  # all or nothing
     report = {
         "inputs": inputs,
         "output": str(args.output),
@@ -414,28 +454,53 @@ def _validation_split(paths: list[Path], *, seed: int | None, val_fraction: floa
     return config_from_mapping({key: value for key, value in chosen.items() if value is not None})
 
 
-def cmd_export(args: argparse.Namespace) -> int:
+def _checked_split(data: str, split: TrainConfig) -> tuple[FaceDataset, FaceDataset]:
+    """The train and validation faces of ``data`` as ``split`` holds them out, with the checks of
+    ``train``: data a classifier cannot be trained and validated on is refused here too (with one face
+    per class no face is left to validate or calibrate on)."""
     from fer_core.datasets import resolve_dataset
-    from fer_core.serving import lite_path, read_record
+    from training.trainer import check_training_split, split_for_training
+
+    train, val = split_for_training(resolve_dataset(data), split.val_fraction, split.seed)
+    try:
+        check_training_split(train, val)
+    except DatasetError as error:
+        raise DatasetError(f"--data {data}: {error}") from None
+    return train, val
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from fer_core.serving import lite_path, read_record, served_files
     from training import runs
     from training.export import export_tflite
-    from training.trainer import export_model, export_served, split_for_training
+    from training.model_files import check_destination, check_keras_file
+    from training.trainer import export_model, export_served
 
     model_path: Path = args.model
     data = args.data
+    checkpoint: Path | None = None  # a run's best checkpoint to export first, when it has no model.keras yet
     if is_run_folder(model_path):
         settings = runs.Run(model_path).config().settings
         if not (model_path / runs.EXPORTED_MODEL).is_file():
-            if not (model_path / runs.BEST_CHECKPOINT).is_file():
+            checkpoint = model_path / runs.BEST_CHECKPOINT
+            if not checkpoint.is_file():
                 raise ValueError(f"{model_path} has no model yet: let the run finish an epoch")
-            export_model(model_path / runs.BEST_CHECKPOINT, model_path / runs.EXPORTED_MODEL, settings.arch)
         model_path = model_path / runs.EXPORTED_MODEL
         data = data or settings.data
     elif model_path.suffix != ".keras":
         raise ValueError(f"{model_path} is neither a .keras file nor a run folder")
+    else:
+        check_keras_file(model_path)
+    # Everything is checked before any work: where the files go, then the data.
+    for destination in served_files(model_path)[0 if checkpoint else 1 :]:
+        check_destination(destination)
+    val = None
     if data:
         split = _validation_split([model_path], seed=args.seed, val_fraction=args.val_fraction)
-        _, val = split_for_training(resolve_dataset(data), split.val_fraction, split.seed)
+        _, val = _checked_split(data, split)
+    if checkpoint is not None:
+        export_model(checkpoint, model_path, settings.arch)
+    if val is not None:
         temperature = export_served(model_path, val)
     else:
         temperature = 1.0
@@ -454,8 +519,14 @@ def cmd_runs(args: argparse.Namespace) -> int:
     from fer_core.settings import default_runs_dir
     from training.runs import list_runs
 
+    runs_dir = Path(args.runs_dir) if args.runs_dir else default_runs_dir()
+    if args.runs_dir:  # a folder asked for by name must be one (the default may not exist yet: no runs)
+        problem = _runs_folder_problem(runs_dir)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return EXIT_FAILED
     rows = []
-    for run in list_runs(Path(args.runs_dir) if args.runs_dir else default_runs_dir()):
+    for run in list_runs(runs_dir):
         row = dataclasses.asdict(run.summary())
         rows.append({"run": row.pop("name"), **row})
     if args.json:
@@ -479,6 +550,19 @@ def cmd_runs(args: argparse.Namespace) -> int:
             f"{val:>8}{best:>12}{test:>8}"
         )
     return 0
+
+
+def _runs_folder_problem(runs_dir: Path) -> str | None:
+    """Why ``runs_dir`` cannot be listed as a runs folder, or None."""
+    if not runs_dir.exists():
+        return f"{runs_dir} does not exist: give the folder that holds the runs (--run-dir)"
+    if not runs_dir.is_dir():
+        return f"{runs_dir} is not a folder: give the folder that holds the runs (--run-dir)"
+    try:
+        next(runs_dir.iterdir(), None)
+    except OSError as error:
+        return f"{runs_dir} cannot be read: {error.strerror or error}"
+    return None
 
 
 COMMANDS = {

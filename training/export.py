@@ -12,20 +12,22 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
-from fer_core.errors import ModelLoadError
+from fer_core.errors import FileWriteError, ModelLoadError
 from fer_core.inference import EmotionClassifier
 from fer_core.labels import NUM_CLASSES
 from fer_core.preprocess import FACE_SIZE, face_batch
-from fer_core.serving import TOLERANCE, ServingRecord, lite_path, sha256_of, write_record
+from fer_core.serving import TOLERANCE, ServingRecord, lite_path, served_files, sha256_of, write_record
 from training.model_files import load_keras_model, replace_atomically
+from training.runs import temporary_path
 
 CHECK_FACES = 64  # random faces, plus the real ones given, on which the copy must agree
 
@@ -126,6 +128,30 @@ def export_tflite(
         ),
     )
     return destination
+
+
+Exported = TypeVar("Exported")
+
+
+def save_served(model: Any, destination: Path, export: Callable[[Path], Exported]) -> Exported:
+    """Save ``model`` at ``destination`` with its served copy, all or nothing: the ``.keras`` file is saved
+    under a temporary name beside it and ``export`` (e.g. :func:`export_tflite` with a temperature) makes
+    its LiteRT copy and record there; only when every check has passed are the three moved into place.
+    A refused model leaves nothing behind, and an earlier file at ``destination`` stays as it was."""
+    temporary = temporary_path(destination)
+    staged = served_files(temporary)
+    try:
+        model.save(temporary)
+        result = export(temporary)
+        for source, target in zip(staged[1:], served_files(destination)[1:], strict=True):  # copy and record
+            os.replace(source, target)
+        os.replace(temporary, destination)  # last: meanwhile a reader finds the copy stale, never serves a mismatch
+    except OSError as error:  # named for the file being written, never its temporary name
+        raise FileWriteError(error.errno, f"cannot write {destination}: {error.strerror or error}") from error
+    finally:
+        for path in staged:
+            path.unlink(missing_ok=True)
+    return result
 
 
 @contextlib.contextmanager

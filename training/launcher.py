@@ -23,6 +23,7 @@ import threading
 import time
 from pathlib import Path
 
+from fer_core.errors import FileWriteError
 from fer_core.settings import PROJECT_ROOT
 from training import runs
 from training.config import TrainConfig
@@ -84,12 +85,15 @@ def _spawn(arguments: list[str], run_dir: Path) -> subprocess.Popen[bytes]:
 
 def start_training(config: TrainConfig) -> runs.Run:
     """Create the run folder and start ``python -m training train --into RUN_DIR`` in the background."""
+    from training.trainer import check_initial_model, create_run
+
+    if config.init_from:  # a model that cannot be started from is refused before a run folder is made
+        check_initial_model(config.init_from)
     runs_dir = config.runs_path
     with launch_lock(runs_dir):
         busy = runs.active_run(runs_dir)
         if busy is not None:
             raise TrainingBusyError(busy)
-        from training.trainer import create_run
 
         command = f"python -m training train --into <run folder>  # started from the app, {_describe(config)}"
         run_dir = create_run(config, command=command)
@@ -154,9 +158,18 @@ def stop_run(run: runs.Run, *, force: bool = False) -> None:
         os.kill(pid, signal.SIGKILL if force else signal.SIGTERM)
 
 
+class PartialDeleteError(OSError):
+    """A deleted run is gone from the runs, but some of its files could not be removed."""
+
+
 def delete_run(run: runs.Run) -> None:
     """Delete a run folder and everything in it. Refused (``ValueError``) for a run that trains, for
-    the run whose model the app uses (promoted), and for anything that is not a run folder."""
+    the run whose model the app uses (promoted), and for anything that is not a run folder.
+
+    The folder is first renamed to a trash name beside it (atomic), so the run is either listed whole
+    or gone; then its files are removed. A file that cannot be removed leaves the rest of the trash
+    folder for the next delete to clear, and raises :class:`PartialDeleteError` naming that file. A
+    rename that fails (``OSError`` naming the folder) leaves the run as it was."""
     from training import promote
 
     path = run.path
@@ -174,4 +187,43 @@ def delete_run(run: runs.Run) -> None:
                 f"run {run.name} is where the model the app uses comes from: go back to the shipped model "
                 "(or promote another run) first"
             )
-        shutil.rmtree(path)
+        _empty_trash(path.parent)  # left by an earlier delete that could not finish
+        trash = path.with_name(f"{runs.TRASH_PREFIX}{path.name}-{os.getpid()}-{time.time_ns()}")
+        try:
+            path.rename(trash)
+        except OSError as error:
+            raise FileWriteError(error.errno, f"could not delete run {run.name}: {path}: {error.strerror}") from None
+        failed = _remove_tree(trash)
+    if failed:
+        where, reason = failed[0]
+        more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+        raise PartialDeleteError(
+            f"run {run.name} is deleted, but {where} could not be removed: {reason}{more}. What is left is in "
+            f"{trash}, removed at the next delete (or remove it yourself)"
+        )
+
+
+def _remove_tree(path: Path) -> list[tuple[str, str]]:
+    """Remove ``path`` and everything under it, as far as possible: the paths that could not be
+    removed, each with the reason. Its config.json goes first, so it is no run folder anywhere."""
+    failed: list[tuple[str, str]] = []
+
+    def note(_function: object, failed_path: str, excinfo: tuple[type, BaseException, object]) -> None:
+        error = excinfo[1]
+        failed.append((failed_path, getattr(error, "strerror", None) or str(error)))
+
+    with contextlib.suppress(OSError):
+        (path / runs.CONFIG_FILE).unlink()
+    shutil.rmtree(path, onerror=note)
+    return failed
+
+
+def _empty_trash(runs_dir: Path) -> None:
+    """Remove what earlier deletes left in ``runs_dir``'s trash folders (what still cannot be removed stays)."""
+    try:
+        leftovers = [child for child in runs_dir.iterdir() if child.name.startswith(runs.TRASH_PREFIX)]
+    except OSError:
+        return
+    for leftover in leftovers:
+        if leftover.is_dir() and not leftover.is_symlink():
+            _remove_tree(leftover)

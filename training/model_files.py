@@ -8,13 +8,18 @@ except :func:`load_keras_model`, which loads after the check.
 
 from __future__ import annotations
 
+import errno
+import io
 import os
+import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fer_core.errors import ModelLoadError
+import numpy as np
+
+from fer_core.errors import FileWriteError, ModelLoadError
 from training.runs import temporary_path
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -60,6 +65,81 @@ def check_keras_file(path: str | os.PathLike[str]) -> None:
         raise ModelLoadError(f"{path} is corrupt: {damaged} inside it is damaged")
 
 
+KERAS_WEIGHTS_FILE = "model.weights.h5"  # where a .keras archive keeps its weights
+
+
+def non_finite_weights(path: str | os.PathLike[str]) -> list[str]:
+    """The weight arrays of the model file ``path`` (``.keras``, or a legacy ``.h5``) that hold NaN or
+    infinite values, by name. Read with h5py, without TensorFlow or building the model; a file whose
+    weights cannot be read raises :class:`ModelLoadError`."""
+    import h5py
+
+    path = Path(path)
+    bad: list[str] = []
+
+    def visit(name: str, item: object) -> None:
+        if isinstance(item, h5py.Dataset) and item.dtype.kind == "f" and not np.isfinite(item[()]).all():
+            bad.append(name)
+
+    try:
+        with path.open("rb") as handle:
+            is_hdf5 = handle.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE
+        if is_hdf5:
+            with h5py.File(path, "r") as weights:
+                weights.visititems(visit)
+        else:
+            with zipfile.ZipFile(path) as archive:
+                data = archive.read(KERAS_WEIGHTS_FILE)
+            with h5py.File(io.BytesIO(data), "r") as weights:
+                weights.visititems(visit)
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as error:
+        raise ModelLoadError(f"{path} is corrupt: its weights cannot be read ({error})") from None
+    return bad
+
+
+def check_finite_weights(path: str | os.PathLike[str]) -> None:
+    """Raise :class:`ModelLoadError` naming ``path`` when any of its weights is NaN or infinite (a model
+    whose training diverged): such a model gives NaN for every face, and training from it diverges at once."""
+    bad = non_finite_weights(path)
+    if bad:
+        example = bad[0].removeprefix("/")
+        raise ModelLoadError(
+            f"{path} has NaN or infinite weights ({len(bad)} weight array{'s' if len(bad) > 1 else ''}, "
+            f"e.g. {example}): it cannot be used. Its training probably diverged: take an earlier checkpoint"
+        )
+
+
+def check_destination(path: Path) -> None:
+    """Refuse, before any work, a file that cannot be written at ``path``: a folder of that name, a
+    parent that is a file, a place where no file can be made (read-only, ``/proc``). The error names
+    ``path``. A parent folder that does not exist yet is fine if it can be made."""
+    if path.is_dir():
+        raise ValueError(
+            f"{path} is a folder: give the name of the file to write (ending in {path.suffix or '.keras'})"
+        )
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ValueError(f"cannot write {path}: {folder} is not a folder")
+    try:
+        handle, probe = tempfile.mkstemp(dir=folder, prefix=".write-check-")
+    except OSError as error:
+        raise FileWriteError(error.errno, f"cannot write {path}: {folder} {_refusal(error)}") from None
+    os.close(handle)
+    Path(probe).unlink()
+
+
+def _refusal(error: OSError) -> str:
+    if error.errno == errno.EROFS:
+        return "is on a read-only file system"
+    if error.errno in (errno.EACCES, errno.EPERM):
+        return "is not writable (permission denied)"
+    if error.errno == errno.ENOSPC:
+        return "is on a full disk"
+    return f"does not accept new files ({error.strerror or error})"
+
+
 def load_keras_model(path: str | os.PathLike[str], *, compile: bool = False) -> Any:
     """``keras.models.load_model`` after :func:`check_keras_file`; any failure is a ``ModelLoadError``
     that names the file."""
@@ -79,6 +159,8 @@ def replace_atomically(path: Path, write: Callable[[Path], object]) -> None:
     try:
         write(temporary)
         os.replace(temporary, path)
+    except OSError as error:  # named for the file being written, never its temporary name
+        raise FileWriteError(error.errno, f"cannot write {path}: {error.strerror or error}") from error
     finally:
         temporary.unlink(missing_ok=True)
 

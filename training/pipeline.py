@@ -7,6 +7,7 @@ import numpy.typing as npt
 import tensorflow as tf
 
 from fer_core.labels import NUM_CLASSES
+from training.neutral import class_weight_vector  # noqa: F401  (the trainer imports it from here)
 
 
 def build_augmenter(seed: int) -> tf.keras.Sequential:
@@ -58,11 +59,3 @@ def make_dataset(
 
         dataset = dataset.map(augment_batch, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
-
-
-def class_weight_vector(labels: npt.NDArray[np.int64], power: float = 0.5) -> npt.NDArray[np.float32]:
-    """Inverse-frequency class weights softened by ``power`` (0.5: square root), mean 1 over samples."""
-    counts = np.bincount(labels, minlength=NUM_CLASSES).astype(np.float64)
-    weights = np.where(counts > 0, (counts.max() / np.maximum(counts, 1)) ** power, 0.0)
-    weights /= (weights[labels]).mean()
-    return weights.astype(np.float32)

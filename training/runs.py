@@ -43,6 +43,7 @@ from fer_core.run_layout import (  # noqa: F401  (the names are part of this mod
     STATUS_LOCK,
     STOP_FLAG,
     SUMMARY_FILE,
+    TRASH_PREFIX,
     is_run_folder,
 )
 from training.records import (  # noqa: F401  (ACTIVE_STATES and RecordError are part of this interface)
@@ -353,7 +354,11 @@ def list_runs(runs_dir: Path) -> list[Run]:
         children = list(runs_dir.iterdir())
     except OSError:  # no runs folder yet, or one that cannot be listed
         return []
-    runs = [Run(child) for child in children if (child / CONFIG_FILE).is_file()]
+    runs = [
+        Run(child)
+        for child in children
+        if not child.name.startswith(TRASH_PREFIX) and (child / CONFIG_FILE).is_file()  # not one being deleted
+    ]
     return sorted(runs, key=lambda run: run.name, reverse=True)
 
 
@@ -377,6 +382,17 @@ def new_run_dir(runs_dir: Path, arch: str) -> Path:
             continue
         return candidate
     raise RuntimeError(f"could not create a new run folder in {runs_dir}")
+
+
+def snapshot_epochs(folder: Path) -> dict[int, Path]:
+    """The ``epoch-NNN.keras`` snapshots in ``folder`` (a run's snapshots/), by epoch, oldest first."""
+    found: dict[int, Path] = {}
+    with contextlib.suppress(OSError):
+        for path in folder.glob("epoch-*.keras"):
+            number = path.stem.removeprefix("epoch-")
+            if number.isdigit():
+                found[int(number)] = path
+    return dict(sorted(found.items()))
 
 
 def plural(count: int, noun: str) -> str:

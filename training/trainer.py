@@ -34,7 +34,7 @@ from fer_core.metrics import classification_report
 from training import runs
 from training.config import TrainConfig
 from training.errors import StopRequested, TrainingDiverged, TrainingFailed
-from training.model_files import check_keras_file, load_keras_model, save_model_atomic
+from training.model_files import check_finite_weights, check_keras_file, load_keras_model, save_model_atomic
 from training.records import History
 
 MISCLASSIFIED_COUNT = 48
@@ -346,6 +346,8 @@ def _train(config: TrainConfig, run_dir: Path, *, resume: bool) -> None:
     precision = choose_precision(config.precision)
     keras.mixed_precision.set_global_policy(precision)
 
+    if config.init_from and not resume:  # named before minutes of loading data
+        check_initial_model(config.init_from)
     runs.update_status(run_dir, phase="loading data")
     data = load_training_data(config)  # checked: faces a classifier cannot learn from are refused here
     train_set, val_set = data.train, data.val
@@ -510,13 +512,27 @@ def recalibrate_if_better(model_path: Path, train: FaceDataset, val: FaceDataset
     return {"val_accuracy_before": before, "val_accuracy_after": after, "kept": after > before}
 
 
-def load_initial_weights(model: Any, source: str | Path) -> None:
-    """Copy the weights of the model at ``source`` (a ``.keras`` file, or a run folder: its exported
-    model, else its best checkpoint) into ``model``, which must have the same architecture."""
+def check_initial_model(source: str | Path) -> Path:
+    """The model file to start a training from (a ``.keras`` file, or a run folder: its exported model,
+    else its best checkpoint), after checking it without TensorFlow: a file that is missing, not a
+    Keras model, or holds NaN or infinite weights (which would make the run diverge at its first
+    step) raises :class:`ModelLoadError` naming it."""
     given = Path(source)
     path = runs.Run(given).model_path() if given.is_dir() else given
     if path is None or not path.exists():
         raise ModelLoadError(f"no model to start from at {source}")
+    try:
+        check_keras_file(path)
+        check_finite_weights(path)
+    except ModelLoadError as error:
+        raise ModelLoadError(f"cannot start from that model: {error}") from None
+    return path
+
+
+def load_initial_weights(model: Any, source: str | Path) -> None:
+    """Copy the weights of the model at ``source`` (see :func:`check_initial_model`) into ``model``,
+    which must have the same architecture."""
+    path = check_initial_model(source)
     try:
         initial = load_keras_model(path)
     except ModelLoadError as error:

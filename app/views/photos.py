@@ -24,7 +24,7 @@ from fer_core.analysis import ImageAnalysis, analyze_image, face_records, record
 from fer_core.detect import PHOTO_PRESET, DetectionPreset
 from fer_core.draw import draw_predictions, face_caption, scale_predictions
 from fer_core.errors import InvalidImageError
-from fer_core.images import MAX_BYTES, MAX_PIXELS, decode_image, encode_png, rescale
+from fer_core.images import MAX_BYTES, MAX_PIXELS, decode_image, encode_png, image_damage, rescale
 from fer_core.inference import FacePrediction, Predictor
 
 IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp"]
@@ -54,6 +54,7 @@ class PhotoResult(NamedTuple):
     analysis: ImageAnalysis | None = None  # the faces found (fer_core.analysis), None on error
     display_bgr: npt.NDArray[np.uint8] | None = None  # at most DISPLAY_MAX_SIDE on its longer side
     display_scale: float = 1.0  # display pixels per image pixel
+    warning: str | None = None  # the file decoded but is damaged (a cut or corrupted JPEG): shown beside it
 
 
 class PhotoSettings(NamedTuple):
@@ -108,7 +109,7 @@ def analyse_photo(name: str, data: bytes, predictor: Predictor, *, tta: bool = F
         display_bgr, display_scale = _display_copy(bgr_image)
     except cv2.error as error:  # a shape OpenCV cannot work with: this photo fails, the others go on
         return PhotoResult(name, digest, f"the image could not be processed ({width}x{height}): {error.err}")
-    return PhotoResult(name, digest, None, analysis, display_bgr, display_scale)
+    return PhotoResult(name, digest, None, analysis, display_bgr, display_scale, image_damage(data))
 
 
 def process_uploads(
@@ -176,6 +177,12 @@ def render_photo(position: int, result: PhotoResult, data: bytes, settings: Phot
     with st.container(border=True):
         width, height = analysis.size
         st.markdown(f"#### {name}")
+        if result.warning:
+            st.warning(
+                f"**{name}** is damaged: {printable(result.warning)}. The faces below were found in what could "
+                "be decoded and may be wrong; use an undamaged copy if you have one.",
+                icon=":material/broken_image:",
+            )
         whole_image = _no_face_ui(analysis, name, key) if not analysis.faces else False
         faces = analysis.faces_used(whole_image)
         if analysis.faces:

@@ -854,6 +854,9 @@ def delete_ui(snapshot: RunSnapshot) -> None:
         st.session_state.pop(key, None)
         try:
             launcher.delete_run(snapshot.run)
+        except launcher.PartialDeleteError as error:  # gone from the runs; some files were left behind
+            st.toast(str(error), icon=":material/warning:", duration="long")
+            st.rerun()
         except (ValueError, OSError) as error:
             st.error(f"Could not delete: {error}")
             return

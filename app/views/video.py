@@ -7,7 +7,9 @@ A clip is analysed once per file and settings (the result is kept for the sessio
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -30,6 +32,7 @@ from fer_core.inference import EmotionClassifier, ModelInfo
 from fer_core.labels import EMOTIONS, UNCERTAIN
 from fer_core.video import (
     VIDEO_SUFFIXES,
+    DecodeReport,
     FaceRecord,
     FaceSummary,
     VideoInfo,
@@ -42,6 +45,9 @@ from fer_core.video import (
 )
 
 MAX_SECONDS = 60.0  # longer clips are analysed up to here (about a minute of CPU per minute of 640x480 video)
+# The most work one clip may take on the page, in pixels x frames: a minute of 720p at 30 fps. A clip of
+# larger frames is analysed up to the frames that fit (a 4K clip: its first 13 s at 30 fps).
+MAX_PIXEL_FRAMES = 1280 * 720 * 30 * 60
 MEMO_KEY = "video_results"
 PROGRESS_EVERY = 5  # frames between progress-bar updates
 
@@ -51,9 +57,11 @@ class ClipResult(NamedTuple):
     frames: int  # frames analysed
     analysed_s: float  # seconds of the clip analysed
     capped: bool  # the clip went on past MAX_SECONDS
+    frame_limit: int | None  # the clip went on past the frames of its size that MAX_PIXEL_FRAMES allows
     records: list[FaceRecord]
     summaries: list[FaceSummary]
     annotated_mp4: bytes
+    decoding: DecodeReport  # damage met (skipped or damaged frames, broken timestamps), rotation, duration
 
 
 def settings_ui() -> VideoSettings:
@@ -65,51 +73,101 @@ def settings_ui() -> VideoSettings:
     return VideoSettings(preset=preset, smoothing=smoothing, threshold=threshold)
 
 
+class ClipStorageError(Exception):
+    """The clip could not be analysed on this server (its temporary folder is full or cannot be written):
+    the message says so in words, without the server's paths."""
+
+
+def frame_limit(info: VideoInfo) -> int:
+    """How many frames of this clip's size the page analyses (:data:`MAX_PIXEL_FRAMES`)."""
+    return max(1, MAX_PIXEL_FRAMES // max(1, info.width * info.height))
+
+
 def analyse_clip(data: bytes, name: str, classifier: EmotionClassifier, settings: VideoSettings) -> ClipResult:
-    """Analyse the uploaded bytes (written to a temporary file for FFmpeg), with a progress bar."""
+    """Analyse the uploaded bytes (written to a temporary folder for FFmpeg, removed whatever happens),
+    with a progress bar. The temporary file has the upload's name, so messages about it name the upload.
+    A full or unwritable temporary folder is a :class:`ClipStorageError`."""
+    try:
+        with tempfile.TemporaryDirectory(prefix="fer-video-") as folder:
+            clip = Path(folder) / temporary_name(name)
+            try:
+                return _analyse_file(clip, data, name, classifier, settings)
+            except FerError as error:  # name the upload, never the server's folder
+                message = str(error).replace(f"{folder}/", "").replace(clip.name, name)
+                raise type(error)(message) from None
+    except OSError as error:
+        if error.errno == errno.ENOSPC:
+            raise ClipStorageError(
+                "the server's temporary folder is full (no space left on device); "
+                "try a shorter or smaller clip, or ask the server's administrator to free space"
+            ) from None
+        raise ClipStorageError(
+            f"the server could not write its temporary files ({error.strerror or type(error).__name__})"
+        ) from None
+
+
+def temporary_name(name: str) -> str:
+    """The upload's name as a safe file name (letters, digits, ``-_.`` and spaces kept), with a video suffix."""
     suffix = Path(name).suffix.lower() if Path(name).suffix.lower() in VIDEO_SUFFIXES else ".mp4"
-    with tempfile.TemporaryDirectory(prefix="fer-video-") as folder:
-        clip = Path(folder) / f"clip{suffix}"
-        clip.write_bytes(data)
-        annotated = Path(folder) / "annotated.mp4"
-        info = probe_video(clip)
-        expected = _expected_frames(info)
-        progress = st.progress(0.0, text="Analysing the clip...")
-        records: list[FaceRecord] = []
-        frames = 0
-        last_time = 0.0
+    stem = re.sub(r"[^\w\-. ]", "_", Path(name).stem, flags=re.ASCII).strip(" .") or "clip"
+    return f"{stem[:100]}{suffix}"
+
+
+def _analyse_file(
+    clip: Path, data: bytes, name: str, classifier: EmotionClassifier, settings: VideoSettings
+) -> ClipResult:
+    clip.write_bytes(data)
+    annotated = clip.with_name(f"{clip.stem}-annotated.mp4")
+    info = probe_video(clip)
+    limit = frame_limit(info)
+    expected = _expected_frames(info, limit)
+    progress = st.progress(0.0, text="Analysing the clip...")
+    records: list[FaceRecord] = []
+    times: list[float] = []  # each analysed frame's own time: durations follow the clip's pace
+    report = DecodeReport()
+    try:
         for result in analyze_video(
-            clip, classifier, settings, annotated_path=annotated, max_seconds=MAX_SECONDS, info=info
-        ):
-            records.extend(result.records)
-            frames += 1
-            last_time = result.time_s
-            if frames % PROGRESS_EVERY == 0:
-                done = min(1.0, frames / expected) if expected else 0.0
-                progress.progress(done, text=f"Analysing the clip... {frames:,} frames, {last_time:.1f} s")
-        progress.empty()
-        if frames == 0:
-            raise InvalidVideoError(f"{name} has no frames that could be decoded")
-        interval = 1.0 / info.fps if info.fps else 0.0
-        if info.duration_s is not None:
-            capped = info.duration_s > MAX_SECONDS + (interval or 0.1)
-        else:  # WebM recorded by a browser may not say: reaching the cap's last frame is the sign
-            capped = last_time + 1.5 * (interval or 0.1) >= MAX_SECONDS
-        return ClipResult(
+            clip,
+            classifier,
+            settings,
+            annotated_path=annotated,
+            max_seconds=MAX_SECONDS,
             info=info,
-            frames=frames,
-            analysed_s=frames * interval if interval else last_time,
-            capped=capped,
-            records=records,
-            summaries=summarize(records, interval),
-            annotated_mp4=annotated.read_bytes(),
-        )
+            max_frames=limit,
+            report=report,
+        ):
+            records.extend(result.records)  # records only: each frame is dropped once drawn into the copy
+            times.append(result.time_s)
+            if len(times) % PROGRESS_EVERY == 0:
+                done = min(1.0, len(times) / expected) if expected else 0.0
+                progress.progress(done, text=f"Analysing the clip... {len(times):,} frames, {result.time_s:.1f} s")
+    finally:
+        progress.empty()  # also when the clip fails partway: the error replaces the bar
+    if not times:
+        raise InvalidVideoError(f"{name} has no frames that could be decoded")
+    interval = 1.0 / info.fps if info.fps else 0.0
+    if info.duration_s is not None:
+        capped = info.duration_s > MAX_SECONDS + (interval or 0.1)
+    else:  # WebM recorded by a browser may not say: reaching the cap's last frame is the sign
+        capped = times[-1] + 1.5 * (interval or 0.1) >= MAX_SECONDS
+    work_capped = len(times) >= limit and (info.frame_count is None or info.frame_count > limit)
+    return ClipResult(
+        info=info,
+        frames=len(times),
+        analysed_s=report.end_s,
+        capped=capped and not work_capped,
+        frame_limit=limit if work_capped else None,
+        records=records,
+        summaries=summarize(records, frame_times=times, end_s=report.end_s),
+        annotated_mp4=annotated.read_bytes(),
+        decoding=report,
+    )
 
 
-def _expected_frames(info: VideoInfo) -> int | None:
+def _expected_frames(info: VideoInfo, limit: int) -> int | None:
     if info.frame_count is None and not (info.duration_s and info.fps):
         return None
-    total = info.frame_count or round((info.duration_s or 0.0) * info.fps)
+    total = min(limit, info.frame_count or round((info.duration_s or 0.0) * info.fps))
     return min(total, round(MAX_SECONDS * info.fps)) if info.fps else total
 
 
@@ -124,6 +182,26 @@ def clip_result(
         memo.clear()  # one clip's result is kept: videos are large
         memo[key] = analyse_clip(data, name, classifier, settings)
     return memo[key]
+
+
+def limit_messages(result: ClipResult) -> list[str]:
+    """What the page left out of a clip, and why (its length, or the size of its frames)."""
+    info = result.info
+    messages = []
+    if result.capped:
+        length = f"is {info.duration_s:.0f} s long" if info.duration_s else "is longer than that"
+        messages.append(
+            f"The clip {length}; the first {MAX_SECONDS:.0f} s were analysed. "
+            "`python -m fer_core video` analyses whole clips."
+        )
+    if result.frame_limit is not None:
+        messages.append(
+            f"The clip's frames are {info.width}x{info.height} ({info.width * info.height / 1e6:.1f} megapixels): "
+            f"the page analyses up to {result.frame_limit:,} frames of that size, the first "
+            f"{result.analysed_s:.1f} s here. Scale the clip down to analyse more of it, or use "
+            "`python -m fer_core video`, which analyses whole clips."
+        )
+    return messages
 
 
 def summary_rows(summaries: list[FaceSummary]) -> list[dict[str, Any]]:
@@ -143,17 +221,20 @@ def summary_rows(summaries: list[FaceSummary]) -> list[dict[str, Any]]:
 def results_ui(result: ClipResult, name: str) -> None:
     info = result.info
     stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(name).stem) or "clip"
-    if result.capped:
-        length = f"is {info.duration_s:.0f} s long" if info.duration_s else "is longer than that"
-        st.warning(
-            f"The clip {length}; the first {MAX_SECONDS:.0f} s were analysed. "
-            "`python -m fer_core video` analyses whole clips.",
-            icon=":material/content_cut:",
-        )
+    damage = result.decoding.warning()
+    if damage:
+        st.warning(f"{damage[0].upper()}{damage[1:]}.", icon=":material/broken_image:")
+    for message in limit_messages(result):
+        st.warning(message, icon=":material/content_cut:")
     faces, frames, seconds = st.columns(3)
     faces.metric("Faces", len(result.summaries))
     frames.metric("Frames analysed", f"{result.frames:,}")
-    seconds.metric("Seconds", f"{result.analysed_s:.1f}", help=f"{info.width}x{info.height} at {info.fps:.1f} fps")
+    turned = f", turned {info.rotation}° upright" if info.rotation else ""
+    seconds.metric(
+        "Seconds",
+        f"{result.analysed_s:.1f}",
+        help=f"{info.width}x{info.height}, {result.frames / max(result.analysed_s, 1e-9):.1f} fps on average{turned}",
+    )
     video_column, summary_column = st.columns([3, 2], gap="large")
     with video_column:
         st.video(result.annotated_mp4, format="video/mp4")
@@ -196,7 +277,7 @@ def results_ui(result: ClipResult, name: str) -> None:
     )
     json_column.download_button(
         "Summary and records (JSON)",
-        data=records_to_json(result.records, result.summaries, info),
+        data=records_to_json(result.records, result.summaries, info, result.decoding),
         file_name=f"{stem}-faces.json",
         mime="application/json",
         icon=":material/data_object:",
@@ -235,8 +316,11 @@ def main() -> None:
     name = escape_markdown(printable(uploaded.name))
     try:
         result = clip_result(uploaded.getvalue(), uploaded.name, classifier, info, settings)
-    except FerError as error:  # the clip cannot be read (corrupt, no video stream, unknown codec)
-        st.error(f"Could not use **{name}**: {printable(str(error))}.", icon=":material/broken_image:")
+    except FerError as error:  # the clip cannot be read (corrupt, no video stream, unknown codec, too large)
+        st.error(f"Could not use **{name}**: {escape_markdown(printable(str(error)))}.", icon=":material/broken_image:")
+        st.stop()
+    except ClipStorageError as error:  # the server's side: a full or unwritable temporary folder
+        st.error(f"Could not analyse **{name}**: {error}.", icon=":material/error:")
         st.stop()
     st.markdown(f"#### {name}")
     results_ui(result, uploaded.name)
