@@ -130,7 +130,7 @@ def build_vgg40(num_classes: int = NUM_CLASSES, width: int = 48, dropout_rate: f
     return _vgg_trunk(CROP_SHAPE, num_classes, width, dropout_rate, name="vgg40", dense=256)
 
 
-@register("tiny", "A few thousand parameters: for tests and quick demo-set runs, not for real use")
+@register("tiny", "A few thousand parameters, for tests: it learns slowly, even on the demo set; not for real use")
 def build_tiny(num_classes: int = NUM_CLASSES) -> keras.Model:
     import keras
     from keras import layers

@@ -63,9 +63,7 @@ class TrainConfig:
     data: str = _option("demo", "'demo', a FER2013 folder (Kaggle layout or class folders) or fer2013.csv")
     arch: str = _option(
         "fernet",
-        "the network to train: fernet (the shipped model's, most accurate), tiny (a few thousand weights: "
-        "trains in seconds, for trying things out on the demo set) or seed (the original project's CNN, "
-        "for comparison)",
+        "the network to train (fer_core.models describes each; the Training page lists them)",
         label="Architecture",
         choices=_architectures,
     )

@@ -223,6 +223,10 @@ def setting_ui(name: str, container: Any = st) -> Any:
     key = FORM_PREFIX + name
     kind = kind_of(name)
     help_text = sentence(declared.help)
+    if name == "arch":  # each architecture in a line of its own (the menu shows only names)
+        help_text = "The network to train:\n\n" + "\n".join(
+            f"- **{arch}**: {description}" for arch, description in architectures().items()
+        )
     if kind == "float | None":  # empty: the architecture's own value
         arch = st.session_state.get(FORM_PREFIX + "arch", TrainConfig().arch)
         help_text += (
