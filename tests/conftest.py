@@ -25,7 +25,7 @@ from fer_core import settings  # noqa: E402
 TEST_CACHE_DIR = PROJECT_ROOT / ".cache"
 # What the user's environment may set that the app or the core reads. Tests start without any of it;
 # a test that means to use one sets it itself (monkeypatch.setenv).
-USER_SETTINGS_ENV = ("FER2013_DIR", "FER_DATA_ROOTS", "FER_RUNS_DIR", "FER_ICE_SERVERS", "XDG_CACHE_HOME")
+USER_SETTINGS_ENV = ("FER2013_DIR", "FER_DATA_ROOTS", "FER_ICE_SERVERS", "XDG_CACHE_HOME")
 
 
 def _find_fer2013() -> Path | None:
@@ -56,13 +56,15 @@ def fer2013_dir() -> Path:
 def isolated_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The whole session runs without the user's settings: ``$FER_SETTINGS`` names a settings file that
     does not exist (so neither the project's fer_studio.toml nor the user's is read), the variables of
-    :data:`USER_SETTINGS_ENV` are unset, no FER2013 copy is found nearby, and data sets are cached in
-    :data:`TEST_CACHE_DIR`. Session-wide (not per test) so servers and trainers that module fixtures
+    :data:`USER_SETTINGS_ENV` are unset, no FER2013 copy is found nearby, data sets are cached in
+    :data:`TEST_CACHE_DIR` and runs go to a temporary folder (each test then gets its own, see
+    :func:`isolated_runs_dir`). Session-wide (not per test) so servers and trainers that module fixtures
     start inherit it too. Returns the (absent) settings file's path."""
     settings_file = tmp_path_factory.mktemp("settings") / "fer_studio.toml"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(settings.SETTINGS_FILE_ENV, str(settings_file))
         patch.setenv("FER_CACHE_DIR", str(TEST_CACHE_DIR))
+        patch.setenv("FER_RUNS_DIR", str(tmp_path_factory.mktemp("session-runs")))
         for name in USER_SETTINGS_ENV:
             patch.delenv(name, raising=False)
         patch.setattr(settings, "FER2013_SEARCH_PATHS", ())
