@@ -21,11 +21,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from fer_core import native_log
 from fer_core.batch import DEFAULT_SEGMENT_S
 from fer_core.detect import DETECTORS, MIN_FACE_RANGE, PHOTO_PRESET, VIDEO_PRESET, DetectionPreset
 from fer_core.errors import FerError
 from fer_core.images import MAX_PIXELS
-from fer_core.labels import DEFAULT_THRESHOLD
+from fer_core.labels import DEFAULT_THRESHOLD, label_text
 from fer_core.tracking import DEFAULT_SMOOTHING
 
 EXIT_ERROR = 1
@@ -158,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument(
         "--max-pixels", type=_bounded_int(1, 10**10), default=MAX_PIXELS, help="refuse larger photos and video frames"
     )
+    for command in commands.choices.values():
+        command.add_argument("--verbose", action="store_true", help="also show LiteRT's log lines")
     return parser
 
 
@@ -167,6 +170,7 @@ def _preset(args: argparse.Namespace, base: DetectionPreset) -> DetectionPreset:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    native_log.VERBOSE = args.verbose
     try:
         return int(COMMANDS[args.command](args))
     except UsageError as error:
@@ -280,7 +284,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
             if result["warning"]:
                 print(f"  warning: {result['warning']}")
             for face in result["faces"]:
-                print(f"  #{face['face']} box={face['box']} {face['label']} ({face['confidence']:.0%})")
+                result_text = label_text(face["label"], face["emotion"], face["confidence"])
+                print(f"  #{face['face']} box={face['box']} {result_text}")
     return EXIT_ERROR if any(result["error"] for result in results) else 0
 
 
@@ -348,7 +353,7 @@ def cmd_video(args: argparse.Namespace) -> int:
     turned = f", turned {report.rotation}\N{DEGREE SIGN} upright" if report.rotation else ""
     print(
         f"{args.clip}: {len(times)} frames analysed ({report.end_s:.1f} s, {rate:.2f} fps on average{turned}), "
-        f"{len(summaries)} face(s)"
+        f"{len(summaries)} face{'s' if len(summaries) != 1 else ''}"
     )
     warning = report.warning()
     if warning:

@@ -133,7 +133,7 @@ def build_vgg40(
     return _vgg_trunk((input_size, input_size, 1), num_classes, width, dropout_rate, name="vgg40", dense=256)
 
 
-@register("tiny", "A few thousand parameters: for tests and quick demo-set runs, not for real use")
+@register("tiny", "A few thousand parameters, for tests: it learns slowly, even on the demo set; not for real use")
 def build_tiny(num_classes: int = NUM_CLASSES, input_size: int = FACE_SIZE) -> keras.Model:
     import keras
     from keras import layers

@@ -582,8 +582,8 @@ def summarize(
     frame_times: Sequence[float] | None = None,
     end_s: float | None = None,
 ) -> list[FaceSummary]:
-    """Per face, in order of appearance: frames seen, first and last time, and the seconds spent under
-    each label. With ``frame_times`` (each analysed frame's time, by frame index) and ``end_s`` (where the
+    """Per face, in order of appearance (faces that appear in the same frame: by number): frames seen,
+    first and last time, and the seconds spent under each label. With ``frame_times`` (each analysed frame's time, by frame index) and ``end_s`` (where the
     last one ends), a frame counts until the next one: the clip's own pace, variable frame rates included.
     Without them each frame counts ``frame_interval_s``."""
     durations = frame_durations(frame_times, end_s) if frame_times is not None else None
@@ -598,7 +598,7 @@ def summarize(
     for face, summary in summaries.items():
         by_label = seconds[face]
         summary.seconds_by_label = {label: by_label[label] for label in sorted(by_label, key=lambda k: -by_label[k])}
-    return list(summaries.values())
+    return sorted(summaries.values(), key=lambda summary: (summary.first_s, summary.face))
 
 
 def frame_durations(frame_times: Sequence[float], end_s: float | None = None) -> list[float]:

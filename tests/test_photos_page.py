@@ -30,7 +30,7 @@ from streamlit.testing.v1 import AppTest
 
 import app.models as app_models
 from app.charts.predictions import probability_chart
-from app.views.photos import annotated_png, process_uploads
+from app.views.photos import annotated_png, png_scale, process_uploads
 from fer_core import inference
 from fer_core.analysis import CSV_COLUMNS, ImageAnalysis, face_records, records_to_csv, records_to_json
 from fer_core.datasets import describe_source
@@ -191,6 +191,9 @@ def test_a_face_crop_with_no_face_found_is_classified_whole(promoted, fer_crop) 
     assert whole_image_toggle(at).value  # on by default for a small image
     (table,) = face_tables(at)
     assert list(table["label"]) == ["surprise"]
+    (png,) = [button.proto for button in at.get("download_button") if button.proto.label == "Annotated image (PNG)"]
+    assert "Drawn 8x enlarged (48 x 48 → 384 x 384 pixels)" in png.help  # the PNG's scale, said
+    assert "annotated_png_scale = 8 in the JSON" in png.help
 
 
 def test_a_large_image_with_no_face_offers_whole_image_classification(promoted) -> None:
@@ -250,6 +253,7 @@ def test_downloads_are_offered(promoted, group) -> None:
     at = upload(run_page(), [("group.png", group[0])])
     labels = [button.proto.label for button in at.get("download_button")]
     assert labels == ["All faces (CSV)", "All faces (JSON)", "Annotated image (PNG)"]
+    assert "Drawn at the photo's own size" in at.get("download_button")[2].proto.help
 
 
 # --- the page's helpers, without Streamlit ---------------------------------------------------------
@@ -294,6 +298,7 @@ def test_annotated_png_keeps_full_resolution_and_enlarges_face_crops() -> None:
     crop = encode(np.zeros((48, 48, 3), np.uint8))
     png = annotated_png(crop, [fake_prediction(Box(0, 0, 48, 48))], threshold=0.5)()
     assert cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR).shape == (384, 384, 3)
+    assert (png_scale((48, 48)), png_scale((200, 100)), png_scale((360, 100)), png_scale((3000, 2000))) == (8, 2, 1, 1)
 
 
 class FakeUpload:

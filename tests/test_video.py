@@ -154,6 +154,11 @@ def test_summary_counts_each_faces_time_in_each_emotion() -> None:
     assert document["faces"][0]["dominant"] == "happy" and len(document["records"]) == 11
 
 
+def test_faces_that_appear_in_the_same_frame_are_summarised_in_number_order() -> None:
+    records = [record(2, 0.0, "sad"), record(1, 0.0), record(3, 0.2), record(2, 0.1, "sad"), record(1, 0.1)]
+    assert [summary.face for summary in summarize(records, frame_interval_s=0.1)] == [1, 2, 3]
+
+
 # --- files
 
 
@@ -277,6 +282,8 @@ def test_the_video_command_writes_csv_json_and_an_annotated_clip(tmp_path: Path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "15 frames analysed" in result.stdout and "face 1" in result.stdout and "mostly" in result.stdout
+    assert "), 1 face\n" in result.stdout  # not "1 face(s)"
+    assert "XNNPACK" not in result.stderr  # LiteRT's start-up line is left out (--verbose shows it)
     rows = list(csv.DictReader(out_csv.open()))
     assert len(rows) >= 12 and {row["face"] for row in rows} == {"1"}
     assert {"time_s", "face", "emotion", "confidence", *(f"p_{emotion}" for emotion in EMOTIONS)} <= set(rows[0])

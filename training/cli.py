@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fer_core import native_log
 from fer_core.errors import DatasetError, FerError
 from fer_core.run_layout import LAST_CHECKPOINT, is_run_folder
 from training.errors import TrainingFailed
@@ -52,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--tta", action="store_true", help="average with the horizontally flipped face")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object to stdout")
 
-    listing = commands.add_parser("runs", help="list runs with status and best validation accuracy")
+    listing = commands.add_parser("runs", help="list runs with status and validation and test accuracy")
     listing.add_argument("--run-dir", dest="runs_dir", help="folder that holds the runs")
     listing.add_argument("--json", action="store_true")
 
@@ -117,6 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument(
         "--allow-concurrent", action="store_true", help="resume even while another training runs in its runs folder"
     )
+    for command in commands.choices.values():
+        command.add_argument(
+            "--verbose", action="store_true", help="also show TensorFlow's and LiteRT's start-up log lines"
+        )
     return parser
 
 
@@ -177,8 +182,32 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
         )
 
 
+# Commands that run TensorFlow: it is started first, with the lines a user cannot act on left out.
+TENSORFLOW_COMMANDS = frozenset({"train", "evaluate", "average", "export", "resume"})
+
+
+def start_tensorflow(*, verbose: bool) -> None:
+    """Import TensorFlow and look for GPUs (where "failed call to cuInit" comes from on a machine
+    without one) while :func:`fer_core.native_log.filtered_stderr` leaves out their start-up lines;
+    afterwards only its warnings and errors are shown. ``verbose``: everything is shown."""
+    native_log.VERBOSE = verbose
+    if not verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":  # e.g. JAX on a machine without TensorFlow
+        return
+    with native_log.filtered_stderr():
+        try:
+            import tensorflow as tf
+        except ImportError:  # the trainer names what is missing, in its own words
+            return
+        tf.config.list_physical_devices("GPU")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    native_log.VERBOSE = args.verbose
+    if args.command in TENSORFLOW_COMMANDS:
+        start_tensorflow(verbose=args.verbose)
     try:
         return int(COMMANDS[args.command](args))
     except TrainingFailed as error:
@@ -236,7 +265,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides = {
         key: value
         for key, value in vars(args).items()
-        if key not in ("command", "config", "into", "allow_concurrent") and value is not None
+        if key not in ("command", "config", "into", "allow_concurrent", "verbose") and value is not None
     }
     config = config_from_mapping(overrides, config)
     if config.init_from:  # a model that cannot be started from is refused before a run folder is made
@@ -547,15 +576,19 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if not rows:
         print("no runs yet: start one with `python -m training train --data demo`")
         return 0
-    print(f"{'run':<34}{'state':<10}{'arch':<8}{'epochs':>7}{'best val':>10}{'test':>8}")
+    # val: the kept model's (after batch-norm re-estimation); best epoch: the best measured while training
+    print(f"{'run':<34}{'state':<10}{'arch':<8}{'epochs':>7}{'val':>8}{'best epoch':>12}{'test':>8}")
     for row in rows:
         if row["problem"]:
             print(f"{row['run']:<34}unreadable: {row['problem']}")
             continue
-        best = f"{row['best_val_accuracy']:.4f}" if row["best_val_accuracy"] is not None else "-"
-        test = f"{row['test_accuracy']:.4f}" if row["test_accuracy"] is not None else "-"
+        val, best, test = (
+            f"{row[key]:.4f}" if row[key] is not None else "-"
+            for key in ("val_accuracy", "best_val_accuracy", "test_accuracy")
+        )
         print(
-            f"{row['run']:<34}{row['state'] or '?':<10}{row['arch'] or '?':<8}{row['epochs_done']:>7}{best:>10}{test:>8}"
+            f"{row['run']:<34}{row['state'] or '?':<10}{row['arch'] or '?':<8}{row['epochs_done']:>7}"
+            f"{val:>8}{best:>12}{test:>8}"
         )
     return 0
 

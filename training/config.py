@@ -61,7 +61,12 @@ def _option(default: Any, help: str, **declaration: Any) -> Any:
 @dataclass(frozen=True)
 class TrainConfig:
     data: str = _option("demo", "'demo', a FER2013 folder (Kaggle layout or class folders) or fer2013.csv")
-    arch: str = _option("fernet", "the architecture", label="Architecture", choices=_architectures)
+    arch: str = _option(
+        "fernet",
+        "the network to train (fer_core.models describes each; the Training page lists them)",
+        label="Architecture",
+        choices=_architectures,
+    )
     epochs: int = _option(60, "passes over the training faces", label="Epochs", minimum=1, maximum=10_000)
     batch_size: int = _option(
         64,
@@ -121,8 +126,9 @@ class TrainConfig:
     runs_dir: str = _option("", "folder that holds the runs", flag="--run-dir", default_text="runs/ in the project")
     strategy: str = _option(
         "default",
-        "'mirrored': MirroredStrategy over all visible devices",
+        "'default': TensorFlow's default, one device; 'mirrored': MirroredStrategy over all visible devices",
         label="Devices",
+        default_text="'default'",
         choices=("default", "mirrored"),
         advanced=True,
     )
