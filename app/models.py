@@ -22,7 +22,7 @@ from fer_core.detect import DETECTORS, MIN_FACE_RANGE, DetectionPreset
 from fer_core.errors import FerError
 from fer_core.inference import EmotionClassifier, ModelInfo, describe_model, resolve_model_path
 from fer_core.serving import served_files
-from fer_core.settings import PROJECT_ROOT, SHIPPED_MODEL_PATH, default_runs_dir
+from fer_core.settings import PROJECT_ROOT, SHIPPED_FAST_MODEL_PATH, SHIPPED_MODEL_PATH, default_runs_dir
 from fer_core.tracking import DEFAULT_SMOOTHING
 
 DETECTOR_LABELS = {"yunet": "YuNet (default)", "haar": "Haar cascades (2001)"}
@@ -36,18 +36,24 @@ def model_version(path: Path) -> tuple[float, ...]:
     return tuple(file.stat().st_mtime if file.exists() else 0.0 for file in served_files(path))
 
 
-def current_model() -> ModelInfo:
-    """The model the pages use by default: the promoted one, else the shipped default (``ModelLoadError`` if neither)."""
-    return describe_model(resolve_model_path())
+FAST_PAGES = ("live",)  # pages whose default is the fast model (a frame budget), not the quality one
 
 
-def model_choices() -> dict[str, Path]:
-    """Labels to model files: the current model first (the promoted one, else the shipped default), then
-    the shipped default and every run with an exported model the app can serve, newest first."""
-    current = current_model()
+def current_model(page: str = "photos") -> ModelInfo:
+    """The model ``page`` uses by default: the promoted one, else the shipped model for that page (the fast
+    one on Live, the quality one elsewhere); ``ModelLoadError`` if none."""
+    return describe_model(resolve_model_path(fast=page in FAST_PAGES))
+
+
+def model_choices(page: str = "photos") -> dict[str, Path]:
+    """Labels to model files: the current model first (the promoted one, else the page's shipped model),
+    then the shipped quality and fast models and every run with an exported model the app can serve,
+    newest first."""
+    current = current_model(page)
     choices = {f"{CURRENT_PREFIX}{_model_label(current)}": current.path}
-    if SHIPPED_MODEL_PATH.is_file() and current.path.resolve() != SHIPPED_MODEL_PATH.resolve():
-        choices["Shipped default"] = SHIPPED_MODEL_PATH
+    for label, shipped in (("Shipped quality", SHIPPED_MODEL_PATH), ("Shipped fast", SHIPPED_FAST_MODEL_PATH)):
+        if shipped.is_file() and current.path.resolve() != shipped.resolve():
+            choices[label] = shipped
     runs_dir = default_runs_dir()
     folders = sorted((path.parent for path in runs_dir.glob(f"*/{run_layout.CONFIG_FILE}")), reverse=True)
     for folder in folders:
@@ -72,20 +78,21 @@ def _model_label(info: ModelInfo) -> str:
     if info.kind == "promoted":
         return f"promoted run {info.card.run}" if info.card.run else "promoted model"
     if info.kind == "shipped":
-        return "shipped default"
+        return "shipped fast model" if info.path.resolve() == SHIPPED_FAST_MODEL_PATH.resolve() else "shipped quality model"
     return info.path.name
 
 
 def model_picker_ui(page: str) -> ModelInfo:
     """The sidebar's model choice for ``page`` (its own widget key); stops the page when there is no model."""
-    choices = or_stop(model_choices, "the list of models")
+    choices = or_stop(lambda: model_choices(page), "the list of models")
     choice = st.sidebar.selectbox(
         "Model",
         list(choices),
         key=f"{page}_model",
         format_func=short_model_label,
-        help="✓ marks the current model: the one promoted on the Training page, else the shipped default. "
-        "Finished runs (by name) can be tried here without promoting them.",
+        help="✓ marks the current model: the one promoted on the Training page, else the shipped one (the fast "
+        "model on Live, the quality model on the other pages). Finished runs (by name) can be tried here "
+        "without promoting them.",
     )
     return describe_model(choices[choice])
 

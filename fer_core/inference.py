@@ -29,7 +29,7 @@ from fer_core.native_log import filtered_stderr
 from fer_core.preprocess import FACE_SIZE, face_batch, to_gray, to_gray48
 from fer_core.records import Fields, ModelCard, RecordError, read_record
 from fer_core.serving import checked_lite_model, export_hint, lite_path
-from fer_core.settings import SHIPPED_MODEL_PATH, promoted_model_path
+from fer_core.settings import SHIPPED_FAST_MODEL_PATH, SHIPPED_MODEL_PATH, promoted_model_path
 
 WARMUP_BATCH_SIZES = (8, 4, 2, 1)  # ends at batch 1, the usual size (the interpreter resizes on a change)
 
@@ -203,8 +203,14 @@ def _prediction(
     )
 
 
-def resolve_model_path(path: str | os.PathLike[str] | None = None) -> Path:
-    """An explicit model file or run folder; else the promoted model; else the shipped default."""
+def shipped_model_path(*, fast: bool = False) -> Path:
+    """The shipped quality model, or with ``fast`` the shipped fast one (Live) where it exists."""
+    return SHIPPED_FAST_MODEL_PATH if fast and SHIPPED_FAST_MODEL_PATH.is_file() else SHIPPED_MODEL_PATH
+
+
+def resolve_model_path(path: str | os.PathLike[str] | None = None, *, fast: bool = False) -> Path:
+    """An explicit model file or run folder; else the promoted model; else the shipped default: the
+    quality model, or with ``fast`` the fast one (what Live runs)."""
     if path is not None:
         candidate = Path(path).expanduser()
         if candidate.is_dir():
@@ -218,9 +224,10 @@ def resolve_model_path(path: str | os.PathLike[str] | None = None) -> Path:
     promoted = promoted_model_path()
     if promoted.is_file():
         return promoted
-    if SHIPPED_MODEL_PATH.is_file():
-        return SHIPPED_MODEL_PATH
-    raise ModelLoadError(f"no model found: neither a promoted model ({promoted}) nor the shipped {SHIPPED_MODEL_PATH}")
+    shipped = shipped_model_path(fast=fast)
+    if shipped.is_file():
+        return shipped
+    raise ModelLoadError(f"no model found: neither a promoted model ({promoted}) nor the shipped {shipped}")
 
 
 class ModelInfo(NamedTuple):
@@ -246,7 +253,7 @@ def describe_model(path: str | os.PathLike[str]) -> ModelInfo:
     resolved = model_path.resolve()
     if resolved == promoted_model_path().resolve():
         kind = "promoted"
-    elif resolved == SHIPPED_MODEL_PATH.resolve():
+    elif resolved in (SHIPPED_MODEL_PATH.resolve(), SHIPPED_FAST_MODEL_PATH.resolve()):
         kind = "shipped"
     else:
         kind = "custom"

@@ -80,7 +80,7 @@ def float32_trunk(path: Path, name: str) -> Any:
     width = next(layer.filters for layer in trained.layers if hasattr(layer, "filters"))
     clean = build_model(trained.name, width=width)
     clean.set_weights(trained.get_weights())
-    return keras.Model(clean.inputs, clean.outputs, name=name)
+    return keras.Model(clean.input, clean.output, name=name)
 
 
 def view_accuracy(model: Any, dataset: FaceDataset) -> float:

@@ -134,7 +134,7 @@ def build_training_model(backbone: Any, augmenter: Any) -> Any:
     import keras
 
     inputs = keras.Input(shape=(FACE_SIZE, FACE_SIZE, 1), name="gray_face")
-    named = keras.Model(backbone.inputs, backbone.outputs, name=BACKBONE)
+    named = keras.Model(backbone.input, backbone.output, name=BACKBONE)
     outputs = named(centre_crop(augmenter(inputs), input_size(backbone)))
     return keras.Model(inputs, outputs, name=f"train_{backbone.name}")
 
@@ -159,12 +159,12 @@ def build_distillation_model(student: Any, teachers: Sequence[Any], augmenter: A
     teacher_outputs = []
     for index, teacher in enumerate(teachers):
         teacher.trainable = False
-        named = keras.Model(teacher.inputs, teacher.outputs, name=f"teacher_{index}")
+        named = keras.Model(teacher.input, teacher.output, name=f"teacher_{index}")
         named.trainable = False
         source = augmented if input_size(teacher) == FACE_SIZE else centre_crop(augmented, input_size(teacher))
         teacher_outputs.append(named(source, training=False))
     teacher_mean = teacher_outputs[0] if len(teacher_outputs) == 1 else keras.layers.Average()(teacher_outputs)
-    student_output = keras.Model(student.inputs, student.outputs, name=BACKBONE)(cropped)
+    student_output = keras.Model(student.input, student.output, name=BACKBONE)(cropped)
     outputs = keras.layers.Concatenate(dtype="float32")(
         [keras.ops.cast(student_output, "float32"), keras.ops.cast(teacher_mean, "float32")]
     )
