@@ -41,3 +41,11 @@ def isolated_runs_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pyt
     runs_dir = tmp_path_factory.mktemp("runs")
     monkeypatch.setenv("FER_RUNS_DIR", str(runs_dir))
     return runs_dir
+
+
+@pytest.fixture(autouse=True)
+def free_live_stream_slots() -> None:
+    """Every test starts with the server's Live stream slots free (streams of earlier tests held them)."""
+    from app.limits import LIVE_STREAMS
+
+    LIVE_STREAMS.clear()

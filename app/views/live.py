@@ -17,6 +17,7 @@ from streamlit_webrtc import WebRtcMode, webrtc_streamer
 from app.charts.live import live_timeline_figure
 from app.charts.predictions import probability_chart
 from app.ice import ICE_SERVERS_ENV, rtc_configuration
+from app.limits import LIVE_STREAMS
 from app.live import TIMELINE_SECONDS, LiveSession, main_face
 from app.models import classifier_or_stop, detection_ui, model_caption_ui, model_picker_ui, smoothing_ui
 from app.state import cached_detector, confidence_threshold_ui, or_stop
@@ -49,7 +50,7 @@ def session_for(classifier: EmotionClassifier, settings: VideoSettings) -> LiveS
     """This browser session's LiveSession: made on its first run, kept in st.session_state."""
     session: LiveSession | None = st.session_state.get(SESSION_KEY)
     if session is None:
-        session = LiveSession(classifier, settings)
+        session = LiveSession(classifier, settings, slots=LIVE_STREAMS)
         st.session_state[SESSION_KEY] = session
     else:
         session.configure(settings, classifier)
@@ -88,6 +89,8 @@ def speed_ui(session: LiveSession) -> None:
 
 def panel(session: LiveSession, playing: bool, threshold: float) -> None:
     snapshot = session.snapshot()
+    if session.is_busy():
+        st.warning(LIVE_STREAMS.busy_message(), icon=":material/hourglass_top:")
     if snapshot.error:
         st.error(f"Frames could not be processed: {snapshot.error}. The video is shown without annotations.")
     if snapshot.stats is None:
@@ -145,6 +148,10 @@ def main() -> None:
     or_stop(lambda: cached_detector(settings.preset), "the face detector")  # a clear error, not a traceback
     session = or_stop(lambda: session_for(classifier, settings), "the face detector")
 
+    if LIVE_STREAMS.full_for(session):  # every slot taken by other streams: no camera to start here
+        st.warning(LIVE_STREAMS.busy_message(), icon=":material/hourglass_top:")
+        st.button("Try again", key="live_try_again", icon=":material/refresh:")
+        st.stop()
     video_column, panel_column = st.columns([3, 2], gap="large")
     with video_column:
         context = webrtc_streamer(
@@ -156,6 +163,8 @@ def main() -> None:
             async_processing=True,
         )
         playing = bool(context.state.playing)
+        if not playing:
+            session.release_stream()
         with st.expander("Camera does not start?", icon=":material/help:"):
             st.markdown(
                 "- Allow the camera when the browser asks (or in the address bar's site settings), and close "
