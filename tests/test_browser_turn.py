@@ -184,3 +184,29 @@ def test_live_frames_come_back_annotated_through_the_turn_relay_only(
     assert re.search(r"peer usage: realm=<fer.test>, username=<fer>, rp=[1-9]", log) or re.search(
         r"usage: realm=<fer.test>, username=<fer>, rp=[1-9]", log
     ), log[-3000:]  # and media went through it
+
+
+def test_a_wrong_turn_password_gets_a_clear_message_not_an_endless_spinner(
+    turn_server: TurnServer, playwright: Any, fake_camera: Path, tmp_path: Path
+) -> None:
+    env = {
+        "FER_RUNS_DIR": str(tmp_path / "runs"),
+        "FER_ICE_SERVERS": turn_server.ice_servers(password="not-the-password"),
+        "FER_ICE_TRANSPORT_POLICY": "relay",
+    }
+    with running_app(tmp_path / "server.log", env=env) as app_server:
+        browser = launch_chromium(playwright, fake_video=fake_camera)
+        try:
+            page = open_live_page(browser, app_server.url)
+            start = page.frame_locator('iframe[title*="webrtc_streamer"]').get_by_role(
+                "button", name=re.compile("start", re.I)
+            )
+            start.click(timeout=60_000)
+            message = page.get_by_text(re.compile("The camera connection has not completed after"))
+            message.first.wait_for(timeout=90_000)  # CONNECT_TIMEOUT_S after START, plus page refreshes
+            text = message.first.inner_text()
+            assert "refused the connection or could not be reached" in text and "password" in text
+            assert "frames analysed this session" not in page.evaluate("() => document.body.innerText")
+        finally:
+            browser.close()
+    assert "401" in turn_server.log() or "Unauthorized" in turn_server.log()  # coturn refused the credentials

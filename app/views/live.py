@@ -9,6 +9,7 @@ a timeline.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import streamlit as st
@@ -29,6 +30,8 @@ from fer_core.video import VideoSettings
 SESSION_KEY = "live_session"
 STREAMER_KEY = "live-camera"
 PANEL_REFRESH_S = 1.0
+CONNECT_TIMEOUT_S = 20.0  # START pressed and no video after this long: say why it may be, not only spin
+CONNECTING_SINCE_KEY = "live_connecting_since"
 CHART_CONFIG = {"displayModeBar": False}
 MEDIA_STREAM_CONSTRAINTS = {
     "video": {"width": {"ideal": 640}, "height": {"ideal": 480}, "frameRate": {"ideal": 15, "max": 30}},
@@ -138,6 +141,34 @@ def panel(session: LiveSession, playing: bool, threshold: float) -> None:
     )
 
 
+def connecting_since(connecting: bool) -> float | None:
+    """When this session's camera connection started negotiating (None when it is not negotiating)."""
+    if not connecting:
+        st.session_state.pop(CONNECTING_SINCE_KEY, None)
+        return None
+    return float(st.session_state.setdefault(CONNECTING_SINCE_KEY, time.time()))
+
+
+def connection_ui(since: float, has_ice_servers: bool) -> None:
+    """While the connection negotiates (a fragment, re-run every second): after CONNECT_TIMEOUT_S, why."""
+    waited = time.time() - since
+    if waited < CONNECT_TIMEOUT_S:
+        return
+    if has_ice_servers:
+        why = (
+            "the STUN/TURN servers configured for this app "
+            f"(`{ICE_SERVERS_ENV}` or `ice_servers` in secrets.toml) refused the connection or could not be "
+            "reached: check their addresses, user name and password"
+        )
+    else:
+        why = f"off localhost they need a STUN/TURN server, and none is configured (`{ICE_SERVERS_ENV}`)"
+    st.error(
+        f"The camera connection has not completed after {waited:.0f} s: the browser and this server could not "
+        f"reach each other. Likely {why}. Press STOP, then START to try again.",
+        icon=":material/wifi_off:",
+    )
+
+
 def main() -> None:
     st.title("Live")
     st.markdown("Your camera, classified as you watch: each face gets a box, its emotion and a confidence bar.")
@@ -152,12 +183,13 @@ def main() -> None:
         st.warning(LIVE_STREAMS.busy_message(), icon=":material/hourglass_top:")
         st.button("Try again", key="live_try_again", icon=":material/refresh:")
         st.stop()
+    rtc_config = rtc_configuration_or_warn()
     video_column, panel_column = st.columns([3, 2], gap="large")
     with video_column:
         context = webrtc_streamer(
             key=STREAMER_KEY,
             mode=WebRtcMode.SENDRECV,
-            rtc_configuration=rtc_configuration_or_warn(),
+            rtc_configuration=rtc_config,
             media_stream_constraints=MEDIA_STREAM_CONSTRAINTS,
             queued_video_frames_callback=session.queued_frames_callback,
             async_processing=True,
@@ -165,6 +197,7 @@ def main() -> None:
         playing = bool(context.state.playing)
         if not playing:
             session.release_stream()
+        since = connecting_since(bool(context.state.signalling) and not playing)
         with st.expander("Camera does not start?", icon=":material/help:"):
             st.markdown(
                 "- Allow the camera when the browser asks (or in the address bar's site settings), and close "
@@ -178,6 +211,8 @@ def main() -> None:
             )
 
     with panel_column:
+        if since is not None:
+            st.fragment(connection_ui, run_every=PANEL_REFRESH_S)(since, bool(rtc_config["iceServers"]))
         st.fragment(panel, run_every=PANEL_REFRESH_S if playing else None)(session, playing, settings.threshold)
 
 
