@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import streamlit as st
+from streamlit.errors import StreamlitAuthError
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from fer_core.settings import admin_emails, public_mode
@@ -169,4 +170,7 @@ def _sign_in() -> None:
     secrets = secrets_or_none()
     section = secrets.get(AUTH_SECRET, {}) if secrets is not None else {}
     providers = [name for name, value in section.items() if isinstance(value, Mapping)]
-    st.login(providers[0] if "client_id" not in section and len(providers) == 1 else None)
+    try:
+        st.login(providers[0] if "client_id" not in section and len(providers) == 1 else None)
+    except StreamlitAuthError as error:  # an incomplete [auth] section, or Authlib missing
+        st.error(f"Sign-in is not available: {error}", icon=":material/lock:")
