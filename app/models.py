@@ -28,6 +28,9 @@ from fer_core.tracking import DEFAULT_SMOOTHING
 DETECTOR_LABELS = {"yunet": "YuNet (default)", "haar": "Haar cascades (2001)"}
 
 
+CURRENT_PREFIX = "Current: "  # the choice of the model the pages use unless another is picked
+
+
 def model_version(path: Path) -> tuple[float, ...]:
     """The modification times of a model's files (.keras, .tflite, record): a new value for a new model."""
     return tuple(file.stat().st_mtime if file.exists() else 0.0 for file in served_files(path))
@@ -42,7 +45,7 @@ def model_choices() -> dict[str, Path]:
     """Labels to model files: the current model first (the promoted one, else the shipped default), then
     the shipped default and every run with an exported model the app can serve, newest first."""
     current = current_model()
-    choices = {f"Current: {_model_label(current)}": current.path}
+    choices = {f"{CURRENT_PREFIX}{_model_label(current)}": current.path}
     if SHIPPED_MODEL_PATH.is_file() and current.path.resolve() != SHIPPED_MODEL_PATH.resolve():
         choices["Shipped default"] = SHIPPED_MODEL_PATH
     runs_dir = default_runs_dir()
@@ -53,6 +56,16 @@ def model_choices() -> dict[str, Path]:
         if servable and exported.resolve() != current.path.resolve():
             choices[f"Run {folder.name}"] = exported
     return choices
+
+
+def short_model_label(choice: str) -> str:
+    """A choice of :func:`model_choices` as the narrow sidebar shows it, so a run's name is not cut:
+    ``✓ 20261204-153724-fernet`` for the current model, ``20261204-153724-tiny`` for a run."""
+    if choice.startswith(CURRENT_PREFIX):
+        current = choice.removeprefix(CURRENT_PREFIX)
+        current = current.removeprefix("promoted run ")
+        return f"✓ {current[:1].upper()}{current[1:]}"
+    return choice.removeprefix("Run ")
 
 
 def _model_label(info: ModelInfo) -> str:
@@ -70,8 +83,9 @@ def model_picker_ui(page: str) -> ModelInfo:
         "Model",
         list(choices),
         key=f"{page}_model",
-        help="The current model is the one promoted on the Training page, else the shipped default. "
-        "Finished runs can be tried here without promoting them.",
+        format_func=short_model_label,
+        help="✓ marks the current model: the one promoted on the Training page, else the shipped default. "
+        "Finished runs (by name) can be tried here without promoting them.",
     )
     return describe_model(choices[choice])
 

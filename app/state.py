@@ -191,7 +191,11 @@ def data_source_ui() -> str:
             source = str(detected)
         else:
             source = DEMO_SOURCE
-        st.caption("Set FER2013_DIR or fer_studio.toml to point at your FER2013 copy (see README).")
+        if detected is None:
+            st.caption(
+                "No FER2013 copy found: name it in fer_studio.toml (applies on the next page load) or set "
+                "FER2013_DIR before starting the app (see README)."
+            )
     st.session_state[SOURCE_KEY] = source
     return source
 

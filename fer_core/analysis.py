@@ -2,8 +2,8 @@
 
     predictor = fer_core.load_predictor()
     analysis = analyze_image(fer_core.read_image("group.jpg"), predictor)
-    rows = face_records(analysis, "group.jpg", threshold=0.4)     # one dict per face
-    print(records_to_csv(rows))
+    rows = face_records(analysis, "group.jpg", threshold=0.4)     # one FaceRecord per face
+    print(records_to_csv(rows))                                    # the columns of every face table
 
 When no face is found, the whole image is also classified as one face (``analysis.whole_image``): small
 images are often face crops already (FER2013's own are 48x48), and the caller decides whether to use it.
@@ -11,35 +11,19 @@ images are often face crops already (FER2013's own are 48x48), and the caller de
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
-from fer_core.detect import LANDMARK_COLUMNS, Landmarks
+from fer_core.face_table import FACE_COLUMNS, PHOTO, FaceRecord
+from fer_core.face_table import records_to_csv as records_to_csv  # the photo CSV is the shared face table
 from fer_core.inference import FacePrediction, Predictor
-from fer_core.labels import EMOTIONS
 
 SMALL_IMAGE_SIDE = 160  # at most this big, an image with no face found is probably a face crop
-CSV_COLUMNS = (
-    "file",
-    "face",
-    "x",
-    "y",
-    "width",
-    "height",
-    "label",
-    "emotion",
-    "confidence",
-    "detection_score",
-    "whole_image",
-    *LANDMARK_COLUMNS,
-    *EMOTIONS,
-)
+CSV_COLUMNS = FACE_COLUMNS  # one face table for photos and video frames (fer_core.face_table)
 
 
 class ImageAnalysis(NamedTuple):
@@ -71,26 +55,29 @@ def analyze_image(bgr_image: npt.NDArray[np.uint8], predictor: Predictor, *, tta
 
 def face_record(
     face: FacePrediction, number: int, *, file: str = "", threshold: float = 0.0, whole_image: bool = False
-) -> dict[str, Any]:
-    """One face as a plain record (JSON-ready): where it is, its label at ``threshold``, the detector's
-    confidence and landmarks (None where the detector gives none), and all seven probabilities."""
-    return {
-        "file": file,
-        "face": number,
-        "box": [int(value) for value in face.box],
-        "label": face.label(threshold),
-        "emotion": face.emotion,
-        "confidence": round(face.confidence, 6),
-        "detection_score": round(face.detection_score, 4) if face.detection_score is not None else None,
-        "whole_image": whole_image,
-        "landmarks": face.landmarks.as_dict() if face.landmarks is not None else None,
-        "scores": {emotion: round(score, 6) for emotion, score in face.scores_by_emotion().items()},
-    }
+) -> FaceRecord:
+    """One face of a photo as the shared :class:`~fer_core.face_table.FaceRecord` (frame 0, time 0): where
+    it is, its label at ``threshold``, the detector's confidence and landmarks, all seven probabilities."""
+    return FaceRecord(
+        time_s=0.0,
+        frame=0,
+        face=number,
+        box=face.box,
+        label=face.label(threshold),
+        emotion=face.emotion,
+        confidence=face.confidence,
+        scores=face.scores,
+        detection_score=face.detection_score,
+        landmarks=face.landmarks,
+        file=file,
+        kind=PHOTO,
+        whole_image=whole_image,
+    )
 
 
 def face_records(
     analysis: ImageAnalysis, file: str, *, threshold: float = 0.0, whole_image: bool | None = None
-) -> list[dict[str, Any]]:
+) -> list[FaceRecord]:
     """One record per face used (see :meth:`ImageAnalysis.faces_used`), numbered from 1 left to right."""
     used_whole = not analysis.faces
     return [
@@ -99,23 +86,5 @@ def face_records(
     ]
 
 
-def records_to_csv(records: Sequence[dict[str, Any]]) -> str:
-    """The records as CSV: one row per face, the box, landmark coordinates and probabilities in columns."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for record in records:
-        x, y, width, height = record["box"]
-        row = {key: record[key] for key in ("file", "face", "label", "emotion", "confidence", "whole_image")}
-        row.update(x=x, y=y, width=width, height=height, detection_score=record["detection_score"])
-        landmarks = record["landmarks"] or {}
-        for name in Landmarks._fields:
-            point = landmarks.get(name)
-            row[f"{name}_x"], row[f"{name}_y"] = (point[0], point[1]) if point else ("", "")
-        row.update(record["scores"])
-        writer.writerow(row)
-    return buffer.getvalue()
-
-
-def records_to_json(records: Sequence[dict[str, Any]]) -> str:
-    return json.dumps(list(records), indent=2)
+def records_to_json(records: Sequence[FaceRecord]) -> str:
+    return json.dumps([record.as_dict() for record in records], indent=2)

@@ -3,6 +3,7 @@
     python -m fer_core predict photo1.jpg photo2.png --json          # one JSON list, an object per image
     python -m fer_core predict group.jpg --csv faces.csv --detector haar
     python -m fer_core video clip.mp4 --csv clip.csv --json clip.json --output clip-annotated.mp4
+    python -m fer_core batch sessions/ more/*.jpg --out results/job1 --workers 2 --fps 5 --csv
 
 Both use the detection presets of the app (``fer_core.detect.PHOTO_PRESET`` and ``VIDEO_PRESET``),
 so a photo gives the same faces here, in ``fer_core.load_predictor()`` and on the Photos page.
@@ -20,13 +21,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from fer_core import native_log
+from fer_core.batch import DEFAULT_SEGMENT_S
 from fer_core.detect import DETECTORS, MIN_FACE_RANGE, PHOTO_PRESET, VIDEO_PRESET, DetectionPreset
 from fer_core.errors import FerError
-from fer_core.labels import DEFAULT_THRESHOLD
+from fer_core.images import MAX_PIXELS
+from fer_core.labels import DEFAULT_THRESHOLD, label_text
 from fer_core.tracking import DEFAULT_SMOOTHING
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+EXIT_STOPPED = 130  # a batch stopped by SIGTERM or Ctrl+C (its job.json says "stopped")
 VIDEO_OUTPUT_SUFFIXES = (".mp4", ".m4v")  # the annotated copy is H.264 in MP4, which every browser plays
 
 
@@ -34,15 +39,24 @@ class UsageError(FerError):
     """Options that cannot work together, found before any work: exit 2, as argparse's own errors."""
 
 
-def _add_detection_options(parser: argparse.ArgumentParser, preset: DetectionPreset) -> None:
+def _add_detection_options(
+    parser: argparse.ArgumentParser, preset: DetectionPreset, *, min_face_default: int | None = -1
+) -> None:
+    """The shared detection flags; ``min_face_default`` None leaves the smallest face to each input's preset."""
     parser.add_argument(
         "--detector", choices=DETECTORS, default=preset.detector, help=f"face detector (default {preset.detector})"
     )
+    min_face = preset.min_face_size if min_face_default == -1 else min_face_default
     parser.add_argument(
         "--min-face",
         type=_bounded_int(*MIN_FACE_RANGE),
-        default=preset.min_face_size,
-        help=f"smallest face to find, in pixels ({MIN_FACE_RANGE[0]}-{MIN_FACE_RANGE[1]}, default {preset.min_face_size})",
+        default=min_face,
+        help=f"smallest face to find, in pixels ({MIN_FACE_RANGE[0]}-{MIN_FACE_RANGE[1]}, default "
+        + (
+            f"{min_face})"
+            if min_face is not None
+            else f"{PHOTO_PRESET.min_face_size} in photos, {VIDEO_PRESET.min_face_size} in video)"
+        ),
     )
     parser.add_argument(
         "--no-align", action="store_true", help="do not turn faces upright by their eyes before classifying"
@@ -111,6 +125,42 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_SMOOTHING,
         help="weight of each face's past probabilities, in [0, 1)",
     )
+
+    batch = commands.add_parser(
+        "batch",
+        help="analyse folders of photos and videos into a resumable job folder (Parquet, CSV)",
+        description="Analyse many photos and videos into a job folder: job.json, faces.parquet, files.parquet, "
+        "tracks.parquet (and CSVs with --csv). Re-running the same command resumes; SIGTERM or Ctrl+C stops.",
+    )
+    batch.add_argument(
+        "inputs", nargs="+", help="files, folders (recursive), glob patterns or a CSV with a path column"
+    )
+    batch.add_argument("--out", type=Path, required=True, help="the job folder (created; must not lie in an input)")
+    batch.add_argument("--workers", type=_bounded_int(1, 4096), help="parallel workers (default: the CPU count)")
+    batch.add_argument("--engine", choices=("local", "ray"), default="local", help="local processes or a Ray cluster")
+    batch.add_argument("--address", help="the Ray cluster: auto, or ray://host:10001 (default: a new local Ray)")
+    sampling = batch.add_mutually_exclusive_group()
+    sampling.add_argument("--every", type=_bounded_int(1, 100_000), default=1, help="analyse every Nth video frame")
+    sampling.add_argument("--fps", type=float, help="analyse at most this many video frames a second")
+    batch.add_argument("--csv", action="store_true", help="also write faces.csv, files.csv and tracks.csv")
+    _add_detection_options(batch, PHOTO_PRESET, min_face_default=None)
+    batch.add_argument(
+        "--threshold", type=float, default=DEFAULT_THRESHOLD, help="below this confidence a face is 'uncertain'"
+    )
+    batch.add_argument(
+        "--smoothing", type=float, default=DEFAULT_SMOOTHING, help="weight of each video face's past probabilities"
+    )
+    batch.add_argument(
+        "--segment-seconds",
+        type=float,
+        default=DEFAULT_SEGMENT_S,
+        help=f"cut longer videos into segments this long, spread over the workers (0: never; default {DEFAULT_SEGMENT_S:g})",
+    )
+    batch.add_argument(
+        "--max-pixels", type=_bounded_int(1, 10**10), default=MAX_PIXELS, help="refuse larger photos and video frames"
+    )
+    for command in commands.choices.values():
+        command.add_argument("--verbose", action="store_true", help="also show LiteRT's log lines")
     return parser
 
 
@@ -120,6 +170,7 @@ def _preset(args: argparse.Namespace, base: DetectionPreset) -> DetectionPreset:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    native_log.VERBOSE = args.verbose
     try:
         return int(COMMANDS[args.command](args))
     except UsageError as error:
@@ -127,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except FerError as error:
         print(f"error: {error}", file=sys.stderr)
-        return EXIT_USAGE if args.command == "predict" else EXIT_ERROR
+        return EXIT_USAGE if args.command in ("predict", "batch") else EXIT_ERROR
     except OSError as error:  # an output that cannot be written (PyAV's errors are OSErrors too)
         print(f"error: {error.strerror or error}: {error.filename or ''}".rstrip(": "), file=sys.stderr)
         return EXIT_ERROR
@@ -192,13 +243,15 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from fer_core.analysis import analyze_image, face_record, face_records, records_to_csv
+    from fer_core.analysis import analyze_image, face_record, face_records
+    from fer_core.face_table import FaceRecord, records_to_csv
     from fer_core.images import read_checked_image
     from fer_core.inference import load_predictor
 
     check_outputs(args.images, [("--csv", args.csv)])
     predictor = load_predictor(args.model, preset=_preset(args, PHOTO_PRESET))
     results: list[dict[str, Any]] = []
+    records: list[FaceRecord] = []
     for path in args.images:
         warning = None
         try:
@@ -211,11 +264,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
             else:
                 analysis = analyze_image(bgr_image, predictor, tta=args.tta)
                 faces = face_records(analysis, str(path), threshold=args.threshold, whole_image=False)
-            results.append({"image": str(path), "faces": faces, "error": None, "warning": warning})
+            records += faces
+            results.append(
+                {"image": str(path), "faces": [face.as_dict() for face in faces], "error": None, "warning": warning}
+            )
         except FerError as error:  # one bad image must not stop the others
             results.append({"image": str(path), "faces": [], "error": str(error), "warning": None})
     if args.csv:
-        _write_text(args.csv, records_to_csv([face for result in results for face in result["faces"]]))
+        _write_text(args.csv, records_to_csv(records))
     if args.json:
         print(json.dumps(results))
     else:
@@ -228,7 +284,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
             if result["warning"]:
                 print(f"  warning: {result['warning']}")
             for face in result["faces"]:
-                print(f"  #{face['face']} box={face['box']} {face['label']} ({face['confidence']:.0%})")
+                result_text = label_text(face["label"], face["emotion"], face["confidence"])
+                print(f"  #{face['face']} box={face['box']} {result_text}")
     return EXIT_ERROR if any(result["error"] for result in results) else 0
 
 
@@ -296,7 +353,7 @@ def cmd_video(args: argparse.Namespace) -> int:
     turned = f", turned {report.rotation}\N{DEGREE SIGN} upright" if report.rotation else ""
     print(
         f"{args.clip}: {len(times)} frames analysed ({report.end_s:.1f} s, {rate:.2f} fps on average{turned}), "
-        f"{len(summaries)} face(s)"
+        f"{len(summaries)} face{'s' if len(summaries) != 1 else ''}"
     )
     warning = report.warning()
     if warning:
@@ -319,4 +376,72 @@ def _progress(total: int | None, name: str) -> Any:
     return tqdm(total=total, desc=name, unit="frame", disable=not sys.stderr.isatty(), leave=False)
 
 
-COMMANDS = {"predict": cmd_predict, "video": cmd_video}
+def cmd_batch(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+    import time
+
+    from fer_core.batch import BatchProgress, BatchSettings, analyze_batch
+
+    settings = BatchSettings(
+        model=str(args.model) if args.model is not None else None,
+        detector=args.detector,
+        min_face=args.min_face,
+        align=not args.no_align,
+        threshold=args.threshold,
+        smoothing=args.smoothing,
+        every=args.every,
+        fps=args.fps,
+        max_pixels=args.max_pixels,
+        segment_s=args.segment_seconds,
+    )
+    stop = threading.Event()
+
+    def on_signal(number: int, _frame: Any) -> None:
+        if stop.is_set():  # a second Ctrl+C: do not wait any longer
+            raise KeyboardInterrupt
+        print(f"{signal.Signals(number).name}: stopping (run the same command again to resume)", file=sys.stderr)
+        stop.set()
+
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, on_signal)
+    bar = _progress(None, "files")
+    bar.unit = "file"
+    logged = [0.0]
+
+    def on_progress(update: BatchProgress) -> None:
+        bar.total = update.files_total
+        bar.n = update.files_done
+        bar.set_postfix(frames_s=f"{update.frames_per_s:.0f}", errors=update.files_errors, refresh=False)
+        bar.refresh()
+        if bar.disable and time.monotonic() - logged[0] >= 5.0:  # a log (the app's Batch page): a line now and then
+            logged[0] = time.monotonic()
+            eta = f", ETA {update.eta_s:.0f} s" if update.eta_s is not None else ""
+            print(f"{update.files_done}/{update.files_total} files, {update.frames} frames{eta}", flush=True)
+
+    with bar:
+        summary = analyze_batch(
+            args.inputs,
+            args.out,
+            settings,
+            workers=args.workers,
+            engine=args.engine,
+            address=args.address,
+            progress=on_progress,
+            csv=args.csv,
+            stop=stop,
+        )
+    if summary.message:
+        print(summary.message)
+    print(
+        f"{summary.state}: {summary.files_ok} of {summary.files_total} files analysed"
+        + (f" ({summary.files_skipped} by an earlier run)" if summary.files_skipped else "")
+        + f", {summary.files_errors} with errors, {summary.frames} video frames, {summary.faces} faces "
+        f"in {summary.elapsed_s:.1f} s -> {summary.out_dir}"
+    )
+    if summary.state == "stopped":
+        return EXIT_STOPPED
+    return 0 if summary.files_ok else EXIT_ERROR
+
+
+COMMANDS = {"predict": cmd_predict, "video": cmd_video, "batch": cmd_batch}

@@ -360,8 +360,9 @@ PHOTO_PRESET = DetectionPreset(detector="yunet", min_face_size=40, max_side=1280
 VIDEO_PRESET = DetectionPreset(detector="yunet", min_face_size=48, max_side=640, scan_face=24)
 
 
-def make_detector(preset: DetectionPreset = PHOTO_PRESET) -> FaceDetector:
-    """The detector a preset describes."""
+def make_detector(preset: DetectionPreset = PHOTO_PRESET, *, yunet_path: Path | None = None) -> FaceDetector:
+    """The detector a preset describes. ``yunet_path``: YuNet's weights from elsewhere than the project's
+    ``models/`` (a batch worker on another machine writes the bytes it was sent); they are checked the same."""
     if preset.detector == "haar":
         # Photos are scanned finer than OpenCV's default (1.1 / 5): on pasted FER2013 faces 1.05 / 6 finds
         # more at ~3x the time; video frames keep the default.
@@ -377,6 +378,7 @@ def make_detector(preset: DetectionPreset = PHOTO_PRESET) -> FaceDetector:
         max_side=preset.max_side,
         score_threshold=preset.score_threshold,
         scan_face=preset.scan_face,
+        model_path=yunet_path or YUNET_PATH,
     )
 
 

@@ -19,8 +19,8 @@ import numpy as np
 import numpy.typing as npt
 
 from fer_core.detect import Box
-from fer_core.inference import UNCERTAIN, FacePrediction
-from fer_core.labels import EMOTION_COLORS_RGB
+from fer_core.inference import FacePrediction
+from fer_core.labels import EMOTION_COLORS_RGB, label_text
 from fer_core.tracking import TrackedFace
 
 UNCERTAIN_COLOR_RGB = (150, 150, 150)
@@ -63,9 +63,7 @@ def text_color_bgr(background_bgr: tuple[int, int, int]) -> tuple[int, int, int]
 def face_caption(face: Classified, threshold: float = 0.0, index: int | None = None) -> str:
     """``"#1 happy 87%"``, or ``"#1 uncertain (happy 34%)"`` below ``threshold``."""
     prefix = f"#{index} " if index is not None else ""
-    if face.label(threshold) == UNCERTAIN:
-        return f"{prefix}{UNCERTAIN} ({face.emotion} {face.confidence:.0%})"
-    return f"{prefix}{face.emotion} {face.confidence:.0%}"
+    return prefix + label_text(face.label(threshold), face.emotion, face.confidence)
 
 
 class _Style:
@@ -100,21 +98,79 @@ def _draw_face(
         _draw_bar(image, box, confidence, color, style)
 
 
+def _label_size(caption: str, style: _Style) -> tuple[int, int]:
+    """Width and height of a caption's filled label, padding included."""
+    (text_width, text_height), baseline = cv2.getTextSize(caption, FONT, style.font_scale, style.text_thickness)
+    pad = max(2, round(text_height * 0.3))
+    return text_width + 2 * pad, text_height + baseline + 2 * pad
+
+
 def _draw_caption(
     image: npt.NDArray[np.uint8], caption: str, box: Box, color: tuple[int, int, int], style: _Style
 ) -> None:
-    (text_width, text_height), baseline = cv2.getTextSize(caption, FONT, style.font_scale, style.text_thickness)
-    pad = max(2, round(text_height * 0.3))
-    label_height = text_height + baseline + 2 * pad
+    """The caption above the box (inside its top where there is no room above)."""
+    label_width, label_height = _label_size(caption, style)
     height, width = image.shape[:2]
-    left = min(max(0, box.x), max(0, width - text_width - 2 * pad))
+    left = min(max(0, box.x), max(0, width - label_width))
     above = box.y - label_height
     top = above if above >= 0 else max(0, min(box.y, height - label_height))  # no room above: inside the box
-    cv2.rectangle(image, (left, top), (left + text_width + 2 * pad, top + label_height), color, cv2.FILLED)
+    _draw_label(image, caption, (left, top), color, style)
+
+
+def _draw_label(
+    image: npt.NDArray[np.uint8], caption: str, corner: tuple[int, int], color: tuple[int, int, int], style: _Style
+) -> None:
+    """A filled label with ``caption`` in it, its top-left corner at ``corner``."""
+    (_, text_height), _ = cv2.getTextSize(caption, FONT, style.font_scale, style.text_thickness)
+    pad = max(2, round(text_height * 0.3))
+    label_width, label_height = _label_size(caption, style)
+    left, top = corner
+    cv2.rectangle(image, (left, top), (left + label_width, top + label_height), color, cv2.FILLED)
     origin = (left + pad, top + pad + text_height)
     cv2.putText(
         image, caption, origin, FONT, style.font_scale, text_color_bgr(color), style.text_thickness, cv2.LINE_AA
     )
+
+
+def _overlap(first: Box, second: Box) -> int:
+    """The area two rectangles share (0 if they only touch)."""
+    width = min(first.x + first.width, second.x + second.width) - max(first.x, second.x)
+    height = min(first.y + first.height, second.y + second.height) - max(first.y, second.y)
+    return max(0, width) * max(0, height)
+
+
+def place_labels(
+    boxes: Sequence[Box], label_sizes: Sequence[tuple[int, int]], image_size: tuple[int, int]
+) -> list[Box]:
+    """Where each face's label goes (as a box), so that labels overlap neither each other nor another
+    face's box where the image leaves room: above the face, else inside its top, below it, inside its
+    bottom, then the same shifted sideways; among places that all overlap something, the least
+    covered one. Faces are placed in the order given; ``image_size`` is (width, height)."""
+    image_width, image_height = image_size
+    placed: list[Box] = []
+    for index, (box, (label_width, label_height)) in enumerate(zip(boxes, label_sizes, strict=True)):
+        others = [other for other_index, other in enumerate(boxes) if other_index != index]
+        rows = (box.y - label_height, box.y, box.y + box.height, box.y + box.height - label_height)
+        shifts = (0, box.width - label_width, -label_width // 2, box.width - label_width // 2, -label_width, box.width)
+        candidates = [
+            Box(
+                min(max(0, box.x + shift), max(0, image_width - label_width)),
+                min(max(0, top), max(0, image_height - label_height)),
+                label_width,
+                label_height,
+            )
+            for shift in shifts
+            for top in rows
+        ]
+
+        # Covering another label hides its text (4x the cost); covering another face hides that face.
+        costs = [
+            4 * sum(_overlap(candidate, label) for label in placed)
+            + sum(_overlap(candidate, other) for other in others)
+            for candidate in candidates
+        ]
+        placed.append(candidates[costs.index(min(costs))])  # the first of equals: the preferred place
+    return placed
 
 
 def _draw_bar(
@@ -145,11 +201,34 @@ def draw_predictions(
     if annotated.ndim == 2:
         annotated = cv2.cvtColor(annotated, cv2.COLOR_GRAY2BGR)
     style = _Style(annotated)
-    for number, prediction in enumerate(predictions, start=1):
-        color = _bgr(label_color_rgb(prediction.label(threshold)))
-        caption = face_caption(prediction, threshold, number if numbered else None)
-        _draw_face(annotated, prediction.box, caption, color, style, thickness=style.thickness)
+    colors = [_bgr(label_color_rgb(prediction.label(threshold))) for prediction in predictions]
+    layout = label_layout(annotated.shape[:2], predictions, threshold, numbered=numbered)
+    for prediction, color in zip(predictions, colors, strict=True):  # every box first: no line crosses a label
+        x, y, box_width, box_height = prediction.box
+        cv2.rectangle(annotated, (x, y), (x + box_width, y + box_height), color, style.thickness, cv2.LINE_AA)
+    for (caption, label), color in zip(layout, colors, strict=True):
+        _draw_label(annotated, caption, (label.x, label.y), color, style)
     return annotated
+
+
+def label_layout(
+    image_shape: tuple[int, ...],
+    predictions: Sequence[FacePrediction],
+    threshold: float = 0.0,
+    *,
+    numbered: bool = True,
+) -> list[tuple[str, Box]]:
+    """Each face's caption and where :func:`draw_predictions` puts its label on an image of
+    ``image_shape`` (height, width, ...): see :func:`place_labels`."""
+    style = _Style(np.empty(image_shape[:2], np.uint8))
+    captions = [
+        face_caption(prediction, threshold, number if numbered else None)
+        for number, prediction in enumerate(predictions, start=1)
+    ]
+    height, width = image_shape[:2]
+    sizes = [_label_size(caption, style) for caption in captions]
+    labels = place_labels([prediction.box for prediction in predictions], sizes, (width, height))
+    return list(zip(captions, labels, strict=True))
 
 
 def draw_tracked_faces(bgr_frame: npt.NDArray[np.uint8], faces: Sequence[TrackedFace], threshold: float = 0.0) -> None:

@@ -25,6 +25,7 @@ from fer_core.calibration import apply_temperature
 from fer_core.detect import PHOTO_PRESET, Box, Detection, DetectionPreset, FaceDetector, Landmarks, make_detector
 from fer_core.errors import ModelLoadError
 from fer_core.labels import EMOTIONS, NUM_CLASSES, UNCERTAIN
+from fer_core.native_log import filtered_stderr
 from fer_core.preprocess import FACE_SIZE, face_batch, to_gray, to_gray48
 from fer_core.records import Fields, ModelCard, RecordError, read_record
 from fer_core.serving import checked_lite_model, export_hint, lite_path
@@ -96,7 +97,8 @@ class EmotionClassifier:
         self._batch_size = -1
         self._lock = threading.Lock()
         check_faces = np.random.default_rng(0).integers(0, 256, (4, FACE_SIZE, FACE_SIZE, 1)).astype(np.float32)
-        check = self.forward(check_faces)
+        with filtered_stderr():  # the first run applies XNNPACK, and LiteRT says so ("INFO: Created ...")
+            check = self.forward(check_faces)
         if not np.isfinite(check).all():
             raise ModelLoadError(f"{name} gives non-finite outputs (NaN or infinite weights?), so it is not used")
         if not np.allclose(check.sum(axis=1), 1.0, atol=1e-3) or (check < 0).any():

@@ -45,3 +45,11 @@ def label_from_name(name: str) -> int | None:
         return EMOTIONS.index(key)
     except ValueError:
         return None
+
+
+def label_text(label: str, emotion: str, confidence: float) -> str:
+    """How a face's result reads everywhere (pages, drawn labels, CLIs): ``"happy 87%"``, or
+    ``"uncertain (happy 34%)"`` when ``label`` is "uncertain" (the top emotion below the threshold)."""
+    if label == UNCERTAIN:
+        return f"{UNCERTAIN} ({emotion} {confidence:.0%})"
+    return f"{emotion} {confidence:.0%}"

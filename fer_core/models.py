@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     import keras
 
 INPUT_SHAPE = (FACE_SIZE, FACE_SIZE, 1)
+CROP_SIZE = 40  # the training crop of the *40 architectures
 
 ModelBuilder = Callable[..., "keras.Model"]
 _REGISTRY: dict[str, tuple[ModelBuilder, str]] = {}
@@ -37,7 +38,8 @@ def architectures() -> dict[str, str]:
 
 
 def build_model(arch: str, num_classes: int = NUM_CLASSES, **options: float) -> keras.Model:
-    """Build the named architecture. Unknown names raise ``ValueError`` listing the known ones."""
+    """Build the named architecture. Unknown names raise ``ValueError`` listing the known ones.
+    ``input_size`` (an option of every builder) makes it take ``input_size`` x ``input_size`` crops."""
     try:
         builder, _ = _REGISTRY[arch]
     except KeyError:
@@ -62,11 +64,11 @@ def _classifier_head(x: keras.KerasTensor, num_classes: int) -> keras.KerasTenso
 
 
 @register("seed", "Reference CNN of the original project (4 conv + 2 dense, ~290 MMAC): kept for comparison")
-def build_seed(num_classes: int = NUM_CLASSES, dropout_rate: float = 0.25) -> keras.Model:
+def build_seed(num_classes: int = NUM_CLASSES, dropout_rate: float = 0.25, input_size: int = FACE_SIZE) -> keras.Model:
     import keras
     from keras import layers
 
-    inputs = keras.Input(shape=INPUT_SHAPE, name="gray_face")
+    inputs = keras.Input(shape=(input_size, input_size, 1), name="gray_face")
     x = layers.Rescaling(1.0 / 255)(inputs)
     for filters, kernel_size in ((64, 3), (128, 5), (512, 3), (512, 3)):
         x = _conv_bn_relu(x, filters, kernel_size)
@@ -85,9 +87,10 @@ def build_seed(num_classes: int = NUM_CLASSES, dropout_rate: float = 0.25) -> ke
     "fernet",
     "Default: VGG-style 4 stages x 2 conv (32-64-128-256), global pooling; ~2.5x fewer MACs than seed",
 )
-def build_fernet(num_classes: int = NUM_CLASSES, width: int = 32, dropout_rate: float = 0.4) -> keras.Model:
-
-    return _vgg_trunk(INPUT_SHAPE, num_classes, width, dropout_rate, name="fernet")
+def build_fernet(
+    num_classes: int = NUM_CLASSES, width: int = 32, dropout_rate: float = 0.4, input_size: int = FACE_SIZE
+) -> keras.Model:
+    return _vgg_trunk((input_size, input_size, 1), num_classes, width, dropout_rate, name="fernet")
 
 
 def _vgg_trunk(
@@ -116,26 +119,26 @@ def _vgg_trunk(
     return keras.Model(inputs, _classifier_head(x, num_classes), name=name)
 
 
-CROP_SIZE = 40
-CROP_SHAPE = (CROP_SIZE, CROP_SIZE, 1)
-
-
-@register("fernet40", "Fast (Live): fernet's trunk on 40x40 crops, ~31% fewer multiply-adds; served on the centre crop")
-def build_fernet40(num_classes: int = NUM_CLASSES, width: int = 32, dropout_rate: float = 0.4) -> keras.Model:
-    return _vgg_trunk(CROP_SHAPE, num_classes, width, dropout_rate, name="fernet40")
+@register("fernet40", "Fast (Live): fernet's trunk at 24-192 channels on 40x40 crops; served on the centre crop")
+def build_fernet40(
+    num_classes: int = NUM_CLASSES, width: int = 24, dropout_rate: float = 0.4, input_size: int = CROP_SIZE
+) -> keras.Model:
+    return _vgg_trunk((input_size, input_size, 1), num_classes, width, dropout_rate, name="fernet40")
 
 
 @register("vgg40", "Quality (photos, video, batch): a wider VGG trunk (48-384) on 40x40 crops; served on ten crops")
-def build_vgg40(num_classes: int = NUM_CLASSES, width: int = 48, dropout_rate: float = 0.4) -> keras.Model:
-    return _vgg_trunk(CROP_SHAPE, num_classes, width, dropout_rate, name="vgg40", dense=256)
+def build_vgg40(
+    num_classes: int = NUM_CLASSES, width: int = 48, dropout_rate: float = 0.4, input_size: int = CROP_SIZE
+) -> keras.Model:
+    return _vgg_trunk((input_size, input_size, 1), num_classes, width, dropout_rate, name="vgg40", dense=256)
 
 
-@register("tiny", "A few thousand parameters: for tests and quick demo-set runs, not for real use")
-def build_tiny(num_classes: int = NUM_CLASSES) -> keras.Model:
+@register("tiny", "A few thousand parameters, for tests: it learns slowly, even on the demo set; not for real use")
+def build_tiny(num_classes: int = NUM_CLASSES, input_size: int = FACE_SIZE) -> keras.Model:
     import keras
     from keras import layers
 
-    inputs = keras.Input(shape=INPUT_SHAPE, name="gray_face")
+    inputs = keras.Input(shape=(input_size, input_size, 1), name="gray_face")
     x = layers.Rescaling(1.0 / 255)(inputs)
     # Demo-set runs have ~20 steps per epoch: with Keras's default momentum (0.99) the moving
     # statistics stay near their initial values for ~20 epochs and validation sits at chance.

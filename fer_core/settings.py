@@ -1,7 +1,10 @@
 """Where things live: data roots, the runs folder, the promoted model. Read from the environment
 or an optional ``fer_studio.toml`` at the project root; nothing here touches the disk at import.
 
-Every setting of the file is checked once, when the file is first read: a value of the wrong type
+The settings file is read again whenever it changes (its modification time, size or inode), so an
+edit applies on the app's next rerun, without a server restart; the environment is read on every call.
+
+Every setting of the file is checked each time the file is read: a value of the wrong type
 (``data_roots = 5``, ``runs_dir = ["a"]``) is ignored, so its default applies, and the reason is
 logged and kept for the app to show (:func:`settings_problem`).
 """
@@ -11,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import stat
 import tomllib
 from collections.abc import Callable
 from functools import lru_cache
@@ -109,11 +113,33 @@ def _checked_settings(table: dict[str, Any], path: Path) -> tuple[dict[str, Any]
     return values, tuple(problems)
 
 
-@lru_cache(maxsize=1)
+def settings_file_path() -> Path:
+    """The settings file: ``$FER_SETTINGS``, else ``fer_studio.toml`` at the project root (it need not exist)."""
+    return Path(os.environ.get(SETTINGS_FILE_ENV) or PROJECT_ROOT / "fer_studio.toml")
+
+
+def _file_stamp(path: Path) -> tuple[int, int, int] | None:
+    """What changes when ``path`` is edited or replaced (modification time, size, inode); None if it is
+    not a file."""
+    try:
+        status = path.stat()
+    except (OSError, ValueError):  # ValueError: a NUL character in $FER_SETTINGS
+        return None
+    if not stat.S_ISREG(status.st_mode):
+        return None
+    return status.st_mtime_ns, status.st_size, status.st_ino
+
+
 def _read_settings_file() -> tuple[dict[str, Any], tuple[str, ...]]:
-    """The valid settings of the settings file, and why anything in it was ignored (logged once)."""
-    path = Path(os.environ.get(SETTINGS_FILE_ENV, PROJECT_ROOT / "fer_studio.toml"))
-    if not path.is_file():
+    """The valid settings of the settings file, and why anything in it was ignored. Parsed again only
+    when the file changes (each version's problems are logged once)."""
+    path = settings_file_path()
+    return _parse_settings_file(path, _file_stamp(path))
+
+
+@lru_cache(maxsize=8)
+def _parse_settings_file(path: Path, stamp: tuple[int, int, int] | None) -> tuple[dict[str, Any], tuple[str, ...]]:
+    if stamp is None:
         return {}, ()
     try:
         with path.open("rb") as handle:
@@ -162,14 +188,18 @@ def promoted_model_path() -> Path:
     return default_runs_dir() / "promoted.keras"
 
 
-def fer2013_location() -> Path | None:
-    """The FER2013 copy to offer by default: ``$FER2013_DIR``, ``fer2013`` in fer_studio.toml,
+def fer2013_candidates() -> list[Path]:
+    """Where a FER2013 copy is looked for, in order: ``$FER2013_DIR``, ``fer2013`` in fer_studio.toml,
     then :data:`FER2013_SEARCH_PATHS` (``<project>/data/fer2013``, ``../shared/fer2013`` beside the
-    project). None if none exists."""
+    project). None of them need exist."""
     configured = _setting("FER2013_DIR", "fer2013")
     candidates = [Path(configured).expanduser()] if configured else []
-    candidates += FER2013_SEARCH_PATHS
-    return next((path for path in candidates if path.exists()), None)
+    return candidates + list(FER2013_SEARCH_PATHS)
+
+
+def fer2013_location() -> Path | None:
+    """The FER2013 copy to offer by default: the first of :func:`fer2013_candidates` that exists, or None."""
+    return next((path for path in fer2013_candidates() if path.exists()), None)
 
 
 def allowed_data_roots() -> list[Path]:

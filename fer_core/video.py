@@ -4,7 +4,8 @@ One :class:`VideoAnalyzer` follows one stream of BGR frames (a clip, a webcam): 
 each frame (the video preset: YuNet on a half-size copy), classifies them in one call, and keeps each
 face's track id and smoothed probabilities (:class:`~fer_core.tracking.FaceTracker`) so labels do not
 flicker. Each frame gives a
-:class:`FrameResult` with typed :class:`FaceRecord` rows; :func:`records_to_csv` writes them.
+:class:`FrameResult` with typed :class:`~fer_core.face_table.FaceRecord` rows, the record photos use
+too; :func:`records_to_csv` writes them with the shared face-table columns.
 
     classifier = fer_core.inference.load_classifier()
     for result in analyze_video("clip.mp4", classifier, annotated_path="clip-annotated.mp4"):
@@ -17,8 +18,6 @@ play, with the clip's frame rate and frame count.
 
 from __future__ import annotations
 
-import csv
-import io
 import itertools
 import json
 import math
@@ -26,7 +25,7 @@ import os
 import statistics
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -36,17 +35,11 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from fer_core.detect import (
-    LANDMARK_COLUMNS,
-    VIDEO_PRESET,
-    Box,
-    DetectionPreset,
-    FaceDetector,
-    Landmarks,
-    make_detector,
-)
+from fer_core.detect import VIDEO_PRESET, DetectionPreset, FaceDetector, make_detector
 from fer_core.draw import draw_tracked_faces
 from fer_core.errors import InvalidVideoError
+from fer_core.face_table import FACE_COLUMNS, FaceRecord
+from fer_core.face_table import records_to_csv as records_to_csv  # one face table for photos and video
 from fer_core.images import MAX_PIXELS
 from fer_core.inference import EmotionClassifier, Predictor
 from fer_core.labels import DEFAULT_THRESHOLD, EMOTIONS
@@ -75,35 +68,6 @@ class VideoSettings:
             raise ValueError(f"smoothing must be in [0, 1), got {self.smoothing}")
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"threshold must be in [0, 1], got {self.threshold}")
-
-
-class FaceRecord(NamedTuple):
-    """One face in one analysed frame: a row of the CSV."""
-
-    time_s: float  # seconds from the start of the clip (or of the live session)
-    frame: int  # the frame's index, from 0
-    face: int  # the track id: the same person keeps it while they stay in view
-    box: Box  # in the frame as analysed (mirrored when the settings mirror)
-    label: str  # the smoothed emotion, or "uncertain" below the threshold
-    emotion: str  # the most probable smoothed emotion, even when the label says "uncertain"
-    confidence: float
-    scores: npt.NDArray[np.float32]  # smoothed probabilities in EMOTIONS order
-    detection_score: float | None = None  # the detector's confidence in this frame (YuNet)
-    landmarks: Landmarks | None = None  # eyes, nose tip, mouth corners in this frame (YuNet)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "time_s": round(self.time_s, 3),
-            "frame": self.frame,
-            "face": self.face,
-            "box": [int(value) for value in self.box],
-            "label": self.label,
-            "emotion": self.emotion,
-            "confidence": round(self.confidence, 6),
-            "detection_score": round(self.detection_score, 4) if self.detection_score is not None else None,
-            "landmarks": self.landmarks.as_dict() if self.landmarks is not None else None,
-            "scores": {emotion: round(float(score), 6) for emotion, score in zip(EMOTIONS, self.scores, strict=True)},
-        }
 
 
 class FrameResult(NamedTuple):
@@ -581,51 +545,7 @@ def analyze_video(
 
 # --- records
 
-
-CSV_COLUMNS = (
-    "time_s",
-    "frame",
-    "face",
-    "label",
-    "emotion",
-    "confidence",
-    "x",
-    "y",
-    "width",
-    "height",
-    "detection_score",
-    *LANDMARK_COLUMNS,
-    *EMOTIONS,
-)
-
-
-def records_to_csv(records: Iterable[FaceRecord]) -> str:
-    """One row per face per analysed frame: time, frame, track id, label, emotion, confidence, the box, the
-    detector's score and the five landmarks (empty where the detector gives none), then one probability
-    column per emotion."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    for record in records:
-        writer.writerow(
-            [
-                f"{record.time_s:.3f}",
-                record.frame,
-                record.face,
-                record.label,
-                record.emotion,
-                f"{record.confidence:.4f}",
-                *record.box,
-                "" if record.detection_score is None else f"{record.detection_score:.4f}",
-                *(
-                    [f"{value:.1f}" for point in record.landmarks for value in point]
-                    if record.landmarks is not None
-                    else [""] * len(LANDMARK_COLUMNS)
-                ),
-                *(f"{float(score):.4f}" for score in record.scores),
-            ]
-        )
-    return buffer.getvalue()
+CSV_COLUMNS = FACE_COLUMNS
 
 
 @dataclass
@@ -662,8 +582,8 @@ def summarize(
     frame_times: Sequence[float] | None = None,
     end_s: float | None = None,
 ) -> list[FaceSummary]:
-    """Per face, in order of appearance: frames seen, first and last time, and the seconds spent under
-    each label. With ``frame_times`` (each analysed frame's time, by frame index) and ``end_s`` (where the
+    """Per face, in order of appearance (faces that appear in the same frame: by number): frames seen,
+    first and last time, and the seconds spent under each label. With ``frame_times`` (each analysed frame's time, by frame index) and ``end_s`` (where the
     last one ends), a frame counts until the next one: the clip's own pace, variable frame rates included.
     Without them each frame counts ``frame_interval_s``."""
     durations = frame_durations(frame_times, end_s) if frame_times is not None else None
@@ -678,7 +598,7 @@ def summarize(
     for face, summary in summaries.items():
         by_label = seconds[face]
         summary.seconds_by_label = {label: by_label[label] for label in sorted(by_label, key=lambda k: -by_label[k])}
-    return list(summaries.values())
+    return sorted(summaries.values(), key=lambda summary: (summary.first_s, summary.face))
 
 
 def frame_durations(frame_times: Sequence[float], end_s: float | None = None) -> list[float]:

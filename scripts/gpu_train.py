@@ -103,7 +103,14 @@ def pack(data: str) -> None:
         check=True,
     )
     size = sum(path.stat().st_size for path in PACK_DIR.rglob("*") if path.is_file())
-    print(f".gpu/ holds {size / 2**20:.1f} MiB (the working tree travels with it; the limit is 64 MiB)")
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    tracked = sum(
+        (ROOT / name).stat().st_size for name in listed.decode().split("\0") if name and (ROOT / name).is_file()
+    )
+    total = (size + tracked) / 2**20
+    print(f".gpu/ holds {size / 2**20:.1f} MiB and the tracked files {tracked / 2**20:.1f} MiB: {total:.1f} MiB travel")
+    if total > 63:
+        print("warning: over the 64 MiB a device call carries: move models/ out of the tree for the call")
     print("Run on the device (carry .gpu), at most 9 minutes:")
     print(device_command())
 
@@ -203,7 +210,7 @@ def remote(
     from fer_core.models import build_model
 
     quality = build_model(QUALITY["arch"])
-    augmenter = build_augmenter(seed, crop=40, erasing=QUALITY["erasing"])
+    augmenter = build_augmenter(seed, erasing=QUALITY["erasing"])
     run_phase(
         "quality",
         QUALITY,
@@ -215,7 +222,7 @@ def remote(
     if "fast" not in phases:
         return
     fast = build_model(FAST["arch"], width=FAST["width"])
-    distiller = build_distillation_model(fast, [quality], build_augmenter(seed + 10, crop=40, erasing=FAST["erasing"]))
+    distiller = build_distillation_model(fast, [quality], build_augmenter(seed + 10, erasing=FAST["erasing"]))
     run_phase(
         "fast",
         {
@@ -282,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     remote_parser.add_argument("--phases", default="quality,fast", help="quality, or quality,fast (distilled)")
     remote_parser.add_argument("--seed", type=int, default=SEED)
     unpack_parser = commands.add_parser("unpack", help="make run folders of what came back")
-    unpack_parser.add_argument("folder", type=Path)
+    unpack_parser.add_argument("folders", type=Path, nargs="+", help="the folders the device calls brought back")
     unpack_parser.add_argument("--data", required=True)
     unpack_parser.add_argument("--run-dir", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -293,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         from training.gpu_runs import unpack_gpu_results
 
-        for run_dir in unpack_gpu_results(args.folder, args.data, args.run_dir):
+        for run_dir in unpack_gpu_results(args.folders, args.data, args.run_dir):
             print(f"run: {run_dir}")
     return 0
 

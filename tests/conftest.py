@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,24 +16,66 @@ import pytest
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("FER_CACHE_DIR", str(PROJECT_ROOT / ".cache"))
 
 import app.import_order  # noqa: E402, F401
+from fer_core import settings  # noqa: E402
+
+# The test suite's own data-set cache (keyed by every file's path, size and modification time, so it is
+# never stale): kept between runs so FER2013 is decoded once, and never the user's ~/.cache/fer_studio.
+TEST_CACHE_DIR = PROJECT_ROOT / ".cache"
+# What the user's environment may set that the app or the core reads. Tests start without any of it;
+# a test that means to use one sets it itself (monkeypatch.setenv).
+USER_SETTINGS_ENV = (
+    "FER2013_DIR",
+    "FER_DATA_ROOTS",
+    "FER_ICE_SERVERS",
+    "FER_ICE_TRANSPORT_POLICY",
+    "FER_PUBLIC",
+    "XDG_CACHE_HOME",
+)
+
+
+def _find_fer2013() -> Path | None:
+    """FER2013 for tests, looked for where the app looks (``$FER2013_DIR``, ``fer2013`` in the user's
+    fer_studio.toml or ``$FER_SETTINGS``, ``data/fer2013``, ``../shared/fer2013``): the first of those
+    in the Kaggle layout (a ``train/`` folder). Resolved once, at import, before the tests are isolated
+    from those settings."""
+    return next((path for path in settings.fer2013_candidates() if (path / "train").is_dir()), None)
+
+
+FER2013_FOR_TESTS = _find_fer2013()
 
 
 def fer2013_path() -> Path | None:
-    """FER2013 for tests: ``$FER2013_DIR``, else ``../shared/fer2013`` beside the project."""
-    configured = os.environ.get("FER2013_DIR")
-    path = Path(configured) if configured else PROJECT_ROOT.parent / "shared" / "fer2013"
-    return path if (path / "train").is_dir() else None
+    """The FER2013 copy the tests may use (see :func:`_find_fer2013`), or None."""
+    return FER2013_FOR_TESTS
 
 
 @pytest.fixture(scope="session")
 def fer2013_dir() -> Path:
     path = fer2013_path()
     if path is None:
-        pytest.skip("FER2013 not found: set FER2013_DIR or put it at ../shared/fer2013")
+        pytest.skip("FER2013 not found: set FER2013_DIR, name it in fer_studio.toml, or put it at ../shared/fer2013")
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The whole session runs without the user's settings: ``$FER_SETTINGS`` names a settings file that
+    does not exist (so neither the project's fer_studio.toml nor the user's is read), the variables of
+    :data:`USER_SETTINGS_ENV` are unset, no FER2013 copy is found nearby, data sets are cached in
+    :data:`TEST_CACHE_DIR` and runs go to a temporary folder (each test then gets its own, see
+    :func:`isolated_runs_dir`). Session-wide (not per test) so servers and trainers that module fixtures
+    start inherit it too. Returns the (absent) settings file's path."""
+    settings_file = tmp_path_factory.mktemp("settings") / "fer_studio.toml"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(settings.SETTINGS_FILE_ENV, str(settings_file))
+        patch.setenv("FER_CACHE_DIR", str(TEST_CACHE_DIR))
+        patch.setenv("FER_RUNS_DIR", str(tmp_path_factory.mktemp("session-runs")))
+        for name in USER_SETTINGS_ENV:
+            patch.delenv(name, raising=False)
+        patch.setattr(settings, "FER2013_SEARCH_PATHS", ())
+        yield settings_file
 
 
 @pytest.fixture(autouse=True)

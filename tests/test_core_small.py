@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -39,15 +40,11 @@ def test_by_default_the_fer2013_copy_is_allowed_but_not_its_neighbours(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("FER_DATA_ROOTS", raising=False)
-    monkeypatch.setenv(settings.SETTINGS_FILE_ENV, str(tmp_path / "none.toml"))
-    settings._read_settings_file.cache_clear()
     (tmp_path / "fer2013" / "test").mkdir(parents=True)
     monkeypatch.setenv("FER2013_DIR", str(tmp_path / "fer2013"))
-    try:
-        assert settings.is_allowed_data_path(tmp_path / "fer2013" / "test")
-        assert not settings.is_allowed_data_path(tmp_path)  # e.g. FER2013 at /fer2013 must not open all of /
-    finally:
-        settings._read_settings_file.cache_clear()
+
+    assert settings.is_allowed_data_path(tmp_path / "fer2013" / "test")
+    assert not settings.is_allowed_data_path(tmp_path)  # e.g. FER2013 at /fer2013 must not open all of /
 
 
 def test_fer2013_location_comes_from_the_environment_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -62,14 +59,12 @@ def test_runs_dir_and_promoted_model_follow_fer_runs_dir(tmp_path: Path, monkeyp
 
 
 @pytest.fixture
-def settings_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """A fer_studio.toml of the test's own (the settings file is read once per process: cache cleared)."""
+def settings_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fer_studio.toml of the test's own (not written yet)."""
     path = tmp_path / "fer_studio.toml"
     monkeypatch.setenv(settings.SETTINGS_FILE_ENV, str(path))
     monkeypatch.delenv("FER_RUNS_DIR", raising=False)
-    settings._read_settings_file.cache_clear()
-    yield path
-    settings._read_settings_file.cache_clear()
+    return path
 
 
 def test_the_settings_file_sets_the_runs_dir(settings_file: Path, tmp_path: Path) -> None:
@@ -195,3 +190,32 @@ def test_train_config_rejects_unknown_keys_and_bad_values(tmp_path: Path) -> Non
 def test_learning_rate_defaults_to_the_architectures_own() -> None:
     assert TrainConfig(arch="seed").learning_rate == pytest.approx(1e-4)
     assert TrainConfig(arch="seed", lr=0.01).learning_rate == pytest.approx(0.01)
+
+
+def test_an_edited_settings_file_applies_without_a_restart(settings_file: Path, tmp_path: Path) -> None:
+    settings_file.write_text(f'runs_dir = "{tmp_path / "first"}"\n')
+    assert settings.default_runs_dir() == tmp_path / "first"
+
+    settings_file.write_text(f'runs_dir = "{tmp_path / "second-runs"}"\n')
+    assert settings.default_runs_dir() == tmp_path / "second-runs"
+
+    settings_file.write_text(f'runs_dir = "{tmp_path / "third-runs"}"\n')  # same size: the time tells it apart
+    stamp = settings_file.stat()
+    os.utime(settings_file, ns=(stamp.st_atime_ns, stamp.st_mtime_ns + 1_000_000))
+    assert settings.default_runs_dir() == tmp_path / "third-runs"
+
+    settings_file.unlink()
+    assert settings.default_runs_dir() == settings.PROJECT_ROOT / "runs"
+
+
+def test_a_fer2013_copy_named_in_the_settings_file_is_found_on_the_next_call(
+    settings_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("FER2013_DIR", raising=False)
+    assert settings.fer2013_location() is None  # the tests see no copy nearby
+
+    (tmp_path / "fer2013" / "train").mkdir(parents=True)
+    settings_file.write_text(f'fer2013 = "{tmp_path / "fer2013"}"\n')
+
+    assert settings.fer2013_location() == tmp_path / "fer2013"
+    assert settings.fer2013_candidates()[0] == tmp_path / "fer2013"

@@ -14,18 +14,11 @@ from conftest import PROJECT_ROOT
 from streamlit.testing.v1 import AppTest
 
 from app.state import DEMO_LABEL, OTHER_LABEL
+from app.views.dataset import duplicates_sentence
 from fer_core import settings
 
 MAIN_SCRIPT = str(PROJECT_ROOT / "app" / "main.py")
 GRID_PAGE_KEY = "dataset_page_{split}_{emotion}"
-
-
-@pytest.fixture(autouse=True)
-def no_fer2013_found(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The tests start from "no FER2013 copy on this machine" (so on the demo set), whatever the
-    machine has; the ones about a found copy point FER2013_DIR at a small folder of their own."""
-    monkeypatch.delenv("FER2013_DIR", raising=False)
-    monkeypatch.setattr(settings, "FER2013_SEARCH_PATHS", ())
 
 
 def open_dataset_page() -> AppTest:
@@ -183,6 +176,10 @@ def test_quality_findings_of_a_typed_location_are_listed(data_root: Path) -> Non
     assert metrics["Near-blank images"] == "2"  # the black square and the flat 96x96 one
     assert metrics["Conflicting labels"] == "1"
     assert metrics["Duplicate groups"] == "1"
+    assert any(
+        caption.value == "2 images in 1 group of byte-identical pixels; none spans more than one split."
+        for caption in at.caption
+    )
     assert metrics["Load problems"] == "3"  # notes.txt, large.png resized, contempt skipped
     labels = [tab.label for tab in at.tabs]
     assert "Unreadable (1)" in labels
@@ -201,13 +198,11 @@ def test_a_broken_settings_file_is_named_in_the_sidebar_and_the_page_still_works
     broken = tmp_path / "fer_studio.toml"
     broken.write_text("data_roots = [\n")
     monkeypatch.setenv(settings.SETTINGS_FILE_ENV, str(broken))
-    settings._read_settings_file.cache_clear()
-    try:
-        at = open_dataset_page()
-        assert any(str(broken) in warning.value and "defaults apply" in warning.value for warning in at.sidebar.warning)
-        assert grid_captions(at)  # the demo set is still browsable
-    finally:
-        settings._read_settings_file.cache_clear()
+
+    at = open_dataset_page()
+
+    assert any(str(broken) in warning.value and "defaults apply" in warning.value for warning in at.sidebar.warning)
+    assert grid_captions(at)  # the demo set is still browsable
 
 
 @pytest.mark.parametrize("line", ["data_roots = 5", "data_roots = [1, 2]", 'runs_dir = ["a"]', "fer2013 = 3"])
@@ -218,16 +213,14 @@ def test_a_setting_of_the_wrong_type_gets_one_sidebar_warning_and_the_page_still
     settings_file.write_text(line + "\n")
     monkeypatch.setenv(settings.SETTINGS_FILE_ENV, str(settings_file))
     monkeypatch.delenv("FER_DATA_ROOTS", raising=False)
-    settings._read_settings_file.cache_clear()
-    try:
-        at = open_dataset_page()
-        key = line.split(" = ")[0]
-        assert len(at.sidebar.warning) == 1
-        assert f"{key} = " in at.sidebar.warning[0].value and "ignored" in at.sidebar.warning[0].value
-        assert not at.error
-        assert grid_captions(at)  # the demo set is still browsable
-    finally:
-        settings._read_settings_file.cache_clear()
+
+    at = open_dataset_page()
+
+    key = line.split(" = ")[0]
+    assert len(at.sidebar.warning) == 1
+    assert f"{key} = " in at.sidebar.warning[0].value and "ignored" in at.sidebar.warning[0].value
+    assert not at.error
+    assert grid_captions(at)  # the demo set is still browsable
 
 
 # A FER2013 copy on this machine
@@ -271,6 +264,41 @@ def test_the_training_page_starts_on_the_found_fer2013_copy_too(
 
     assert not at.exception, [exception.value for exception in at.exception]
     assert at.sidebar.radio(key="data_source_choice").value == f"FER2013 at {fer2013}"
+
+
+def sidebar_captions(at: AppTest) -> list[str]:
+    return [caption.value for caption in at.sidebar.caption]
+
+
+def test_the_how_to_find_fer2013_hint_shows_only_while_no_copy_is_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = open_dataset_page()
+    assert any("No FER2013 copy found" in caption for caption in sidebar_captions(at))
+
+    monkeypatch.setenv("FER2013_DIR", str(small_fer2013(tmp_path / "fer2013")))
+    at = open_dataset_page()
+    assert at.sidebar.radio(key="data_source_choice").value.startswith("FER2013 at ")
+    assert not any("FER2013" in caption for caption in sidebar_captions(at))
+
+
+def test_a_fer2013_copy_written_into_fer_studio_toml_is_offered_on_the_next_rerun(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings_file = tmp_path / "fer_studio.toml"
+    monkeypatch.setenv(settings.SETTINGS_FILE_ENV, str(settings_file))
+    at = open_dataset_page()
+    assert at.sidebar.radio(key="data_source_choice").options == [DEMO_LABEL, OTHER_LABEL]
+
+    fer2013 = small_fer2013(tmp_path / "fer2013")
+    settings_file.write_text(f'fer2013 = "{fer2013}"\n')  # while the app is running
+    at.run()
+
+    choice = at.sidebar.radio(key="data_source_choice")
+    assert choice.options == [DEMO_LABEL, f"FER2013 at {fer2013}", OTHER_LABEL]
+    assert choice.value == DEMO_LABEL  # the session's choice stays until the user picks the copy
+    choice.set_value(f"FER2013 at {fer2013}").run()
+    assert any(f"Showing **FER2013** from `{fer2013}`" in markdown.value for markdown in at.markdown)
 
 
 # Bad names and folders in a typed location
@@ -345,3 +373,24 @@ def test_a_symlink_loop_in_a_typed_location_is_skipped_and_named(data_root: Path
     assert not at.error
     assert len(grid_captions(at)) == 3
     assert any("selfloop: a symbolic link loop" in warning.value for warning in at.warning)
+
+
+def test_duplicate_counts_read_as_sentences_that_agree_with_them() -> None:
+    assert (
+        duplicates_sentence(4, 2, 0) == "4 images in 2 groups of byte-identical pixels; none spans more than one split."
+    )
+    assert duplicates_sentence(2, 1, 1).startswith("2 images in 1 group of byte-identical pixels; 1 of them spans ")
+    assert "3 of them span more than one split, so the test set holds faces" in duplicates_sentence(1_200, 500, 3)
+
+
+def large_pager() -> None:
+    from app.views.dataset import paged
+
+    paged(32_298, 24, key="pager", noun="Faces")
+
+
+def test_a_pager_of_a_thousand_pages_has_thousands_separators() -> None:
+    at = AppTest.from_function(large_pager)
+    at.run()
+    assert not at.exception, at.exception
+    assert at.caption[0].value == "Faces 1–24 of 32,298 · page 1 of 1,346"

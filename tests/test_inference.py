@@ -28,7 +28,14 @@ import fer_core
 from fer_core import inference
 from fer_core.align import face_crop
 from fer_core.detect import Box
-from fer_core.draw import UNCERTAIN_COLOR_RGB, draw_predictions, face_caption, scale_predictions
+from fer_core.draw import (
+    UNCERTAIN_COLOR_RGB,
+    draw_predictions,
+    face_caption,
+    label_layout,
+    place_labels,
+    scale_predictions,
+)
 from fer_core.errors import ModelLoadError
 from fer_core.inference import (
     UNCERTAIN,
@@ -424,6 +431,45 @@ def test_drawing_scales_with_the_image_and_survives_edges() -> None:
     assert (big[500:505, 3900] == [blue, green, red]).all(axis=1).sum() == 0  # box ends at y=200
     thick = (big[190, 3880:3940] == [blue, green, red]).all(axis=1).sum()  # below the caption
     assert 8 <= thick <= 12  # lines grow with the image (10 px at 4000 px wide)
+
+
+def overlap(first: Box, second: Box) -> int:
+    width = min(first.x + first.width, second.x + second.width) - max(first.x, second.x)
+    height = min(first.y + first.height, second.y + second.height) - max(first.y, second.y)
+    return max(0, width) * max(0, height)
+
+
+def test_labels_of_a_crowded_group_photo_overlap_neither_each_other_nor_other_faces() -> None:
+    # Five faces in a row, closer than their labels are wide ("#1 uncertain (happy 36%)" ran into #3's).
+    boxes = [Box(60 + 90 * index, 200 + (40 if index % 2 else 0), 80, 80) for index in range(5)]
+    sizes = [(230, 28), (150, 28), (230, 28), (150, 28), (150, 28)]
+    labels = place_labels(boxes, sizes, (600, 500))
+    for index, label in enumerate(labels):
+        assert (label.width, label.height) == sizes[index]
+        assert label.x >= 0 and label.x + label.width <= 600 and label.y >= 0 and label.y + label.height <= 500
+        assert not [other for other in labels if other is not label and overlap(label, other)], (index, labels)
+        assert not [box for box_index, box in enumerate(boxes) if box_index != index and overlap(label, box)]
+
+
+def test_a_lone_face_keeps_its_label_above_it_and_one_at_the_top_edge_inside() -> None:
+    assert place_labels([Box(100, 100, 80, 80)], [(120, 20)], (400, 300)) == [Box(100, 80, 120, 20)]
+    assert place_labels([Box(100, 0, 80, 80)], [(120, 20)], (400, 300)) == [Box(100, 0, 120, 20)]
+
+
+def test_every_label_of_a_group_photo_is_drawn_whole() -> None:
+    """Boxes that touch, labels wider than the faces: each label keeps its own colours, no other face's
+    box line or label runs through it (box #5 struck through #4's label)."""
+    emotions = ["angry", "disgust", "fear", "happy", "sad", "surprise"]
+    faces = [prediction_at(Box(20 + 95 * index, 150, 100, 100), emotion, 0.9) for index, emotion in enumerate(emotions)]
+    bgr_image = np.full((400, 620, 3), 30, np.uint8)
+    annotated = draw_predictions(bgr_image, faces)
+    layout = label_layout(bgr_image.shape, faces)
+    for index, (caption, label) in enumerate(layout):
+        assert caption.startswith(f"#{index + 1} {emotions[index]} ")
+        region = annotated[label.y : label.y + label.height, label.x : label.x + label.width].reshape(-1, 3)
+        for other in emotions[:index] + emotions[index + 1 :]:
+            red, green, blue = EMOTION_COLORS_RGB[other]
+            assert not (region == [blue, green, red]).all(axis=1).any(), (index, other, label)
 
 
 def test_scaled_predictions_scale_only_the_boxes() -> None:

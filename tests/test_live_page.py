@@ -95,6 +95,7 @@ def test_page_shows_the_settings_and_waits_for_the_camera(
     page = run_page()
     assert page.title[0].value == "Live"
     assert str(page.sidebar.selectbox(key="live_model").value).startswith("Current: shipped default")
+    assert page.sidebar.selectbox(key="live_model").options[0] == "✓ Shipped default"  # short: the sidebar is narrow
     assert page.sidebar.slider(key="live_threshold").value == 40
     assert page.sidebar.slider(key="live_smoothing").value == pytest.approx(0.6)
     assert page.sidebar.slider(key="live_min_face").value == VIDEO_PRESET.min_face_size  # from the preset
@@ -119,6 +120,7 @@ def test_panel_shows_the_largest_face_while_playing(
     text = all_text(page)
     assert "Face #1: happy" in text
     assert "Streaming · 4 frames analysed" in text
+    assert "Stopped" not in text
     assert [metric.label for metric in page.metric] == ["Analysed fps", "ms per frame", "Dropped"]
     stats = page.session_state["live_session"].snapshot().stats  # what the video's overlay line shows
     assert [metric.value for metric in page.metric] == [stats.analysed_text, stats.timing_text, stats.dropped_text]
@@ -133,6 +135,8 @@ def test_clear_results_empties_the_panel(fake_streamer: FakeStreamer, fixed_clas
     fake_streamer.frames = [np.zeros((480, 640, 3), np.uint8)]
     page = run_page()
     assert "frames analysed" in all_text(page)
+    assert "**Stopped.**" in all_text(page)  # the metrics are the last stream's, not live
+    assert [metric.label for metric in page.metric] == ["Analysed fps", "ms per frame", "Dropped"]
     page.button(key="live_clear").click().run()
     assert not page.exception
     assert "Press **START**" in all_text(page)
@@ -147,7 +151,7 @@ def test_a_face_below_the_threshold_is_called_uncertain_with_its_best_guess(
     fake_streamer.playing = True
     fake_streamer.frames = [frame_with_faces([face], [FACE_BOX])]
     page = run_page()
-    assert "Face #1: uncertain** (most likely sad, 30%)" in all_text(page)
+    assert "**Face #1: uncertain (sad 30%)**" in all_text(page)  # as on Photos, Video and the CLIs
 
 
 def test_settings_reach_this_sessions_processor(fake_streamer: FakeStreamer, fixed_classifier: FixedClassifier) -> None:
@@ -243,3 +247,12 @@ def test_the_confidence_threshold_set_on_photos_applies_on_live(
     assert not app_test.exception, app_test.exception
     assert app_test.sidebar.slider(key="live_threshold").value == 75
     assert app_test.session_state["confidence_threshold"] == 75
+
+
+def test_the_sidebar_model_choices_are_short_enough_to_show_a_runs_whole_name() -> None:
+    from app.models import short_model_label
+
+    assert short_model_label("Current: promoted run 20261204-153724-fernet") == "✓ 20261204-153724-fernet"
+    assert short_model_label("Current: shipped default") == "✓ Shipped default"
+    assert short_model_label("Run 20261204-153724-tiny") == "20261204-153724-tiny"
+    assert short_model_label("Shipped default") == "Shipped default"

@@ -214,7 +214,7 @@ def test_session_csv_and_timeline_take_the_records() -> None:
         live.process(square_frame())
     rows = list(csv.DictReader(io.StringIO(live.session_csv().decode())))
     assert len(rows) == 4 and rows[0]["face"] == "1" and rows[0]["label"] == "happy"
-    assert sum(float(rows[0][emotion]) for emotion in EMOTIONS) == pytest.approx(1.0, abs=1e-3)
+    assert sum(float(rows[0][f"p_{emotion}"]) for emotion in EMOTIONS) == pytest.approx(1.0, abs=1e-3)
     records = live.timeline()
     assert len(records) == 4
     figure = live_timeline_figure(records, live.now_s())

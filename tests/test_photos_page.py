@@ -30,7 +30,7 @@ from streamlit.testing.v1 import AppTest
 
 import app.models as app_models
 from app.charts.predictions import probability_chart
-from app.views.photos import annotated_png, process_uploads
+from app.views.photos import annotated_png, png_scale, process_uploads
 from fer_core import inference
 from fer_core.analysis import CSV_COLUMNS, ImageAnalysis, face_records, records_to_csv, records_to_json
 from fer_core.datasets import describe_source
@@ -191,6 +191,9 @@ def test_a_face_crop_with_no_face_found_is_classified_whole(promoted, fer_crop) 
     assert whole_image_toggle(at).value  # on by default for a small image
     (table,) = face_tables(at)
     assert list(table["label"]) == ["surprise"]
+    (png,) = [button.proto for button in at.get("download_button") if button.proto.label == "Annotated image (PNG)"]
+    assert "Drawn 8x enlarged (48 x 48 → 384 x 384 pixels)" in png.help  # the PNG's scale, said
+    assert "annotated_png_scale = 8 in the JSON" in png.help
 
 
 def test_a_large_image_with_no_face_offers_whole_image_classification(promoted) -> None:
@@ -250,6 +253,7 @@ def test_downloads_are_offered(promoted, group) -> None:
     at = upload(run_page(), [("group.png", group[0])])
     labels = [button.proto.label for button in at.get("download_button")]
     assert labels == ["All faces (CSV)", "All faces (JSON)", "Annotated image (PNG)"]
+    assert "Drawn at the photo's own size" in at.get("download_button")[2].proto.help
 
 
 # --- the page's helpers, without Streamlit ---------------------------------------------------------
@@ -269,10 +273,11 @@ def test_csv_and_json_have_one_row_per_face_with_all_probabilities() -> None:
     (row,) = list(csv.DictReader(io.StringIO(records_to_csv(rows))))
     assert list(row) == list(CSV_COLUMNS)
     assert row["file"] == "a.png" and row["face"] == "1"
-    assert [row[key] for key in ("x", "y", "width", "height")] == ["1", "2", "30", "40"]
-    assert row["label"] == "uncertain" and row["emotion"] == "happy" and row["detection_score"] == "0.93"
-    assert (row["right_eye_x"], row["left_eye_x"], row["mouth_left_y"]) == ("8", "22", "32")
-    assert [float(row[emotion]) for emotion in EMOTIONS] == pytest.approx(list(face.scores))
+    assert [row[key] for key in ("x", "y", "w", "h")] == ["1", "2", "30", "40"]
+    assert (row["kind"], row["frame"], row["time_s"]) == ("photo", "0", "0.000")  # the video table's columns too
+    assert row["label"] == "uncertain" and row["emotion"] == "happy" and row["detection_score"] == "0.9300"
+    assert (row["right_eye_x"], row["left_eye_x"], row["mouth_left_y"]) == ("8.0", "22.0", "32.0")
+    assert [float(row[f"p_{emotion}"]) for emotion in EMOTIONS] == pytest.approx(list(face.scores), abs=1e-4)
     (record,) = json.loads(records_to_json(rows))
     assert record["box"] == [1, 2, 30, 40] and list(record["scores"]) == list(EMOTIONS)
     assert record["landmarks"]["nose"] == [15, 22] and record["detection_score"] == 0.93
@@ -293,6 +298,7 @@ def test_annotated_png_keeps_full_resolution_and_enlarges_face_crops() -> None:
     crop = encode(np.zeros((48, 48, 3), np.uint8))
     png = annotated_png(crop, [fake_prediction(Box(0, 0, 48, 48))], threshold=0.5)()
     assert cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR).shape == (384, 384, 3)
+    assert (png_scale((48, 48)), png_scale((200, 100)), png_scale((360, 100)), png_scale((3000, 2000))) == (8, 2, 1, 1)
 
 
 class FakeUpload:
@@ -370,7 +376,7 @@ def test_the_same_photo_gives_the_same_boxes_in_the_cli_the_library_and_the_page
     out = tmp_path / "cli.csv"
     assert cli.main(["predict", str(photo), "--csv", str(out), "--json"]) == 0
     cli_rows = list(csv.DictReader(out.open()))
-    cli_boxes = [[int(row[key]) for key in ("x", "y", "width", "height")] for row in cli_rows]
+    cli_boxes = [[int(row[key]) for key in ("x", "y", "w", "h")] for row in cli_rows]
     assert len(library) >= 2 and cli_boxes == library
     tables = face_tables(at)
     assert len(tables[0]) == len(library)

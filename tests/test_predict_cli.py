@@ -5,6 +5,7 @@ says whether every image worked."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -41,8 +42,10 @@ def images(tmp_path_factory, fer2013_dir) -> dict[str, Path]:
 
 def check_face_record(face: dict) -> None:
     assert set(face) == {
-        "file", "face", "box", "label", "emotion", "confidence", "detection_score", "whole_image", "landmarks", "scores"
+        "file", "kind", "frame", "time_s", "face", "box", "label", "emotion", "confidence", "detection_score",
+        "whole_image", "landmarks", "scores"
     }  # fmt: skip
+    assert (face["kind"], face["frame"], face["time_s"]) == ("photo", 0, 0.0)
     if not face["whole_image"]:
         assert 0 < face["detection_score"] <= 1 and set(face["landmarks"]) == {
             "right_eye", "left_eye", "nose", "mouth_right", "mouth_left"
@@ -91,7 +94,13 @@ def test_text_output_lists_faces_and_errors(model_path, images, capsys) -> None:
     assert status == 1
     assert f"{images['group']}: {images['count']} faces" in out
     assert "#1 box=" in out and "happy" in out  # numbered from 1, left to right, as on the Photos page
+    assert re.search(r"#1 box=\[\d+, \d+, \d+, \d+\] happy \d+%\n", out)  # "happy 87%", as on the pages
     assert f"{images['broken']}: error:" in out
+
+
+def test_a_face_below_the_threshold_reads_as_on_the_pages(model_path, images, capsys) -> None:
+    assert main(["predict", str(images["crop"]), "--whole-image", "--threshold", "1", "--model", str(model_path)]) == 0
+    assert re.search(r"#1 box=\[0, 0, 48, 48\] uncertain \(happy \d+%\)\n", capsys.readouterr().out)
 
 
 def test_a_missing_model_exits_two(tmp_path, images, capsys) -> None:
@@ -111,6 +120,7 @@ def test_module_entry_point_prints_only_json_on_stdout(model_path, images) -> No
     )
     assert completed.returncode == 1, completed.stderr[-2000:]
     results = json.loads(completed.stdout)  # TensorFlow's and TFLite's chatter stays on stderr
+    assert "XNNPACK" not in completed.stderr  # and LiteRT's start-up line is left out (--verbose shows it)
     assert [result["error"] is None for result in results] == [True, False]
     assert np.isclose(sum(results[0]["faces"][0]["scores"].values()), 1.0, atol=1e-4)
 

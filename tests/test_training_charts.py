@@ -61,10 +61,10 @@ def test_per_class_bars_follow_the_label_order() -> None:
     assert list(per_class_f1_figure(per_class).data[0].x) == list(EMOTIONS)
 
 
-def test_placeholder_axes_are_those_the_curves_will_have() -> None:
+def test_placeholder_axes_are_those_the_first_epoch_will_have() -> None:
     figure = learning_curves_figure({"epochs": [], "batches": []}, epochs=30)
     layout = figure.layout
-    assert tuple(layout.xaxis.range) == tuple(layout.xaxis2.range) == (0, 30)  # the planned epochs
+    assert tuple(layout.xaxis.range) == tuple(layout.xaxis2.range) == (0, 1)  # the first epoch
     assert tuple(layout.yaxis2.range) == (0, 1)  # accuracy: 0 to 100%, not -100% to 400%
     assert layout.yaxis.range[0] == 0 and 1.95 < layout.yaxis.range[1] < 5  # loss: 0 to above ln 7
 
@@ -84,3 +84,12 @@ def test_the_reliability_diagram_shows_the_diagonal_and_both_curves() -> None:
     diagonal, as_trained, calibrated = figure.data
     assert list(diagonal.x) == [0, 1] and list(as_trained.x) == [0.55]  # empty bins are left out
     assert "T = 0.80" in calibrated.name and list(calibrated.y) == [0.7]
+
+
+def test_the_epoch_axis_spans_whole_epochs_not_the_first_few_steps() -> None:
+    first_steps = {"epochs": [], "batches": [{"epoch": 0.04, "loss": 1.95, "accuracy": 0.14}]}
+    layout = learning_curves_figure(first_steps, epochs=30).layout
+    assert tuple(layout.xaxis.range) == tuple(layout.xaxis2.range) == (0, 1)  # not 0-0.04
+    assert tuple(learning_curves_figure(HISTORY, epochs=30).layout.xaxis.range) == (0, 2)  # grows by epochs
+    assert tuple(learning_curves_figure(HISTORY, epochs=2).layout.xaxis.range) == (0, 2)
+    assert tuple(learning_curves_figure(first_steps, epochs=None).layout.xaxis.range) == (0, 1)

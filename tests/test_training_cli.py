@@ -56,10 +56,11 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> runs.Run:
 
 def test_train_command_fills_the_run_folder_while_readers_poll_it(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "training", "train", *TINY, "--epochs", "2", "--max-steps-per-epoch", "3"]
+    environment = {name: value for name, value in child_environment().items() if name != "TF_CPP_MIN_LOG_LEVEL"}
     process = subprocess.Popen(
         [*command, "--run-dir", str(tmp_path)],
         cwd=PROJECT_ROOT,
-        env=child_environment(),
+        env=environment,  # TensorFlow's own log level: the CLI quiets what a user cannot act on
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -93,6 +94,8 @@ def test_train_command_fills_the_run_folder_while_readers_poll_it(tmp_path: Path
     assert metrics is not None and set(metrics.per_class) == set(EMOTIONS)
     assert len(metrics.confusion) == len(EMOTIONS) and sum(map(sum, metrics.confusion)) == metrics.n
     assert "finished: test accuracy" in output
+    for noise in ("absl::InitializeLog", "cudart_stub", "cpu_feature_guard", "cuInit", "XNNPACK"):
+        assert noise not in output, output[:3000]
 
 
 def test_evaluate_json_prints_the_report(finished_run: runs.Run, capsys: pytest.CaptureFixture[str]) -> None:
@@ -475,3 +478,12 @@ def test_faces_a_classifier_cannot_learn_from_are_refused_and_leave_no_run_folde
     error = capsys.readouterr().err
     assert message in error and "Traceback" not in error
     assert runs.list_runs(runs_dir) == []
+
+
+def test_train_help_reads_well_and_offers_verbose(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "(default default)" not in help_text
+    assert "(default 'default')" in help_text
+    assert "--verbose also show TensorFlow's and LiteRT's start-up log lines" in help_text

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import pytest
 from fakes import write_served_model
@@ -17,8 +18,9 @@ from streamlit.testing.v1 import AppTest
 from app.state import DEMO_LABEL
 from fer_core.labels import EMOTIONS
 from fer_core.settings import SHIPPED_MODEL_PATH
+from training import cli as training_cli
 from training import promote, runs
-from training.config import TrainConfig
+from training.config import ARCH_LEARNING_RATES, TrainConfig
 from training.trainer import create_run
 
 PAGE = "views/training.py"
@@ -64,20 +66,18 @@ def all_text(at: AppTest) -> str:
 def test_page_trains_a_short_run_shows_it_growing_and_promotes_it(isolated_runs_dir: Path) -> None:
     at = open_page()
     at.sidebar.radio(key="data_source_choice").set_value(DEMO_LABEL).run()  # not a FER2013 copy found nearby
-    # Long enough (several seconds) for the page to be seen mid-run on a fast, quiet machine too.
-    at.selectbox(key="train_arch").set_value("fernet")
-    at.number_input(key="train_epochs").set_value(6)
-    at.number_input(key="train_batch_size").set_value(32)
-    at.number_input(key="train_max_steps_per_epoch").set_value(8)
-    at.selectbox(key="train_init_from").set_value("Shipped default model")  # fine-tune the shipped model
+    # The quick demo the page offers on the demo set: the shipped model fine-tuned for 3 short epochs,
+    # long enough (several seconds) for the page to be seen mid-run on a fast, quiet machine too.
+    at.button(key="train_quick_demo").click().run()
     at.button(key="train_start").click().run()
     assert not at.exception, at.exception
     (run,) = runs.list_runs(isolated_runs_dir)
-    assert run.config().settings.max_steps_per_epoch == 8
-    assert run.config().settings.init_from == str(SHIPPED_MODEL_PATH)
+    settings = run.config().settings
+    assert (settings.arch, settings.epochs, settings.max_steps_per_epoch) == ("fernet", 3, 8)
+    assert settings.init_from == str(SHIPPED_MODEL_PATH)
 
     observed: list[tuple[str, int]] = []
-    deadline = time.monotonic() + 150
+    deadline = time.monotonic() + 300  # a cap for a stuck run; a busy machine takes 2-3 minutes
     while time.monotonic() < deadline:
         # The state is read before the page renders, so the page shows this state or a later one: read
         # after, a run that ends mid-render would be "finished" here while the page still showed it running.
@@ -91,6 +91,8 @@ def test_page_trains_a_short_run_shows_it_growing_and_promotes_it(isolated_runs_
             assert at.button(key="train_start").disabled  # one training at a time
         time.sleep(0.7)
     assert observed[-1][0] == "finished", (observed, (run.path / runs.LOG_FILE).read_text()[-2000:])
+    val_accuracies = [row["val_accuracy"] for row in run.history().epochs]
+    assert len(val_accuracies) == 3 and max(val_accuracies) > 0.5  # it visibly learns: chance is 14%
     counts = [count for _, count in observed]
     assert counts == sorted(counts) and counts[-1] > counts[0], observed  # the chart grew while it ran
     assert any(state == "running" and count > 0 for state, count in observed), observed
@@ -234,9 +236,25 @@ def test_promoting_a_model_trained_on_the_demo_set_asks_first_and_says_why(isola
     at.button(key=f"promote-cancel-{run.name}").click().run()
     assert not any("Use this model anyway?" in element.value for element in at.warning)
     at.button(key=f"promote-{run.name}").click().run()
+    (warning,) = [element.value for element in at.warning if "Use this model anyway?" in element.value]
+    assert "; " not in warning and warning.endswith(".")  # one sentence per reason, not "faces; Its test..."
     at.button(key=f"promote-anyway-{run.name}").click().run()
     assert not at.exception, at.exception
     assert (isolated_runs_dir / "promoted.keras").read_bytes() == b"float32 export"
+    in_use = at.button(key=f"promote-{run.name}")
+    assert in_use.label == "In use"
+    assert "use this run's model now" in in_use.help and "Copy this run's model" not in in_use.help
+
+
+def test_the_form_explains_the_architecture_and_the_learning_rates_default(isolated_runs_dir: Path) -> None:
+    at = open_page()
+    arch = at.selectbox(key="train_arch")
+    assert all(name in arch.help for name in arch.options)  # not just "The architecture."
+    learning_rate = at.number_input(key="train_lr")
+    assert learning_rate.value is None  # empty: the architecture's own
+    default = ARCH_LEARNING_RATES[arch.value]
+    assert learning_rate.proto.placeholder == "auto"  # short enough to show whole in its narrow field
+    assert f"Leave it empty (auto) for {arch.value}'s own default, {default:g}" in learning_rate.help
 
 
 def test_a_run_is_deleted_only_after_confirmation_and_never_while_it_trains(isolated_runs_dir: Path) -> None:
@@ -324,7 +342,7 @@ def test_labels_fit_and_say_counts_and_shares_properly(isolated_runs_dir: Path) 
     assert not any("epoch(s)" in text or "1 epochs" in text for text in [all_text(at)])
     runs_table, per_class = (json.loads(at.dataframe[index].proto.columns) for index in (0, 1))
     formats = {per_class[name]["type_config"]["format"] for name in ("Precision", "Recall", "F1")}
-    formats |= {runs_table[name]["type_config"]["format"] for name in ("Best val acc", "Test acc")}
+    formats |= {runs_table[name]["type_config"]["format"] for name in ("Val acc", "Best epoch val", "Test acc")}
     assert formats == {"%.1f%%"}  # one decimal everywhere: not "20%" beside "3.33%"
 
     busy = create_run(TrainConfig(data="demo", arch="tiny", epochs=3, runs_dir=str(isolated_runs_dir)))
@@ -375,3 +393,55 @@ def test_saved_mistakes_with_unknown_emotion_codes_are_a_warning_not_an_exceptio
     at = open_page()
     assert not at.exception, at.exception
     assert any("saved mistakes could not be read" in element.value for element in at.warning)
+
+
+def test_the_kept_models_validation_accuracy_is_the_headline_with_the_best_epochs_beside_it(
+    isolated_runs_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As in a demo-set fernet run: the best epoch scored 14.3%, the kept model (its batch-norm
+    statistics re-estimated) 20.2% on the same validation faces."""
+    run = finished_fake_run(isolated_runs_dir, [0.100, 0.143, 0.120])
+    metrics = json.loads((run.path / runs.METRICS_FILE).read_text())
+    metrics.update(
+        best_epoch=2, batch_norm_recalibration={"val_accuracy_before": 0.143, "val_accuracy_after": 0.202, "kept": True}
+    )
+    runs.write_json(run.path / runs.METRICS_FILE, metrics)
+
+    at = open_page()
+
+    shown = {metric.label: metric.value for metric in at.metric}
+    assert shown["Val accuracy"] == "20.2%"
+    assert shown["Best epoch (epoch 2)"] == "14.3%"
+    table = at.dataframe[0].value
+    assert list(table["Val acc"]) == [pytest.approx(20.2)] and list(table["Best epoch val"]) == [pytest.approx(14.3)]
+
+    assert training_cli.main(["runs"]) == 0
+    header, row = capsys.readouterr().out.splitlines()
+    assert header.split()[-4:] == ["val", "best", "epoch", "test"]
+    assert "0.2020" in row and "0.1430" in row
+    assert row.index("0.2020") < row.index("0.1430")  # the kept model's first, as on the page
+
+
+def test_on_the_demo_set_a_quick_demo_fills_the_form_with_a_run_that_learns_in_a_minute(
+    isolated_runs_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for emotion in ("happy", "sad"):  # a FER2013 copy, to switch to
+        (tmp_path / "fer2013" / "train" / emotion).mkdir(parents=True)
+        for index in range(3):
+            cv2.imwrite(
+                str(tmp_path / "fer2013" / "train" / emotion / f"{index}.png"), np.full((48, 48), index, np.uint8)
+            )
+    monkeypatch.setenv("FER2013_DIR", str(tmp_path / "fer2013"))
+    at = open_page()
+    at.sidebar.radio(key="data_source_choice").set_value(DEMO_LABEL).run()
+    assert any("**Quick demo**" in caption.value for caption in at.caption)
+    at.button(key="train_quick_demo").click().run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="train_arch").value == "fernet"
+    assert at.number_input(key="train_epochs").value == 3
+    assert at.number_input(key="train_max_steps_per_epoch").value == 8
+    assert at.selectbox(key="train_init_from").value == "Shipped default model"
+
+    at.sidebar.radio(key="data_source_choice").set_value(f"FER2013 at {tmp_path / 'fer2013'}").run()
+    assert not at.exception, at.exception  # offered on the demo set only:
+    assert not any("**Quick demo**" in caption.value for caption in at.caption)

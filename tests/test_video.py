@@ -134,13 +134,14 @@ def test_csv_has_one_row_per_face_per_frame_and_a_column_per_emotion() -> None:
     seen = record(1, 0.0)._replace(detection_score=0.91, landmarks=marks)
     rows = list(csv.DictReader(io.StringIO(records_to_csv([seen, record(2, 0.1, UNCERTAIN)]))))
     assert list(rows[0]) == list(CSV_COLUMNS)
-    assert {"time_s", "face", "emotion", "confidence", *EMOTIONS} <= set(rows[0])
+    assert {"time_s", "face", "emotion", "confidence", *(f"p_{emotion}" for emotion in EMOTIONS)} <= set(rows[0])
+    assert rows[0]["kind"] == "video" and (rows[0]["x"], rows[0]["w"]) == (str(SQUARE.x), str(SQUARE.width))
     assert (rows[0]["detection_score"], rows[0]["left_eye_x"], rows[0]["mouth_left_y"]) == ("0.9100", "30.0", "40.0")
     assert rows[1]["detection_score"] == "" and rows[1]["nose_x"] == ""  # a detector without them (Haar)
     assert seen.as_dict()["landmarks"]["nose"] == [20, 30] and seen.as_dict()["detection_score"] == 0.91
     assert rows[1]["time_s"] == "0.100" and rows[1]["face"] == "2" and rows[1]["label"] == UNCERTAIN
-    assert sum(float(rows[0][emotion]) for emotion in EMOTIONS) == pytest.approx(1.0, abs=1e-3)
-    assert records_to_csv([]).startswith("time_s,frame,face,label")
+    assert sum(float(rows[0][f"p_{emotion}"]) for emotion in EMOTIONS) == pytest.approx(1.0, abs=1e-3)
+    assert records_to_csv([]).startswith("file,kind,frame,time_s,face,x,y,w,h")
 
 
 def test_summary_counts_each_faces_time_in_each_emotion() -> None:
@@ -151,6 +152,11 @@ def test_summary_counts_each_faces_time_in_each_emotion() -> None:
     assert first.dominant == "happy" and second.dominant == "angry"
     document = json.loads(records_to_json(records, [first, second]))
     assert document["faces"][0]["dominant"] == "happy" and len(document["records"]) == 11
+
+
+def test_faces_that_appear_in_the_same_frame_are_summarised_in_number_order() -> None:
+    records = [record(2, 0.0, "sad"), record(1, 0.0), record(3, 0.2), record(2, 0.1, "sad"), record(1, 0.1)]
+    assert [summary.face for summary in summarize(records, frame_interval_s=0.1)] == [1, 2, 3]
 
 
 # --- files
@@ -276,9 +282,11 @@ def test_the_video_command_writes_csv_json_and_an_annotated_clip(tmp_path: Path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "15 frames analysed" in result.stdout and "face 1" in result.stdout and "mostly" in result.stdout
+    assert "), 1 face\n" in result.stdout  # not "1 face(s)"
+    assert "XNNPACK" not in result.stderr  # LiteRT's start-up line is left out (--verbose shows it)
     rows = list(csv.DictReader(out_csv.open()))
     assert len(rows) >= 12 and {row["face"] for row in rows} == {"1"}
-    assert {"time_s", "face", "emotion", "confidence", *EMOTIONS} <= set(rows[0])
+    assert {"time_s", "face", "emotion", "confidence", *(f"p_{emotion}" for emotion in EMOTIONS)} <= set(rows[0])
     document = json.loads(out_json.read_text())
     assert document["clip"]["frames"] == 15 and document["faces"][0]["face"] == 1
     annotated = probe_video(out_mp4)

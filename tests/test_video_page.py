@@ -3,6 +3,7 @@ video, a timeline, a per-face summary and downloads; bad clips get an error nami
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -12,6 +13,7 @@ from conftest import PROJECT_ROOT
 from photo_samples import copy_model, detectable_faces, fer_faces, save_tiny_model, upscale
 from streamlit.testing.v1 import AppTest
 
+from fer_core.labels import EMOTIONS
 from fer_core.video import AnnotatedVideoWriter, probe_video
 
 PAGE = str(PROJECT_ROOT / "app" / "views" / "video.py")
@@ -75,6 +77,11 @@ def test_a_clip_is_analysed_into_video_timeline_summary_and_downloads(
     (summary,) = [frame.value for frame in at.dataframe]
     assert list(summary["face"]) == ["#1"] and list(summary["mostly"]) == ["surprise"]
     assert summary["surprise"][0] == pytest.approx(2.0, abs=0.3)
+    columns = json.loads(at.dataframe[0].proto.columns)
+    assert {columns[label]["type_config"]["format"] for label in (*EMOTIONS, "uncertain")} == {"%.1f s"}  # units
+    time_chart = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert [trace["name"] for trace in time_chart["data"]] == ["surprise"]
+    assert time_chart["layout"]["showlegend"] is True  # one emotion still gets its legend
     labels = [button.proto.label for button in at.get("download_button")]
     assert labels == ["Annotated video (MP4)", "Every face in every frame (CSV)", "Summary and records (JSON)"]
     (result,) = at.session_state["video_results"].values()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -11,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fer_core import native_log
 from fer_core.errors import DatasetError, FerError
 from fer_core.run_layout import LAST_CHECKPOINT, is_run_folder
 from training.errors import TrainingFailed
@@ -51,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--tta", action="store_true", help="average with the horizontally flipped face")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object to stdout")
 
-    listing = commands.add_parser("runs", help="list runs with status and best validation accuracy")
+    listing = commands.add_parser("runs", help="list runs with status and validation and test accuracy")
     listing.add_argument("--run-dir", dest="runs_dir", help="folder that holds the runs")
     listing.add_argument("--json", action="store_true")
 
@@ -104,12 +106,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed", type=setting_type("seed"), help="as in training (default: the run's own, else the training default)"
     )
 
+    finish = commands.add_parser(
+        "finish", help="export, calibrate and evaluate a run trained under another Keras backend (the trainer runs it)"
+    )
+    finish.add_argument("run", type=Path, help="the run folder")
+    finish.add_argument("--stopped", action="store_true", help="the run was stopped: export its best model only")
+
     resume = commands.add_parser("resume", help="continue a run from its last epoch checkpoint")
     resume.add_argument("run", type=Path, help="the run folder")
     resume.add_argument("--launched", action="store_true", help=argparse.SUPPRESS)  # by training.launcher
     resume.add_argument(
         "--allow-concurrent", action="store_true", help="resume even while another training runs in its runs folder"
     )
+    for command in commands.choices.values():
+        command.add_argument(
+            "--verbose", action="store_true", help="also show TensorFlow's and LiteRT's start-up log lines"
+        )
     return parser
 
 
@@ -170,8 +182,32 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
         )
 
 
+# Commands that run TensorFlow: it is started first, with the lines a user cannot act on left out.
+TENSORFLOW_COMMANDS = frozenset({"train", "evaluate", "average", "export", "resume"})
+
+
+def start_tensorflow(*, verbose: bool) -> None:
+    """Import TensorFlow and look for GPUs (where "failed call to cuInit" comes from on a machine
+    without one) while :func:`fer_core.native_log.filtered_stderr` leaves out their start-up lines;
+    afterwards only its warnings and errors are shown. ``verbose``: everything is shown."""
+    native_log.VERBOSE = verbose
+    if not verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":  # e.g. JAX on a machine without TensorFlow
+        return
+    with native_log.filtered_stderr():
+        try:
+            import tensorflow as tf
+        except ImportError:  # the trainer names what is missing, in its own words
+            return
+        tf.config.list_physical_devices("GPU")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    native_log.VERBOSE = args.verbose
+    if args.command in TENSORFLOW_COMMANDS:
+        start_tensorflow(verbose=args.verbose)
     try:
         return int(COMMANDS[args.command](args))
     except TrainingFailed as error:
@@ -189,6 +225,30 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def select_backend(name: str) -> None:
+    """Make ``name`` the Keras backend of this process (``KERAS_BACKEND``), before Keras is imported; a
+    process that already imported Keras with another backend cannot switch, and says so."""
+    keras = sys.modules.get("keras")
+    if keras is not None and keras.backend.backend() != name:
+        raise ValueError(f"Keras is already running on {keras.backend.backend()} in this process; cannot use {name}")
+    if name == "jax":
+        try:
+            import jax  # noqa: F401
+        except ImportError:
+            raise ValueError(
+                "--backend jax needs JAX: pip install jax==0.10.2 (requirements-dev.txt pins it)"
+            ) from None
+    os.environ["KERAS_BACKEND"] = name
+
+
+def cmd_finish(args: argparse.Namespace) -> int:
+    from training.trainer import finish_run
+
+    select_backend("tensorflow")
+    finish_run(args.run, stopped=args.stopped)
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from training.config import TrainConfig, config_from_mapping, load_config_file
     from training.runs import RecordError, Run
@@ -199,18 +259,24 @@ def cmd_train(args: argparse.Namespace) -> int:
             settings = Run(args.into).config().settings
         except RecordError as error:
             raise ValueError(f"cannot train into {args.into}: {error}") from None
+        select_backend(settings.backend)
         return _report_run(train(settings, args.into))
     config = load_config_file(args.config) if args.config else TrainConfig()
     overrides = {
         key: value
         for key, value in vars(args).items()
-        if key not in ("command", "config", "into", "allow_concurrent") and value is not None
+        if key not in ("command", "config", "into", "allow_concurrent", "verbose") and value is not None
     }
     config = config_from_mapping(overrides, config)
     if config.init_from:  # a model that cannot be started from is refused before a run folder is made
         from training.trainer import check_initial_model
 
         check_initial_model(config.init_from)
+    if config.distill_from:  # so is a teacher that is not there
+        from training.trainer import teacher_paths
+
+        teacher_paths(config.distill_from)
+    select_backend(config.backend)
     run_dir = _new_run_folder(config, allow_concurrent=args.allow_concurrent)
     try:
         train(config, run_dir)
@@ -250,6 +316,10 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
     if not is_run_folder(args.run):
         raise ValueError(f"{args.run} is not a run folder (no config.json)")
+    from training.runs import RecordError, Run
+
+    with contextlib.suppress(RecordError):  # resume says what is wrong with the run
+        select_backend(Run(args.run).config().settings.backend)
     if args.launched or args.allow_concurrent:  # the launcher has checked (and marked the run queued)
         return _report_run(resume(args.run, launched=args.launched))
     from training import launcher, runs
@@ -470,7 +540,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         split = _validation_split([model_path], seed=args.seed, val_fraction=args.val_fraction)
         _, val = _checked_split(data, split)
     if checkpoint is not None:
-        export_model(checkpoint, model_path, settings.arch)
+        export_model(checkpoint, model_path, settings.arch, tta=settings.tta)
     if val is not None:
         temperature = export_served(model_path, val)
     else:
@@ -506,15 +576,19 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if not rows:
         print("no runs yet: start one with `python -m training train --data demo`")
         return 0
-    print(f"{'run':<34}{'state':<10}{'arch':<8}{'epochs':>7}{'best val':>10}{'test':>8}")
+    # val: the kept model's (after batch-norm re-estimation); best epoch: the best measured while training
+    print(f"{'run':<34}{'state':<10}{'arch':<8}{'epochs':>7}{'val':>8}{'best epoch':>12}{'test':>8}")
     for row in rows:
         if row["problem"]:
             print(f"{row['run']:<34}unreadable: {row['problem']}")
             continue
-        best = f"{row['best_val_accuracy']:.4f}" if row["best_val_accuracy"] is not None else "-"
-        test = f"{row['test_accuracy']:.4f}" if row["test_accuracy"] is not None else "-"
+        val, best, test = (
+            f"{row[key]:.4f}" if row[key] is not None else "-"
+            for key in ("val_accuracy", "best_val_accuracy", "test_accuracy")
+        )
         print(
-            f"{row['run']:<34}{row['state'] or '?':<10}{row['arch'] or '?':<8}{row['epochs_done']:>7}{best:>10}{test:>8}"
+            f"{row['run']:<34}{row['state'] or '?':<10}{row['arch'] or '?':<8}{row['epochs_done']:>7}"
+            f"{val:>8}{best:>12}{test:>8}"
         )
     return 0
 
@@ -539,4 +613,5 @@ COMMANDS = {
     "export": cmd_export,
     "runs": cmd_runs,
     "resume": cmd_resume,
+    "finish": cmd_finish,
 }

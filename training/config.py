@@ -61,7 +61,12 @@ def _option(default: Any, help: str, **declaration: Any) -> Any:
 @dataclass(frozen=True)
 class TrainConfig:
     data: str = _option("demo", "'demo', a FER2013 folder (Kaggle layout or class folders) or fer2013.csv")
-    arch: str = _option("fernet", "the architecture", label="Architecture", choices=_architectures)
+    arch: str = _option(
+        "fernet",
+        "the network to train (fer_core.models describes each; the Training page lists them)",
+        label="Architecture",
+        choices=_architectures,
+    )
     epochs: int = _option(60, "passes over the training faces", label="Epochs", minimum=1, maximum=10_000)
     batch_size: int = _option(
         64,
@@ -121,8 +126,9 @@ class TrainConfig:
     runs_dir: str = _option("", "folder that holds the runs", flag="--run-dir", default_text="runs/ in the project")
     strategy: str = _option(
         "default",
-        "'mirrored': MirroredStrategy over all visible devices",
+        "'default': TensorFlow's default, one device; 'mirrored': MirroredStrategy over all visible devices",
         label="Devices",
+        default_text="'default'",
         choices=("default", "mirrored"),
         advanced=True,
     )
@@ -155,9 +161,63 @@ class TrainConfig:
         advanced=True,
     )
 
+    crop: int = _option(
+        48,
+        "train on random crops of this size (40: about 31% less compute per face); the served model averages "
+        "its test-time views of the 48x48 face (see --tta)",
+        label="Training crop",
+        minimum=16,
+        maximum=48,
+        step=4,
+        advanced=True,
+    )
+    mixup: float = _option(
+        0.0,
+        "mixup: blend each batch with a shuffled copy of itself, faces and targets alike (Beta alpha; 0: off)",
+        label="Mixup alpha",
+        minimum=0.0,
+        maximum=1.0,
+        step=0.1,
+        advanced=True,
+    )
+    erasing: float = _option(
+        0.0,
+        "random erasing: the share of training faces that get a random rectangle filled with noise",
+        label="Random erasing",
+        minimum=0.0,
+        maximum=1.0,
+        step=0.05,
+        advanced=True,
+    )
+    distill_from: str = _option(
+        "",
+        "distil from these teachers: run folders or .keras files, comma-separated (their softened outputs on "
+        "the same augmented faces join the labels)",
+        label="Distil from",
+        default_text="no teacher",
+        advanced=True,
+    )
+    tta: str = _option(
+        "none",
+        "test-time views built into the served model: none (the centre crop), flip (and its mirror image), "
+        "crops (centre and four corners, each mirrored: ten views)",
+        label="Test-time views",
+        choices=("none", "flip", "crops"),
+        advanced=True,
+    )
+    backend: str = _option(
+        "tensorflow",
+        "Keras backend of the trainer process: tensorflow, or jax (no tf.data; export to LiteRT still uses TensorFlow)",
+        label="Backend",
+        choices=("tensorflow", "jax"),
+        advanced=True,
+    )
+
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
             object.__setattr__(self, field.name, checked_value(field.name, getattr(self, field.name)))
+        if self.strategy == "mirrored" and self.backend != "tensorflow":
+            raise ConfigError("strategy mirrored is TensorFlow's: use it with backend tensorflow")
         if self.keep_last > self.epochs:
             raise ConfigError(f"keep_last must be between 0 and epochs ({self.epochs}), got {self.keep_last}")
 
@@ -173,7 +233,7 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-ARCH_LEARNING_RATES = {"seed": 1e-4, "fernet": 2e-3, "tiny": 3e-3}
+ARCH_LEARNING_RATES = {"seed": 1e-4, "fernet": 2e-3, "tiny": 3e-3, "fernet40": 3e-3, "vgg40": 3e-3}
 FIELDS = {field.name: field for field in dataclasses.fields(TrainConfig)}
 _KINDS = {  # the annotation, as written above -> the words an error uses
     "int": "an integer",

@@ -77,11 +77,11 @@ def face_batches(
     return FaceBatches()
 
 
-def build_augmenter(seed: int, *, crop: int = FACE_SIZE, erasing: float = 0.0) -> Any:
-    """The training-time augmentation, as Keras layers (active only when ``training=True``): flip,
-    rotation, shift, zoom, brightness and contrast jitter on 0-255 gray faces, then the centre
-    ``crop`` (the shifts make it a random crop) and, with ``erasing`` > 0, random erasing of a
-    rectangle in that share of the faces."""
+def build_augmenter(seed: int, *, erasing: float = 0.0) -> Any:
+    """The training-time augmentation of 48x48 faces, as Keras layers (active only when
+    ``training=True``): flip, rotation, shift, zoom, brightness and contrast jitter on 0-255 gray faces
+    and, with ``erasing`` > 0, a random rectangle of noise in that share of the faces. The training crop
+    comes after it (:func:`build_training_model`): the shifts make the centre crop a random one."""
     import keras
     from keras import layers
 
@@ -93,8 +93,6 @@ def build_augmenter(seed: int, *, crop: int = FACE_SIZE, erasing: float = 0.0) -
         layers.RandomBrightness(0.15, value_range=(0, 255), seed=seed + 4),
         layers.RandomContrast(0.25, seed=seed + 5),
     ]
-    if crop != FACE_SIZE:
-        stack.append(layers.Cropping2D(_centre_margins(crop)))
     if erasing > 0:
         stack.append(layers.RandomErasing(factor=erasing, scale=(0.02, 0.2), value_range=(0, 255), seed=seed + 6))
     augmenter = keras.Sequential(stack, name="augment")
@@ -106,6 +104,15 @@ def build_augmenter(seed: int, *, crop: int = FACE_SIZE, erasing: float = 0.0) -
     return augmenter
 
 
+def centre_crop(images: Any, size: int) -> Any:
+    """The centre ``size`` x ``size`` window of (B, 48, 48, 1) images (a Cropping2D layer; none at 48)."""
+    import keras
+
+    if size == FACE_SIZE:
+        return images
+    return keras.layers.Cropping2D(_centre_margins(size), name=f"crop_{size}")(images)
+
+
 def _centre_margins(crop: int) -> tuple[tuple[int, int], tuple[int, int]]:
     if not 16 <= crop <= FACE_SIZE:
         raise ValueError(f"crop must be between 16 and {FACE_SIZE} pixels, got {crop}")
@@ -114,28 +121,50 @@ def _centre_margins(crop: int) -> tuple[tuple[int, int], tuple[int, int]]:
     return (before, after), (before, after)
 
 
+def input_size(model: Any) -> int:
+    return int(model.input_shape[1])
+
+
+BACKBONE = "backbone"  # the name of the trained network inside a training graph
+
+
 def build_training_model(backbone: Any, augmenter: Any) -> Any:
-    """48x48 faces in, augmented (and cropped) on the way, the backbone's probabilities out."""
+    """48x48 faces in, augmented and cropped to the backbone's input size on the way, the backbone's
+    probabilities out. The backbone is nested under the name ``backbone`` (see :func:`trained_backbone`)."""
     import keras
 
     inputs = keras.Input(shape=(FACE_SIZE, FACE_SIZE, 1), name="gray_face")
-    return keras.Model(inputs, backbone(augmenter(inputs)), name=f"train_{backbone.name}")
+    named = keras.Model(backbone.inputs, backbone.outputs, name=BACKBONE)
+    outputs = named(centre_crop(augmenter(inputs), input_size(backbone)))
+    return keras.Model(inputs, outputs, name=f"train_{backbone.name}")
+
+
+def trained_backbone(model: Any) -> Any:
+    """The network a training graph trains (its ``backbone`` layer), or ``model`` itself when it is a
+    plain model (the tf.data path trains the bare network)."""
+    names = {layer.name for layer in model.layers}
+    return model.get_layer(BACKBONE) if BACKBONE in names else model
 
 
 def build_distillation_model(student: Any, teachers: Sequence[Any], augmenter: Any) -> Any:
-    """One graph for online distillation: the augmented batch goes to the student and to the frozen
-    teachers (inference mode); the output is the student's probabilities followed by the teachers'
-    mean probabilities, (B, 14), which :func:`distillation_loss` splits."""
+    """One graph for online distillation: the augmented batch goes to the student (cropped to its input
+    size) and to the frozen teachers (inference mode; a teacher taking 48x48 faces, such as a served model
+    with its test-time views, sees the whole augmented face); the output is the student's probabilities
+    followed by the teachers' mean probabilities, (B, 14), which :func:`distillation_loss` splits."""
     import keras
 
     inputs = keras.Input(shape=(FACE_SIZE, FACE_SIZE, 1), name="gray_face")
-    views = augmenter(inputs)
+    augmented = augmenter(inputs)
+    cropped = centre_crop(augmented, input_size(student))
     teacher_outputs = []
-    for teacher in teachers:
+    for index, teacher in enumerate(teachers):
         teacher.trainable = False
-        teacher_outputs.append(teacher(views, training=False))
+        named = keras.Model(teacher.inputs, teacher.outputs, name=f"teacher_{index}")
+        named.trainable = False
+        source = augmented if input_size(teacher) == FACE_SIZE else centre_crop(augmented, input_size(teacher))
+        teacher_outputs.append(named(source, training=False))
     teacher_mean = teacher_outputs[0] if len(teacher_outputs) == 1 else keras.layers.Average()(teacher_outputs)
-    student_output = student(views)
+    student_output = keras.Model(student.inputs, student.outputs, name=BACKBONE)(cropped)
     outputs = keras.layers.Concatenate(dtype="float32")(
         [keras.ops.cast(student_output, "float32"), keras.ops.cast(teacher_mean, "float32")]
     )
@@ -145,27 +174,57 @@ def build_distillation_model(student: Any, teachers: Sequence[Any], augmenter: A
 def distillation_loss(temperature: float = 4.0, label_weight: float = 0.3) -> Any:
     """Hinton et al.'s loss on the (B, 14) output of :func:`build_distillation_model`: ``label_weight``
     of cross-entropy with the (smoothed) labels plus the rest of ``temperature``-softened KL divergence
-    from the teachers, scaled by temperature squared."""
+    from the teachers, scaled by temperature squared. A registered Keras loss: checkpoints reload."""
+    return custom_objects()["DistillationLoss"](temperature=temperature, label_weight=label_weight)
+
+
+def student_accuracy() -> Any:
+    """The accuracy of the student's half of a distillation output, reported as ``accuracy``."""
+    return custom_objects()["StudentAccuracy"](name="accuracy")
+
+
+_CUSTOM: dict[str, Any] = {}
+
+
+def custom_objects() -> dict[str, Any]:
+    """The distillation loss and metric classes, registered with Keras (made on first use: importing this
+    module imports no Keras)."""
+    if _CUSTOM:
+        return _CUSTOM
     import keras
     from keras import ops
 
-    def loss(targets: Any, outputs: Any) -> Any:
-        student = ops.clip(outputs[:, :NUM_CLASSES], 1e-7, 1.0)
-        teacher = ops.clip(outputs[:, NUM_CLASSES:], 1e-7, 1.0)
-        hard = keras.losses.categorical_crossentropy(targets, student)
-        soft_teacher = ops.softmax(ops.log(teacher) / temperature, axis=-1)
-        student_log = ops.log_softmax(ops.log(student) / temperature, axis=-1)
-        soft = ops.sum(soft_teacher * (ops.log(soft_teacher) - student_log), axis=-1) * temperature**2
-        return label_weight * hard + (1.0 - label_weight) * soft
+    @keras.saving.register_keras_serializable(package="fer_studio")
+    class DistillationLoss(keras.losses.Loss):
+        def __init__(self, temperature: float = 4.0, label_weight: float = 0.3, **kwargs: Any) -> None:
+            super().__init__(name=kwargs.pop("name", "distillation"), **kwargs)
+            self.temperature, self.label_weight = float(temperature), float(label_weight)
 
-    return loss
+        def call(self, targets: Any, outputs: Any) -> Any:
+            student = ops.clip(outputs[:, :NUM_CLASSES], 1e-7, 1.0)
+            teacher = ops.clip(outputs[:, NUM_CLASSES:], 1e-7, 1.0)
+            hard = keras.losses.categorical_crossentropy(targets, student)
+            soft_teacher = ops.softmax(ops.log(teacher) / self.temperature, axis=-1)
+            student_log = ops.log_softmax(ops.log(student) / self.temperature, axis=-1)
+            soft = ops.sum(soft_teacher * (ops.log(soft_teacher) - student_log), axis=-1) * self.temperature**2
+            return self.label_weight * hard + (1.0 - self.label_weight) * soft
 
+        def get_config(self) -> dict[str, Any]:
+            return {**super().get_config(), "temperature": self.temperature, "label_weight": self.label_weight}
 
-def student_accuracy(targets: Any, outputs: Any) -> Any:
-    """Accuracy of the student's half of a distillation output."""
-    import keras
+    def _student_accuracy(targets: Any, outputs: Any) -> Any:
+        return keras.metrics.categorical_accuracy(targets, outputs[:, :NUM_CLASSES])
 
-    return keras.metrics.categorical_accuracy(targets, outputs[:, :NUM_CLASSES])
+    @keras.saving.register_keras_serializable(package="fer_studio")
+    class StudentAccuracy(keras.metrics.MeanMetricWrapper):
+        def __init__(self, name: str = "accuracy", dtype: Any = None) -> None:
+            super().__init__(_student_accuracy, name=name, dtype=dtype)
+
+        def get_config(self) -> dict[str, Any]:
+            return {"name": self.name, "dtype": self.dtype}
+
+    _CUSTOM.update(DistillationLoss=DistillationLoss, StudentAccuracy=StudentAccuracy)
+    return _CUSTOM
 
 
 def cosine_learning_rate(epoch: int, *, peak: float, epochs: int, warmup: int = 2, floor: float = 0.01) -> float:

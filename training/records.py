@@ -253,6 +253,15 @@ class RunMetrics:
     recalibration: Recalibration | None = None
     calibration: Calibration | None = None
 
+    @property
+    def kept_val_accuracy(self) -> float | None:
+        """The validation accuracy of the model the run kept: after batch-norm re-estimation when that
+        was kept, else before it (the best epoch's weights, measured again). None when not measured."""
+        recalibration = self.recalibration
+        if recalibration is None or recalibration.error:
+            return None
+        return recalibration.val_accuracy_after if recalibration.kept else recalibration.val_accuracy_before
+
     @classmethod
     def from_json(cls, data: Any, where: str = METRICS_FILE) -> RunMetrics:
         fields = Fields(data, where)

@@ -278,6 +278,7 @@ class RunSnapshot:
             epochs_done=self.epochs_done,
             epochs=settings.epochs,
             best_val_accuracy=_best(self.history.best_val_accuracy, status.best_val_accuracy),
+            val_accuracy=self.metrics.kept_val_accuracy if self.metrics else None,
             test_accuracy=self.metrics.accuracy if self.metrics else None,
             duration_s=status.duration_s,
             started_at=status.started_at or status.created_at,
@@ -301,7 +302,8 @@ class RunSummary:
     data: str | None = None
     epochs_done: int = 0
     epochs: int | None = None
-    best_val_accuracy: float | None = None
+    best_val_accuracy: float | None = None  # the best epoch's, as measured while training
+    val_accuracy: float | None = None  # the kept model's (after batch-norm re-estimation), once finished
     test_accuracy: float | None = None
     duration_s: float | None = None
     started_at: float | None = None

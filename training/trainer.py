@@ -76,10 +76,18 @@ def choose_precision(requested: str) -> str:
     """``auto``: mixed_float16 on a GPU, mixed_bfloat16 on a CPU with AVX512-BF16/AMX, else float32."""
     if requested != "auto":
         return requested
-    import tensorflow as tf
+    import keras
 
-    if tf.config.list_physical_devices("GPU"):
-        return "mixed_float16"
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        if tf.config.list_physical_devices("GPU"):
+            return "mixed_float16"
+    elif keras.backend.backend() == "jax":
+        import jax
+
+        if any(device.platform == "gpu" for device in jax.devices()):
+            return "mixed_bfloat16"
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as handle:
             flags = handle.read()
@@ -89,13 +97,16 @@ def choose_precision(requested: str) -> str:
 
 
 def environment_versions() -> dict[str, str]:
-    import keras
-    import tensorflow as tf
+    import importlib
 
+    import keras
+
+    backend = keras.backend.backend()
     return {
         "python": platform.python_version(),
-        "tensorflow": tf.__version__,
+        backend: str(getattr(importlib.import_module(backend), "__version__", "")),
         "keras": keras.__version__,
+        "keras_backend": backend,
         "numpy": np.__version__,
         "platform": platform.platform(),
         "cpu_count": str(os.cpu_count()),
@@ -340,7 +351,10 @@ def _train(config: TrainConfig, run_dir: Path, *, resume: bool) -> None:
     import keras
 
     from fer_core.models import build_model
-    from training.pipeline import class_weight_vector, make_dataset
+    from training.neutral import class_weight_vector
+
+    if not uses_neutral_path(config):
+        from training.pipeline import make_dataset
 
     keras.utils.set_random_seed(config.seed)
     precision = choose_precision(config.precision)
@@ -351,32 +365,60 @@ def _train(config: TrainConfig, run_dir: Path, *, resume: bool) -> None:
     runs.update_status(run_dir, phase="loading data")
     data = load_training_data(config)  # checked: faces a classifier cannot learn from are refused here
     train_set, val_set = data.train, data.val
-    sample_weights = None
-    if config.class_weights:
-        sample_weights = class_weight_vector(train_set.labels)[train_set.labels]
-    train_data = make_dataset(
-        train_set.images,
-        train_set.labels,
-        batch_size=config.batch_size,
-        training=True,
-        augment=config.augment,
-        seed=config.seed,
-        sample_weights=sample_weights,
-    )
-    val_data = make_dataset(val_set.images, val_set.labels, batch_size=256, training=False)
-    steps_per_epoch = max(1, len(train_set) // config.batch_size)
-    if config.max_steps_per_epoch:
-        steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
-        train_data = train_data.repeat()
+    neutral = uses_neutral_path(config)
+    if neutral:  # numpy batches + Keras layers: any backend
+        from training.neutral import face_batches
+
+        train_data: Any = face_batches(
+            train_set.images,
+            train_set.labels,
+            batch_size=config.batch_size,
+            seed=config.seed,
+            label_smoothing=config.label_smoothing,
+            class_weights=class_weight_vector(train_set.labels) if config.class_weights else None,
+            mixup=config.mixup,
+        )
+        val_data: Any = (
+            val_set.images.astype(np.float32)[..., None],
+            np.eye(len(EMOTIONS), dtype=np.float32)[val_set.labels],
+        )
+        steps_per_epoch = len(train_data)
+        if config.max_steps_per_epoch:
+            steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
+    else:  # tf.data (the TensorFlow backend's default path)
+        sample_weights = None
+        if config.class_weights:
+            sample_weights = class_weight_vector(train_set.labels)[train_set.labels]
+        train_data = make_dataset(
+            train_set.images,
+            train_set.labels,
+            batch_size=config.batch_size,
+            training=True,
+            augment=config.augment,
+            seed=config.seed,
+            sample_weights=sample_weights,
+        )
+        val_data = make_dataset(val_set.images, val_set.labels, batch_size=256, training=False)
+        steps_per_epoch = max(1, len(train_set) // config.batch_size)
+        if config.max_steps_per_epoch:
+            steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
+            train_data = train_data.repeat()
 
     runs.update_status(run_dir, phase="building model")
-    strategy = _strategy(config.strategy)
+    strategy = _strategy(config.strategy) if config.backend == "tensorflow" else _SingleDevice()
     start = _resume_point(run_dir) if resume else ResumePoint(None, 0, History())
     if start.note:
         print(start.note, flush=True)
     with strategy.scope():
         if start.checkpoint is not None:
+            if neutral:
+                from training.neutral import custom_objects
+
+                custom_objects()  # the distillation loss and metric, registered before a checkpoint loads
             model = load_keras_model(start.checkpoint, compile=True)
+        elif neutral:
+            model, loss, metrics = _neutral_model(config, run_dir)
+            model.compile(optimizer=_optimizer(config, steps_per_epoch), loss=loss, metrics=metrics)
         else:
             model = build_model(config.arch)
             if config.init_from:
@@ -414,7 +456,9 @@ def _train(config: TrainConfig, run_dir: Path, *, resume: bool) -> None:
     if start.epoch < config.epochs:
         try:
             model.fit(
-                train_data.with_options(_data_options()) if config.strategy == "mirrored" else train_data,
+                train_data.with_options(_data_options())
+                if config.strategy == "mirrored" and not neutral
+                else train_data,
                 validation_data=val_data,
                 epochs=config.epochs,
                 initial_epoch=start.epoch,
@@ -425,16 +469,124 @@ def _train(config: TrainConfig, run_dir: Path, *, resume: bool) -> None:
             )
         except StopRequested as stop:
             stopped = str(stop)
-    if stopped is not None:
-        if (run_dir / runs.BEST_CHECKPOINT).is_file():
-            runs.update_status(run_dir, phase="exporting")
-            export_model(run_dir / runs.BEST_CHECKPOINT, run_dir / runs.EXPORTED_MODEL, config.arch)
-            export_served(run_dir / runs.EXPORTED_MODEL, val_set)
-        (run_dir / runs.STOP_FLAG).unlink(missing_ok=True)
-        runs.update_status(run_dir, state="stopped", phase=None, stop_reason=stopped, finished_at=time.time())
-        return
-    _finish(run_dir, data.dataset, config)
+    if keras.backend.backend() != "tensorflow":
+        # Converting to LiteRT needs TensorFlow: the finish steps run in a TensorFlow process.
+        _finish_in_tensorflow(run_dir, stopped)
+    elif stopped is not None:
+        _export_stopped(run_dir, config, val_set)
+    else:
+        _finish(run_dir, data.dataset, config)
     (run_dir / runs.STOP_FLAG).unlink(missing_ok=True)
+    if stopped is not None:
+        runs.update_status(run_dir, state="stopped", phase=None, stop_reason=stopped, finished_at=time.time())
+
+
+def _export_stopped(run_dir: Path, config: TrainConfig, val_set: FaceDataset) -> None:
+    """A stopped run's best checkpoint, exported and served like a finished one's (not evaluated)."""
+    if (run_dir / runs.BEST_CHECKPOINT).is_file():
+        runs.update_status(run_dir, phase="exporting")
+        export_model(run_dir / runs.BEST_CHECKPOINT, run_dir / runs.EXPORTED_MODEL, config.arch, tta=config.tta)
+        export_served(run_dir / runs.EXPORTED_MODEL, val_set)
+
+
+def finish_run(run_dir: Path, *, stopped: bool = False) -> None:
+    """The finish steps of a run trained under another Keras backend, in this (TensorFlow) process:
+    ``python -m training finish RUN`` (the trainer calls it; see :func:`_finish_in_tensorflow`)."""
+    config = runs.Run(run_dir).config().settings
+    data = load_training_data(config)
+    if stopped:
+        _export_stopped(run_dir, config, data.val)
+    else:
+        _finish(run_dir, data.dataset, config)
+
+
+def _finish_in_tensorflow(run_dir: Path, stopped: str | None) -> None:
+    import subprocess
+
+    command = [
+        sys.executable,
+        "-m",
+        "training",
+        "finish",
+        str(run_dir),
+        *(["--stopped"] if stopped is not None else []),
+    ]
+    environment = {**os.environ, "KERAS_BACKEND": "tensorflow"}
+    result = subprocess.run(command, env=environment, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"the finish steps (export to LiteRT, evaluation) failed: exit status {result.returncode}")
+
+
+def uses_neutral_path(config: TrainConfig) -> bool:
+    """Whether a run trains on numpy batches with Keras augmentation layers (:mod:`training.neutral`):
+    under JAX, and for the settings only that path has (training crops, mixup, erasing, distillation)."""
+    from fer_core.preprocess import FACE_SIZE
+
+    return (
+        config.backend != "tensorflow"
+        or config.crop != FACE_SIZE
+        or config.mixup > 0
+        or config.erasing > 0
+        or bool(config.distill_from)
+        or config.arch in CROP_ARCHITECTURES
+    )
+
+
+CROP_ARCHITECTURES = ("fernet40", "vgg40")  # trained on 40x40 crops of the 48x48 faces
+
+
+class _SingleDevice:
+    """The strategy of a backend without tf.distribute: one device, a scope that does nothing."""
+
+    num_replicas_in_sync = 1
+
+    @contextmanager
+    def scope(self) -> Iterator[None]:
+        yield
+
+
+def teacher_paths(distill_from: str) -> list[Path]:
+    """The model files named by ``--distill-from`` (comma-separated .keras files or run folders, whose
+    exported model is used); a missing one raises :class:`ModelLoadError` naming it."""
+    paths = []
+    for entry in (part.strip() for part in distill_from.split(",")):
+        if not entry:
+            continue
+        path = Path(entry).expanduser()
+        if path.is_dir():
+            path = path / runs.EXPORTED_MODEL
+        check_keras_file(path)
+        paths.append(path)
+    return paths
+
+
+def _neutral_model(config: TrainConfig, run_dir: Path) -> tuple[Any, Any, list[Any]]:
+    """The training graph of the neutral path (augmentation, crop, network, and the teachers when
+    distilling), its loss and its metrics."""
+    import keras
+
+    from fer_core.models import build_model
+    from fer_core.preprocess import FACE_SIZE
+    from training.neutral import (
+        build_augmenter,
+        build_distillation_model,
+        build_training_model,
+        distillation_loss,
+        student_accuracy,
+    )
+
+    options = {"input_size": config.crop} if config.crop != FACE_SIZE else {}
+    network = build_model(config.arch, **options)
+    if config.init_from:
+        runs.update_status(run_dir, phase="loading initial weights")
+        load_initial_weights(network, config.init_from)
+    augmenter = build_augmenter(config.seed, erasing=config.erasing) if config.augment else None
+    if config.distill_from:
+        runs.update_status(run_dir, phase="loading teachers")
+        teachers = [load_keras_model(path) for path in teacher_paths(config.distill_from)]
+        return build_distillation_model(network, teachers, augmenter), distillation_loss(), [student_accuracy()]
+    loss = keras.losses.CategoricalCrossentropy()  # the targets come smoothed (face_batches)
+    return build_training_model(network, augmenter), loss, [keras.metrics.CategoricalAccuracy(name="accuracy")]
 
 
 def _finish(run_dir: Path, dataset: FaceDataset, config: TrainConfig) -> None:
@@ -442,7 +594,7 @@ def _finish(run_dir: Path, dataset: FaceDataset, config: TrainConfig) -> None:
     validation faces, and evaluate the served copy on the held-out split: the path the app runs."""
     runs.update_status(run_dir, phase="exporting")
     model_path = run_dir / runs.EXPORTED_MODEL
-    export_model(run_dir / runs.BEST_CHECKPOINT, model_path, config.arch)
+    export_model(run_dir / runs.BEST_CHECKPOINT, model_path, config.arch, tta=config.tta)
     runs.update_status(run_dir, phase="recalibrating")
     train, val = split_for_training(dataset, config.val_fraction, config.seed)
     try:
@@ -547,17 +699,31 @@ def load_initial_weights(model: Any, source: str | Path) -> None:
     model.set_weights(weights)
 
 
-def export_model(checkpoint: Path, destination: Path, arch: str) -> None:
-    """Rebuild ``arch`` in float32 and copy the checkpoint's weights in: inference never runs bf16."""
+def export_model(checkpoint: Path, destination: Path, arch: str, *, tta: str = "none") -> None:
+    """Rebuild ``arch`` in float32 and copy the trained network's weights in (inference never runs bf16).
+    A network trained on crops, or with test-time views asked for, is served wrapped in its views
+    (:func:`training.views.with_views`): 48x48 faces in, the views' mean probabilities out."""
     import keras
 
     from fer_core.models import build_model
+    from fer_core.preprocess import FACE_SIZE
+    from training.neutral import custom_objects, trained_backbone
+    from training.views import with_views
 
-    trained = load_keras_model(checkpoint)
+    custom_objects()
+    network = trained_backbone(load_keras_model(checkpoint))
+    size = int(network.input_shape[1])
     keras.mixed_precision.set_global_policy("float32")
-    clean = build_model(arch)
-    clean.set_weights(trained.get_weights())
-    save_model_atomic(clean, destination)
+    options: dict[str, Any] = {"input_size": size}
+    widths = [layer.filters for layer in network.layers if hasattr(layer, "filters")]
+    if arch in CROP_ARCHITECTURES or arch == "fernet":
+        options["width"] = widths[0]
+    clean = build_model(arch, **options)
+    clean.set_weights(network.get_weights())
+    if tta == "none" and size == FACE_SIZE:
+        save_model_atomic(clean, destination)
+    else:
+        save_model_atomic(with_views(clean, "center" if tta == "none" else tta, name=arch), destination)
 
 
 def predict_probabilities(model: Any, images: npt.NDArray[np.uint8], batch_size: int = 512) -> npt.NDArray[np.float32]:

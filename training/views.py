@@ -35,14 +35,18 @@ def mirror_layer(width: int, name: str) -> Any:
     return apply
 
 
-def with_views(backbone: Any, views: str) -> Any:
-    """The served model: 48x48x1 faces in, the backbone's probabilities averaged over ``views`` out."""
+def with_views(backbones: Any, views: str, name: str | None = None) -> Any:
+    """The served model: 48x48x1 faces in, the probabilities of the backbone (or of each backbone of a
+    list: an ensemble of one input size) averaged over ``views`` out."""
     import keras
     from keras import layers
 
     if views not in VIEWS:
         raise ValueError(f"views must be one of {', '.join(VIEWS)}; got {views!r}")
-    crop = int(backbone.input_shape[1])
+    members = list(backbones) if isinstance(backbones, (list, tuple)) else [backbones]
+    crop = int(members[0].input_shape[1])
+    if any(int(member.input_shape[1]) != crop for member in members):
+        raise ValueError("the members of an ensemble must take one input size")
     margin = FACE_SIZE - crop
     inputs = keras.Input(shape=(FACE_SIZE, FACE_SIZE, 1), name="gray_face")
     centre = (margin // 2, margin - margin // 2)
@@ -50,7 +54,7 @@ def with_views(backbone: Any, views: str) -> Any:
     if views == "crops":
         first, last = (0, margin), (margin, 0)
         positions += [(first, first), (first, last), (last, first), (last, last)]
-    outputs = []
+    outputs: list[Any] = []
     mirror = mirror_layer(FACE_SIZE, "mirror") if views != "center" else None
     sources = [inputs] if mirror is None else [inputs, mirror(inputs)]
     for source_index, source in enumerate(sources):
@@ -58,6 +62,6 @@ def with_views(backbone: Any, views: str) -> Any:
             view = source
             if margin:
                 view = layers.Cropping2D((rows, cols), name=f"view_{source_index}_{index}")(source)
-            outputs.append(backbone(view))
+            outputs.extend(member(view) for member in members)
     averaged = outputs[0] if len(outputs) == 1 else layers.Average(name="mean_of_views", dtype="float32")(outputs)
-    return keras.Model(inputs, averaged, name=f"{backbone.name}_{views}")
+    return keras.Model(inputs, averaged, name=name or f"{members[0].name}_{views}")

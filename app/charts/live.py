@@ -92,6 +92,7 @@ def time_by_emotion_figure(summaries: Sequence[FaceSummary]) -> go.Figure:
         )
     figure.update_layout(
         barmode="stack",
+        showlegend=True,  # plotly hides the legend of a single trace: one emotion would go unnamed
         height=max(200, 110 + 40 * len(summaries)),
         margin={"l": 0, "r": 10, "t": 40, "b": 0},
         xaxis={"title": "seconds", "fixedrange": True, "rangemode": "tozero"},

@@ -42,14 +42,26 @@ def _gapped_by_epoch(x: list[float], y: list[float]) -> tuple[list[float | None]
     return gapped_x, gapped_y
 
 
+def epoch_axis_end(
+    epochs_rows: Sequence[Mapping[str, Any]], batches: Sequence[Mapping[str, Any]], planned_epochs: int | None
+) -> float:
+    """The end of the epoch axis: the last epoch begun, rounded up to a whole epoch (at least 1), and
+    no further than the planned epochs unless a history goes past them."""
+    latest = max((float(row["epoch"]) for row in [*epochs_rows, *batches] if row.get("epoch") is not None), default=0.0)
+    whole = max(1.0, float(math.ceil(latest)))
+    return min(whole, float(planned_epochs)) if planned_epochs and latest <= planned_epochs else whole
+
+
 def learning_curves_figure(
     history: Mapping[str, Sequence[Mapping[str, Any]]], *, height: int = 360, epochs: int | None = None
 ) -> go.Figure:
     """Loss and accuracy side by side: train within epochs (faint, batch-level running averages),
     train per epoch and validation per epoch. X is the epoch, fractional within an epoch.
 
-    Accuracy is drawn on 0-100%. Before the first point, the axes are those the curves will have:
-    the epochs planned (``epochs``) across, loss from 0 to a little above a 7-class guess's."""
+    Accuracy is drawn on 0-100%. The epoch axis spans the whole epochs begun so far (at least the
+    first, at most the ``epochs`` planned), so it does not shrink to the first few steps at the start of
+    a run and grows one epoch at a time. Before the first point, loss runs from 0 to a little above a
+    7-class guess's."""
     planned_epochs = epochs
     epochs_rows = history.get("epochs", [])
     batches = history.get("batches", [])
@@ -84,6 +96,7 @@ def learning_curves_figure(
                     name=name,
                     line={"color": color, "width": 2.5, "dash": dash},
                     marker={"size": 7},
+                    cliponaxis=False,  # the last epoch's marker sits on the axis end: draw it whole
                     legendgroup=name,
                     showlegend=show_legend,
                     hovertemplate=f"epoch %{{x}}<br>%{{y:.3f}}<extra>{name}</extra>",
@@ -91,10 +104,9 @@ def learning_curves_figure(
                 row=1,
                 col=column,
             )
-    figure.update_xaxes(title_text="epoch", rangemode="tozero")
+    figure.update_xaxes(title_text="epoch", range=[0, epoch_axis_end(epochs_rows, batches, planned_epochs)])
     figure.update_yaxes(tickformat=".0%", range=[0, 1], row=1, col=2)
     if not epochs_rows and not batches:
-        figure.update_xaxes(range=[0, max(1, planned_epochs or 1)])
         figure.update_yaxes(range=[0, EMPTY_LOSS_RANGE], row=1, col=1)
         figure.add_annotation(
             text="Waiting for the first training steps...",

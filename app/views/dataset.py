@@ -105,10 +105,10 @@ def paged(count: int, per_page: int, *, key: str, noun: str, row: DeltaGenerator
     pages = max(1, math.ceil(count / per_page))
     with row or st.container(horizontal=True, vertical_alignment="center", gap="medium"):
         summary = st.empty()
-        page = st.pagination(pages, key=key) if pages > 1 else 1
+        page = st.pagination(pages, key=key, width="stretch") if pages > 1 else 1
     start = (page - 1) * per_page
     stop = min(start + per_page, count)
-    summary.caption(f"{noun} {start + 1:,}–{stop:,} of {count:,} · page {page} of {pages}")
+    summary.caption(f"{noun} {start + 1:,}–{stop:,} of {count:,} · page {page:,} of {pages:,}")
     return slice(start, stop)
 
 
@@ -136,9 +136,10 @@ def what_is_shown(source: str, dataset: FaceDataset) -> None:
         st.markdown(
             "1. Get FER2013: the Kaggle folder layout (`msambare/fer2013`: `train/<class>/*.jpg` and "
             "`test/<class>/*.jpg`) or the original challenge `fer2013.csv` (`emotion,pixels,Usage`).\n"
-            "2. Tell the app where it is: set `FER2013_DIR=/path/to/fer2013` before `streamlit run`, write "
-            '`fer2013 = "/path/to/fer2013"` in `fer_studio.toml`, or copy it to `data/fer2013` in the project. '
-            "It then appears as a choice in the sidebar.\n"
+            '2. Tell the app where it is: write `fer2013 = "/path/to/fer2013"` in `fer_studio.toml` at the '
+            "project root, or copy it to `data/fer2013` in the project; either appears as a choice in the "
+            "sidebar on the next page load. Setting `FER2013_DIR=/path/to/fer2013` works too, but only "
+            "for an app started after it was set.\n"
             f"3. Or pick **Another location...** in the sidebar and type a path under one of: {roots} "
             "(set `FER_DATA_ROOTS` to allow more).\n\n"
             "Folder names may be any case and common aliases (`anger`, `sadness`, ...) are understood; "
@@ -319,20 +320,33 @@ def conflicting_tab(dataset: FaceDataset, report: QualityReport) -> None:
 
 def duplicates_tab(dataset: FaceDataset, report: QualityReport) -> None:
     cross_split = report.cross_split_groups
-    st.caption(
-        f"{report.duplicate_images:,} images in {len(report.duplicate_groups):,} groups of byte-identical "
-        f"pixels; {len(cross_split):,} groups span more than one split, so the test set holds faces "
-        "the model was trained on."
-    )
     if not report.duplicate_groups:
+        st.caption("Images whose pixels are byte-identical to another image's.")
         st.success("No duplicates.")
         return
+    st.caption(duplicates_sentence(report.duplicate_images, len(report.duplicate_groups), len(cross_split)))
     only_cross = st.toggle("Only groups that span splits", key="quality_cross_split_only")
     groups = cross_split if only_cross else report.duplicate_groups
     if groups:
         show_groups(dataset, groups, key=f"quality_duplicate_page_{only_cross}")
     else:
         st.success("No duplicate spans two splits.")
+
+
+def duplicates_sentence(images: int, groups: int, cross_split: int) -> str:
+    """What the duplicate groups mean, in words that agree with the counts."""
+    sentence = f"{images:,} images in {plural(groups, 'group')} of byte-identical pixels"
+    if cross_split == 0:
+        return sentence + "; none spans more than one split."
+    spans = "spans" if cross_split == 1 else "span"
+    return (
+        f"{sentence}; {cross_split:,} of them {spans} more than one split, so the test set holds faces the "
+        "model was trained on."
+    )
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 def resized_tab(dataset: FaceDataset, report: QualityReport) -> None:

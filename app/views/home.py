@@ -19,9 +19,10 @@ cards = [
     ("Video", "video", "Upload a clip: every face followed through it, its emotions over time."),
 ]
 for column, (title, url, text) in zip(columns, cards, strict=True):
-    with column.container(border=True):
+    with column.container(border=True, height="stretch"):  # the cards of the row share one height
         st.subheader(title)
         st.write(text)
+        st.space("stretch")  # the links line up at the bottom
         st.page_link(f"views/{url}.py", label=f"Open {title}", icon=":material/arrow_forward:")
 
 st.divider()
@@ -30,7 +31,9 @@ if location is None:
     st.info(
         "No FER2013 copy found, so the pages use the **built-in synthetic demo set**. To use the real data, "
         "download FER2013 (Kaggle `msambare/fer2013`, folder layout, or the original challenge `fer2013.csv`) and "
-        "set `FER2013_DIR=/path/to/fer2013`, or put it in `data/fer2013` inside the project."
+        'write `fer2013 = "/path/to/fer2013"` in `fer_studio.toml` at the project root, or put it in '
+        "`data/fer2013` inside the project: either applies on the next page load. (`FER2013_DIR` works too, "
+        "for an app started after it was set.)"
     )
 else:
     st.success(

@@ -24,6 +24,7 @@ from fer_core.analysis import ImageAnalysis, analyze_image, face_records, record
 from fer_core.detect import PHOTO_PRESET, DetectionPreset
 from fer_core.draw import draw_predictions, face_caption, scale_predictions
 from fer_core.errors import InvalidImageError
+from fer_core.face_table import FaceRecord
 from fer_core.images import MAX_BYTES, MAX_PIXELS, decode_image, encode_png, image_damage, rescale
 from fer_core.inference import FacePrediction, Predictor
 
@@ -140,14 +141,25 @@ def process_uploads(
     return results
 
 
+def png_scale(image_size: tuple[int, int]) -> int:
+    """How many times the annotated PNG of an image of ``image_size`` (width, height) is enlarged: 1
+    (drawn at the original size, the CSV/JSON boxes' pixels), or the whole factor that brings a small
+    image (a face crop) to DISPLAY_MIN_SIDE, so its labels can be read."""
+    longer = max(image_size)
+    return 1 if longer >= DISPLAY_MIN_SIDE else int(np.ceil(DISPLAY_MIN_SIDE / max(1, longer)))
+
+
 def annotated_png(data: bytes, faces: Sequence[FacePrediction], threshold: float) -> Callable[[], bytes]:
     """The full-resolution annotated PNG, made only when its download button is clicked (in a thread of
-    Streamlit's, so it decodes the upload again rather than keep every full-size image in memory)."""
+    Streamlit's, so it decodes the upload again rather than keep every full-size image in memory).
+    Drawn at the original size, except a small image, enlarged :func:`png_scale` times."""
 
     def build() -> bytes:
-        bgr_image, scale = decode_image(data), 1.0
-        if max(bgr_image.shape[:2]) < DISPLAY_MIN_SIDE:  # a face crop: enlarged, as on the page, so labels fit
-            bgr_image, scale = _display_copy(bgr_image)
+        bgr_image = decode_image(data)
+        height, width = bgr_image.shape[:2]
+        scale = png_scale((width, height))
+        if scale > 1:
+            bgr_image = cv2.resize(bgr_image, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
         return encode_png(draw_predictions(bgr_image, scale_predictions(faces, scale), threshold))
 
     return build
@@ -176,17 +188,28 @@ def render_photo(position: int, result: PhotoResult, data: bytes, settings: Phot
         faces = analysis.faces_used(whole_image)
         if analysis.faces:
             st.caption(f"{width} x {height} pixels · {len(faces)} face{'s' if len(faces) != 1 else ''}")
-        image_column, table_column = st.columns([3, 2], gap="medium")
+        # A landscape photo (a group, most often) gets the page's whole width, its faces table below it;
+        # a portrait one sits beside its table, so it does not run several screens tall.
+        if width >= height:
+            image_column, table_column = st.container(), st.container()
+        else:
+            image_column, table_column = st.columns([3, 2], gap="medium")
+        scale = png_scale((width, height))
         with image_column:
             st.image(_annotated_display(result, faces, settings.threshold), channels="BGR")
             st.download_button(
                 "Annotated image (PNG)",
                 data=annotated_png(data, faces, settings.threshold),
-                file_name=f"{_stem(result.name)}-annotated.png",
+                file_name=f"{_stem(result.name)}-annotated{f'-{scale}x' if scale > 1 else ''}.png",
                 mime="image/png",
                 icon=":material/download:",
                 on_click="ignore",
                 key=f"png-{key}",
+                help="Drawn at the photo's own size: the boxes match the CSV and JSON."
+                if scale == 1
+                else f"Drawn {scale}x enlarged ({width} x {height} → {scale * width} x {scale * height} pixels) so "
+                f"its labels can be read; the CSV and JSON boxes are in the original pixels (annotated_png_scale "
+                f"= {scale} in the JSON).",
             )
         if faces:
             with table_column:
@@ -205,7 +228,9 @@ def render_photo(position: int, result: PhotoResult, data: bytes, settings: Phot
                 expanded=len(faces) <= EXPANDED_FACE_LIMIT,
             ):
                 _face_cards(faces, settings.threshold, key)
-    return face_records(analysis, printable(result.name), threshold=settings.threshold, whole_image=whole_image)
+    records = face_records(analysis, printable(result.name), threshold=settings.threshold, whole_image=whole_image)
+    # The JSON says how the annotated PNG relates to the boxes (the CSV keeps its columns).
+    return [{**record, "annotated_png_scale": scale} for record in records]
 
 
 def _no_face_ui(analysis: ImageAnalysis, name: str, key: str) -> bool:
@@ -272,7 +297,7 @@ def _stem(name: str) -> str:
     return "".join(character if character.isalnum() or character in "-_" else "_" for character in stem) or "photo"
 
 
-def _summary_ui(container: Any, results: Sequence[PhotoResult], rows: Sequence[dict[str, Any]]) -> None:
+def _summary_ui(container: Any, results: Sequence[PhotoResult], rows: Sequence[FaceRecord]) -> None:
     failed = sum(result.error is not None for result in results)
     with container:
         first, second, third, downloads = st.columns([1, 1, 1, 3], vertical_alignment="bottom")
@@ -329,7 +354,7 @@ def main() -> None:
     with st.spinner("Finding and classifying faces..."):
         model_key = (str(info.path), model_version(info.path), settings.preset)
         results = process_uploads(files, predictor, tta=settings.tta, settings_key=model_key)
-    rows: list[dict[str, Any]] = []
+    rows: list[FaceRecord] = []
     for position, (file, result) in enumerate(zip(files, results, strict=True)):
         rows += render_photo(position, result, file.getvalue(), settings)
     _summary_ui(summary, results, rows)

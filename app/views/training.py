@@ -29,6 +29,7 @@ from app.charts.training import (
     reliability_figure,
 )
 from app.state import cached_dataset, data_source_ui
+from fer_core.datasets import DEMO_SOURCE
 from fer_core.errors import FerError
 from fer_core.inference import describe_model
 from fer_core.labels import EMOTIONS
@@ -77,6 +78,18 @@ RANDOM_START = "Random weights"
 SHIPPED_START = "Shipped default model"
 DEFAULT_SETTINGS = "Default settings"
 SETTINGS_SOURCE_KEY = "train_settings_source"
+# A run on the demo set that visibly learns in about a minute: the shipped model fine-tuned (measured:
+# validation 74% -> 87% over the 3 epochs, test 92%, 83 s on 2 busy CPU cores). The README suggests it too.
+QUICK_DEMO_ARCH = "fernet"
+QUICK_DEMO_SETTINGS: dict[str, Any] = {"epochs": 3, "batch_size": 64, "lr": None, "max_steps_per_epoch": 8}
+VAL_ACCURACY_HELP = (
+    "Validation accuracy of the model this run kept, the one Use this model serves: the best epoch's "
+    "weights, with their batch-norm statistics re-estimated when that scored higher. Shown once the run finished."
+)
+BEST_EPOCH_HELP = (
+    "The best validation accuracy measured during training, at the end of an epoch; its checkpoint is "
+    "the one kept. Re-estimating batch-norm statistics afterwards can raise it (Val acc)."
+)
 
 
 def duration_text(seconds: float | None) -> str:
@@ -211,10 +224,22 @@ def setting_ui(name: str, container: Any = st) -> Any:
     key = FORM_PREFIX + name
     kind = kind_of(name)
     help_text = sentence(declared.help)
+    if name == "arch":  # each architecture in a line of its own (the menu shows only names)
+        help_text = "The network to train:\n\n" + "\n".join(
+            f"- **{arch}**: {description}" for arch, description in architectures().items()
+        )
+    if kind == "float | None":  # empty: the architecture's own value
+        arch = st.session_state.get(FORM_PREFIX + "arch", TrainConfig().arch)
+        help_text += (
+            f" Leave it empty (auto) for {arch}'s own default, {ARCH_LEARNING_RATES.get(arch, 1e-3):g}; "
+            "type a value to override it."
+        )
     if kind == "bool":
         return container.toggle(declared.label, key=key, help=help_text)
     if declared.allowed():
         return container.selectbox(declared.label, declared.allowed(), key=key, help=help_text)
+    if kind == "str":
+        return container.text_input(declared.label, key=key, help=help_text, placeholder=declared.default_text or None)
     if kind == "int":
         return container.number_input(
             declared.label,
@@ -224,7 +249,6 @@ def setting_ui(name: str, container: Any = st) -> Any:
             key=key,
             help=help_text,
         )
-    arch = st.session_state.get(FORM_PREFIX + "arch", TrainConfig().arch)
     return container.number_input(
         declared.label,
         min_value=float(declared.minimum or 0.0),
@@ -233,7 +257,7 @@ def setting_ui(name: str, container: Any = st) -> Any:
         format="%g",  # 0.05, 0.001, 1e-05: as many decimals as the value has
         key=key,
         help=help_text,
-        placeholder=f"{arch}'s default: {ARCH_LEARNING_RATES.get(arch, 1e-3):g}" if kind == "float | None" else None,
+        placeholder="auto" if kind == "float | None" else None,  # short: the field is narrow
     )
 
 
@@ -294,6 +318,34 @@ def copy_settings_ui(snapshots: Sequence[RunSnapshot]) -> None:
     )
 
 
+def quick_demo_ui(source: str, snapshots: Sequence[RunSnapshot]) -> None:
+    """On the demo set: a button that fills the form with a run that visibly learns in about a minute
+    (fine-tuning the shipped model; from random weights, a short run on the demo set stays near chance)."""
+    shipped_fernet = SHIPPED_START in start_choices(QUICK_DEMO_ARCH, snapshots)
+    if source != DEMO_SOURCE or not shipped_fernet:
+        return
+    info, button = st.columns([3, 1], vertical_alignment="center")
+    info.caption(
+        f"**Quick demo**: fine-tune the shipped model for {QUICK_DEMO_SETTINGS['epochs']} short epochs "
+        f"({QUICK_DEMO_SETTINGS['max_steps_per_epoch']} steps each, about a minute on a laptop): the curves rise "
+        "from about 70% to about 90%. From random weights a short run stays near chance (14%)."
+    )
+    button.button(
+        "Fill in",
+        key="train_quick_demo",
+        on_click=fill_quick_demo,
+        width="stretch",
+        help="Put the quick demo's settings into the form; Start training runs it.",
+    )
+
+
+def fill_quick_demo() -> None:
+    """The quick demo button's callback (it runs before the widgets exist, so it may set their values)."""
+    st.session_state.update({FORM_PREFIX + name: value for name, value in QUICK_DEMO_SETTINGS.items()})
+    st.session_state[FORM_PREFIX + "arch"] = QUICK_DEMO_ARCH
+    st.session_state[INIT_FROM_KEY] = SHIPPED_START
+
+
 def new_run_ui(source: str, snapshots: Sequence[RunSnapshot]) -> None:
     st.subheader("New run")
     if not is_admin():
@@ -301,6 +353,7 @@ def new_run_ui(source: str, snapshots: Sequence[RunSnapshot]) -> None:
         return
     init_form(snapshots)
     dataset_ok = data_summary_ui(source)
+    quick_demo_ui(source, snapshots)
     copy_settings_ui(snapshots)
     arch = arch_ui()
     values = settings_grid_ui(BASIC_SETTINGS)
@@ -433,7 +486,7 @@ def active_progress_ui(snapshot: RunSnapshot) -> None:
     bottom = st.columns(2)
     bottom[0].metric("Time left", duration_text(status.eta_s))
     bottom[1].metric(
-        "Best val acc",
+        "Best epoch's val acc",
         percent(status.best_val_accuracy),
         help=f"Reached in epoch {status.best_epoch}; that checkpoint is the one kept." if status.best_epoch else None,
     )
@@ -531,7 +584,8 @@ def runs_table(snapshots: Sequence[RunSnapshot]) -> pd.DataFrame:
             "Epochs": [
                 None if summary.problem else f"{summary.epochs_done} / {summary.epochs}" for summary in summaries
             ],
-            "Best val acc": [percent_points(summary.best_val_accuracy) for summary in summaries],
+            "Val acc": [percent_points(summary.val_accuracy) for summary in summaries],
+            "Best epoch val": [percent_points(summary.best_val_accuracy) for summary in summaries],
             "Test acc": [percent_points(summary.test_accuracy) for summary in summaries],
             "Duration": [duration_text(summary.duration_s) for summary in summaries],
             "Started": [moment(summary.started_at) for summary in summaries],
@@ -559,8 +613,11 @@ def runs_section(snapshots: Sequence[RunSnapshot], runs_dir: Path) -> None:
             "Architecture": st.column_config.TextColumn(width="small"),
             "Data": st.column_config.TextColumn(width="small"),
             "Epochs": st.column_config.TextColumn(width="small"),
-            "Best val acc": st.column_config.ProgressColumn(
-                format=PERCENT_FORMAT, min_value=0, max_value=100, width="small"
+            "Val acc": st.column_config.ProgressColumn(
+                format=PERCENT_FORMAT, min_value=0, max_value=100, width="small", help=VAL_ACCURACY_HELP
+            ),
+            "Best epoch val": st.column_config.ProgressColumn(
+                format=PERCENT_FORMAT, min_value=0, max_value=100, width="small", help=BEST_EPOCH_HELP
             ),
             "Test acc": st.column_config.ProgressColumn(
                 format=PERCENT_FORMAT, min_value=0, max_value=100, width="small"
@@ -630,12 +687,14 @@ def run_details_ui(snapshot: RunSnapshot) -> None:
             promote_button(snapshot)
         promote_confirmation_ui(snapshot)
         summary, metrics = snapshot.summary, snapshot.metrics
-        first, second = st.columns(3), st.columns(2)
+        first, second = st.columns(3), st.columns(3)
         first[0].metric("Status", summary.state)
         first[1].metric("Test accuracy", percent(summary.test_accuracy))
         first[2].metric("Macro-F1", f"{metrics.macro_f1:.3f}" if metrics else "-")
-        second[0].metric("Best val accuracy", percent(summary.best_val_accuracy))
-        second[1].metric("Duration", duration_text(summary.duration_s))
+        second[0].metric("Val accuracy", percent(summary.val_accuracy), help=VAL_ACCURACY_HELP)
+        best_epoch = f" (epoch {metrics.best_epoch})" if metrics and metrics.best_epoch else ""
+        second[1].metric(f"Best epoch{best_epoch}", percent(summary.best_val_accuracy), help=BEST_EPOCH_HELP)
+        second[2].metric("Duration", duration_text(summary.duration_s))
         recalibration_caption(metrics)
         if summary.state == "failed":
             st.error(f"This run failed: {first_line(summary.error)}", icon=":material/error:")
@@ -737,7 +796,13 @@ def promote_button(snapshot: RunSnapshot) -> None:
         key=f"promote-{snapshot.name}",
         disabled=bool(why_not),
         width="stretch",
-        help=why_not or "Copy this run's model to where the Live, Photos and Video pages load it from.",
+        help=why_not
+        or (
+            "Live, Photos and Video use this run's model now. Click to copy it there again (after the run "
+            "was resumed, say); **Go back to the shipped model** undoes it."
+            if in_use
+            else "Copy this run's model to where the Live, Photos and Video pages load it from."
+        ),
     )
     if not clicked:
         return
@@ -754,7 +819,7 @@ def promote_confirmation_ui(snapshot: RunSnapshot) -> None:
         return
     concerns = promote.promotion_concerns(snapshot.run)
     st.warning(
-        "Use this model anyway? " + "; ".join(concern[:1].upper() + concern[1:] for concern in concerns) + ".",
+        "Use this model anyway? " + " ".join(concern[:1].upper() + concern[1:] + "." for concern in concerns),
         icon=":material/warning:",
     )
     yes, no = st.columns(2)

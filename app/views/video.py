@@ -258,7 +258,15 @@ def results_ui(result: ClipResult, name: str) -> None:
     if result.summaries:
         st.markdown("**Each face's emotion through the clip**")
         st.plotly_chart(clip_timeline_figure(result.records, result.analysed_s), config={"displayModeBar": False})
-        st.dataframe(summary_rows(result.summaries), hide_index=True, width="stretch")
+        st.dataframe(
+            summary_rows(result.summaries),
+            hide_index=True,
+            width="stretch",
+            column_config={
+                label: st.column_config.NumberColumn(label, format="%.1f s", help=f"Seconds labelled {label}")
+                for label in [*EMOTIONS, UNCERTAIN]
+            },
+        )
     csv_column, json_column = st.columns(2)
     csv_column.download_button(
         "Every face in every frame (CSV)",
