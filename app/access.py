@@ -146,7 +146,7 @@ def visitor_key() -> str:
     if email:
         return f"user:{str(email).lower()}"
     cookie = st.context.cookies.get(XSRF_COOKIE)
-    if cookie:
+    if isinstance(cookie, str) and cookie:  # (AppTest has no browser: its cookies are stand-ins)
         return f"browser:{cookie}"
     ctx = get_script_run_ctx()
     return f"session:{ctx.session_id if ctx is not None else 'none'}"

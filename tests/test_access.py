@@ -244,3 +244,15 @@ def test_signing_in_when_the_provider_cannot_be_used_is_a_clear_error_not_a_trac
     at.button(key="account_sign_in").click().run()
     assert not at.exception, [exception.value for exception in at.exception]
     assert any("Sign-in is not available" in error.value for error in at.error)
+
+
+def test_a_visitor_is_known_by_the_signed_in_email_else_by_the_browser_session() -> None:
+    script = "import streamlit as st\nfrom app.access import visitor_key\nst.write(visitor_key())\n"
+    signed_in = AppTest.from_string(script)
+    signed_in.user = {"is_logged_in": True, "email": "Ada@Example.org"}
+    signed_in.run()
+    assert signed_in.markdown[0].value == "user:ada@example.org"
+    anonymous = AppTest.from_string(script)  # AppTest has no browser cookie: the session stands in
+    anonymous.user = {"is_logged_in": False}
+    anonymous.run()
+    assert anonymous.markdown[0].value.startswith("session:")
