@@ -1,7 +1,9 @@
 """STUN/TURN servers for the Live page's WebRTC connection, for deployments.
 
 On localhost no server is needed. A deployed app sets ``FER_ICE_SERVERS`` (a JSON list) or
-``ice_servers`` in ``.streamlit/secrets.toml``.
+``ice_servers`` in ``.streamlit/secrets.toml``. ``FER_ICE_TRANSPORT_POLICY=relay`` (or
+``ice_transport_policy = "relay"`` in secrets.toml) makes the browser send everything through the TURN
+relay: for networks where only the relay is reachable, and to test a relay.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ from typing import Any
 
 ICE_SERVERS_ENV = "FER_ICE_SERVERS"
 ICE_SERVERS_SECRET = "ice_servers"
+ICE_POLICY_ENV = "FER_ICE_TRANSPORT_POLICY"
+ICE_POLICY_SECRET = "ice_transport_policy"
+ICE_POLICIES = ("all", "relay")  # RTCConfiguration.iceTransportPolicy
 
 
 def ice_servers(
@@ -47,7 +52,44 @@ def ice_servers(
 def rtc_configuration(
     environ: Mapping[str, str] | None = None, secrets: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
-    return {"iceServers": ice_servers(environ, secrets)}
+    """The browser's RTCConfiguration: the ICE servers and, when set, the ICE transport policy.
+
+    Raises ``ValueError`` naming the problem for a policy other than ``all`` or ``relay``, or ``relay``
+    without a ``turn:``/``turns:`` server to relay through."""
+    servers = ice_servers(environ, secrets)
+    configuration: dict[str, Any] = {"iceServers": servers}
+    policy = ice_transport_policy(environ, secrets)
+    if policy == "relay":
+        urls = [
+            url
+            for server in servers
+            for url in ([server["urls"]] if isinstance(server["urls"], str) else server["urls"])
+        ]
+        if not any(url.startswith(("turn:", "turns:")) for url in urls):
+            raise ValueError(f"the ICE transport policy relay needs a turn: server in {ICE_SERVERS_ENV}")
+    if policy is not None:
+        configuration["iceTransportPolicy"] = policy
+    return configuration
+
+
+def ice_transport_policy(
+    environ: Mapping[str, str] | None = None, secrets: Mapping[str, Any] | None = None
+) -> str | None:
+    """``$FER_ICE_TRANSPORT_POLICY``, else ``ice_transport_policy`` in secrets.toml: ``all``, ``relay`` or None."""
+    environ = os.environ if environ is None else environ
+    policy: Any = environ.get(ICE_POLICY_ENV, "").strip()
+    source = ICE_POLICY_ENV
+    if not policy and secrets is not None:
+        try:
+            policy = secrets.get(ICE_POLICY_SECRET)
+        except Exception:  # no secrets file: not configured
+            policy = None
+        source = f"{ICE_POLICY_SECRET} in secrets.toml"
+    if not policy:
+        return None
+    if policy not in ICE_POLICIES:
+        raise ValueError(f"{source} must be one of {', '.join(ICE_POLICIES)}, got {policy!r}")
+    return str(policy)
 
 
 def _plain(value: Any) -> Any:

@@ -33,6 +33,8 @@ from fer_core.video import FaceRecord, VideoAnalyzer, VideoSettings, records_to_
 if TYPE_CHECKING:
     import av
 
+    from app.limits import StreamSlots
+
 LOGGER = logging.getLogger(__name__)
 
 HISTORY_LIMIT = 30_000  # records kept per session (about half an hour of one face at 15 fps)
@@ -40,6 +42,7 @@ TIMELINE_SECONDS = 60.0
 RATE_WINDOW_S = 3.0  # the frame rates are measured over this many seconds
 TIMING_FRAMES = 30  # the processing time is the median over this many analysed frames
 RESTART_GAP_S = 1.5  # no frame for this long: the stream was restarted, and face tracks start afresh
+BUSY_TEXT = "Server busy: too many live streams. Try again in a minute."  # drawn on a refused stream
 
 
 class LiveStats(NamedTuple):
@@ -82,8 +85,11 @@ class LiveSession:
         settings: VideoSettings | None = None,
         *,
         detector_factory: Callable[[DetectionPreset], FaceDetector] = make_detector,
+        slots: StreamSlots | None = None,
     ) -> None:
         self._lock = threading.Lock()
+        self._slots = slots  # the server's cap on concurrent streams (None: no cap)
+        self._busy = False
         self._analyzer = VideoAnalyzer(classifier, settings, detector_factory=detector_factory)  # frame thread only
         self._pending: tuple[VideoSettings, EmotionClassifier] | None = None
         self._settings = self._analyzer.settings
@@ -125,6 +131,18 @@ class LiveSession:
     def snapshot(self) -> LiveSnapshot:
         with self._lock:
             return LiveSnapshot(self._stats, list(self._latest), self._error)
+
+    def is_busy(self) -> bool:
+        """Whether the latest frames were refused: the server's other streams hold every slot."""
+        with self._lock:
+            return self._busy
+
+    def release_stream(self) -> None:
+        """The stream stopped: its slot is free for another visitor now (not only once its frames stop)."""
+        if self._slots is not None:
+            self._slots.release(self)
+        with self._lock:
+            self._busy = False
 
     def now_s(self) -> float:
         """Seconds since the session's first frame (the records' time axis)."""
@@ -168,7 +186,25 @@ class LiveSession:
         """Analyse the newest of the frames that arrived; the older ones are dropped (counted)."""
         if not frames:
             return []
+        if self._slots is not None and not self._slots.acquire(self):
+            with self._lock:
+                self._busy = True
+            return [self.busy_frame(frames[-1])]
+        with self._lock:
+            self._busy = False
         return [self.video_frame_callback(frames[-1], dropped=len(frames) - 1)]
+
+    def busy_frame(self, frame: av.VideoFrame) -> av.VideoFrame:
+        """A refused stream's frame, not analysed, with :data:`BUSY_TEXT` on it. Never raises."""
+        import av
+
+        try:
+            bgr_frame = np.array(frame.to_ndarray(format="bgr24"), dtype=np.uint8)
+            draw_status(bgr_frame, BUSY_TEXT)
+            return av.VideoFrame.from_ndarray(bgr_frame, format="bgr24")
+        except Exception as error:
+            self._report_error(error)
+            return frame
 
     def video_frame_callback(self, frame: av.VideoFrame, *, dropped: int = 0) -> av.VideoFrame:
         """Annotate one frame. Never raises: on any error, logs it and returns ``frame`` as it came."""

@@ -18,6 +18,7 @@ import app.import_order  # noqa: E402, F401  (must precede every import that may
 # isort: split
 import streamlit as st  # noqa: E402
 
+from app.access import account_ui  # noqa: E402
 from fer_core.settings import settings_problem  # noqa: E402
 
 VIEWS = Path(__file__).resolve().parent / "views"
@@ -40,4 +41,5 @@ navigation = st.navigation(
 )
 if problem := settings_problem():
     st.sidebar.warning(problem, icon=":material/settings_alert:")
+account_ui()
 navigation.run()

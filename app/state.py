@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 import streamlit as st
 
+from app.access import is_admin
 from fer_core.data import FaceDataset
 from fer_core.datasets import DEMO_SOURCE, resolve_dataset
 from fer_core.detect import DetectionPreset, FaceDetector, make_detector
@@ -136,8 +137,15 @@ def data_source_ui() -> str:
     options = [DEMO_LABEL]
     if detected is not None:
         options.append(f"FER2013 at {printable(str(detected))}")
-    options.append(OTHER_LABEL)
+    may_type = is_admin()  # a visitor never gets a typed location, even one forced into the session state
+    if may_type:
+        options.append(OTHER_LABEL)
     current = st.session_state.get(SOURCE_KEY, default_data_source())
+    if not may_type:
+        if current not in (DEMO_SOURCE, str(detected)):
+            current = default_data_source()
+        if st.session_state.get("data_source_choice") not in options:
+            st.session_state.pop("data_source_choice", None)
     if current == DEMO_SOURCE:
         index = 0
     elif detected is not None and current == str(detected):
@@ -150,7 +158,7 @@ def data_source_ui() -> str:
         choice = st.radio("Faces to use", options, index=index, key="data_source_choice", label_visibility="collapsed")
         if choice == DEMO_LABEL:
             source = DEMO_SOURCE
-        elif choice == OTHER_LABEL:
+        elif choice == OTHER_LABEL and may_type:
             if LOCATION_KEY not in st.session_state:  # a key, not a value: the typed text survives reruns
                 st.session_state[LOCATION_KEY] = "" if current == DEMO_SOURCE else printable(current)
             typed = st.text_input(
@@ -179,8 +187,10 @@ def data_source_ui() -> str:
                 source = DEMO_SOURCE
             else:
                 source = str(Path(typed).expanduser())
-        else:
+        elif detected is not None:
             source = str(detected)
+        else:
+            source = DEMO_SOURCE
         if detected is None:
             st.caption(
                 "No FER2013 copy found: name it in fer_studio.toml (applies on the next page load) or set "

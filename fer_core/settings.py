@@ -28,6 +28,12 @@ SHIPPED_FAST_MODEL_PATH = PROJECT_ROOT / "models" / "fer_fast.keras"  # fast: Li
 # Where a FER2013 copy is looked for when neither $FER2013_DIR nor the settings file names one.
 FER2013_SEARCH_PATHS: tuple[Path, ...] = (PROJECT_ROOT / "data" / "fer2013", PROJECT_ROOT.parent / "shared" / "fer2013")
 LOGGER = logging.getLogger(__name__)
+PUBLIC_ENV = "FER_PUBLIC"
+# Concurrent Live streams the server analyses. Measured on the project's 2-core machine (README,
+# "Live, end to end"): two streams at once hold about 12 analysed fps each, with the browser on the same
+# cores; a third was not measured reliably there, so the default stays at what was.
+DEFAULT_MAX_LIVE_STREAMS = 2
+MAX_LIVE_STREAMS_LIMIT = 64
 
 
 def _path_problem(value: Any) -> str | None:
@@ -51,11 +57,36 @@ def _path_list_problem(value: Any) -> str | None:
     return "expected a path in quotes or a list of paths"
 
 
+def _bool_problem(value: Any) -> str | None:
+    return None if isinstance(value, bool) else "expected true or false"
+
+
+def _email_list_problem(value: Any) -> str | None:
+    """Why ``value`` is not a list of e-mail addresses, or None."""
+    if not isinstance(value, list):
+        return 'expected a list of e-mail addresses, e.g. ["ada@example.org"]'
+    for index, item in enumerate(value):
+        if not isinstance(item, str) or "@" not in item or item != item.strip():
+            return f"item {index + 1}: expected an e-mail address in quotes"
+    return None
+
+
+def _stream_count_problem(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        return "expected a whole number"
+    if not 1 <= value <= MAX_LIVE_STREAMS_LIMIT:
+        return f"expected 1 to {MAX_LIVE_STREAMS_LIMIT}"
+    return None
+
+
 # Every key fer_studio.toml may hold, with the check its value must pass (None: the value is fine).
 SETTING_CHECKS: dict[str, Callable[[Any], str | None]] = {
     "fer2013": _path_problem,
     "data_roots": _path_list_problem,
     "runs_dir": _path_problem,
+    "public": _bool_problem,
+    "admins": _email_list_problem,
+    "max_live_streams": _stream_count_problem,
 }
 
 
@@ -205,3 +236,23 @@ def is_allowed_data_path(path: str | os.PathLike[str]) -> bool:
     if resolved is None:
         return False
     return any(resolved == root or resolved.is_relative_to(root) for root in allowed_data_roots())
+
+
+def public_mode() -> bool:
+    """Whether this is a public instance, where nobody is admin without signing in: ``$FER_PUBLIC``
+    (``1``, ``true``, ``yes``, ``on``), else ``public`` in fer_studio.toml (default false)."""
+    configured = os.environ.get(PUBLIC_ENV, "").strip().lower()
+    if configured:
+        return configured in ("1", "true", "yes", "on")
+    return _settings_file().get("public") is True
+
+
+def admin_emails() -> frozenset[str]:
+    """The signed-in users who may change the server (``admins`` in fer_studio.toml), lower-cased."""
+    return frozenset(email.lower() for email in _settings_file().get("admins", []))
+
+
+def max_live_streams() -> int:
+    """How many Live streams the server analyses at once (``max_live_streams`` in fer_studio.toml)."""
+    configured = _settings_file().get("max_live_streams")
+    return configured if isinstance(configured, int) else DEFAULT_MAX_LIVE_STREAMS

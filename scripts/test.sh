@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command: creates .venv (Python 3.11) if needed, installs requirements-dev.txt,
-# installs Chromium for the browser tests where it can, then lint, format check, type check
+# installs Chromium and coturn for the browser tests where it can, then lint, format check, type check
 # and the whole pytest suite. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -25,7 +25,14 @@ from fer_core import settings  # noqa: E402
 TEST_CACHE_DIR = PROJECT_ROOT / ".cache"
 # What the user's environment may set that the app or the core reads. Tests start without any of it;
 # a test that means to use one sets it itself (monkeypatch.setenv).
-USER_SETTINGS_ENV = ("FER2013_DIR", "FER_DATA_ROOTS", "FER_ICE_SERVERS", "XDG_CACHE_HOME")
+USER_SETTINGS_ENV = (
+    "FER2013_DIR",
+    "FER_DATA_ROOTS",
+    "FER_ICE_SERVERS",
+    "FER_ICE_TRANSPORT_POLICY",
+    "FER_PUBLIC",
+    "XDG_CACHE_HOME",
+)
 
 
 def _find_fer2013() -> Path | None:
@@ -77,3 +84,11 @@ def isolated_runs_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pyt
     runs_dir = tmp_path_factory.mktemp("runs")
     monkeypatch.setenv("FER_RUNS_DIR", str(runs_dir))
     return runs_dir
+
+
+@pytest.fixture(autouse=True)
+def free_live_stream_slots() -> None:
+    """Every test starts with the server's Live stream slots free (streams of earlier tests held them)."""
+    from app.limits import LIVE_STREAMS
+
+    LIVE_STREAMS.clear()

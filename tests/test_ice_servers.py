@@ -47,3 +47,27 @@ def test_missing_secrets_file_means_no_ice_servers() -> None:
 def test_bad_ice_server_settings_name_the_problem(value: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         ice_servers(environ={"FER_ICE_SERVERS": value})
+
+
+TURN = '[{"urls": "turn:turn.example.org:3478", "username": "u", "credential": "p"}]'
+
+
+def test_relay_only_is_passed_to_the_browser_when_asked_for() -> None:
+    environ = {"FER_ICE_SERVERS": TURN, "FER_ICE_TRANSPORT_POLICY": "relay"}
+    assert rtc_configuration(environ=environ)["iceTransportPolicy"] == "relay"
+    secrets = {"ice_servers": [{"urls": ["turn:t:3478"]}], "ice_transport_policy": "relay"}
+    assert rtc_configuration(environ={}, secrets=secrets)["iceTransportPolicy"] == "relay"
+    assert "iceTransportPolicy" not in rtc_configuration(environ={"FER_ICE_SERVERS": TURN})
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"FER_ICE_SERVERS": TURN, "FER_ICE_TRANSPORT_POLICY": "relays"}, "must be one of all, relay"),
+        ({"FER_ICE_TRANSPORT_POLICY": "relay"}, "relay needs a turn: server"),
+        ({"FER_ICE_SERVERS": '[{"urls": "stun:s:1"}]', "FER_ICE_TRANSPORT_POLICY": "relay"}, "needs a turn:"),
+    ],
+)
+def test_a_bad_transport_policy_names_the_problem(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        rtc_configuration(environ=environ)

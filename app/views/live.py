@@ -9,6 +9,7 @@ a timeline.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import streamlit as st
@@ -17,6 +18,7 @@ from streamlit_webrtc import WebRtcMode, webrtc_streamer
 from app.charts.live import live_timeline_figure
 from app.charts.predictions import probability_chart
 from app.ice import ICE_SERVERS_ENV, rtc_configuration
+from app.limits import LIVE_STREAMS
 from app.live import TIMELINE_SECONDS, LiveSession, main_face
 from app.models import classifier_or_stop, detection_ui, model_caption_ui, model_picker_ui, smoothing_ui
 from app.state import cached_detector, confidence_threshold_ui, or_stop
@@ -28,6 +30,8 @@ from fer_core.video import VideoSettings
 SESSION_KEY = "live_session"
 STREAMER_KEY = "live-camera"
 PANEL_REFRESH_S = 1.0
+CONNECT_TIMEOUT_S = 20.0  # START pressed and no video after this long: say why it may be, not only spin
+CONNECTING_SINCE_KEY = "live_connecting_since"
 CHART_CONFIG = {"displayModeBar": False}
 MEDIA_STREAM_CONSTRAINTS = {
     # The camera's own rate up to 30 fps: the fast model analyses a face in about a millisecond.
@@ -50,7 +54,7 @@ def session_for(classifier: EmotionClassifier, settings: VideoSettings) -> LiveS
     """This browser session's LiveSession: made on its first run, kept in st.session_state."""
     session: LiveSession | None = st.session_state.get(SESSION_KEY)
     if session is None:
-        session = LiveSession(classifier, settings)
+        session = LiveSession(classifier, settings, slots=LIVE_STREAMS)
         st.session_state[SESSION_KEY] = session
     else:
         session.configure(settings, classifier)
@@ -91,6 +95,8 @@ def speed_ui(session: LiveSession, playing: bool) -> None:
 
 def panel(session: LiveSession, playing: bool, threshold: float) -> None:
     snapshot = session.snapshot()
+    if session.is_busy():
+        st.warning(LIVE_STREAMS.busy_message(), icon=":material/hourglass_top:")
     if snapshot.error:
         st.error(f"Frames could not be processed: {snapshot.error}. The video is shown without annotations.")
     if snapshot.stats is None:
@@ -135,6 +141,34 @@ def panel(session: LiveSession, playing: bool, threshold: float) -> None:
     )
 
 
+def connecting_since(connecting: bool) -> float | None:
+    """When this session's camera connection started negotiating (None when it is not negotiating)."""
+    if not connecting:
+        st.session_state.pop(CONNECTING_SINCE_KEY, None)
+        return None
+    return float(st.session_state.setdefault(CONNECTING_SINCE_KEY, time.time()))
+
+
+def connection_ui(since: float, has_ice_servers: bool) -> None:
+    """While the connection negotiates (a fragment, re-run every second): after CONNECT_TIMEOUT_S, why."""
+    waited = time.time() - since
+    if waited < CONNECT_TIMEOUT_S:
+        return
+    if has_ice_servers:
+        why = (
+            "the STUN/TURN servers configured for this app "
+            f"(`{ICE_SERVERS_ENV}` or `ice_servers` in secrets.toml) refused the connection or could not be "
+            "reached: check their addresses, user name and password"
+        )
+    else:
+        why = f"off localhost they need a STUN/TURN server, and none is configured (`{ICE_SERVERS_ENV}`)"
+    st.error(
+        f"The camera connection has not completed after {waited:.0f} s: the browser and this server could not "
+        f"reach each other. Likely {why}. Press STOP, then START to try again.",
+        icon=":material/wifi_off:",
+    )
+
+
 def main() -> None:
     st.title("Live")
     st.markdown("Your camera, classified as you watch: each face gets a box, its emotion and a confidence bar.")
@@ -145,17 +179,25 @@ def main() -> None:
     or_stop(lambda: cached_detector(settings.preset), "the face detector")  # a clear error, not a traceback
     session = or_stop(lambda: session_for(classifier, settings), "the face detector")
 
+    if LIVE_STREAMS.full_for(session):  # every slot taken by other streams: no camera to start here
+        st.warning(LIVE_STREAMS.busy_message(), icon=":material/hourglass_top:")
+        st.button("Try again", key="live_try_again", icon=":material/refresh:")
+        st.stop()
+    rtc_config = rtc_configuration_or_warn()
     video_column, panel_column = st.columns([3, 2], gap="large")
     with video_column:
         context = webrtc_streamer(
             key=STREAMER_KEY,
             mode=WebRtcMode.SENDRECV,
-            rtc_configuration=rtc_configuration_or_warn(),
+            rtc_configuration=rtc_config,
             media_stream_constraints=MEDIA_STREAM_CONSTRAINTS,
             queued_video_frames_callback=session.queued_frames_callback,
             async_processing=True,
         )
         playing = bool(context.state.playing)
+        if not playing:
+            session.release_stream()
+        since = connecting_since(bool(context.state.signalling) and not playing)
         with st.expander("Camera does not start?", icon=":material/help:"):
             st.markdown(
                 "- Allow the camera when the browser asks (or in the address bar's site settings), and close "
@@ -169,6 +211,8 @@ def main() -> None:
             )
 
     with panel_column:
+        if since is not None:
+            st.fragment(connection_ui, run_every=PANEL_REFRESH_S)(since, bool(rtc_config["iceServers"]))
         st.fragment(panel, run_every=PANEL_REFRESH_S if playing else None)(session, playing, settings.threshold)
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from app.access import admin_button, admin_only_note, is_admin, require_admin
 from app.charts.training import (
     compare_runs_figure,
     confusion_figure,
@@ -347,6 +348,9 @@ def fill_quick_demo() -> None:
 
 def new_run_ui(source: str, snapshots: Sequence[RunSnapshot]) -> None:
     st.subheader("New run")
+    if not is_admin():
+        admin_only_note("start, stop, resume, delete or promote runs")
+        return
     init_form(snapshots)
     dataset_ok = data_summary_ui(source)
     quick_demo_ui(source, snapshots)
@@ -376,6 +380,7 @@ def start_button_ui(busy: RunSnapshot | None, dataset_ok: bool) -> bool:
 
 def start_run(values: dict[str, Any]) -> None:
     """Check the settings, start the trainer and show its run; a refusal is shown as an error."""
+    require_admin("start a training")
     try:
         config = TrainConfig(**values)
         run = launcher.start_training(config)
@@ -495,17 +500,19 @@ def stop_ui(run: runs.Run) -> None:
         waited = None
     if waited is not None:
         st.warning(f"Stopping after the current step... ({duration_text(waited)})", icon=":material/pending:")
-        if waited > FORCE_STOP_AFTER_S and st.button(
+        if waited > FORCE_STOP_AFTER_S and admin_button(
             "Force stop", key=f"kill-{run.name}", help="Kill the trainer now; the best checkpoint so far is kept."
         ):
+            require_admin("stop a training")
             launcher.stop_run(run, force=True)
             st.rerun()
-    elif st.button(
+    elif admin_button(
         "Stop",
         icon=":material/stop_circle:",
         key=f"stop-{run.name}",
         help="End the run after the current step. The best checkpoint is kept and the run can be resumed.",
     ):
+        require_admin("stop a training")
         launcher.stop_run(run)
         st.toast(f"Stopping {run.name} after the current step.")
         st.rerun()
@@ -538,13 +545,14 @@ def resume_button(snapshot: RunSnapshot) -> None:
         except FerError as error:
             label = f"Resume from epoch {(checkpoint.best_epoch or 0) + 1}"
             note = f" {runs.LAST_CHECKPOINT} cannot be read ({error}), so it resumes from the best checkpoint."
-    if not st.button(
+    if not admin_button(
         label,
         icon=":material/resume:",
         key=f"resume-{run.name}",
         help="Continue with the same settings from the last completed epoch." + note,
     ):
         return
+    require_admin("resume a training")
     try:
         launcher.resume_training(run)
     except (ValueError, OSError) as error:
@@ -655,12 +663,13 @@ def promoted_ui() -> None:
 
 
 def unpromote_button() -> None:
-    if st.button(
+    if admin_button(
         "Go back to the shipped model",
         key="unpromote",
         icon=":material/undo:",
         help="The Live, Photos and Video pages use the model that comes with the app again.",
     ):
+        require_admin("change the model the pages use")
         promote.unpromote()
         st.rerun()
 
@@ -780,7 +789,7 @@ def promote_button(snapshot: RunSnapshot) -> None:
         why_not = "This run has no model yet: it appears after the first epoch."
     else:
         why_not = ""
-    clicked = st.button(
+    clicked = admin_button(
         "In use" if in_use else "Use this model",
         type="primary",
         icon=":material/check:" if in_use else ":material/rocket_launch:",
@@ -806,7 +815,7 @@ def promote_button(snapshot: RunSnapshot) -> None:
 def promote_confirmation_ui(snapshot: RunSnapshot) -> None:
     """Ask before promoting a model that may make the Live, Photos and Video pages worse, and say why."""
     key = confirm_key("promote", snapshot)
-    if not st.session_state.get(key):
+    if not st.session_state.get(key) or not is_admin():
         return
     concerns = promote.promotion_concerns(snapshot.run)
     st.warning(
@@ -823,6 +832,7 @@ def promote_confirmation_ui(snapshot: RunSnapshot) -> None:
 
 
 def promote_run(snapshot: RunSnapshot) -> None:
+    require_admin("change the model the pages use")
     try:
         destination = promote.promote_run(snapshot.run)
     except (ValueError, OSError) as error:
@@ -836,6 +846,8 @@ def promote_run(snapshot: RunSnapshot) -> None:
 
 def delete_ui(snapshot: RunSnapshot) -> None:
     """Delete the run folder, after a confirmation; never the training run or the promoted model's."""
+    if not is_admin():
+        return
     if snapshot.is_active:
         why_not = "A run that trains cannot be deleted: stop it first."
     elif promoted_run_name() == snapshot.name:
@@ -858,6 +870,7 @@ def delete_ui(snapshot: RunSnapshot) -> None:
     yes, no = st.columns(2)
     if yes.button("Delete for good", type="primary", key=f"delete-yes-{snapshot.name}", width="stretch"):
         st.session_state.pop(key, None)
+        require_admin("delete runs")
         try:
             launcher.delete_run(snapshot.run)
         except launcher.PartialDeleteError as error:  # gone from the runs; some files were left behind

@@ -16,7 +16,9 @@ from typing import Any, NamedTuple
 
 import streamlit as st
 
+from app.access import visitor_key
 from app.charts.live import clip_timeline_figure, time_by_emotion_figure
+from app.limits import video_analysis_slot
 from app.models import (
     classifier_or_stop,
     detection_ui,
@@ -180,7 +182,8 @@ def clip_result(
     key = (hashlib.sha1(data).hexdigest(), str(info.path), model_version(info.path), settings)
     if key not in memo:
         memo.clear()  # one clip's result is kept: videos are large
-        memo[key] = analyse_clip(data, name, classifier, settings)
+        with video_analysis_slot(visitor_key()):  # one clip at a time per visitor, or a warning and a stop
+            memo[key] = analyse_clip(data, name, classifier, settings)
     return memo[key]
 
 
