@@ -5,6 +5,7 @@ uploads' safety (fer_core.batch_jobs.save_uploads). The tests wait for the job's
 from __future__ import annotations
 
 import io
+import json
 import stat
 import time
 import zipfile
@@ -213,7 +214,13 @@ def test_stop_then_resume_from_the_page(jobs_dir: Path, data_root: Path) -> None
     start_folder_job(at, folder)
     job = the_job(jobs_dir)
     wait_for_status(job, {"running"})
+    while (record := job.record()) is None or record.state != "running":  # job.json follows the lock
+        assert job.status() == "running", job.log_error()
+        time.sleep(0.05)
     at.run()
+    assert not at.exception, at.exception
+    (bar,) = at.get("progress")
+    assert "/ 1 files" in bar.proto.text, bar.proto.text  # the progress bar, while it runs
     at.button(key=f"batch-stop-{job.name}").click().run()
     assert not at.exception, at.exception
     assert wait_for_status(job, {"stopped", "finished"}) == "stopped"
@@ -321,3 +328,33 @@ def test_the_video_page_points_to_the_batch_page_for_longer_clips() -> None:
     assert not at.exception, at.exception
     (link,) = [element for element in at.get("page_link") if "Batch page" in element.proto.label]
     assert link.proto.page.endswith("batch") and "60 s" in link.proto.label
+
+
+def test_an_empty_folder_fails_with_the_commands_reason(jobs_dir: Path, data_root: Path) -> None:
+    (data_root / "empty").mkdir()
+    at = open_page()
+    start_folder_job(at, data_root / "empty")
+    job = the_job(jobs_dir)
+    assert wait_for_status(job, {"failed"}) == "failed"
+    at.run()
+    assert not at.exception, at.exception
+    (error,) = [element.value for element in at.error]
+    assert "This job failed" in error and "no files found" in error, error
+
+
+def test_a_killed_job_is_listed_as_interrupted_and_can_be_resumed(jobs_dir: Path, data_root: Path) -> None:
+    folder = small_folder(data_root / "session")
+    job = batch_jobs.new_job("killed", jobs_dir)
+    (job.path / batch_jobs.LAUNCH_FILE).write_text(
+        json.dumps({"inputs": [str(folder)], "settings": {}, "workers": 1, "pid": None, "launched_at": 1.0})
+    )
+    job.results.mkdir()
+    (job.results / "job.json").write_text(json.dumps({"version": 1, "state": "running", "updated_at": 2.0}))
+    assert job.status() == "interrupted"
+    at = open_page()
+    assert any("ended without finishing" in element.value for element in at.warning)
+    at.button(key=f"batch-resume-{job.name}").click().run()
+    assert not at.exception, at.exception
+    assert wait_for_status(job, {"finished", "failed"}) == "finished", job.log_error()
+    at.run()
+    assert len(files_table(at)) == 4

@@ -178,7 +178,6 @@ def input_ui() -> tuple[str, Any]:
 
 
 def new_job_ui(info: ModelInfo, settings: BatchSettings | None, busy: Job | None) -> None:
-    st.subheader("New job")
     kind, value = input_ui()
     workers = workers_ui()
     model_caption_ui(info)
@@ -250,7 +249,9 @@ def progress_ui(job: Job, status: str, record: JobRecord | None) -> None:
     if record is not None:
         files, faces, errors, elapsed = st.columns(4)
         files.metric("Files", f"{record.files_done:,} / {record.files_total:,}")
-        faces.metric("Faces", f"{record.faces:,}")
+        faces.metric(
+            "Faces found", f"{record.faces:,}", help="One for each face in a photo or an analysed video frame."
+        )
         errors.metric("Errors", f"{record.files_errors:,}")
         elapsed.metric("Time", duration_text(record.elapsed_s))
     if status in batch_jobs.ACTIVE_STATES:
@@ -327,21 +328,39 @@ def file_table(
         "frames",
         "duration_s",
         "dominant",
-        *SHARE_COLUMNS,
+        *shares_present(files),
         "warning",
         "error",
     ]
     table = shown[columns].copy()
-    for column in SHARE_COLUMNS:
+    for column in shares_present(files):
         table[column] = table[column] * 100
     return table.reset_index(drop=True)
+
+
+def shares_present(table: pd.DataFrame) -> list[str]:
+    """The share columns of the labels some row has (a table of 8 empty share columns is hard to read)."""
+    return [column for column in SHARE_COLUMNS if (table[column].fillna(0) > 0).any()]
+
+
+def short_name(name: str, base: str | None) -> str:
+    """A file's name relative to the job's one input folder (the full path is in the downloads)."""
+    if base and name.startswith(base.rstrip(os.sep) + os.sep):
+        return name[len(base.rstrip(os.sep)) + 1 :]
+    return name
+
+
+def input_folder(job: Job) -> str | None:
+    """The job's input folder when it read one folder (or uploads), else None."""
+    inputs = job.launch().get("inputs") or []
+    return str(inputs[0]) if len(inputs) == 1 and Path(str(inputs[0])).is_dir() else None
 
 
 def files_tab(files: pd.DataFrame) -> None:
     if files.empty:
         st.info("No file is done yet.")
         return
-    status_column, emotion_column, sort_column, order_column = st.columns([2, 3, 2, 1], vertical_alignment="bottom")
+    status_column, emotion_column, sort_column, order_column = st.columns([2, 3, 2, 1.4], vertical_alignment="bottom")
     statuses = status_column.multiselect("Status", ["ok", "error"], key="batch_filter_status")
     emotions = emotion_column.multiselect("Dominant emotion", list(LABELS), key="batch_filter_emotion")
     sort = sort_column.selectbox("Sort by", list(SORT_COLUMNS), key="batch_sort")
@@ -354,6 +373,8 @@ def files_tab(files: pd.DataFrame) -> None:
         hide_index=True,
         width="stretch",
         column_config={
+            "faces": st.column_config.NumberColumn(help="Photos: the faces found. Clips: the faces followed (tracks)."),
+            "frames": st.column_config.NumberColumn(help="Frames analysed (a photo: 1)."),
             "duration_s": st.column_config.NumberColumn("duration", format="%.1f s"),
             **{
                 column: st.column_config.ProgressColumn(
@@ -377,13 +398,13 @@ def emotions_tab(faces: pd.DataFrame, files: pd.DataFrame) -> None:
     st.plotly_chart(emotion_distribution_figure(counts), key="batch-distribution", config={"displayModeBar": False})
 
 
-def timeline_tab(faces: pd.DataFrame, files: pd.DataFrame, tracks: pd.DataFrame) -> None:
+def timeline_tab(faces: pd.DataFrame, files: pd.DataFrame, tracks: pd.DataFrame, base: str | None) -> None:
     videos = files[(files["kind"] == "video") & (files["faces"] > 0)]
     if videos.empty:
         st.info("No clip with faces in this job (yet).")
         return
     names = list(videos["file"])
-    picked = st.selectbox("Clip", names, key="batch_clip", format_func=printable)
+    picked = st.selectbox("Clip", names, key="batch_clip", format_func=lambda name: printable(short_name(name, base)))
     rows = faces[faces["file"] == picked].sort_values(["segment", "face", "time_s"])
     segments = int(videos.loc[videos["file"] == picked, "segments"].iloc[0] or 1)
     names_of = [
@@ -405,18 +426,26 @@ def timeline_tab(faces: pd.DataFrame, files: pd.DataFrame, tracks: pd.DataFrame)
         st.caption("Long clips are cut into segments analysed apart: face numbers restart in each segment.")
     clip_tracks = tracks[tracks["file"] == picked]
     if not clip_tracks.empty:
-        shown = clip_tracks[["segment", "face", "frames", "first_s", "last_s", "dominant", *SHARE_COLUMNS]].copy()
-        for column in SHARE_COLUMNS:
+        shares = shares_present(clip_tracks)
+        columns = ["segment"] * (segments > 1) + ["face", "frames", "first_s", "last_s", "dominant", *shares]
+        shown = clip_tracks[columns].copy()
+        if segments > 1:
+            shown["segment"] += 1  # as the timeline numbers them
+        for column in shares:
             shown[column] = shown[column] * 100
         st.dataframe(
             shown,
             hide_index=True,
             width="stretch",
             column_config={
-                column: st.column_config.ProgressColumn(
-                    column.removeprefix("share_"), format=PERCENT_FORMAT, min_value=0, max_value=100, width="small"
-                )
-                for column in SHARE_COLUMNS
+                "first_s": st.column_config.NumberColumn("from", format="%.1f s"),
+                "last_s": st.column_config.NumberColumn("to", format="%.1f s"),
+                **{
+                    column: st.column_config.ProgressColumn(
+                        column.removeprefix("share_"), format=PERCENT_FORMAT, min_value=0, max_value=100, width="small"
+                    )
+                    for column in shares
+                },
             },
         )
 
@@ -482,15 +511,19 @@ def results_ui(job: Job) -> None:
         st.error(printable(f"The results of job {job.name} cannot be read: {error}"), icon=":material/error:")
         return
     errors = int((files["status"] == "error").sum()) if not files.empty else 0
+    base = input_folder(job)
+    if base:
+        st.caption(f"Files in `{printable(base)}`:" if base != str(job.inputs_dir) else "Uploaded files:")
+    shown_files = files.assign(file=[printable(short_name(name, base)) for name in files["file"]])
     tabs = st.tabs(["Files", "Emotions", "Video timeline", f"Errors ({errors})", "Downloads"])
     with tabs[0]:
-        files_tab(files)
+        files_tab(shown_files)
     with tabs[1]:
         emotions_tab(faces, files)
     with tabs[2]:
-        timeline_tab(faces, files, tracks)
+        timeline_tab(faces, files, tracks, base)
     with tabs[3]:
-        errors_tab(files)
+        errors_tab(shown_files)
     with tabs[4]:
         downloads_tab(job, files, faces, tracks)
 
@@ -510,7 +543,7 @@ def jobs_table(jobs: Sequence[Job], statuses: dict[str, str]) -> pd.DataFrame:
                 "Status": f"unreadable: {problem}" if problem else statuses[job.name],
                 "Input": "uploaded files" if inputs == [str(job.inputs_dir)] else ", ".join(map(str, inputs)),
                 "Files": record.files_total if record else None,
-                "Faces": record.faces if record else None,
+                "Faces found": record.faces if record else None,
                 "Errors": record.files_errors if record else None,
                 "Started": datetime.fromtimestamp(launch["launched_at"]) if launch.get("launched_at") else None,
             }
@@ -578,7 +611,7 @@ def batch_page(info: ModelInfo, settings: BatchSettings | None, jobs_dir: Path) 
         if st.session_state.get(FRAGMENT_RAN_KEY):
             st.rerun()  # a job started or ended: the refresh interval changes too
     st.session_state[FRAGMENT_RAN_KEY] = True
-    with st.container(border=True):
+    with st.expander("New job", expanded=not jobs, icon=":material/add_circle:"):
         new_job_ui(info, settings, busy)
     st.header("Jobs")
     if not jobs:
