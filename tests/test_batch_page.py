@@ -358,3 +358,17 @@ def test_a_killed_job_is_listed_as_interrupted_and_can_be_resumed(jobs_dir: Path
     assert wait_for_status(job, {"finished", "failed"}) == "finished", job.log_error()
     at.run()
     assert len(files_table(at)) == 4
+
+
+def test_a_damaged_job_record_is_named_and_the_job_can_still_be_deleted(jobs_dir: Path) -> None:
+    job = batch_jobs.new_job("damaged", jobs_dir)
+    (job.path / batch_jobs.LAUNCH_FILE).write_text(json.dumps({"inputs": ["/nowhere"], "settings": {}}))
+    job.results.mkdir()
+    (job.results / "job.json").write_text("{not json")
+    at = open_page()
+    assert any("cannot be read" in element.value and "job.json" in element.value for element in at.error)
+    assert table(at, "Job", "Status")["Status"].iloc[0].startswith("unreadable")
+    at.button(key=f"batch-delete-{job.name}").click().run()
+    at.button(key=f"batch-delete-yes-{job.name}").click().run()
+    assert not at.exception, at.exception
+    assert not job.path.exists()

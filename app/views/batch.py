@@ -14,7 +14,7 @@ import shutil
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 import streamlit as st
@@ -227,11 +227,20 @@ def version(job: Job) -> tuple[float, ...]:
     return tuple(stamps)
 
 
-def read_record(job: Job) -> tuple[JobRecord | None, str | None]:
+class Reading(NamedTuple):
+    """One job as read once per refresh: the jobs table and the opened job are drawn from it, so they agree."""
+
+    status: str
+    record: JobRecord | None
+    problem: str | None  # why job.json cannot be read
+
+
+def read_job_state(job: Job) -> Reading:
+    status = job.status()
     try:
-        return job.record(), None
+        return Reading(status, job.record(), None)
     except RecordError as error:
-        return None, str(error)
+        return Reading(status, None, str(error))
 
 
 def progress_ui(job: Job, status: str, record: JobRecord | None) -> None:
@@ -531,16 +540,16 @@ def results_ui(job: Job) -> None:
 # ---------------------------------------------------------------- jobs
 
 
-def jobs_table(jobs: Sequence[Job], statuses: dict[str, str]) -> pd.DataFrame:
+def jobs_table(jobs: Sequence[Job], readings: dict[str, Reading]) -> pd.DataFrame:
     rows = []
     for job in jobs:
-        record, problem = read_record(job)
+        _, record, problem = readings[job.name]
         launch = job.launch()
         inputs = launch.get("inputs") or []
         rows.append(
             {
                 "Job": job.name,
-                "Status": f"unreadable: {problem}" if problem else statuses[job.name],
+                "Status": f"unreadable: {problem}" if problem else readings[job.name].status,
                 "Input": "uploaded files" if inputs == [str(job.inputs_dir)] else ", ".join(map(str, inputs)),
                 "Files": record.files_total if record else None,
                 "Faces found": record.faces if record else None,
@@ -584,13 +593,13 @@ def delete_ui(job: Job, status: str) -> None:
         st.rerun()
 
 
-def job_ui(job: Job, status: str) -> None:
+def job_ui(job: Job, reading: Reading) -> None:
+    status, record, problem = reading
     with st.container(border=True):
         title, badge = st.columns([5, 1], vertical_alignment="center")
         title.subheader(f"Job {job.name}")
         with badge:
             st.badge(status, color=STATE_BADGES.get(status, "gray"))
-        record, problem = read_record(job)
         if problem:
             st.error(printable(f"This job cannot be read: {problem}"), icon=":material/error:")
         else:
@@ -603,8 +612,8 @@ def job_ui(job: Job, status: str) -> None:
 def batch_page(info: ModelInfo, settings: BatchSettings | None, jobs_dir: Path) -> None:
     """The page body, refreshed as one fragment while a job runs."""
     jobs = batch_jobs.list_jobs(jobs_dir)
-    statuses = {job.name: job.status() for job in jobs}
-    busy = next((job for job in jobs if statuses[job.name] in batch_jobs.ACTIVE_STATES), None)
+    readings = {job.name: read_job_state(job) for job in jobs}
+    busy = next((job for job in jobs if readings[job.name].status in batch_jobs.ACTIVE_STATES), None)
     live = busy.name if busy else None
     if live != st.session_state.get(LIVE_KEY):
         st.session_state[LIVE_KEY] = live
@@ -617,13 +626,13 @@ def batch_page(info: ModelInfo, settings: BatchSettings | None, jobs_dir: Path) 
     if not jobs:
         st.info(f"No jobs yet in `{printable(str(jobs_dir))}`. Choose an input above and press **Start**.")
         return
-    st.dataframe(jobs_table(jobs, statuses), key="batch_jobs_table", hide_index=True, width="stretch")
+    st.dataframe(jobs_table(jobs, readings), key="batch_jobs_table", hide_index=True, width="stretch")
     names = [job.name for job in jobs]
     if st.session_state.get(OPENED_JOB_KEY) not in names:  # none yet, or deleted: the running job, else the newest
         st.session_state[OPENED_JOB_KEY] = busy.name if busy else names[0]
     opened = st.selectbox("Open job", names, key=OPENED_JOB_KEY)
     job = jobs[names.index(opened)]
-    job_ui(job, statuses[job.name])
+    job_ui(job, readings[job.name])
 
 
 def main() -> None:
