@@ -1602,7 +1602,8 @@ def _run_ray(
         ray.get([actor.ready.remote() for actor in actors])
         startup = time.perf_counter() - started
         queue = list(units)
-        idle = list(actors)
+        dead: list[Any] = []
+        idle = [*actors, *actors]  # two calls queued per actor: the next unit is there when one ends
         pending: dict[Any, tuple[Any, Unit]] = {}
         while queue or pending:
             while idle and queue:
@@ -1618,15 +1619,17 @@ def _run_ray(
                     summary = {
                         **_summary(unit),
                         "status": ERROR,
-                        "error": f"{RETRYABLE} ({type(error).__name__})",
+                        "error": f"{RETRYABLE} ({type(error).__name__}: {str(error)[:300]})",
                         "retry": True,
                     }
                     result = UnitResult(unit, None, summary)
-                    with contextlib.suppress(Exception):
-                        ray.kill(actor)
-                    replacement = actor_class.remote(model_ref, settings)
-                    actors.append(replacement)
-                    idle.append(replacement)
+                    if actor not in dead:  # its other queued call fails too: one replacement per actor
+                        dead.append(actor)
+                        with contextlib.suppress(Exception):
+                            ray.kill(actor)
+                        replacement = actor_class.remote(model_ref, settings)
+                        actors.append(replacement)
+                        idle += [replacement, replacement]
                 on_result(result)
             if should_stop():
                 break

