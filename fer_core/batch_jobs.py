@@ -26,6 +26,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -36,7 +37,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fer_core.batch import BatchError, BatchSettings, JobRecord, batch_command, is_job_running, read_job, request_stop
+from fer_core.batch import (
+    STOP_FILE,
+    BatchError,
+    BatchSettings,
+    JobRecord,
+    batch_command,
+    is_job_running,
+    read_job,
+    request_stop,
+)
 from fer_core.errors import FerError
 from fer_core.settings import PROJECT_ROOT, default_runs_dir
 
@@ -115,6 +125,8 @@ class Job:
             return "starting"  # launched; not holding the job yet (listing the inputs, loading the model)
         if record is not None:
             return "interrupted" if record.state == "running" else record.state
+        if (self.results / STOP_FILE).exists():
+            return "stopped"  # stopped while starting, before it wrote job.json (the command clears STOP then)
         return "failed"
 
     def log_error(self) -> str | None:
@@ -216,7 +228,7 @@ def job_command(job: Job) -> list[str]:
 
 def _spawn(job: Job) -> None:
     job.results.mkdir(parents=True, exist_ok=True)
-    (job.results / "STOP").unlink(missing_ok=True)
+    (job.results / STOP_FILE).unlink(missing_ok=True)
     command = job_command(job)
     environment = dict(os.environ)
     paths = [str(PROJECT_ROOT), *filter(None, environment.get("PYTHONPATH", "").split(os.pathsep))]
@@ -274,6 +286,12 @@ def stop_job(job: Job) -> None:
     """Ask the job to stop (it drops the units in flight; Resume carries on from there)."""
     job.results.mkdir(parents=True, exist_ok=True)
     request_stop(job.results)
+    pid = job.launch().get("pid")
+    if isinstance(pid, int) and not is_job_running(job.results) and _process_alive(pid):
+        # Still starting: it clears an old STOP file when it takes the job, so it is told by signal, which
+        # the command turns into a clean stop (job.json "stopped").
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGTERM)
 
 
 def delete_job(job: Job) -> None:

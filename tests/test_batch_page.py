@@ -18,6 +18,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from fer_core import batch_jobs
+from fer_core.batch import BatchSettings
 from fer_core.batch_jobs import Job, UploadError, save_uploads
 
 PAGE = "views/batch.py"
@@ -372,3 +373,14 @@ def test_a_damaged_job_record_is_named_and_the_job_can_still_be_deleted(jobs_dir
     at.button(key=f"batch-delete-yes-{job.name}").click().run()
     assert not at.exception, at.exception
     assert not job.path.exists()
+
+
+def test_a_job_stopped_while_it_starts_stops(jobs_dir: Path, data_root: Path) -> None:
+    folder = small_folder(data_root / "session")
+    job = batch_jobs.start_job(batch_jobs.new_job("early", jobs_dir), [str(folder)], BatchSettings(), workers=1)
+    assert job.status() in batch_jobs.ACTIVE_STATES
+    batch_jobs.stop_job(job)  # most likely before it holds the job (the command is still importing)
+    assert wait_for_status(job, {"stopped", "failed", "finished"}) == "stopped", job.log_error()
+    assert batch_jobs.active_job(jobs_dir) is None
+    batch_jobs.resume_job(job)
+    assert wait_for_status(job, {"finished", "failed"}) == "finished", job.log_error()

@@ -23,7 +23,7 @@ from app.charts.batch import emotion_distribution_figure, video_timeline_figure
 from app.models import detection_ui, model_caption_ui, model_picker_ui, smoothing_ui
 from app.state import cached_batch_tables, confidence_threshold_ui, escape_markdown, printable
 from fer_core import batch_jobs
-from fer_core.batch import JOB_FILE, PARTS_DIR, SHARE_COLUMNS, BatchError, BatchSettings, JobRecord
+from fer_core.batch import JOB_FILE, PARTS_DIR, SHARE_COLUMNS, STOP_FILE, BatchError, BatchSettings, JobRecord
 from fer_core.batch_jobs import Job
 from fer_core.detect import PHOTO_PRESET
 from fer_core.errors import FerError
@@ -291,7 +291,7 @@ def progress_ui(job: Job, status: str, record: JobRecord | None) -> None:
 
 
 def stop_ui(job: Job) -> None:
-    if (job.results / "STOP").exists():
+    if (job.results / STOP_FILE).exists():
         st.warning("Stopping: the files in flight are dropped...", icon=":material/pending:")
     elif st.button(
         "Stop",
