@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from fer_core import batch_jobs
+from fer_core import batch, batch_jobs
 from fer_core.batch import BatchSettings
 from fer_core.batch_jobs import Job, UploadError, save_uploads
 
@@ -130,7 +130,7 @@ def test_a_folder_job_runs_in_the_background_and_its_results_are_shown(jobs_dir:
     start_folder_job(at, folder)
     job = the_job(jobs_dir)
     assert job.launch()["inputs"] == [str(folder)]
-    assert at.button(key="batch_start").disabled  # one job at a time (or it has already ended)
+    assert at.button(key="batch_start").disabled or not job.is_active  # one job at a time
     assert wait_for_status(job, {"finished", "failed"}) == "finished", job.log_error()
     at.run()
     assert not at.exception, at.exception
@@ -169,6 +169,12 @@ def test_a_folder_job_runs_in_the_background_and_its_results_are_shown(jobs_dir:
     assert errors["error"].iloc[0]
     labels = [button.proto.label for button in at.get("download_button")]
     assert labels.count("Parquet") == 3 and labels.count("CSV") == 3
+    from app.views.batch import as_csv, as_parquet  # what the download buttons call when clicked
+
+    faces = batch.read_faces(job.results)
+    assert len(faces) > 0
+    pd.testing.assert_frame_equal(pd.read_parquet(io.BytesIO(as_parquet(faces)())), faces)
+    assert pd.read_csv(io.BytesIO(as_csv(faces)())).shape == faces.shape
     assert any(element.value.startswith("Jobs") for element in at.header)
     assert list(table(at, "Job", "Status")["Status"]) == ["finished"]
 
