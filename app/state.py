@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -107,12 +107,10 @@ def cached_detector(preset: DetectionPreset) -> FaceDetector:
 # --- caches: batch results
 
 
-@st.cache_resource(show_spinner="Reading the results...", max_entries=4)
-def cached_batch_tables(
-    results_dir: str, version: tuple[float, ...]
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """A batch job's files, faces and tracks tables (:mod:`fer_core.batch`); ``version`` (job.json's
-    modification time and the parts folder's) is only part of the key, so a job that advanced is read afresh.
+@st.cache_resource(show_spinner="Reading the results...", max_entries=2)  # a long job's faces are large
+def cached_batch_tables(results_dir: str, version: tuple[Any, ...]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """A batch job's files, faces and tracks tables (:mod:`fer_core.batch`); ``version`` (the parts folder's
+    modification time and the job's state) is only part of the key, so a job that advanced is read afresh.
     The frames are shared between sessions: read them, never change them in place."""
     return read_files(results_dir), read_faces(results_dir), read_tracks(results_dir)
 

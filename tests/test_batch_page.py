@@ -390,3 +390,17 @@ def test_a_job_stopped_while_it_starts_stops(jobs_dir: Path, data_root: Path) ->
     assert batch_jobs.active_job(jobs_dir) is None
     batch_jobs.resume_job(job)
     assert wait_for_status(job, {"finished", "failed"}) == "finished", job.log_error()
+
+
+def test_a_long_clips_timeline_is_thinned_but_keeps_every_change() -> None:
+    from app.charts.batch import thinned, video_timeline_figure
+
+    times = [index / 30 for index in range(30 * 600)]  # 10 minutes at 30 fps
+    labels = ["happy" if 100 <= index % 900 < 130 else "neutral" for index in range(len(times))]
+    kept = thinned(list(zip(times, labels, strict=True)))
+    assert len(kept) <= 4 * 600 + 2 * 20 * 2 + 1
+    changes = [times[index] for index in range(1, len(times)) if labels[index] != labels[index - 1]]
+    assert all(any(time_s == change for time_s, _ in kept) for change in changes)
+    assert kept[-1] == (times[-1], labels[-1])
+    figure = video_timeline_figure(times, ["face 1"] * len(times), labels, 600.0)
+    assert len(figure.data) == 1 and len(figure.data[0].x) == len(kept)

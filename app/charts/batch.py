@@ -38,14 +38,29 @@ def emotion_distribution_figure(counts: Mapping[str, int]) -> go.Figure:
     return figure
 
 
+def thinned(points: Sequence[tuple[float, str]], per_second: float = 4.0) -> list[tuple[float, str]]:
+    """At most ``per_second`` (time, label) points a second, always keeping label changes and the last
+    point: an hour-long clip stays a chart a browser can draw."""
+    kept: list[tuple[float, str]] = []
+    for point in points:
+        if not kept or point[1] != kept[-1][1] or point[0] - kept[-1][0] >= 1.0 / per_second:
+            kept.append(point)
+    if points and kept[-1] is not points[-1]:
+        kept.append(points[-1])
+    return kept
+
+
 def video_timeline_figure(
     times_s: Sequence[float], tracks: Sequence[str], labels: Sequence[str], duration_s: float | None
 ) -> go.Figure:
     """Each face track's label through one clip of a batch: one row per emotion, one line per track
     (``tracks`` names each point's track, e.g. "face 2" or "segment 2 face 1")."""
     figure = go.Figure()
-    for track in dict.fromkeys(tracks):
-        points = [(time_s, label) for time_s, name, label in zip(times_s, tracks, labels, strict=True) if name == track]
+    by_track: dict[str, list[tuple[float, str]]] = {}
+    for time_s, name, label in zip(times_s, tracks, labels, strict=True):
+        by_track.setdefault(name, []).append((time_s, label))
+    for track, track_points in by_track.items():
+        points = thinned(track_points)
         figure.add_trace(
             go.Scatter(
                 x=[time_s for time_s, _ in points],

@@ -23,7 +23,7 @@ from app.charts.batch import emotion_distribution_figure, video_timeline_figure
 from app.models import detection_ui, model_caption_ui, model_picker_ui, smoothing_ui
 from app.state import cached_batch_tables, confidence_threshold_ui, escape_markdown, printable
 from fer_core import batch_jobs
-from fer_core.batch import JOB_FILE, PARTS_DIR, SHARE_COLUMNS, STOP_FILE, BatchError, BatchSettings, JobRecord
+from fer_core.batch import PARTS_DIR, SHARE_COLUMNS, STOP_FILE, BatchError, BatchSettings, JobRecord
 from fer_core.batch_jobs import Job
 from fer_core.detect import PHOTO_PRESET
 from fer_core.errors import FerError
@@ -216,15 +216,14 @@ def new_job_ui(info: ModelInfo, settings: BatchSettings | None, busy: Job | None
 # ---------------------------------------------------------------- progress
 
 
-def version(job: Job) -> tuple[float, ...]:
-    """Changes whenever the job advances: job.json and its parts folder's modification times."""
-    stamps = []
-    for path in (job.results / JOB_FILE, job.results / PARTS_DIR):
-        try:
-            stamps.append(path.stat().st_mtime)
-        except OSError:
-            stamps.append(0.0)
-    return tuple(stamps)
+def version(job: Job, state: str) -> tuple[Any, ...]:
+    """Changes when the results do: a finished unit (the parts folder's modification time) or the job's
+    state (its end writes the final tables), not at each heartbeat of job.json."""
+    try:
+        stamp = (job.results / PARTS_DIR).stat().st_mtime_ns
+    except OSError:
+        stamp = 0
+    return (stamp, state)
 
 
 class Reading(NamedTuple):
@@ -513,9 +512,9 @@ def downloads_tab(job: Job, files: pd.DataFrame, faces: pd.DataFrame, tracks: pd
         )
 
 
-def results_ui(job: Job) -> None:
+def results_ui(job: Job, record: JobRecord) -> None:
     try:
-        files, faces, tracks = cached_batch_tables(str(job.results), version(job))
+        files, faces, tracks = cached_batch_tables(str(job.results), version(job, record.state))
     except (FerError, OSError, ValueError) as error:
         st.error(printable(f"The results of job {job.name} cannot be read: {error}"), icon=":material/error:")
         return
@@ -605,7 +604,7 @@ def job_ui(job: Job, reading: Reading) -> None:
         else:
             progress_ui(job, status, record)
         if record is not None:
-            results_ui(job)
+            results_ui(job, record)
         delete_ui(job, status)
 
 
