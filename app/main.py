@@ -36,6 +36,7 @@ navigation = st.navigation(
             st.Page(VIEWS / "live.py", title="Live", icon=":material/videocam:", url_path="live"),
             st.Page(VIEWS / "photos.py", title="Photos", icon=":material/add_a_photo:", url_path="photos"),
             st.Page(VIEWS / "video.py", title="Video", icon=":material/movie:", url_path="video"),
+            st.Page(VIEWS / "batch.py", title="Batch", icon=":material/folder_copy:", url_path="batch"),
         ],
     }
 )

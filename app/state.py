@@ -10,13 +10,15 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 import streamlit as st
 
 from app.access import is_admin
+from fer_core.batch import read_faces, read_files, read_tracks
 from fer_core.data import FaceDataset
 from fer_core.datasets import DEMO_SOURCE, resolve_dataset
 from fer_core.detect import DetectionPreset, FaceDetector, make_detector
@@ -101,6 +103,17 @@ def cached_classifier(model_path: str, version: tuple[float, ...]) -> EmotionCla
 def cached_detector(preset: DetectionPreset) -> FaceDetector:
     """A detector shared by the sessions of a page (it serialises its scans, so threads may share it)."""
     return make_detector(preset)
+
+
+# --- caches: batch results
+
+
+@st.cache_resource(show_spinner="Reading the results...", max_entries=2)  # a long job's faces are large
+def cached_batch_tables(results_dir: str, version: tuple[Any, ...]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """A batch job's files, faces and tracks tables (:mod:`fer_core.batch`); ``version`` (the parts folder's
+    modification time and the job's state) is only part of the key, so a job that advanced is read afresh.
+    The frames are shared between sessions: read them, never change them in place."""
+    return read_files(results_dir), read_faces(results_dir), read_tracks(results_dir)
 
 
 def printable(text: str) -> str:

@@ -46,7 +46,7 @@ def main() -> int:
         cv2.resize(face, (200, 200), interpolation=cv2.INTER_CUBIC), cv2.COLOR_GRAY2BGR
     )
 
-    for name in ("home.py", "dataset.py", "training.py"):
+    for name in ("home.py", "dataset.py", "training.py", "batch.py"):
         page(name)
 
     photos = page("photos.py")

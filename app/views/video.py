@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
 from app.access import visitor_key
 from app.charts.live import clip_timeline_figure, time_by_emotion_figure
@@ -194,15 +195,14 @@ def limit_messages(result: ClipResult) -> list[str]:
     if result.capped:
         length = f"is {info.duration_s:.0f} s long" if info.duration_s else "is longer than that"
         messages.append(
-            f"The clip {length}; the first {MAX_SECONDS:.0f} s were analysed. "
-            "`python -m fer_core video` analyses whole clips."
+            f"The clip {length}; the first {MAX_SECONDS:.0f} s were analysed. The Batch page analyses whole clips."
         )
     if result.frame_limit is not None:
         messages.append(
             f"The clip's frames are {info.width}x{info.height} ({info.width * info.height / 1e6:.1f} megapixels): "
             f"the page analyses up to {result.frame_limit:,} frames of that size, the first "
             f"{result.analysed_s:.1f} s here. Scale the clip down to analyse more of it, or use "
-            "`python -m fer_core video`, which analyses whole clips."
+            "the Batch page, which analyses whole clips."
         )
     return messages
 
@@ -290,6 +290,15 @@ def results_ui(result: ClipResult, name: str) -> None:
     )
 
 
+def batch_link_ui() -> None:
+    """One line: clips longer than the cap go to the Batch page."""
+    label = f"Clips longer than {MAX_SECONDS:.0f} s: the Batch page analyses them whole, in the background."
+    try:
+        st.page_link("views/batch.py", label=label, icon=":material/folder_copy:")
+    except StreamlitAPIException:  # this page run on its own (tests), without the app's navigation
+        st.markdown(label)
+
+
 def main() -> None:
     st.title("Video")
     st.write(
@@ -297,6 +306,7 @@ def main() -> None:
         "You get the annotated video, a timeline per face, the time each face spent in each emotion, "
         "and every record as CSV or JSON."
     )
+    batch_link_ui()
     info = model_picker_ui("video")
     settings = settings_ui()
     limit_mb = int(st.get_option("server.maxUploadSize"))
