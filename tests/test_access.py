@@ -23,7 +23,15 @@ from training.config import TrainConfig
 from training.trainer import create_run
 
 MAIN_SCRIPT = str(PROJECT_ROOT / "app" / "main.py")
-PAGES = ["views/home.py", "views/dataset.py", "views/training.py", "views/live.py", "views/photos.py", "views/video.py"]
+PAGES = [
+    "views/home.py",
+    "views/dataset.py",
+    "views/training.py",
+    "views/live.py",
+    "views/photos.py",
+    "views/video.py",
+    "views/batch.py",
+]
 AUTH = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "s", "client_id": "c"}
 ADMIN_EMAIL = "ada@example.org"
 
@@ -166,6 +174,9 @@ def test_every_page_opens_for_every_role_and_shows_admin_controls_only_to_admins
         assert (admin_keys <= button_keys(at)) == admin
         assert not (admin_keys & button_keys(at)) or admin
         assert any(run.name in str(box.options) for box in at.selectbox if box.label == "Open run")  # browsable
+    if page == "views/batch.py":  # batch jobs take the server's CPU for hours: admins only
+        assert ("batch_start" in button_keys(at)) == admin
+        assert any("Only an admin can" in caption.value for caption in at.caption) != admin
     if secrets is not None:
         sign = "account_sign_out" if user and user.get("is_logged_in") else "account_sign_in"
         assert sign in button_keys(at)

@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 import pandas as pd
 import streamlit as st
 
+from app.access import admin_only_note, is_admin, require_admin
 from app.charts.batch import emotion_distribution_figure, video_timeline_figure
 from app.models import detection_ui, model_caption_ui, model_picker_ui, smoothing_ui
 from app.state import cached_batch_tables, confidence_threshold_ui, escape_markdown, printable
@@ -194,6 +195,7 @@ def new_job_ui(info: ModelInfo, settings: BatchSettings | None, busy: Job | None
         "Start", type="primary", icon=":material/play_arrow:", key="batch_start", disabled=bool(why_not), help=why_not
     ):
         return
+    require_admin("start batch jobs")  # refused on the server too, whatever the browser sent
     assert settings is not None and value is not None  # the button is disabled otherwise
     label = Path(value).name if kind == "folder" else Path(value[0].name).stem if len(value) == 1 else "upload"
     job = batch_jobs.new_job(label)
@@ -292,21 +294,23 @@ def progress_ui(job: Job, status: str, record: JobRecord | None) -> None:
 def stop_ui(job: Job) -> None:
     if (job.results / STOP_FILE).exists():
         st.warning("Stopping: the files in flight are dropped...", icon=":material/pending:")
-    elif st.button(
+    elif is_admin() and st.button(
         "Stop",
         icon=":material/stop_circle:",
         key=f"batch-stop-{job.name}",
         help="Stop the job; Resume carries on later.",
     ):
+        require_admin("stop batch jobs")
         batch_jobs.stop_job(job)
         st.rerun()
 
 
 def resume_ui(job: Job) -> None:
-    if not st.button(
+    if not is_admin() or not st.button(
         "Resume", icon=":material/resume:", key=f"batch-resume-{job.name}", help="Analyse the files not done yet."
     ):
         return
+    require_admin("resume batch jobs")
     try:
         batch_jobs.resume_job(job)
     except (FerError, OSError) as error:
@@ -560,6 +564,8 @@ def jobs_table(jobs: Sequence[Job], readings: dict[str, Reading]) -> pd.DataFram
 
 
 def delete_ui(job: Job, status: str) -> None:
+    if not is_admin():
+        return
     why_not = "A running job cannot be deleted: stop it first." if status in batch_jobs.ACTIVE_STATES else ""
     key = f"batch-confirm-delete-{job.name}"
     if not st.session_state.get(key):
@@ -579,6 +585,7 @@ def delete_ui(job: Job, status: str) -> None:
     yes, no = st.columns(2)
     if yes.button("Delete for good", type="primary", key=f"batch-delete-yes-{job.name}", width="stretch"):
         st.session_state.pop(key, None)
+        require_admin("delete batch jobs")
         try:
             batch_jobs.delete_job(job)
         except (FerError, OSError) as error:
@@ -619,8 +626,11 @@ def batch_page(info: ModelInfo, settings: BatchSettings | None, jobs_dir: Path) 
         if st.session_state.get(FRAGMENT_RAN_KEY):
             st.rerun()  # a job started or ended: the refresh interval changes too
     st.session_state[FRAGMENT_RAN_KEY] = True
-    with st.expander("New job", expanded=not jobs, icon=":material/add_circle:"):
-        new_job_ui(info, settings, busy)
+    if is_admin():
+        with st.expander("New job", expanded=not jobs, icon=":material/add_circle:"):
+            new_job_ui(info, settings, busy)
+    else:
+        admin_only_note("start, stop, resume or delete batch jobs (their results can be opened and downloaded)")
     st.header("Jobs")
     if not jobs:
         st.info(f"No jobs yet in `{printable(str(jobs_dir))}`. Choose an input above and press **Start**.")
