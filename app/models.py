@@ -78,7 +78,11 @@ def _model_label(info: ModelInfo) -> str:
     if info.kind == "promoted":
         return f"promoted run {info.card.run}" if info.card.run else "promoted model"
     if info.kind == "shipped":
-        return "shipped fast model" if info.path.resolve() == SHIPPED_FAST_MODEL_PATH.resolve() else "shipped quality model"
+        return (
+            "shipped fast model"
+            if info.path.resolve() == SHIPPED_FAST_MODEL_PATH.resolve()
+            else "shipped quality model"
+        )
     return info.path.name
 
 

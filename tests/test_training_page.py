@@ -17,7 +17,7 @@ from streamlit.testing.v1 import AppTest
 
 from app.state import DEMO_LABEL
 from fer_core.labels import EMOTIONS
-from fer_core.settings import SHIPPED_MODEL_PATH
+from fer_core.settings import SHIPPED_FAST_MODEL_PATH
 from training import cli as training_cli
 from training import promote, runs
 from training.config import ARCH_LEARNING_RATES, TrainConfig
@@ -73,8 +73,8 @@ def test_page_trains_a_short_run_shows_it_growing_and_promotes_it(isolated_runs_
     assert not at.exception, at.exception
     (run,) = runs.list_runs(isolated_runs_dir)
     settings = run.config().settings
-    assert (settings.arch, settings.epochs, settings.max_steps_per_epoch) == ("fernet", 3, 8)
-    assert settings.init_from == str(SHIPPED_MODEL_PATH)
+    assert (settings.arch, settings.epochs, settings.max_steps_per_epoch) == ("fernet40", 3, 8)
+    assert settings.init_from == str(SHIPPED_FAST_MODEL_PATH)
 
     observed: list[tuple[str, int]] = []
     deadline = time.monotonic() + 300  # a cap for a stuck run; a busy machine takes 2-3 minutes
@@ -144,10 +144,12 @@ def test_a_failed_run_shows_its_error_and_no_traceback(isolated_runs_dir: Path) 
 
 def test_only_models_of_the_chosen_architecture_are_offered_to_start_from() -> None:
     at = open_page()
+    at.selectbox(key="train_arch").set_value("fernet40").run()
+    assert at.selectbox(key="train_init_from").options == ["Random weights", "Shipped fast model"]
     at.selectbox(key="train_arch").set_value("fernet").run()
-    assert at.selectbox(key="train_init_from").options == ["Random weights", "Shipped default model"]
-    at.selectbox(key="train_arch").set_value("tiny").run()
-    assert at.selectbox(key="train_init_from").options == ["Random weights"]  # the shipped model is a fernet
+    assert at.selectbox(key="train_init_from").options == ["Random weights"]  # the shipped fast model is a fernet40
+    at.selectbox(key="train_arch").set_value("vgg40").run()  # the quality model is an ensemble: not a start
+    assert at.selectbox(key="train_init_from").options == ["Random weights"]
 
 
 def test_empty_runs_folder_invites_a_first_run() -> None:
@@ -437,10 +439,10 @@ def test_on_the_demo_set_a_quick_demo_fills_the_form_with_a_run_that_learns_in_a
     assert any("**Quick demo**" in caption.value for caption in at.caption)
     at.button(key="train_quick_demo").click().run()
     assert not at.exception, at.exception
-    assert at.selectbox(key="train_arch").value == "fernet"
+    assert at.selectbox(key="train_arch").value == "fernet40"
     assert at.number_input(key="train_epochs").value == 3
     assert at.number_input(key="train_max_steps_per_epoch").value == 8
-    assert at.selectbox(key="train_init_from").value == "Shipped default model"
+    assert at.selectbox(key="train_init_from").value == "Shipped fast model"
 
     at.sidebar.radio(key="data_source_choice").set_value(f"FER2013 at {tmp_path / 'fer2013'}").run()
     assert not at.exception, at.exception  # offered on the demo set only:

@@ -9,6 +9,7 @@ the problem, and the other photos of the same upload are still shown.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, Protocol
 
@@ -20,7 +21,7 @@ import streamlit as st
 from app.charts.predictions import probability_chart
 from app.models import classifier_or_stop, detection_ui, model_caption_ui, model_picker_ui, model_version
 from app.state import cached_detector, confidence_threshold_ui, escape_markdown, or_stop, printable
-from fer_core.analysis import ImageAnalysis, analyze_image, face_records, records_to_csv, records_to_json
+from fer_core.analysis import ImageAnalysis, analyze_image, face_records, records_to_csv
 from fer_core.detect import PHOTO_PRESET, DetectionPreset
 from fer_core.draw import draw_predictions, face_caption, scale_predictions
 from fer_core.errors import InvalidImageError
@@ -62,6 +63,13 @@ class PhotoSettings(NamedTuple):
     threshold: float
     preset: DetectionPreset
     tta: bool
+
+
+class PhotoRow(NamedTuple):
+    """A face record of the photo downloads, with how its photo's annotated PNG is scaled (JSON only)."""
+
+    record: FaceRecord
+    png_scale: int
 
 
 def settings_ui() -> PhotoSettings:
@@ -165,8 +173,8 @@ def annotated_png(data: bytes, faces: Sequence[FacePrediction], threshold: float
     return build
 
 
-def render_photo(position: int, result: PhotoResult, data: bytes, settings: PhotoSettings) -> list[dict[str, Any]]:
-    """One photo's section; returns its face records for the downloads."""
+def render_photo(position: int, result: PhotoResult, data: bytes, settings: PhotoSettings) -> list[PhotoRow]:
+    """One photo's section; returns its face records for the downloads, each with its annotated PNG's scale."""
     key = f"{position}-{result.digest[:12]}"
     name = escape_markdown(printable(result.name))  # a file name is shown as typed, never as markdown
     if result.error is not None or result.analysis is None or result.display_bgr is None:
@@ -230,7 +238,7 @@ def render_photo(position: int, result: PhotoResult, data: bytes, settings: Phot
                 _face_cards(faces, settings.threshold, key)
     records = face_records(analysis, printable(result.name), threshold=settings.threshold, whole_image=whole_image)
     # The JSON says how the annotated PNG relates to the boxes (the CSV keeps its columns).
-    return [{**record, "annotated_png_scale": scale} for record in records]
+    return [PhotoRow(record, scale) for record in records]
 
 
 def _no_face_ui(analysis: ImageAnalysis, name: str, key: str) -> bool:
@@ -297,7 +305,9 @@ def _stem(name: str) -> str:
     return "".join(character if character.isalnum() or character in "-_" else "_" for character in stem) or "photo"
 
 
-def _summary_ui(container: Any, results: Sequence[PhotoResult], rows: Sequence[FaceRecord]) -> None:
+def _summary_ui(container: Any, results: Sequence[PhotoResult], photo_rows: Sequence[PhotoRow]) -> None:
+    rows = [row.record for row in photo_rows]
+    json_rows = [{**row.record.as_dict(), "annotated_png_scale": row.png_scale} for row in photo_rows]
     failed = sum(result.error is not None for result in results)
     with container:
         first, second, third, downloads = st.columns([1, 1, 1, 3], vertical_alignment="bottom")
@@ -318,7 +328,7 @@ def _summary_ui(container: Any, results: Sequence[PhotoResult], rows: Sequence[F
             )
             right.download_button(
                 "All faces (JSON)",
-                data=records_to_json(rows),
+                data=json.dumps(json_rows, indent=2),
                 file_name="fer-faces.json",
                 mime="application/json",
                 icon=":material/data_object:",
@@ -354,7 +364,7 @@ def main() -> None:
     with st.spinner("Finding and classifying faces..."):
         model_key = (str(info.path), model_version(info.path), settings.preset)
         results = process_uploads(files, predictor, tta=settings.tta, settings_key=model_key)
-    rows: list[FaceRecord] = []
+    rows: list[PhotoRow] = []
     for position, (file, result) in enumerate(zip(files, results, strict=True)):
         rows += render_photo(position, result, file.getvalue(), settings)
     _summary_ui(summary, results, rows)

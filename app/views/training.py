@@ -34,7 +34,7 @@ from fer_core.errors import FerError
 from fer_core.inference import describe_model
 from fer_core.labels import EMOTIONS
 from fer_core.models import architectures
-from fer_core.settings import SHIPPED_MODEL_PATH, default_runs_dir
+from fer_core.settings import SHIPPED_FAST_MODEL_PATH, SHIPPED_MODEL_PATH, default_runs_dir
 from training import launcher, promote, runs
 from training.config import ARCH_LEARNING_RATES, FIELDS, TrainConfig, kind_of, option
 from training.model_files import check_keras_file
@@ -75,12 +75,13 @@ PHASE_TEXT = {
 }
 PERCENT_FORMAT = "%.1f%%"  # tables show shares of 0-100 with one decimal, as percent() does
 RANDOM_START = "Random weights"
-SHIPPED_START = "Shipped default model"
+SHIPPED_START = "Shipped fast model"  # the shipped models a run of their architecture can start from
+SHIPPED_STARTS = {"Shipped quality model": SHIPPED_MODEL_PATH, SHIPPED_START: SHIPPED_FAST_MODEL_PATH}
 DEFAULT_SETTINGS = "Default settings"
 SETTINGS_SOURCE_KEY = "train_settings_source"
 # A run on the demo set that visibly learns in about a minute: the shipped model fine-tuned (measured:
 # validation 74% -> 87% over the 3 epochs, test 92%, 83 s on 2 busy CPU cores). The README suggests it too.
-QUICK_DEMO_ARCH = "fernet"
+QUICK_DEMO_ARCH = "fernet40"  # the shipped fast model's architecture
 QUICK_DEMO_SETTINGS: dict[str, Any] = {"epochs": 3, "batch_size": 64, "lr": None, "max_steps_per_epoch": 8}
 VAL_ACCURACY_HELP = (
     "Validation accuracy of the model this run kept, the one Use this model serves: the best epoch's "
@@ -177,8 +178,9 @@ def start_choices(arch: str, snapshots: Sequence[RunSnapshot]) -> dict[str, str]
     """Models a new ``arch`` run may start from: random weights, the shipped default and every run
     of the same architecture that has saved a model (label -> path, "" for random)."""
     choices = {RANDOM_START: ""}
-    if SHIPPED_MODEL_PATH.is_file() and describe_model(SHIPPED_MODEL_PATH).card.arch == arch:
-        choices[SHIPPED_START] = str(SHIPPED_MODEL_PATH)
+    for label, shipped in SHIPPED_STARTS.items():
+        if shipped.is_file() and describe_model(shipped).card.arch == arch:
+            choices[label] = str(shipped)
     for snapshot in snapshots:  # newest first
         model_path = snapshot.run.model_path()
         usable = snapshot.config is not None and not snapshot.status.diverged
@@ -321,12 +323,12 @@ def copy_settings_ui(snapshots: Sequence[RunSnapshot]) -> None:
 def quick_demo_ui(source: str, snapshots: Sequence[RunSnapshot]) -> None:
     """On the demo set: a button that fills the form with a run that visibly learns in about a minute
     (fine-tuning the shipped model; from random weights, a short run on the demo set stays near chance)."""
-    shipped_fernet = SHIPPED_START in start_choices(QUICK_DEMO_ARCH, snapshots)
-    if source != DEMO_SOURCE or not shipped_fernet:
+    shipped_fast = SHIPPED_START in start_choices(QUICK_DEMO_ARCH, snapshots)
+    if source != DEMO_SOURCE or not shipped_fast:
         return
     info, button = st.columns([3, 1], vertical_alignment="center")
     info.caption(
-        f"**Quick demo**: fine-tune the shipped model for {QUICK_DEMO_SETTINGS['epochs']} short epochs "
+        f"**Quick demo**: fine-tune the shipped fast model for {QUICK_DEMO_SETTINGS['epochs']} short epochs "
         f"({QUICK_DEMO_SETTINGS['max_steps_per_epoch']} steps each, about a minute on a laptop): the curves rise "
         "from about 70% to about 90%. From random weights a short run stays near chance (14%)."
     )
