@@ -70,7 +70,9 @@ def main() -> int:
     import streamlit_webrtc
 
     # AppTest has no browser to stream from: the page gets a stand-in for the WebRTC component.
-    streamlit_webrtc.webrtc_streamer = lambda key, **kwargs: SimpleNamespace(state=SimpleNamespace(playing=False))
+    streamlit_webrtc.webrtc_streamer = lambda key, **kwargs: SimpleNamespace(
+        state=SimpleNamespace(playing=False, signalling=False)
+    )
     live = page("live.py")
     session = live.session_state["live_session"]
     for _ in range(5):
