@@ -165,7 +165,7 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
         shown = declared.default_text or (
             {True: "on", False: "off"}.get(default) if kind_of(name) == "bool" else default
         )
-        help_text = f"{declared.help} (default {shown})"
+        help_text = f"{declared.help} (default {shown})".replace("%", "%%")  # argparse formats help with %
         if kind_of(name) == "bool":
             parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
             continue
