@@ -203,9 +203,32 @@ def start_tensorflow(*, verbose: bool) -> None:
         tf.config.list_physical_devices("GPU")
 
 
+def requested_backend(args: argparse.Namespace) -> str:
+    """The Keras backend a train or resume command will use: its flag, its --config file, or the run's
+    own settings; ``tensorflow`` when none says (or what says cannot be read: the command reports that)."""
+    from training.config import ConfigError, load_config_file
+    from training.runs import RecordError, Run
+
+    try:
+        if args.command == "train":
+            if args.backend is not None:
+                return str(args.backend)
+            if args.into is not None:
+                return Run(args.into).config().settings.backend
+            if args.config:
+                return load_config_file(args.config).backend
+        if args.command == "resume" and is_run_folder(args.run):
+            return Run(args.run).config().settings.backend
+    except (ConfigError, RecordError, OSError):
+        pass
+    return "tensorflow"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     native_log.VERBOSE = args.verbose
+    if requested_backend(args) == "jax":
+        os.environ["KERAS_BACKEND"] = "jax"  # before anything imports Keras (select_backend checks it again)
     if args.command in TENSORFLOW_COMMANDS:
         start_tensorflow(verbose=args.verbose)
     try:
