@@ -51,7 +51,10 @@ def model_choices(page: str = "photos") -> dict[str, Path]:
     newest first."""
     current = current_model(page)
     choices = {f"{CURRENT_PREFIX}{_model_label(current)}": current.path}
-    for label, shipped in (("Shipped quality", SHIPPED_MODEL_PATH), ("Shipped fast", SHIPPED_FAST_MODEL_PATH)):
+    for label, shipped in (
+        ("Shipped quality model", SHIPPED_MODEL_PATH),
+        ("Shipped fast model", SHIPPED_FAST_MODEL_PATH),
+    ):
         if shipped.is_file() and current.path.resolve() != shipped.resolve():
             choices[label] = shipped
     runs_dir = default_runs_dir()
@@ -78,11 +81,7 @@ def _model_label(info: ModelInfo) -> str:
     if info.kind == "promoted":
         return f"promoted run {info.card.run}" if info.card.run else "promoted model"
     if info.kind == "shipped":
-        return (
-            "shipped fast model"
-            if info.path.resolve() == SHIPPED_FAST_MODEL_PATH.resolve()
-            else "shipped quality model"
-        )
+        return shipped_name(info)
     return info.path.name
 
 
@@ -171,13 +170,19 @@ def smoothing_ui(page: str) -> float:
     )
 
 
+def shipped_name(info: ModelInfo) -> str:
+    """``shipped fast model`` or ``shipped quality model``."""
+    fast = info.path.resolve() == SHIPPED_FAST_MODEL_PATH.resolve()
+    return "shipped fast model" if fast else "shipped quality model"
+
+
 def model_caption(info: ModelInfo) -> str:
     """One markdown line: which model (promoted run, shipped default, a run) and what it learnt from."""
     card = info.card
     if info.kind == "promoted":
         who = f"**promoted run** `{card.run}`" if card.run else "**promoted model**"
     elif info.kind == "shipped":
-        who = "**provisional shipped default**" if info.provisional else "**shipped default**"
+        who = f"**provisional {shipped_name(info)}**" if info.provisional else f"**{shipped_name(info)}**"
         who += f" (`{_display_path(info.path)}`)"
     else:
         who = f"`{_display_path(info.path)}`"

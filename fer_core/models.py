@@ -126,7 +126,9 @@ def build_fernet40(
     return _vgg_trunk((input_size, input_size, 1), num_classes, width, dropout_rate, name="fernet40")
 
 
-@register("vgg40", "Quality (photos, video, batch): a wider VGG trunk (48-384) on 40x40 crops; served on ten crops")
+@register(
+    "vgg40", "Quality (photos, video, batch): a wider VGG trunk (48-384) on 40x40 crops; served on its --tta views"
+)
 def build_vgg40(
     num_classes: int = NUM_CLASSES, width: int = 48, dropout_rate: float = 0.4, input_size: int = CROP_SIZE
 ) -> keras.Model:

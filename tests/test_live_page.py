@@ -96,7 +96,7 @@ def test_page_shows_the_settings_and_waits_for_the_camera(
     assert page.title[0].value == "Live"
     # Live's default is the shipped fast model; the quality one is offered beside it
     assert str(page.sidebar.selectbox(key="live_model").value).startswith("Current: shipped fast model")
-    assert page.sidebar.selectbox(key="live_model").options[:2] == ["✓ Shipped fast model", "Shipped quality"]
+    assert page.sidebar.selectbox(key="live_model").options[:2] == ["✓ Shipped fast model", "Shipped quality model"]
     assert page.sidebar.slider(key="live_threshold").value == 40
     assert page.sidebar.slider(key="live_smoothing").value == pytest.approx(0.6)
     assert page.sidebar.slider(key="live_min_face").value == VIDEO_PRESET.min_face_size  # from the preset
@@ -256,4 +256,4 @@ def test_the_sidebar_model_choices_are_short_enough_to_show_a_runs_whole_name() 
     assert short_model_label("Current: promoted run 20261204-153724-fernet") == "✓ 20261204-153724-fernet"
     assert short_model_label("Current: shipped fast model") == "✓ Shipped fast model"
     assert short_model_label("Run 20261204-153724-tiny") == "20261204-153724-tiny"
-    assert short_model_label("Shipped quality") == "Shipped quality"
+    assert short_model_label("Shipped quality model") == "Shipped quality model"

@@ -131,7 +131,11 @@ def test_crop_mixup_erasing_and_views_train_export_and_serve(tmp_path: Path) -> 
     assert any(layer.name == "mean_of_views" for layer in served.layers)  # two views averaged
     _, probabilities = _served_model(run_dir)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-4)
-    assert json.loads((run_dir / "metrics.json").read_text())["accuracy"] >= 0.0
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert set(metrics["per_class"]) == {"angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"}
+    assert metrics["n"] > 0 and sum(map(sum, metrics["confusion"])) == metrics["n"]  # the served copy ran on them
+    record = json.loads((run_dir / "model.tflite.json").read_text())
+    assert record["max_difference"] <= record["tolerance"]  # the LiteRT copy agrees with the views model
 
     # a student distilled from that run: its served model, views and all, is the teacher
     student = _train(tmp_path, "--crop", "40", "--distill-from", str(run_dir))
@@ -185,3 +189,19 @@ def test_one_demo_epoch_under_jax_then_export_and_serve(tmp_path: Path) -> None:
     assert (run_dir / "model.tflite").is_file()  # exported by the TensorFlow finish step
     _, probabilities = _served_model(run_dir)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_the_neutral_graph_trains_with_augmentation_off_and_crops_to_the_network() -> None:
+    from fer_core.models import build_model
+    from training.neutral import build_augmenter, build_distillation_model, build_training_model, trained_backbone
+
+    network = build_model("tiny", input_size=40)
+    plain = build_training_model(network, None)  # --no-augment
+    assert plain.input_shape == (None, 48, 48, 1) and plain.output_shape == (None, 7)
+    assert trained_backbone(plain).input_shape == (None, 40, 40, 1)
+    faces = np.random.default_rng(4).uniform(0, 255, (2, 48, 48, 1)).astype(np.float32)
+    np.testing.assert_allclose(plain(faces, training=False), network(faces[:, 4:44, 4:44], training=False), atol=1e-6)
+    teacher = build_model("tiny")
+    distill = build_distillation_model(build_model("tiny", input_size=40), [teacher], build_augmenter(0))
+    assert distill.output_shape == (None, 14)  # the student's 7, then the teachers' mean 7

@@ -228,7 +228,7 @@ def test_camera_photo_is_processed(promoted, group) -> None:
 def test_page_uses_the_promoted_model_when_there_is_one(model_files, isolated_runs_dir, monkeypatch, fer_crop) -> None:
     monkeypatch.setattr(inference, "SHIPPED_MODEL_PATH", model_files["happy"])
     at = upload(run_page(), [("crop.jpg", fer_crop)])
-    assert "shipped default" in at.caption[0].value
+    assert "shipped quality model" in at.caption[0].value
     assert list(face_tables(at)[0]["label"]) == ["happy"]
 
     copy_model(model_files["surprise"], isolated_runs_dir / "promoted.keras")
@@ -358,7 +358,7 @@ def test_a_corrupt_promoted_model_falls_back_to_the_shipped_one_with_a_warning(
     at = upload(run_page(), [("group.png", group[0])])
     assert not at.exception and not at.error
     assert "promoted.keras cannot be used" in at.warning[0].value and "shipped default instead" in at.warning[0].value
-    assert "shipped default" in at.caption[0].value
+    assert "shipped quality model" in at.caption[0].value
     assert set(face_tables(at)[0]["label"]) == {"happy"}  # the shipped stand-in, not the broken promoted model
 
 

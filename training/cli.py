@@ -459,6 +459,12 @@ def cmd_average(args: argparse.Namespace) -> int:
     split = _validation_split(paths, seed=args.seed, val_fraction=args.val_fraction)
     train, val = _checked_split(args.data, split)
     models = [load_keras_model(path) for path in paths]
+    for path, model in zip(paths, models, strict=True):
+        if "backbone" in {layer.name for layer in model.layers}:  # a checkpoint of the neutral path
+            raise ValueError(
+                f"{path} is a training graph (augmentation, crop or teachers around the network): average the "
+                "runs' exported model.keras files instead"
+            )
 
     inputs = [
         {"model": str(path), "val_accuracy": accuracy_on(model, val)} for path, model in zip(paths, models, strict=True)

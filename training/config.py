@@ -164,7 +164,8 @@ class TrainConfig:
     crop: int = _option(
         48,
         "train on random crops of this size (40: about 31% less compute per face); the served model averages "
-        "its test-time views of the 48x48 face (see --tta)",
+        "its test-time views of the 48x48 face (see --tta). 48 means the architecture's own input: 40 for the "
+        "*40 architectures",
         label="Training crop",
         minimum=16,
         maximum=48,

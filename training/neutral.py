@@ -135,7 +135,8 @@ def build_training_model(backbone: Any, augmenter: Any) -> Any:
 
     inputs = keras.Input(shape=(FACE_SIZE, FACE_SIZE, 1), name="gray_face")
     named = keras.Model(backbone.input, backbone.output, name=BACKBONE)
-    outputs = named(centre_crop(augmenter(inputs), input_size(backbone)))
+    augmented = inputs if augmenter is None else augmenter(inputs)  # None: augmentation off
+    outputs = named(centre_crop(augmented, input_size(backbone)))
     return keras.Model(inputs, outputs, name=f"train_{backbone.name}")
 
 
@@ -154,7 +155,7 @@ def build_distillation_model(student: Any, teachers: Sequence[Any], augmenter: A
     import keras
 
     inputs = keras.Input(shape=(FACE_SIZE, FACE_SIZE, 1), name="gray_face")
-    augmented = augmenter(inputs)
+    augmented = inputs if augmenter is None else augmenter(inputs)  # None: augmentation off
     cropped = centre_crop(augmented, input_size(student))
     teacher_outputs = []
     for index, teacher in enumerate(teachers):

@@ -723,7 +723,8 @@ def export_model(checkpoint: Path, destination: Path, arch: str, *, tta: str = "
     if tta == "none" and size == FACE_SIZE:
         save_model_atomic(clean, destination)
     else:
-        save_model_atomic(with_views(clean, "center" if tta == "none" else tta, name=arch), destination)
+        # named arch_views, not arch: `average` rebuilds a model named after a registered architecture
+        save_model_atomic(with_views(clean, "center" if tta == "none" else tta), destination)
 
 
 def predict_probabilities(model: Any, images: npt.NDArray[np.uint8], batch_size: int = 512) -> npt.NDArray[np.float32]:

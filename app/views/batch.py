@@ -626,11 +626,11 @@ def batch_page(info: ModelInfo, settings: BatchSettings | None, jobs_dir: Path) 
         if st.session_state.get(FRAGMENT_RAN_KEY):
             st.rerun()  # a job started or ended: the refresh interval changes too
     st.session_state[FRAGMENT_RAN_KEY] = True
-    if is_admin():
-        with st.expander("New job", expanded=not jobs, icon=":material/add_circle:"):
-            new_job_ui(info, settings, busy)
-    else:
-        admin_only_note("start, stop, resume or delete batch jobs (their results can be opened and downloaded)")
+    if not is_admin():  # jobs hold other people's files and server paths: admins only, results included
+        admin_only_note("run batch jobs or open their results")
+        return
+    with st.expander("New job", expanded=not jobs, icon=":material/add_circle:"):
+        new_job_ui(info, settings, busy)
     st.header("Jobs")
     if not jobs:
         st.info(f"No jobs yet in `{printable(str(jobs_dir))}`. Choose an input above and press **Start**.")

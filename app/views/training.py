@@ -651,7 +651,10 @@ def promoted_ui() -> None:
         unpromote_button()
         return
     if card is None:
-        st.caption("The Live, Photos and Video pages use the **shipped default model**. Promote a run's model below.")
+        st.caption(
+            "Live uses the **shipped fast model**; Photos, Video and Batch the **shipped quality model**. "
+            "Promote a run's model below to use it on every page."
+        )
         return
     promoted_at = moment(card.promoted_at)
     when = promoted_at.strftime("%Y-%m-%d %H:%M") if promoted_at else "?"

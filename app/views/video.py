@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from app.access import visitor_key
+from app.access import is_admin, visitor_key
 from app.charts.live import clip_timeline_figure, time_by_emotion_figure
 from app.limits import video_analysis_slot
 from app.models import (
@@ -195,14 +195,15 @@ def limit_messages(result: ClipResult) -> list[str]:
     if result.capped:
         length = f"is {info.duration_s:.0f} s long" if info.duration_s else "is longer than that"
         messages.append(
-            f"The clip {length}; the first {MAX_SECONDS:.0f} s were analysed. The Batch page analyses whole clips."
+            f"The clip {length}; the first {MAX_SECONDS:.0f} s were analysed."
+            + (" The Batch page analyses whole clips." if is_admin() else "")
         )
     if result.frame_limit is not None:
         messages.append(
             f"The clip's frames are {info.width}x{info.height} ({info.width * info.height / 1e6:.1f} megapixels): "
             f"the page analyses up to {result.frame_limit:,} frames of that size, the first "
-            f"{result.analysed_s:.1f} s here. Scale the clip down to analyse more of it, or use "
-            "the Batch page, which analyses whole clips."
+            f"{result.analysed_s:.1f} s here. Scale the clip down to analyse more of it"
+            + (", or use the Batch page, which analyses whole clips." if is_admin() else ".")
         )
     return messages
 
@@ -291,7 +292,9 @@ def results_ui(result: ClipResult, name: str) -> None:
 
 
 def batch_link_ui() -> None:
-    """One line: clips longer than the cap go to the Batch page."""
+    """One line for an admin: clips longer than the cap go to the Batch page (visitors cannot run jobs)."""
+    if not is_admin():
+        return
     label = f"Clips longer than {MAX_SECONDS:.0f} s: the Batch page analyses them whole, in the background."
     try:
         st.page_link("views/batch.py", label=label, icon=":material/folder_copy:")
