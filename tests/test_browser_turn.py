@@ -181,9 +181,14 @@ def test_live_frames_come_back_annotated_through_the_turn_relay_only(
             browser.close()
     log = turn_server.log()
     assert re.search(r"ALLOCATE processed, success", log), log[-3000:]  # the browser took a relay address
-    assert re.search(r"peer usage: realm=<fer.test>, username=<fer>, rp=[1-9]", log) or re.search(
-        r"usage: realm=<fer.test>, username=<fer>, rp=[1-9]", log
-    ), log[-3000:]  # and media went through it
+    # and media went through it: coturn writes the session's usage line (relayed packets, rp) when the
+    # browser's allocation ends, which can be just after the browser closes, so wait for the line
+    usage = re.compile(r"usage: realm=<fer.test>, username=<fer>, rp=[1-9]")
+    deadline = time.monotonic() + 30
+    while not usage.search(log) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        log = turn_server.log()
+    assert usage.search(log), log[-3000:]
 
 
 def test_a_wrong_turn_password_gets_a_clear_message_not_an_endless_spinner(
