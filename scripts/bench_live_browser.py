@@ -1,5 +1,5 @@
 """Benchmark: the Live page end to end, as a user gets it. The real app server and headless Chromium with a
-fake camera (640x480 at 15 fps: real FER2013 faces drifting over a textured background) on this machine.
+fake camera (640x480 at ``--fps``, 30 by default: real FER2013 faces drifting over a textured background) on this machine.
 
 For one tab, then two tabs at once (two browser contexts), after a warm-up it samples for ``--seconds``:
 
@@ -45,12 +45,12 @@ sys.path.insert(0, str(PROJECT_ROOT))
 
 from fer_core.settings import fer2013_location  # noqa: E402
 
-WIDTH, HEIGHT, FPS = 640, 480, 15
+WIDTH, HEIGHT = 640, 480
 COUNT_PATTERN = re.compile(r"([\d,]+) frames (?:analysed|processed) this session")
 TIMING_LABELS = ("ms per frame", "Processing")  # this version's panel, and the one before LiteRT
 
 
-def camera_file(fer2013: Path, folder: Path, seconds: int = 6) -> Path:
+def camera_file(fer2013: Path, folder: Path, fps: int, seconds: int = 6) -> Path:
     """A looping .y4m: FER2013 test faces (a different one each second) drifting over a textured canvas."""
     rng = np.random.default_rng(0)
     ys, xs = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float32)
@@ -63,11 +63,11 @@ def camera_file(fer2013: Path, folder: Path, seconds: int = 6) -> Path:
     faces = [cv2.imread(str(file), cv2.IMREAD_GRAYSCALE) for file in files]
     path = folder / "camera.y4m"
     with path.open("wb") as handle:
-        handle.write(f"YUV4MPEG2 W{WIDTH} H{HEIGHT} F{FPS}:1 Ip A1:1 C420jpeg\n".encode("ascii"))
-        for index in range(seconds * FPS):
+        handle.write(f"YUV4MPEG2 W{WIDTH} H{HEIGHT} F{fps}:1 Ip A1:1 C420jpeg\n".encode("ascii"))
+        for index in range(seconds * fps):
             frame = background.copy()
-            x = 230 + round(70 * np.sin(2 * np.pi * index / (seconds * FPS)))
-            frame[150:330, x : x + 180] = cv2.resize(faces[index // FPS % len(faces)], (180, 180))
+            x = 230 + round(70 * np.sin(2 * np.pi * index / (seconds * fps)))
+            frame[150:330, x : x + 180] = cv2.resize(faces[index // fps % len(faces)], (180, 180))
             handle.write(
                 b"FRAME\n" + cv2.cvtColor(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR), cv2.COLOR_BGR2YUV_I420).tobytes()
             )
@@ -179,6 +179,8 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=fer2013_location(), help="FER2013 (faces for the camera)")
     parser.add_argument("--seconds", type=float, default=20.0, help="sampling time per case (default 20)")
     parser.add_argument("--warmup", type=float, default=8.0, help="streaming time before sampling (default 8)")
+    parser.add_argument("--fps", type=int, default=30, help="the fake camera's frame rate (default 30)")
+    parser.add_argument("--tabs", default="1,2", help="the cases, as numbers of tabs at once (default 1,2)")
     args = parser.parse_args()
     chromium = os.environ.get("FER_CHROMIUM") or shutil.which("chromium")
     if chromium is None or args.data is None:
@@ -187,7 +189,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as scratch, sync_playwright() as playwright:
         folder = Path(scratch)
-        camera = camera_file(args.data, folder)
+        camera = camera_file(args.data, folder, args.fps)
         browser = playwright.chromium.launch(
             executable_path=chromium,
             headless=True,
@@ -204,7 +206,7 @@ def main() -> int:
             first_page_s = time.perf_counter() - started
             rows = []
             live_ready_s = float("nan")
-            for tabs in (1, 2):
+            for tabs in (int(number) for number in args.tabs.split(",")):
                 pages = []
                 for _ in range(tabs):
                     tab_context = browser.new_context(viewport={"width": 1400, "height": 1000})
@@ -220,7 +222,7 @@ def main() -> int:
                     page.context.close()
             memory = resident_mb(server.pid)
         browser.close()
-    print(f"project: {args.project}  (commit {git_commit(args.project)})")
+    print(f"project: {args.project}  (commit {git_commit(args.project)}), camera {WIDTH}x{HEIGHT} at {args.fps} fps")
     print(
         f"first rendered page {first_page_s:.1f} s after the server started; the Live page ready (model loaded) "
         f"{live_ready_s:.1f} s after opening it; server memory after Live {memory:.0f} MB\n"

@@ -156,14 +156,21 @@ def build_distillation_model(student: Any, teachers: Sequence[Any], augmenter: A
 
     inputs = keras.Input(shape=(FACE_SIZE, FACE_SIZE, 1), name="gray_face")
     augmented = inputs if augmenter is None else augmenter(inputs)  # None: augmentation off
-    cropped = centre_crop(augmented, input_size(student))
+    crops = {FACE_SIZE: augmented}  # one crop layer per input size, shared by the networks taking it
+
+    def crop_for(network: Any) -> Any:
+        size = input_size(network)
+        if size not in crops:
+            crops[size] = centre_crop(augmented, size)
+        return crops[size]
+
+    cropped = crop_for(student)
     teacher_outputs = []
     for index, teacher in enumerate(teachers):
         teacher.trainable = False
         named = keras.Model(teacher.input, teacher.output, name=f"teacher_{index}")
         named.trainable = False
-        source = augmented if input_size(teacher) == FACE_SIZE else centre_crop(augmented, input_size(teacher))
-        teacher_outputs.append(named(source, training=False))
+        teacher_outputs.append(named(crop_for(teacher), training=False))
     teacher_mean = teacher_outputs[0] if len(teacher_outputs) == 1 else keras.layers.Average()(teacher_outputs)
     student_output = keras.Model(student.input, student.output, name=BACKBONE)(cropped)
     outputs = keras.layers.Concatenate(dtype="float32")(
