@@ -95,6 +95,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from fer_core.detect import LANDMARK_COLUMNS, MIN_FACE_RANGE, PHOTO_PRESET, VIDEO_PRESET, DetectionPreset
 from fer_core.errors import FerError
 from fer_core.face_table import FACE_COLUMNS, PHOTO, PROBABILITY_COLUMNS, VIDEO, FaceRecord
+from fer_core.files import is_temporary, replace_atomically
 from fer_core.images import MAX_PIXELS
 from fer_core.labels import DEFAULT_THRESHOLD, EMOTIONS, UNCERTAIN
 from fer_core.tracking import DEFAULT_SMOOTHING
@@ -726,23 +727,16 @@ def faces_table(records: Sequence[FaceRecord], segment: int = 0) -> pa.Table:
 # --- the job folder
 
 
-def _write_atomic(path: Path, write: Callable[[Path], object]) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
 def _write_json(path: Path, data: Any) -> None:
-    _write_atomic(path, lambda temporary: temporary.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8"))
+    replace_atomically(
+        path, lambda temporary: temporary.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    )
 
 
 def _write_parquet(path: Path, table: pa.Table) -> None:
     import pyarrow.parquet as pq
 
-    _write_atomic(path, lambda temporary: pq.write_table(table, temporary))
+    replace_atomically(path, lambda temporary: pq.write_table(table, temporary))
 
 
 def write_part(out_dir: Path, result: UnitResult) -> None:
@@ -1170,8 +1164,9 @@ class _Job:
 
     def run(self) -> BatchSummary:
         (self.folder / STOP_FILE).unlink(missing_ok=True)
-        for stale in (self.folder / PARTS_DIR).glob(".*.tmp") if (self.folder / PARTS_DIR).is_dir() else []:
-            stale.unlink(missing_ok=True)
+        for stale in (self.folder / PARTS_DIR).glob(".*") if (self.folder / PARTS_DIR).is_dir() else []:
+            if is_temporary(stale):
+                stale.unlink(missing_ok=True)
         try:
             model = load_model_files(self.settings)
         except FerError as error:  # said in job.json too, for a page that started this job in the background
@@ -1386,7 +1381,7 @@ class _Job:
                     if part.is_file():
                         writer.write_table(pq.read_table(part).cast(schema))
 
-        _write_atomic(self.folder / FACES_FILE, write_faces)
+        replace_atomically(self.folder / FACES_FILE, write_faces)
         files = pa.Table.from_pylist(file_rows(ordered), schema=_files_schema())
         tracks = pa.Table.from_pylist(track_rows(ordered), schema=_tracks_schema())
         _write_parquet(self.folder / FILES_FILE, files)
@@ -1399,9 +1394,9 @@ class _Job:
                     for batch in pq.ParquetFile(self.folder / FACES_FILE).iter_batches():
                         writer.write_batch(batch)
 
-            _write_atomic(self.folder / "faces.csv", write_faces_csv)
-            _write_atomic(self.folder / "files.csv", lambda temporary: pacsv.write_csv(files, temporary))
-            _write_atomic(self.folder / "tracks.csv", lambda temporary: pacsv.write_csv(tracks, temporary))
+            replace_atomically(self.folder / "faces.csv", write_faces_csv)
+            replace_atomically(self.folder / "files.csv", lambda temporary: pacsv.write_csv(files, temporary))
+            replace_atomically(self.folder / "tracks.csv", lambda temporary: pacsv.write_csv(tracks, temporary))
 
 
 def _fingerprint(settings: BatchSettings, model: ModelFiles) -> str:

@@ -28,7 +28,6 @@ import re
 import shutil
 import signal
 import subprocess
-import tempfile
 import threading
 import time
 import zipfile
@@ -48,6 +47,7 @@ from fer_core.batch import (
     request_stop,
 )
 from fer_core.errors import FerError
+from fer_core.files import write_text_atomically
 from fer_core.settings import PROJECT_ROOT, default_runs_dir
 
 JOBS_ENV = "FER_JOBS_DIR"
@@ -251,15 +251,7 @@ def _spawn(job: Job) -> None:
 
 
 def _write_launch(job: Job, data: dict[str, Any]) -> None:
-    handle, temporary = tempfile.mkstemp(dir=job.path, prefix=f".{LAUNCH_FILE}.")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(data, stream, indent=2)
-        os.replace(temporary, job.path / LAUNCH_FILE)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            Path(temporary).unlink()
-        raise
+    write_text_atomically(job.path / LAUNCH_FILE, json.dumps(data, indent=2))
 
 
 def _process_alive(pid: Any) -> bool:

@@ -25,6 +25,7 @@ from fer_core import native_log
 from fer_core.batch import DEFAULT_SEGMENT_S
 from fer_core.detect import DETECTORS, MIN_FACE_RANGE, PHOTO_PRESET, VIDEO_PRESET, DetectionPreset
 from fer_core.errors import FerError
+from fer_core.files import write_text_atomically
 from fer_core.images import MAX_PIXELS
 from fer_core.labels import DEFAULT_THRESHOLD, label_text
 from fer_core.tracking import DEFAULT_SMOOTHING
@@ -233,13 +234,10 @@ def _check_writable(option: str, path: Path) -> None:
 
 def _write_text(path: Path, text: str) -> None:
     """Write through a temporary file beside ``path``: a failed write leaves what was there."""
-    partial = path.with_name(f".{path.name}.partial")
     try:
-        partial.write_text(text, encoding="utf-8")
-        os.replace(partial, path)
+        write_text_atomically(path, text)
     except OSError as error:
-        partial.unlink(missing_ok=True)
-        raise FerError(f"cannot write {path}: {error.strerror or error}") from None
+        raise FerError(str(error)) from None
 
 
 def cmd_predict(args: argparse.Namespace) -> int:

@@ -31,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from fer_core.errors import DatasetError, InvalidImageError
+from fer_core.files import temporary_path
 from fer_core.images import decode_gray
 from fer_core.labels import EMOTIONS, label_from_name
 from fer_core.preprocess import FACE_SIZE, to_gray48
@@ -501,7 +502,7 @@ def _cached(
 
 def _write_cache(entry: Path, dataset: FaceDataset) -> None:
     entry.parent.mkdir(parents=True, exist_ok=True)
-    temporary = entry.with_name(f".{entry.name}.{os.getpid()}.tmp")
+    temporary = temporary_path(entry)
     shutil.rmtree(temporary, ignore_errors=True)
     temporary.mkdir()
     try:

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from fer_core.files import temporary_path
 from fer_core.labels import EMOTIONS
 from fer_core.preprocess import FACE_SIZE
 
@@ -128,7 +129,7 @@ def demo_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     root = Path(cache_dir or default_cache_dir()) / f"demo-v{DEMO_VERSION}"
     if (root / _COMPLETE_MARKER).exists():
         return root
-    temporary = root.with_name(f".{root.name}.{os.getpid()}.tmp")
+    temporary = temporary_path(root)
     shutil.rmtree(temporary, ignore_errors=True)
     try:
         _write_demo_faces(temporary)

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from fer_core.calibration import MAX_TEMPERATURE, MIN_TEMPERATURE
-from fer_core.errors import FileWriteError, ModelLoadError
+from fer_core.errors import ModelLoadError
+from fer_core.files import write_text_atomically
 
 LITE_SUFFIX = ".tflite"
 RECORD_SUFFIX = ".tflite.json"
@@ -124,14 +125,7 @@ def read_record(model_path: str | os.PathLike[str]) -> ServingRecord:
 def write_record(model_path: str | os.PathLike[str], record: ServingRecord) -> Path:
     """Write the record atomically (temporary file, then rename). Returns its path."""
     path = record_path(model_path)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        temporary.write_text(json.dumps(record.to_json(), indent=2) + "\n", encoding="utf-8")
-        os.replace(temporary, path)
-    except OSError as error:  # named for the record, never its temporary name
-        raise FileWriteError(error.errno, f"cannot write {path}: {error.strerror or error}") from error
-    finally:
-        temporary.unlink(missing_ok=True)
+    write_text_atomically(path, json.dumps(record.to_json(), indent=2) + "\n")
     return path
 
 

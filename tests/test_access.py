@@ -17,7 +17,7 @@ from streamlit.testing.v1 import AppTest
 
 from app.access import ADMIN, VISITOR, decide_role, sign_in_configured
 from app.state import DEMO_LABEL, LOCATION_KEY, OTHER_LABEL, SOURCE_KEY
-from fer_core import settings
+from fer_core import run_layout, settings
 from training import runs
 from training.config import TrainConfig
 from training.trainer import create_run
@@ -140,7 +140,7 @@ def button_keys(at: AppTest) -> set[str]:
 def finished_run(runs_dir: Path) -> runs.Run:
     run_dir = create_run(TrainConfig(data="demo", arch="tiny", epochs=1, runs_dir=str(runs_dir)))
     runs.update_status(run_dir, state="finished", started_at=1.0, finished_at=2.0, elapsed_s=1.0)
-    write_served_model(run_dir / runs.EXPORTED_MODEL, b"float32 export")
+    write_served_model(run_dir / run_layout.EXPORTED_MODEL, b"float32 export")
     return runs.Run(run_dir)
 
 

@@ -260,7 +260,7 @@ def test_a_job_killed_with_sigkill_resumes_where_it_was(mixed: Path, reference: 
     assert "resuming" in result.stdout and "by an earlier run" in result.stdout
     job = read_job(out)
     assert job is not None and job.state == "finished" and job.files_skipped >= 1
-    assert not list((out / "parts").glob(".*.tmp"))
+    assert not list((out / "parts").glob(".*.tmp*"))
     pd.testing.assert_frame_equal(sorted_faces(out), sorted_faces(reference))
 
 

@@ -17,7 +17,9 @@ import h5py
 import numpy as np
 import pytest
 
+from fer_core import run_layout
 from fer_core.errors import ModelLoadError
+from fer_core.files import write_json_atomically
 from training import cli, launcher, runs, trainer
 from training.config import TrainConfig
 from training.model_files import (
@@ -112,17 +114,17 @@ def stopped_run(runs_dir: Path, *, last_epoch: int, best_epoch: int | None) -> r
     run_dir = create_run(TrainConfig(data="demo", arch="tiny", epochs=5, runs_dir=str(runs_dir)))
     runs.update_status(run_dir, state="stopped")
     epochs = [{"epoch": epoch, "val_accuracy": 0.1 * epoch} for epoch in range(1, last_epoch + 1)]
-    runs.write_json(run_dir / runs.HISTORY_JSON, {"epochs": epochs, "batches": []})
-    runs.write_json(run_dir / runs.CHECKPOINT_INFO, {"epoch": last_epoch, "best_epoch": best_epoch})
+    write_json_atomically(run_dir / run_layout.HISTORY_JSON, {"epochs": epochs, "batches": []})
+    write_json_atomically(run_dir / run_layout.CHECKPOINT_INFO, {"epoch": last_epoch, "best_epoch": best_epoch})
     return runs.Run(run_dir)
 
 
 def test_resume_falls_back_to_the_best_checkpoint_when_the_last_is_truncated(isolated_runs_dir: Path) -> None:
     run = stopped_run(isolated_runs_dir, last_epoch=3, best_epoch=2)
-    truncated(run.path / runs.LAST_CHECKPOINT)
-    fake_keras_file(run.path / runs.BEST_CHECKPOINT)
+    truncated(run.path / run_layout.LAST_CHECKPOINT)
+    fake_keras_file(run.path / run_layout.BEST_CHECKPOINT)
     start = _resume_point(run.path)
-    assert (start.checkpoint, start.epoch) == (run.path / runs.BEST_CHECKPOINT, 2)
+    assert (start.checkpoint, start.epoch) == (run.path / run_layout.BEST_CHECKPOINT, 2)
     assert [row["epoch"] for row in start.history.epochs] == [1, 2]
     assert start.note is not None
     assert "last.keras is unreadable" in start.note and "resumed from best.keras, the best epoch (2)" in start.note
@@ -132,11 +134,11 @@ def test_resume_without_a_usable_checkpoint_explains_what_to_do(
     isolated_runs_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run = stopped_run(isolated_runs_dir, last_epoch=3, best_epoch=2)
-    truncated(run.path / runs.LAST_CHECKPOINT)
+    truncated(run.path / run_layout.LAST_CHECKPOINT)
     with pytest.raises(ModelLoadError, match=r"cannot resume run .*is truncated or corrupt.*Start a new run"):
         _resume_point(run.path)
     # the same through the command line: the message, no traceback (refused before TensorFlow starts)
-    (run.path / runs.BEST_CHECKPOINT).write_text("not a model either")
+    (run.path / run_layout.BEST_CHECKPOINT).write_text("not a model either")
     assert cli.main(["resume", str(run.path)]) == cli.EXIT_USAGE
     error = capsys.readouterr().err
     assert "error: cannot resume run" in error and "File not found" not in error and "Traceback" not in error

@@ -10,29 +10,32 @@ from typing import Any
 
 import pytest
 
+from fer_core import run_layout
+from fer_core.files import write_json_atomically
+from fer_core.records import ModelCard, RecordError
 from training import cli, promote, runs
 from training.config import TrainConfig
-from training.records import History, ModelCard, RecordError, RunMetrics, RunStatus
+from training.records import History, RunMetrics, RunStatus
 from training.trainer import create_run
 
 # (file, how to break it, what the reason says): the cases the hardening trial found, and a few more.
 BROKEN_FILES = [
-    (runs.STATUS_FILE, {"pid": "abc"}, "status.json: pid must be an integer, got 'abc' (text)"),
-    (runs.STATUS_FILE, {"started_at": "yesterday"}, "status.json: started_at must be a number, got 'yesterday'"),
-    (runs.STATUS_FILE, {"elapsed_s": "long"}, "status.json: elapsed_s must be a number, got 'long' (text)"),
-    (runs.STATUS_FILE, {"state": {}}, "status.json: state must be text, got {} (a table)"),
-    (runs.STATUS_FILE, {"state": "sleeping"}, "status.json: state must be one of queued, running"),
-    (runs.STATUS_FILE, {"pid": -1}, "status.json: pid must be an integer of at least 1, got -1"),
-    (runs.HISTORY_JSON, {"epochs": 5}, "history.json: epochs must be a list, got 5 (an integer)"),
+    (run_layout.STATUS_FILE, {"pid": "abc"}, "status.json: pid must be an integer, got 'abc' (text)"),
+    (run_layout.STATUS_FILE, {"started_at": "yesterday"}, "status.json: started_at must be a number, got 'yesterday'"),
+    (run_layout.STATUS_FILE, {"elapsed_s": "long"}, "status.json: elapsed_s must be a number, got 'long' (text)"),
+    (run_layout.STATUS_FILE, {"state": {}}, "status.json: state must be text, got {} (a table)"),
+    (run_layout.STATUS_FILE, {"state": "sleeping"}, "status.json: state must be one of queued, running"),
+    (run_layout.STATUS_FILE, {"pid": -1}, "status.json: pid must be an integer of at least 1, got -1"),
+    (run_layout.HISTORY_JSON, {"epochs": 5}, "history.json: epochs must be a list, got 5 (an integer)"),
     (
-        runs.HISTORY_JSON,
+        run_layout.HISTORY_JSON,
         {"epochs": [{"epoch": 1, "val_accuracy": "high"}]},
         "history.json: epochs[0]: val_accuracy must be a number, got 'high' (text)",
     ),
-    (runs.CONFIG_FILE, {"settings": [1, 2]}, "config.json: settings: the settings must be a table"),
-    (runs.CONFIG_FILE, {"settings": {"epochs": "x"}}, "config.json: settings: epochs must be an integer"),
-    (runs.METRICS_FILE, {"accuracy": "x", "macro_f1": 0.5, "n": 3}, "metrics.json: accuracy must be a number"),
-    (runs.CHECKPOINT_INFO, {"epoch": "two"}, "checkpoint.json: epoch must be an integer"),
+    (run_layout.CONFIG_FILE, {"settings": [1, 2]}, "config.json: settings: the settings must be a table"),
+    (run_layout.CONFIG_FILE, {"settings": {"epochs": "x"}}, "config.json: settings: epochs must be an integer"),
+    (run_layout.METRICS_FILE, {"accuracy": "x", "macro_f1": 0.5, "n": 3}, "metrics.json: accuracy must be a number"),
+    (run_layout.CHECKPOINT_INFO, {"epoch": "two"}, "checkpoint.json: epoch must be an integer"),
 ]
 
 
@@ -45,7 +48,7 @@ def make_run(runs_dir: Path, **status: Any) -> runs.Run:
 def break_file(run: runs.Run, name: str, change: dict[str, Any]) -> None:
     path = run.path / name
     data = json.loads(path.read_text()) if path.is_file() else {}
-    runs.write_json(path, {**data, **change})
+    write_json_atomically(path, {**data, **change})
 
 
 @pytest.mark.parametrize(("name", "change", "reason"), BROKEN_FILES)
@@ -76,7 +79,7 @@ def test_a_wrong_typed_run_file_makes_that_run_unreadable_and_no_other(
 @pytest.mark.parametrize("content", [b"", b"{not json", b"\xff\xfe", b"[1, 2]"])
 def test_a_status_file_that_is_not_a_json_object_is_unreadable(isolated_runs_dir: Path, content: bytes) -> None:
     run = make_run(isolated_runs_dir)
-    (run.path / runs.STATUS_FILE).write_bytes(content)
+    (run.path / run_layout.STATUS_FILE).write_bytes(content)
     with pytest.raises(RecordError, match=r"status\.json"):
         run.status()
     assert run.summary().state == runs.UNREADABLE
@@ -86,7 +89,7 @@ def test_a_status_file_that_is_not_a_json_object_is_unreadable(isolated_runs_dir
 def test_a_broken_promoted_card_is_an_error_that_names_the_key() -> None:
     promote.promoted_model_path().parent.mkdir(parents=True, exist_ok=True)
     promote.promoted_model_path().write_bytes(b"a model")
-    runs.write_json(promote.promoted_info_path(), {"run": "r", "promoted_at": "yesterday"})
+    write_json_atomically(promote.promoted_info_path(), {"run": "r", "promoted_at": "yesterday"})
     with pytest.raises(RecordError, match=r"promoted\.json: promoted_at must be a number, got 'yesterday'"):
         promote.promoted_info()
     promote.promoted_info_path().unlink()
@@ -122,7 +125,7 @@ def test_negative_or_zero_pids_never_count_as_a_live_trainer(isolated_runs_dir: 
     # which sends nothing, is tried here, so that this test is safe to run against older code too.)
     assert not runs.pid_alive(-1) and not runs.pid_alive(0)
     run = make_run(isolated_runs_dir, state="running", pid=os.getpid())
-    runs.write_json(run.path / runs.STATUS_FILE, {"state": "running", "pid": -1})
+    write_json_atomically(run.path / run_layout.STATUS_FILE, {"state": "running", "pid": -1})
     assert not run.is_active and runs.active_run(isolated_runs_dir) is None
 
 
@@ -134,9 +137,9 @@ def test_times_that_are_not_times_do_not_break_the_training_page(isolated_runs_d
     good = create_run(TrainConfig(data="demo", arch="tiny", runs_dir=str(isolated_runs_dir)))
     odd = create_run(TrainConfig(data="demo", arch="tiny", runs_dir=str(isolated_runs_dir)))
     runs.update_status(good, state="stopped", started_at=1.7e9, elapsed_s=30.0)
-    status = json.loads((odd / runs.STATUS_FILE).read_text())
+    status = json.loads((odd / run_layout.STATUS_FILE).read_text())
     status.update(state="stopped", started_at=1e300, elapsed_s=float("nan"))
-    (odd / runs.STATUS_FILE).write_text(json.dumps(status))
+    (odd / run_layout.STATUS_FILE).write_text(json.dumps(status))
     at = AppTest.from_file("../app/main.py", default_timeout=60)
     at.run()
     at.switch_page("views/training.py").run()

@@ -14,12 +14,15 @@ import numpy as np
 import pytest
 from fakes import write_served_model
 
+from fer_core import run_layout
 from fer_core.errors import DatasetError
+from fer_core.files import write_json_atomically
 from fer_core.inference import describe_model, resolve_model_path
 from fer_core.serving import checked_lite_model, served_files
 from fer_core.settings import promoted_model_path
 from training import cli, launcher, promote, runs
 from training.config import TrainConfig
+from training.records import History
 from training.trainer import _resume_point, check_training_labels, create_run, failure_message, held_out_counts
 
 
@@ -69,7 +72,7 @@ def test_dead_trainer_that_was_asked_to_stop_is_reported_stopped(isolated_runs_d
 
 def test_failure_reason_names_the_error_never_the_traceback(isolated_runs_dir: Path) -> None:
     run = make_run(isolated_runs_dir, "running", pid=dead_pid())
-    (run.path / runs.LOG_FILE).write_text(
+    (run.path / run_layout.LOG_FILE).write_text(
         'Epoch 1/3\nTraceback (most recent call last):\n  File "trainer.py", line 3, in <module>\n'
         "    raise ValueError('boom')\nValueError: the data went missing\n"
     )
@@ -105,7 +108,7 @@ def test_second_training_is_refused_while_one_is_active(isolated_runs_dir: Path)
 def test_stopping_an_in_process_trainer_only_raises_the_flag(isolated_runs_dir: Path) -> None:
     run = make_run(isolated_runs_dir, "running", pid=os.getpid())
     launcher.stop_run(run)  # must not SIGTERM the test process itself
-    assert (run.path / runs.STOP_FLAG).exists()
+    assert (run.path / run_layout.STOP_FLAG).exists()
 
 
 def test_status_updates_merge_instead_of_overwriting(isolated_runs_dir: Path) -> None:
@@ -123,26 +126,26 @@ def test_resume_starts_after_the_epoch_the_checkpoint_holds(isolated_runs_dir: P
         "epochs": [{"epoch": 1, "val_accuracy": 0.2}, {"epoch": 2, "val_accuracy": 0.3}],
         "batches": [{"epoch": 0.5}, {"epoch": 1.0}, {"epoch": 1.5}, {"epoch": 2.0}],
     }
-    runs.write_json(run.path / runs.HISTORY_JSON, history)
-    fake_keras_file(run.path / runs.LAST_CHECKPOINT)
-    runs.write_json(run.path / runs.CHECKPOINT_INFO, {"epoch": 1})  # killed between history and checkpoint
+    write_json_atomically(run.path / run_layout.HISTORY_JSON, history)
+    fake_keras_file(run.path / run_layout.LAST_CHECKPOINT)
+    write_json_atomically(run.path / run_layout.CHECKPOINT_INFO, {"epoch": 1})  # killed between history and checkpoint
     start = _resume_point(run.path)
-    assert (start.checkpoint, start.epoch, start.note) == (run.path / runs.LAST_CHECKPOINT, 1, None)
+    assert (start.checkpoint, start.epoch, start.note) == (run.path / run_layout.LAST_CHECKPOINT, 1, None)
     assert [row["epoch"] for row in start.history.epochs] == [1]
     assert [point["epoch"] for point in start.history.batches] == [0.5, 1.0]
 
 
 def test_resume_point_without_a_checkpoint_starts_over(isolated_runs_dir: Path) -> None:
     run = make_run(isolated_runs_dir, "stopped")
-    assert _resume_point(run.path) == (None, 0, runs.History(), None)
+    assert _resume_point(run.path) == (None, 0, History(), None)
 
 
 def test_promote_copies_the_model_where_the_app_loads_it(isolated_runs_dir: Path) -> None:
     run = make_run(isolated_runs_dir, "finished", pid=dead_pid())
-    (run.path / runs.BEST_CHECKPOINT).write_bytes(b"best")
+    (run.path / run_layout.BEST_CHECKPOINT).write_bytes(b"best")
     with pytest.raises(ValueError, match=r"no model the app can serve yet.*python -m training export"):
         promote.promote_run(run)  # a model without its LiteRT copy: nothing the app could load
-    write_served_model(run.path / runs.EXPORTED_MODEL, b"float32 export")
+    write_served_model(run.path / run_layout.EXPORTED_MODEL, b"float32 export")
     destination = promote.promote_run(run)
     assert destination == promoted_model_path() == isolated_runs_dir / "promoted.keras"
     assert destination.read_bytes() == b"float32 export"
@@ -158,7 +161,7 @@ def test_promote_copies_the_model_where_the_app_loads_it(isolated_runs_dir: Path
 
 def test_promoting_an_unfinished_run_marks_the_model_provisional(isolated_runs_dir: Path) -> None:
     run = make_run(isolated_runs_dir, "stopped", pid=dead_pid())
-    write_served_model(run.path / runs.BEST_CHECKPOINT, b"best so far")
+    write_served_model(run.path / run_layout.BEST_CHECKPOINT, b"best so far")
     promote.promote_run(run)
     card = promote.promoted_info()
     assert card is not None and card.provisional and "stopped" in (card.note or "")
@@ -206,7 +209,7 @@ def test_the_command_line_refuses_a_second_training_in_the_same_runs_folder(
     assert runs.list_runs(isolated_runs_dir) == [live]  # no second folder was made
     config = TrainConfig(data="demo", arch="tiny", runs_dir=str(isolated_runs_dir))
     second = cli._new_run_folder(config, allow_concurrent=True)  # what --allow-concurrent does
-    assert runs.is_run_folder(second) and len(runs.list_runs(isolated_runs_dir)) == 2
+    assert run_layout.is_run_folder(second) and len(runs.list_runs(isolated_runs_dir)) == 2
     runs.update_status(second, state="stopped")
     assert cli.main(["resume", str(second)]) == cli.EXIT_USAGE  # resuming another run waits its turn too
     assert f"{live.name} is still training" in capsys.readouterr().err
@@ -219,7 +222,7 @@ def test_a_run_can_be_deleted_but_never_while_it_trains_nor_the_promoted_models_
     with pytest.raises(ValueError, match="is training: stop it first"):
         launcher.delete_run(training)
     promoted = make_run(isolated_runs_dir, "finished", pid=dead_pid())
-    write_served_model(promoted.path / runs.EXPORTED_MODEL, b"float32 export")
+    write_served_model(promoted.path / run_layout.EXPORTED_MODEL, b"float32 export")
     promote.promote_run(promoted)
     with pytest.raises(ValueError, match="is where the model the app uses comes from"):
         launcher.delete_run(promoted)
@@ -252,13 +255,13 @@ def test_a_run_whose_files_cannot_all_be_removed_is_gone_from_the_runs_and_the_f
     assert f"run {stuck.name} is deleted, but " in message and "epoch-003.keras could not be removed" in message
     assert "Permission denied" in message
     assert not stuck.path.exists() and runs.list_runs(isolated_runs_dir) == []  # listed whole or gone
-    (trash,) = isolated_runs_dir.glob(f"{runs.TRASH_PREFIX}*")
-    assert str(trash) in message and not (trash / runs.CONFIG_FILE).exists()
+    (trash,) = isolated_runs_dir.glob(f"{run_layout.TRASH_PREFIX}*")
+    assert str(trash) in message and not (trash / run_layout.CONFIG_FILE).exists()
 
     monkeypatch.setattr(os, "unlink", real_unlink)
     other = make_run(isolated_runs_dir, "failed", pid=dead_pid())
     launcher.delete_run(other)  # the next delete clears what the last one left
-    assert list(isolated_runs_dir.glob(f"{runs.TRASH_PREFIX}*")) == [] and not other.path.exists()
+    assert list(isolated_runs_dir.glob(f"{run_layout.TRASH_PREFIX}*")) == [] and not other.path.exists()
     assert kept.path.exists()
 
 
@@ -275,13 +278,13 @@ def test_a_run_that_cannot_be_moved_away_stays_whole_and_the_error_names_it(
         launcher.delete_run(run)
     assert str(raised.value) == f"could not delete run {run.name}: {run.path}: Permission denied"
     assert [listed.name for listed in runs.list_runs(isolated_runs_dir)] == [run.name]
-    assert (run.path / runs.CONFIG_FILE).is_file()
+    assert (run.path / run_layout.CONFIG_FILE).is_file()
 
 
 def finished_run_with_accuracy(runs_dir: Path, data: str, accuracy: float) -> runs.Run:
     run_dir = create_run(TrainConfig(data=data, arch="tiny", epochs=3, runs_dir=str(runs_dir)))
     runs.update_status(run_dir, state="finished")
-    runs.write_json(run_dir / runs.METRICS_FILE, {"accuracy": accuracy, "macro_f1": accuracy, "n": 100})
+    write_json_atomically(run_dir / run_layout.METRICS_FILE, {"accuracy": accuracy, "macro_f1": accuracy, "n": 100})
     return runs.Run(run_dir)
 
 

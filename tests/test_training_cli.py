@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 from conftest import PROJECT_ROOT
 
+from fer_core import run_layout
 from fer_core.datasets import resolve_dataset
+from fer_core.files import write_json_atomically
 from fer_core.labels import EMOTIONS
 from training import cli, runs, trainer
 from training.config import TrainConfig
@@ -68,7 +70,7 @@ def test_train_command_fills_the_run_folder_while_readers_poll_it(tmp_path: Path
     reads, versions = 0, set()
     while process.poll() is None:  # a reader like the Training page: never sees half a file
         for run_dir in filter(Path.is_dir, tmp_path.iterdir()):  # the runs folder also holds the launch lock
-            for name in (runs.STATUS_FILE, runs.HISTORY_JSON):
+            for name in (run_layout.STATUS_FILE, run_layout.HISTORY_JSON):
                 try:
                     text = (run_dir / name).read_text()
                 except FileNotFoundError:
@@ -115,7 +117,7 @@ def test_evaluate_reads_a_single_folder_of_class_folders_as_the_named_split(
         folder = tmp_path / "faces" / EMOTIONS[int(faces.labels[index * 30])]
         folder.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(folder / f"{index}.png"), faces.images[index * 30])
-    model = finished_run.path / runs.EXPORTED_MODEL
+    model = finished_run.path / run_layout.EXPORTED_MODEL
     monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path / "cache"))  # keep this throwaway folder out of the shared cache
     code = cli.main(["evaluate", "--model", str(model), "--data", str(tmp_path / "faces"), "--split", "val", "--json"])
     assert code == 0
@@ -137,7 +139,7 @@ def test_init_from_starts_a_run_from_another_runs_weights(finished_run: runs.Run
 
     model = build_model("tiny")
     trainer.load_initial_weights(model, finished_run.path)  # a run folder: its exported model
-    exported = keras.models.load_model(finished_run.path / runs.EXPORTED_MODEL, compile=False)
+    exported = keras.models.load_model(finished_run.path / run_layout.EXPORTED_MODEL, compile=False)
     for copied, original in zip(model.get_weights(), exported.get_weights(), strict=True):
         np.testing.assert_array_equal(copied, original)
 
@@ -148,7 +150,7 @@ def test_init_from_another_architecture_or_nothing_is_a_clear_error(
     from fer_core.models import build_model
 
     with pytest.raises(ValueError, match="does not match the architecture"):
-        trainer.load_initial_weights(build_model("fernet"), finished_run.path / runs.EXPORTED_MODEL)
+        trainer.load_initial_weights(build_model("fernet"), finished_run.path / run_layout.EXPORTED_MODEL)
     code = cli.main(
         ["train", *TINY, "--epochs", "1", "--init-from", str(tmp_path / "missing.keras"), "--run-dir", str(tmp_path)]
     )
@@ -188,7 +190,7 @@ def test_stop_flag_ends_the_run_and_resume_continues_it(
         def on_epoch_end(epoch: int, logs: dict[str, Any] | None = None) -> None:
             epoch_end(epoch, logs)
             if epoch == 0:
-                (run_dir / runs.STOP_FLAG).touch()  # as the page's Stop button does
+                (run_dir / run_layout.STOP_FLAG).touch()  # as the page's Stop button does
 
         recorder.on_epoch_end = on_epoch_end
         return recorder
@@ -199,8 +201,10 @@ def test_stop_flag_ends_the_run_and_resume_continues_it(
     status = run.status()
     assert status.state == "stopped" and status.stop_reason == "stop requested"
     assert [row["epoch"] for row in run.history().epochs] == [1]
-    assert (run.path / runs.BEST_CHECKPOINT).is_file() and run.model_path() == run.path / runs.EXPORTED_MODEL
-    assert not (run.path / runs.STOP_FLAG).exists() and run.metrics() is None
+    assert (
+        run.path / run_layout.BEST_CHECKPOINT
+    ).is_file() and run.model_path() == run.path / run_layout.EXPORTED_MODEL
+    assert not (run.path / run_layout.STOP_FLAG).exists() and run.metrics() is None
 
     monkeypatch.setattr(trainer, "make_recorder", make_recorder)
     trainer.resume(run.path)
@@ -222,17 +226,17 @@ def test_a_new_best_checkpoint_retires_an_older_export(tmp_path: Path) -> None:
     from fer_core.serving import served_files
 
     run = runs.Run(tmp_path)
-    write_served_model(run.path / runs.EXPORTED_MODEL, b"the export from before the resume")
+    write_served_model(run.path / run_layout.EXPORTED_MODEL, b"the export from before the resume")
     checkpointer = trainer.make_checkpointer(run.path, best_so_far=0.5)
     checkpointer.set_model(build_model("tiny"))
 
     checkpointer.on_epoch_end(3, {"val_accuracy": 0.4})  # no better: the export still holds the best
-    assert run.model_path() == run.path / runs.EXPORTED_MODEL
+    assert run.model_path() == run.path / run_layout.EXPORTED_MODEL
     checkpointer.on_epoch_end(4, {"val_accuracy": 0.6})
-    assert run.model_path() == run.path / runs.BEST_CHECKPOINT
+    assert run.model_path() == run.path / run_layout.BEST_CHECKPOINT
     assert run.checkpoint_info().best_epoch == 5
     # Its LiteRT copy and record go with it: the pages offer no stale copy of the older model.
-    assert not any(path.exists() for path in served_files(run.path / runs.EXPORTED_MODEL))
+    assert not any(path.exists() for path in served_files(run.path / run_layout.EXPORTED_MODEL))
 
 
 @pytest.mark.parametrize(("accuracies", "kept"), [((0.50, 0.60), True), ((0.60, 0.55), False)])
@@ -275,7 +279,7 @@ def test_a_failed_recalibration_leaves_the_run_finished_with_its_plain_export(
     metrics = run.metrics()
     assert metrics is not None
     assert metrics.recalibration == Recalibration(kept=False, error="MemoryError: no room for the training faces")
-    assert run.model_path() == run.path / runs.EXPORTED_MODEL
+    assert run.model_path() == run.path / run_layout.EXPORTED_MODEL
 
 
 def test_a_failing_run_is_marked_failed_with_its_error(isolated_runs_dir: Path) -> None:
@@ -322,7 +326,7 @@ def test_keep_last_saves_a_snapshot_of_each_of_the_last_epochs(tmp_path: Path) -
     checkpointer.set_model(build_model("tiny"))
     for epoch in range(5):
         checkpointer.on_epoch_end(epoch, {"val_accuracy": 0.1 * epoch})
-    snapshots = sorted(path.name for path in (run.path / runs.SNAPSHOTS_DIR).iterdir())
+    snapshots = sorted(path.name for path in (run.path / run_layout.SNAPSHOTS_DIR).iterdir())
     assert snapshots == ["epoch-004.keras", "epoch-005.keras"]
 
 
@@ -333,12 +337,12 @@ def test_keep_last_keeps_the_last_epochs_that_exist_when_early_stopping_ends_the
     checkpointer.set_model(build_model("tiny"))
     for epoch in range(3):  # early stopping ends the run after 3 of 10 epochs
         checkpointer.on_epoch_end(epoch, {"val_accuracy": 0.5})
-    assert list(runs.snapshot_epochs(tmp_path / runs.SNAPSHOTS_DIR)) == [1, 2, 3]
+    assert list(runs.snapshot_epochs(tmp_path / run_layout.SNAPSHOTS_DIR)) == [1, 2, 3]
     for epoch in range(3, 8):
         checkpointer.on_epoch_end(epoch, {"val_accuracy": 0.5})
-    assert list(runs.snapshot_epochs(tmp_path / runs.SNAPSHOTS_DIR)) == [4, 5, 6, 7, 8]  # never more than 5
+    assert list(runs.snapshot_epochs(tmp_path / run_layout.SNAPSHOTS_DIR)) == [4, 5, 6, 7, 8]  # never more than 5
     checkpointer.on_epoch_end(5, {"val_accuracy": 0.5})  # resumed from epoch 5: later snapshots are another past
-    assert list(runs.snapshot_epochs(tmp_path / runs.SNAPSHOTS_DIR)) == [4, 5, 6]
+    assert list(runs.snapshot_epochs(tmp_path / run_layout.SNAPSHOTS_DIR)) == [4, 5, 6]
 
 
 def test_the_report_says_what_keep_last_kept_and_why_fewer(
@@ -347,13 +351,15 @@ def test_the_report_says_what_keep_last_kept_and_why_fewer(
     config = TrainConfig(data="demo", arch="tiny", epochs=10, patience=1, keep_last=5, runs_dir=str(isolated_runs_dir))
     run_dir = trainer.create_run(config)
     runs.update_status(run_dir, state="finished", pid=None)
-    runs.write_json(run_dir / runs.HISTORY_JSON, {"epochs": [{"epoch": n, "val_accuracy": 0.3} for n in (1, 2, 3)]})
-    (run_dir / runs.SNAPSHOTS_DIR).mkdir()
+    write_json_atomically(
+        run_dir / run_layout.HISTORY_JSON, {"epochs": [{"epoch": n, "val_accuracy": 0.3} for n in (1, 2, 3)]}
+    )
+    (run_dir / run_layout.SNAPSHOTS_DIR).mkdir()
     for epoch in (1, 2, 3):
-        (run_dir / runs.SNAPSHOTS_DIR / f"epoch-{epoch:03d}.keras").write_bytes(b"model")
+        (run_dir / run_layout.SNAPSHOTS_DIR / f"epoch-{epoch:03d}.keras").write_bytes(b"model")
     assert cli._report_run(run_dir) == 0
     out = capsys.readouterr().out
-    assert f"snapshots: 3 models of the last epochs (epochs 1-3) in {run_dir / runs.SNAPSHOTS_DIR}" in out
+    assert f"snapshots: 3 models of the last epochs (epochs 1-3) in {run_dir / run_layout.SNAPSHOTS_DIR}" in out
     assert "5 were asked for, but early stopping ended the run after 3 epochs of 10 (--patience 1)" in out
 
 
@@ -373,7 +379,7 @@ def stop_after_epoch(monkeypatch: pytest.MonkeyPatch, stop_epoch: int) -> None:
         def on_epoch_end(epoch: int, logs: dict[str, Any] | None = None) -> None:
             epoch_end(epoch, logs)
             if epoch + 1 == stop_epoch:
-                (run_dir / runs.STOP_FLAG).touch()
+                (run_dir / run_layout.STOP_FLAG).touch()
 
         made.on_epoch_end = on_epoch_end
         return made
@@ -389,7 +395,7 @@ def test_resume_after_last_keras_was_truncated_goes_on_from_the_best_checkpoint(
     run = runs.Run(trainer.train(config))
     assert run.status().state == "stopped"
     best_epoch = run.checkpoint_info().best_epoch
-    last = run.path / runs.LAST_CHECKPOINT
+    last = run.path / run_layout.LAST_CHECKPOINT
     last.write_bytes(last.read_bytes()[:1000])  # truncated, as by a full disk or a copy cut short
 
     monkeypatch.undo()
@@ -420,7 +426,7 @@ def test_a_run_whose_loss_becomes_nan_fails_as_diverged_and_cannot_be_promoted(
     status = run.status()
     assert status.state == "failed" and status.diverged
     assert (status.error or "").startswith("diverged at epoch 1, step 2")
-    assert not (run.path / runs.LAST_CHECKPOINT).exists()  # no epoch of NaN weights was kept
+    assert not (run.path / run_layout.LAST_CHECKPOINT).exists()  # no epoch of NaN weights was kept
     with pytest.raises(ValueError, match="diverged"):
         promote.promote_run(run)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from fer_core import run_layout
 from training import cli, runs
 from training.config import FIELDS, ConfigError, TrainConfig, config_from_mapping, kind_of, load_config_file, option
 from training.trainer import create_run
@@ -113,9 +114,9 @@ def test_resume_of_a_run_whose_config_has_a_wrong_type_names_the_key(
     isolated_runs_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run_dir = create_run(TrainConfig(data="demo", arch="tiny", epochs=3, runs_dir=str(isolated_runs_dir)))
-    config = json.loads((run_dir / runs.CONFIG_FILE).read_text())
+    config = json.loads((run_dir / run_layout.CONFIG_FILE).read_text())
     config["settings"]["epochs"] = "x"
-    (run_dir / runs.CONFIG_FILE).write_text(json.dumps(config))
+    (run_dir / run_layout.CONFIG_FILE).write_text(json.dumps(config))
     runs.update_status(run_dir, state="stopped")
     assert cli.main(["resume", str(run_dir)]) == cli.EXIT_USAGE
     error = capsys.readouterr().err

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from fer_core import run_layout
+from fer_core.files import write_json_atomically
 from training import launcher, runs
 from training.config import TrainConfig
 
@@ -33,7 +35,7 @@ def long_tiny_run(runs_dir: Path) -> TrainConfig:
 
 
 def log_of(run: runs.Run) -> str:
-    return (run.path / runs.LOG_FILE).read_text(errors="replace")[-3000:]
+    return (run.path / run_layout.LOG_FILE).read_text(errors="replace")[-3000:]
 
 
 def test_a_killed_trainer_is_reported_failed_and_blocks_nothing(isolated_runs_dir: Path) -> None:
@@ -72,14 +74,14 @@ def test_sigterm_stops_a_launched_run_which_resume_then_continues(isolated_runs_
     status = run.status()
     assert status.state == "stopped", (status, log_of(run))
     assert 1 <= len(run.history().epochs) < 50
-    assert (run.path / runs.BEST_CHECKPOINT).is_file() and (run.path / runs.EXPORTED_MODEL).is_file()
+    assert (run.path / run_layout.BEST_CHECKPOINT).is_file() and (run.path / run_layout.EXPORTED_MODEL).is_file()
     assert "stopped after" in log_of(run)
 
     # Resume it in the background, one epoch further than it got: the epochs carry on from there.
     done = len(run.history().epochs)
-    config = runs.read_json(run.path / runs.CONFIG_FILE)
+    config = runs.read_json(run.path / run_layout.CONFIG_FILE)
     config["settings"]["epochs"] = done + 1
-    runs.write_json(run.path / runs.CONFIG_FILE, config)
+    write_json_atomically(run.path / run_layout.CONFIG_FILE, config)
     launcher.resume_training(run)
     assert run.is_active
     wait_for(lambda: not run.is_active, STARTUP_TIMEOUT_S, "the resumed run to finish")

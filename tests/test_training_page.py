@@ -16,11 +16,14 @@ from fakes import write_served_model
 from streamlit.testing.v1 import AppTest
 
 from app.state import DEMO_LABEL
+from fer_core import run_layout
+from fer_core.files import write_json_atomically
 from fer_core.labels import EMOTIONS
 from fer_core.settings import SHIPPED_FAST_MODEL_PATH
 from training import cli as training_cli
 from training import promote, runs
 from training.config import ARCH_LEARNING_RATES, TrainConfig
+from training.records import ACTIVE_STATES
 from training.trainer import create_run
 
 PAGE = "views/training.py"
@@ -85,12 +88,12 @@ def test_page_trains_a_short_run_shows_it_growing_and_promotes_it(isolated_runs_
         at.run()
         assert not at.exception, at.exception
         observed.append((state, point_count(chart_spec(at, "live-curves"))))
-        if state not in runs.ACTIVE_STATES:
+        if state not in ACTIVE_STATES:
             break
         if run.status().is_active:  # still active after the render, so during it too
             assert at.button(key="train_start").disabled  # one training at a time
         time.sleep(0.7)
-    assert observed[-1][0] == "finished", (observed, (run.path / runs.LOG_FILE).read_text()[-2000:])
+    assert observed[-1][0] == "finished", (observed, (run.path / run_layout.LOG_FILE).read_text()[-2000:])
     val_accuracies = [row["val_accuracy"] for row in run.history().epochs]
     assert len(val_accuracies) == 3 and max(val_accuracies) > 0.5  # it visibly learns: chance is 14%
     counts = [count for _, count in observed]
@@ -112,7 +115,7 @@ def test_page_trains_a_short_run_shows_it_growing_and_promotes_it(isolated_runs_
     at.button(key=f"promote-anyway-{run.name}").click().run()
     assert not at.exception, at.exception
     promoted = isolated_runs_dir / "promoted.keras"
-    assert promoted.is_file() and promoted.read_bytes() == (run.path / runs.EXPORTED_MODEL).read_bytes()
+    assert promoted.is_file() and promoted.read_bytes() == (run.path / run_layout.EXPORTED_MODEL).read_bytes()
     assert any(run.name in element.value for element in at.success)
 
 
@@ -124,7 +127,7 @@ def test_start_is_refused_while_another_run_trains(isolated_runs_dir: Path) -> N
     assert any(busy.name in element.value and "One training at a time" in element.value for element in at.info)
     assert any("Epoch 1/60" in str(element.proto.text) for element in at.get("progress"))
     at.button(key=f"stop-{busy.name}").click().run()  # an in-process "trainer": only the flag is raised
-    assert (busy / runs.STOP_FLAG).exists()
+    assert (busy / run_layout.STOP_FLAG).exists()
     assert not at.exception
 
 
@@ -167,14 +170,16 @@ def finished_fake_run(runs_dir: Path, val_accuracies: list[float]) -> runs.Run:
         {"epoch": index + 1, "loss": 1.5, "accuracy": 0.5, "val_accuracy": value}
         for index, value in enumerate(val_accuracies)
     ]
-    runs.write_json(run_dir / runs.HISTORY_JSON, {"epochs": history, "batches": []})
+    write_json_atomically(run_dir / run_layout.HISTORY_JSON, {"epochs": history, "batches": []})
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 7, 50)
     predicted = np.where(rng.random(50) < 0.6, labels, rng.integers(0, 7, 50))
-    runs.write_json(run_dir / runs.METRICS_FILE, {**classification_report(labels, predicted), "split": "test"})
+    write_json_atomically(
+        run_dir / run_layout.METRICS_FILE, {**classification_report(labels, predicted), "split": "test"}
+    )
     wrong = np.flatnonzero(predicted != labels)
     np.savez_compressed(
-        run_dir / runs.MISCLASSIFIED_FILE,
+        run_dir / run_layout.MISCLASSIFIED_FILE,
         images=rng.integers(0, 255, (len(wrong), 48, 48), dtype=np.uint8),
         labels=labels[wrong],
         predicted=predicted[wrong],
@@ -199,14 +204,14 @@ def test_selected_runs_are_overlaid_and_the_first_opens_with_its_results(isolate
     assert point_count(chart_spec(at, f"confusion-{older.name}")) > 0
     per_class = at.dataframe[1].value
     assert list(per_class["Emotion"]) == list(EMOTIONS)
-    assert len(at.get("image")) == min(24, int(np.load(older.path / runs.MISCLASSIFIED_FILE)["labels"].size))
+    assert len(at.get("image")) == min(24, int(np.load(older.path / run_layout.MISCLASSIFIED_FILE)["labels"].size))
 
 
 def test_an_unreadable_run_is_listed_as_such_beside_the_good_ones(isolated_runs_dir: Path) -> None:
     good = finished_fake_run(isolated_runs_dir, [0.3, 0.4])
     time.sleep(1.1)  # run folders are named by the second
     broken = finished_fake_run(isolated_runs_dir, [0.2])
-    runs.write_json(broken.path / runs.STATUS_FILE, {"state": "finished", "pid": "abc"})
+    write_json_atomically(broken.path / run_layout.STATUS_FILE, {"state": "finished", "pid": "abc"})
     at = open_page()
     table = at.dataframe[0].value
     statuses = dict(zip(table["Run"], table["Status"], strict=True))
@@ -220,7 +225,7 @@ def test_an_unreadable_run_is_listed_as_such_beside_the_good_ones(isolated_runs_
 
 def test_a_broken_promoted_card_is_a_warning_not_an_exception(isolated_runs_dir: Path) -> None:
     write_served_model(isolated_runs_dir / "promoted.keras", b"a model")
-    runs.write_json(isolated_runs_dir / "promoted.json", {"run": "r", "promoted_at": "yesterday"})
+    write_json_atomically(isolated_runs_dir / "promoted.json", {"run": "r", "promoted_at": "yesterday"})
     at = open_page()
     assert any("promoted_at must be a number" in element.value for element in at.warning)
     at.button(key="unpromote").click().run()
@@ -229,7 +234,7 @@ def test_a_broken_promoted_card_is_a_warning_not_an_exception(isolated_runs_dir:
 
 def test_promoting_a_model_trained_on_the_demo_set_asks_first_and_says_why(isolated_runs_dir: Path) -> None:
     run = finished_fake_run(isolated_runs_dir, [0.3, 0.4])
-    write_served_model(run.path / runs.EXPORTED_MODEL, b"float32 export")
+    write_served_model(run.path / run_layout.EXPORTED_MODEL, b"float32 export")
     at = open_page()
     at.button(key=f"promote-{run.name}").click().run()
     assert not at.exception, at.exception
@@ -323,7 +328,7 @@ def test_the_form_opens_with_the_last_settings_used_and_copies_an_earlier_runs(i
 def test_while_a_run_trains_the_table_and_the_panels_show_one_reading(isolated_runs_dir: Path) -> None:
     busy = create_run(TrainConfig(data="demo", arch="tiny", epochs=3, runs_dir=str(isolated_runs_dir)))
     history = [{"epoch": epoch, "loss": 1.5, "accuracy": 0.5, "val_accuracy": 0.4} for epoch in (1, 2)]
-    runs.write_json(busy / runs.HISTORY_JSON, {"epochs": history, "batches": [{"epoch": 2.5, "loss": 1.4}]})
+    write_json_atomically(busy / run_layout.HISTORY_JSON, {"epochs": history, "batches": [{"epoch": 2.5, "loss": 1.4}]})
     # The status is written after the history: it may already say the third epoch is done.
     runs.update_status(
         busy, state="running", phase="training", pid=os.getpid(), epoch=3, epochs=3, step=5, steps=5, epochs_done=3
@@ -357,7 +362,7 @@ def test_labels_fit_and_say_counts_and_shares_properly(isolated_runs_dir: Path) 
 
 def test_the_button_back_to_the_shipped_model_has_the_full_width_for_its_label(isolated_runs_dir: Path) -> None:
     run = finished_fake_run(isolated_runs_dir, [0.3])
-    write_served_model(run.path / runs.EXPORTED_MODEL, b"float32 export")
+    write_served_model(run.path / run_layout.EXPORTED_MODEL, b"float32 export")
     promote.promote_run(run)
     at = open_page()
     assert at.button(key="unpromote").label == "Go back to the shipped model"
@@ -388,10 +393,10 @@ def test_data_a_classifier_cannot_learn_from_is_refused_before_start(
 
 def test_saved_mistakes_with_unknown_emotion_codes_are_a_warning_not_an_exception(isolated_runs_dir: Path) -> None:
     run = finished_fake_run(isolated_runs_dir, [0.3])
-    with np.load(run.path / runs.MISCLASSIFIED_FILE) as stored:
+    with np.load(run.path / run_layout.MISCLASSIFIED_FILE) as stored:
         arrays = {name: stored[name] for name in stored.files}
     arrays["labels"] = arrays["labels"] + 50  # edited by hand, or from another label set
-    np.savez_compressed(run.path / runs.MISCLASSIFIED_FILE, **arrays)
+    np.savez_compressed(run.path / run_layout.MISCLASSIFIED_FILE, **arrays)
     at = open_page()
     assert not at.exception, at.exception
     assert any("saved mistakes could not be read" in element.value for element in at.warning)
@@ -403,11 +408,11 @@ def test_the_kept_models_validation_accuracy_is_the_headline_with_the_best_epoch
     """As in a demo-set fernet run: the best epoch scored 14.3%, the kept model (its batch-norm
     statistics re-estimated) 20.2% on the same validation faces."""
     run = finished_fake_run(isolated_runs_dir, [0.100, 0.143, 0.120])
-    metrics = json.loads((run.path / runs.METRICS_FILE).read_text())
+    metrics = json.loads((run.path / run_layout.METRICS_FILE).read_text())
     metrics.update(
         best_epoch=2, batch_norm_recalibration={"val_accuracy_before": 0.143, "val_accuracy_after": 0.202, "kept": True}
     )
-    runs.write_json(run.path / runs.METRICS_FILE, metrics)
+    write_json_atomically(run.path / run_layout.METRICS_FILE, metrics)
 
     at = open_page()
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import keras
 
+from fer_core import run_layout
+from fer_core.files import write_json_atomically, write_text_atomically
 from fer_core.serving import served_files
 from training import runs
 from training.errors import StopRequested, TrainingDiverged
@@ -96,7 +98,7 @@ class RunRecorder(keras.callbacks.Callback):
         self.stop_reason: str | None = None
 
     def check_stop(self) -> None:
-        if (self.run_dir / runs.STOP_FLAG).exists():
+        if (self.run_dir / run_layout.STOP_FLAG).exists():
             self.stop_reason = self.stop_reason or "stop requested"
             raise StopRequested(self.stop_reason)
 
@@ -145,9 +147,11 @@ class RunRecorder(keras.callbacks.Callback):
 
     def _write(self, epoch_done: bool = False) -> None:
         self.last_write = time.monotonic()
-        runs.write_json(self.run_dir / runs.HISTORY_JSON, {"epochs": self.epochs_log, "batches": self.batches_log})
+        write_json_atomically(
+            self.run_dir / run_layout.HISTORY_JSON, {"epochs": self.epochs_log, "batches": self.batches_log}
+        )
         if epoch_done:
-            runs.write_atomic(self.run_dir / runs.HISTORY_CSV, runs.history_to_csv(self.epochs_log))
+            write_text_atomically(self.run_dir / run_layout.HISTORY_CSV, runs.history_to_csv(self.epochs_log))
         epochs_left = self.epochs - self.epoch - (1 if epoch_done else 0)
         progress = progress_estimate(
             self.clock.seconds_per_step,
@@ -186,17 +190,17 @@ class AtomicCheckpoint(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         value = finite_or_none((logs or {}).get("val_accuracy"))
         if value is not None and (self.best is None or value > self.best):
-            save_model_atomic(self.model, self.run_dir / runs.BEST_CHECKPOINT)
+            save_model_atomic(self.model, self.run_dir / run_layout.BEST_CHECKPOINT)
             # An export from before a resume is now an older model: without it, the run's model is
             # the new best (Run.model_path) until the run exports again when it stops or finishes.
-            for path in served_files(self.run_dir / runs.EXPORTED_MODEL):  # with its LiteRT copy and record
+            for path in served_files(self.run_dir / run_layout.EXPORTED_MODEL):  # with its LiteRT copy and record
                 path.unlink(missing_ok=True)
             self.best, self.best_epoch = value, epoch + 1
         if self.keep_last:
             self._snapshot(epoch + 1)
-        save_model_atomic(self.model, self.run_dir / runs.LAST_CHECKPOINT)
-        runs.write_json(
-            self.run_dir / runs.CHECKPOINT_INFO,
+        save_model_atomic(self.model, self.run_dir / run_layout.LAST_CHECKPOINT)
+        write_json_atomically(
+            self.run_dir / run_layout.CHECKPOINT_INFO,
             {
                 "epoch": epoch + 1,
                 "best_val_accuracy": self.best,
@@ -209,7 +213,7 @@ class AtomicCheckpoint(keras.callbacks.Callback):
     def _snapshot(self, epoch: int) -> None:
         """Save ``snapshots/epoch-NNN.keras`` for ``epoch`` (from 1), then remove the snapshots that are no
         longer among the last ``keep_last`` (and any of later epochs: a resume from an earlier epoch)."""
-        folder = self.run_dir / runs.SNAPSHOTS_DIR
+        folder = self.run_dir / run_layout.SNAPSHOTS_DIR
         folder.mkdir(exist_ok=True)
         save_model_atomic(self.model, folder / f"epoch-{epoch:03d}.keras")
         for number, path in runs.snapshot_epochs(folder).items():

@@ -12,10 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fer_core import native_log
+from fer_core import native_log, run_layout
 from fer_core.errors import DatasetError, FerError
 from fer_core.run_layout import LAST_CHECKPOINT, is_run_folder
 from training.errors import TrainingFailed
+from training.records import ACTIVE_STATES
 
 if TYPE_CHECKING:
     from fer_core.data import FaceDataset
@@ -206,8 +207,9 @@ def start_tensorflow(*, verbose: bool) -> None:
 def requested_backend(args: argparse.Namespace) -> str:
     """The Keras backend a train or resume command will use: its flag, its --config file, or the run's
     own settings; ``tensorflow`` when none says (or what says cannot be read: the command reports that)."""
+    from fer_core.records import RecordError
     from training.config import ConfigError, load_config_file
-    from training.runs import RecordError, Run
+    from training.runs import Run
 
     try:
         if args.command == "train":
@@ -273,8 +275,9 @@ def cmd_finish(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from fer_core.records import RecordError
     from training.config import TrainConfig, config_from_mapping, load_config_file
-    from training.runs import RecordError, Run
+    from training.runs import Run
     from training.trainer import train
 
     if args.into is not None:  # started by training.launcher, which made the run folder
@@ -339,7 +342,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
     if not is_run_folder(args.run):
         raise ValueError(f"{args.run} is not a run folder (no config.json)")
-    from training.runs import RecordError, Run
+    from fer_core.records import RecordError
+    from training.runs import Run
 
     with contextlib.suppress(RecordError):  # resume says what is wrong with the run
         select_backend(Run(args.run).config().settings.backend)
@@ -352,7 +356,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         raise ValueError(f"{run.name} has already finished; start a new run to train further")
     with launcher.launch_lock(args.run.parent):  # checked and claimed at once, as the app's Resume does
         _refuse_if_busy(args.run.parent, besides=args.run)
-        if run.status().state in runs.ACTIVE_STATES:
+        if run.status().state in ACTIVE_STATES:
             raise ValueError(f"{run.name} is still running")
         runs.update_status(args.run, state="queued", **runs.process_identity(os.getpid()), error=None)
     return _report_run(resume(args.run, launched=True))
@@ -380,7 +384,8 @@ def _report_run(run_dir: Path) -> int:
 
 def _snapshots_note(run: Run, epochs_done: int) -> str | None:
     """What --keep-last kept, and why fewer than asked when the run stopped before its last epoch."""
-    from training.runs import SNAPSHOTS_DIR, plural, snapshot_epochs
+    from fer_core.run_layout import SNAPSHOTS_DIR
+    from training.runs import plural, snapshot_epochs
 
     settings = run.config().settings
     if not settings.keep_last:
@@ -499,8 +504,9 @@ def _validation_split(paths: list[Path], *, seed: int | None, val_fraction: floa
     """The seed and validation share to hold out, as a checked TrainConfig: those given, else those
     of the runs the models come from (a model inside a run folder), else the training defaults.
     Other validation faces would include faces the models were trained on."""
+    from fer_core.records import RecordError
     from training.config import config_from_mapping
-    from training.runs import RecordError, Run
+    from training.runs import Run
 
     used = set()
     for path in paths:
@@ -551,11 +557,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     checkpoint: Path | None = None  # a run's best checkpoint to export first, when it has no model.keras yet
     if is_run_folder(model_path):
         settings = runs.Run(model_path).config().settings
-        if not (model_path / runs.EXPORTED_MODEL).is_file():
-            checkpoint = model_path / runs.BEST_CHECKPOINT
+        if not (model_path / run_layout.EXPORTED_MODEL).is_file():
+            checkpoint = model_path / run_layout.BEST_CHECKPOINT
             if not checkpoint.is_file():
                 raise ValueError(f"{model_path} has no model yet: let the run finish an epoch")
-        model_path = model_path / runs.EXPORTED_MODEL
+        model_path = model_path / run_layout.EXPORTED_MODEL
         data = data or settings.data
     elif model_path.suffix != ".keras":
         raise ValueError(f"{model_path} is neither a .keras file nor a run folder")

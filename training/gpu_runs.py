@@ -29,7 +29,9 @@ from typing import Any
 
 import numpy as np
 
+from fer_core import run_layout
 from fer_core.data import FaceDataset
+from fer_core.files import write_json_atomically
 from training import runs
 
 LATENCY_BUDGET_MS = {"vgg40": 40.0, "fernet40": 1.5}  # one face, one LiteRT thread
@@ -265,10 +267,10 @@ def write_run(
         config = dataclasses.replace(config, runs_dir=str(runs_dir))
     run_dir = create_run(config, command="python scripts/gpu_train.py pack/remote/unpack (see gpu.json)")
     model = with_views(group, chosen.views, name=f"{config.arch}_{chosen.views}")
-    model_path = run_dir / runs.EXPORTED_MODEL
+    model_path = run_dir / run_layout.EXPORTED_MODEL
     save_model_atomic(model, model_path)
-    save_model_atomic(model, run_dir / runs.BEST_CHECKPOINT)
-    with open(run_dir / runs.SUMMARY_FILE, "w") as handle:
+    save_model_atomic(model, run_dir / run_layout.BEST_CHECKPOINT)
+    with open(run_dir / run_layout.SUMMARY_FILE, "w") as handle:
         model.summary(print_fn=lambda line, **_: handle.write(line + "\n"))
     temperature = export_served(model_path, val)
     report, probabilities = evaluate_served(model_path, dataset.split("test"))
@@ -285,7 +287,7 @@ def write_run(
         "kept": any(value["kept"] for value in kept),
     }
     report["kept_val_accuracy"] = chosen.val_accuracy
-    runs.write_json(run_dir / runs.METRICS_FILE, report)
+    write_json_atomically(run_dir / run_layout.METRICS_FILE, report)
     save_misclassified(run_dir, dataset.split("test"), probabilities)
     rows = []
     train_key = "accuracy" if "accuracy" in history else "student_accuracy"
@@ -299,12 +301,12 @@ def write_run(
                 "val_accuracy": history[val_key][index],
             }
         )
-    runs.write_json(run_dir / runs.HISTORY_JSON, {"epochs": rows, "batches": []})
-    (run_dir / runs.HISTORY_CSV).write_text(runs.history_to_csv(rows))
+    write_json_atomically(run_dir / run_layout.HISTORY_JSON, {"epochs": rows, "batches": []})
+    (run_dir / run_layout.HISTORY_CSV).write_text(runs.history_to_csv(rows))
     seconds = sum(float(phase["seconds"]) for _, phase in trunks)
     now = time.time()
-    runs.write_json(
-        run_dir / runs.STATUS_FILE,
+    write_json_atomically(
+        run_dir / run_layout.STATUS_FILE,
         {
             "state": "finished",
             "created_at": now,
@@ -325,7 +327,7 @@ def write_run(
             "versions": {key: str(value) for key, value in first_phase.get("versions", {}).items()},
         },
     )
-    runs.write_json(
+    write_json_atomically(
         run_dir / "gpu.json",
         {
             "route": "GPU (scripts/gpu_train.py): Keras on JAX, one NVIDIA H200",

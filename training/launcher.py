@@ -23,7 +23,9 @@ import threading
 import time
 from pathlib import Path
 
+from fer_core import run_layout
 from fer_core.errors import FileWriteError
+from fer_core.records import RecordError
 from fer_core.settings import PROJECT_ROOT
 from training import runs
 from training.config import TrainConfig
@@ -38,7 +40,7 @@ class TrainingBusyError(ValueError):
         try:
             status = run.status()
             where = f"epoch {status.epoch}/{status.epochs}" if status.epoch else status.state
-        except runs.RecordError:
+        except RecordError:
             where = "status unreadable"
         super().__init__(
             f"run {run.name} is still training ({where}). One training at a time: "
@@ -66,7 +68,7 @@ def trainer_environment() -> dict[str, str]:
 
 def _spawn(arguments: list[str], run_dir: Path) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "training", *arguments]
-    with (run_dir / runs.LOG_FILE).open("ab") as log:
+    with (run_dir / run_layout.LOG_FILE).open("ab") as log:
         log.write(f"$ {shlex.join(command)}\n".encode())
         log.flush()
         process = subprocess.Popen(
@@ -109,7 +111,7 @@ def resume_training(run: runs.Run) -> runs.Run:
         busy = runs.active_run(run.path.parent)
         if busy is not None:
             raise TrainingBusyError(busy)
-        (run.path / runs.STOP_FLAG).unlink(missing_ok=True)
+        (run.path / run_layout.STOP_FLAG).unlink(missing_ok=True)
         runs.update_status(run.path, state="queued", **runs.process_identity(os.getpid()), error=None, stop_reason=None)
         _launch(["resume", str(run.path), "--launched"], run.path)
     return run
@@ -147,7 +149,7 @@ def stop_run(run: runs.Run, *, force: bool = False) -> None:
     run.request_stop()
     try:
         status = run.status()
-    except runs.RecordError:
+    except RecordError:
         return  # no pid to trust: the STOP flag alone asks the trainer to stop
     pid = status.pid
     if pid is None or not runs.pid_alive(pid, status.pid_started) or not _is_trainer(pid):
@@ -173,14 +175,14 @@ def delete_run(run: runs.Run) -> None:
     from training import promote
 
     path = run.path
-    if path.is_symlink() or not runs.is_run_folder(path):
+    if path.is_symlink() or not run_layout.is_run_folder(path):
         raise ValueError(f"{path} is not a run folder")
     with launch_lock(path.parent):
         if run.is_active:
             raise ValueError(f"run {run.name} is training: stop it first")
         try:
             card = promote.promoted_info()
-        except runs.RecordError:
+        except RecordError:
             card = None
         if card is not None and card.run == run.name:
             raise ValueError(
@@ -188,7 +190,7 @@ def delete_run(run: runs.Run) -> None:
                 "(or promote another run) first"
             )
         _empty_trash(path.parent)  # left by an earlier delete that could not finish
-        trash = path.with_name(f"{runs.TRASH_PREFIX}{path.name}-{os.getpid()}-{time.time_ns()}")
+        trash = path.with_name(f"{run_layout.TRASH_PREFIX}{path.name}-{os.getpid()}-{time.time_ns()}")
         try:
             path.rename(trash)
         except OSError as error:
@@ -213,7 +215,7 @@ def _remove_tree(path: Path) -> list[tuple[str, str]]:
         failed.append((failed_path, getattr(error, "strerror", None) or str(error)))
 
     with contextlib.suppress(OSError):
-        (path / runs.CONFIG_FILE).unlink()
+        (path / run_layout.CONFIG_FILE).unlink()
     shutil.rmtree(path, onerror=note)
     return failed
 
@@ -221,7 +223,7 @@ def _remove_tree(path: Path) -> list[tuple[str, str]]:
 def _empty_trash(runs_dir: Path) -> None:
     """Remove what earlier deletes left in ``runs_dir``'s trash folders (what still cannot be removed stays)."""
     try:
-        leftovers = [child for child in runs_dir.iterdir() if child.name.startswith(runs.TRASH_PREFIX)]
+        leftovers = [child for child in runs_dir.iterdir() if child.name.startswith(run_layout.TRASH_PREFIX)]
     except OSError:
         return
     for leftover in leftovers:

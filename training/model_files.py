@@ -13,14 +13,13 @@ import io
 import os
 import tempfile
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from fer_core.errors import FileWriteError, ModelLoadError
-from training.runs import temporary_path
+from fer_core.files import replace_atomically
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 ZIP_SIGNATURE = b"PK"
@@ -150,19 +149,6 @@ def load_keras_model(path: str | os.PathLike[str], *, compile: bool = False) -> 
         return keras.models.load_model(path, compile=compile)
     except Exception as error:  # Keras raises many types for a file it cannot use; all mean the same here
         raise ModelLoadError(f"{path} could not be loaded as a Keras model: {error}") from None
-
-
-def replace_atomically(path: Path, write: Callable[[Path], object]) -> None:
-    """``write`` a temporary file beside ``path``, then move it into place (``os.replace``): a reader never
-    opens a half-written model file."""
-    temporary = temporary_path(path)
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    except OSError as error:  # named for the file being written, never its temporary name
-        raise FileWriteError(error.errno, f"cannot write {path}: {error.strerror or error}") from error
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def save_model_atomic(model: Any, path: Path) -> None:

@@ -8,17 +8,18 @@ it promotes such a model). Nothing here imports TensorFlow.
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from fer_core.errors import ModelLoadError
+from fer_core.files import replace_together, write_json_atomically
+from fer_core.records import ModelCard, RecordError, read_record
 from fer_core.serving import checked_lite_model, served_files
 from fer_core.settings import SHIPPED_MODEL_PATH, promoted_model_path
 from training import runs
-from training.records import ModelCard, RecordError, read_record
 
 PROMOTED_INFO = "promoted.json"
 WEAK_MARGIN = 0.05  # test accuracy this far (absolute) below the shipped model's counts as far below
@@ -64,22 +65,18 @@ def promote_run(run: runs.Run) -> Path:
     if summary.state != "finished":
         card["provisional"] = True
         card["note"] = f"from a run that had not finished ({summary.state} after {summary.epochs_done} epochs)"
-    runs.write_json(promoted_info_path(), card)
+    write_json_atomically(promoted_info_path(), card)
     return destination
 
 
 def _copy_together(pairs: list[tuple[Path, Path]]) -> None:
-    """Copy each (source, destination) to a temporary file first, then move them all into place, so the
-    model, its LiteRT copy and its record change together (a reader checks that they match)."""
-    temporaries = [runs.temporary_path(destination) for _, destination in pairs]
-    try:
-        for (source, _), temporary in zip(pairs, temporaries, strict=True):
-            shutil.copyfile(source, temporary)
-        for (_, destination), temporary in zip(pairs, temporaries, strict=True):
-            os.replace(temporary, destination)
-    finally:
-        for temporary in temporaries:
-            temporary.unlink(missing_ok=True)
+    """Copy each (source, destination) so that the model, its LiteRT copy and its record change
+    together (a reader checks that they match)."""
+    replace_together([(destination, _copier(source)) for source, destination in pairs])
+
+
+def _copier(source: Path) -> Callable[[Path], object]:
+    return lambda temporary: shutil.copyfile(source, temporary)
 
 
 def promoted_info() -> ModelCard | None:

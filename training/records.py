@@ -14,13 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fer_core.calibration import ReliabilityBin
-from fer_core.records import (  # noqa: F401  (ModelCard, describe and read_record are part of this interface)
-    Fields,
-    ModelCard,
-    RecordError,
-    describe,
-    read_record,
-)
+from fer_core.records import Fields, RecordError, describe
 from fer_core.run_layout import CHECKPOINT_INFO, CONFIG_FILE, HISTORY_JSON, METRICS_FILE, STATUS_FILE
 from training.config import ConfigError, TrainConfig, config_from_mapping
 

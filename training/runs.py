@@ -14,7 +14,6 @@ import io
 import json
 import os
 import re
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,56 +25,23 @@ try:  # POSIX: status updates from the launcher and the trainer are serialised w
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-from fer_core.run_layout import (  # noqa: F401  (the names are part of this module's interface)
-    BEST_CHECKPOINT,
+from fer_core.files import write_json_atomically
+from fer_core.records import RecordError, read_record
+from fer_core.run_layout import (
     CHECKPOINT_INFO,
     CONFIG_FILE,
-    EXPORTED_MODEL,
-    HISTORY_CSV,
     HISTORY_JSON,
-    LAST_CHECKPOINT,
     LOG_FILE,
     METRICS_FILE,
-    MISCLASSIFIED_FILE,
     MODEL_FILES,
-    SNAPSHOTS_DIR,
     STATUS_FILE,
     STATUS_LOCK,
     STOP_FLAG,
-    SUMMARY_FILE,
     TRASH_PREFIX,
-    is_run_folder,
 )
-from training.records import (  # noqa: F401  (ACTIVE_STATES and RecordError are part of this interface)
-    ACTIVE_STATES,
-    CheckpointInfo,
-    History,
-    RecordError,
-    RunConfig,
-    RunMetrics,
-    RunStatus,
-    read_record,
-)
+from training.records import CheckpointInfo, History, RunConfig, RunMetrics, RunStatus
 
 UNREADABLE = "unreadable"  # the state shown for a run whose files are broken or of the wrong type
-
-
-def temporary_path(path: Path) -> Path:
-    """A private name beside ``path`` (same folder, so ``os.replace`` is atomic), keeping its suffix."""
-    return path.with_name(f".{path.stem}.{os.getpid()}-{threading.get_ident()}.tmp{path.suffix}")
-
-
-def write_atomic(path: Path, text: str) -> None:
-    temporary = temporary_path(path)
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-def write_json(path: Path, data: Any) -> None:
-    write_atomic(path, json.dumps(data, indent=2, default=str))
 
 
 def read_json(path: Path) -> Any:
@@ -106,7 +72,7 @@ def update_status(run_dir: Path, **changes: Any) -> dict[str, Any]:
     with status_lock(run_dir):
         status = _read_or_empty(run_dir / STATUS_FILE)
         status.update(changes, updated_at=time.time())
-        write_json(run_dir / STATUS_FILE, status)
+        write_json_atomically(run_dir / STATUS_FILE, status)
     return status
 
 

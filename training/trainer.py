@@ -26,11 +26,14 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from fer_core import run_layout
 from fer_core.data import FaceDataset
 from fer_core.datasets import describe_source, resolve_dataset
 from fer_core.errors import DatasetError, ModelLoadError
+from fer_core.files import temporary_path, write_json_atomically, write_text_atomically
 from fer_core.labels import EMOTIONS
 from fer_core.metrics import classification_report
+from fer_core.records import RecordError
 from training import runs
 from training.config import TrainConfig
 from training.errors import StopRequested, TrainingDiverged, TrainingFailed
@@ -137,8 +140,8 @@ def make_checkpointer(run_dir: Path, best_so_far: float | None, *, epochs: int =
 def create_run(config: TrainConfig, command: str | None = None) -> Path:
     """Make the run folder with its config.json and a ``queued`` status. Returns its path."""
     run_dir = runs.new_run_dir(config.runs_path, config.arch)
-    runs.write_json(
-        run_dir / runs.CONFIG_FILE,
+    write_json_atomically(
+        run_dir / run_layout.CONFIG_FILE,
         {
             "settings": config.to_dict(),
             "learning_rate": config.learning_rate,
@@ -147,8 +150,9 @@ def create_run(config: TrainConfig, command: str | None = None) -> Path:
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         },
     )
-    runs.write_json(
-        run_dir / runs.STATUS_FILE, {"state": "queued", "created_at": time.time(), **runs.process_identity(os.getpid())}
+    write_json_atomically(
+        run_dir / run_layout.STATUS_FILE,
+        {"state": "queued", "created_at": time.time(), **runs.process_identity(os.getpid())},
     )
     return run_dir
 
@@ -162,7 +166,7 @@ def _stop_on_signals(run_dir: Path) -> Iterator[None]:
         return
 
     def on_signal(signum: int, _frame: Any) -> None:
-        (run_dir / runs.STOP_FLAG).touch()
+        (run_dir / run_layout.STOP_FLAG).touch()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
@@ -286,7 +290,7 @@ def _resume_point(run_dir: Path) -> ResumePoint:
     the history write and the checkpoint write leaves history one epoch ahead). When last.keras is
     unreadable (truncated, say), best.keras and its epoch, and a note that says so."""
     run = runs.Run(run_dir)
-    last = run_dir / runs.LAST_CHECKPOINT
+    last = run_dir / run_layout.LAST_CHECKPOINT
     if not last.exists():
         return ResumePoint(None, 0, History())
     history = run.history()
@@ -294,7 +298,7 @@ def _resume_point(run_dir: Path) -> ResumePoint:
     try:
         check_keras_file(last)
     except ModelLoadError as last_problem:
-        best = run_dir / runs.BEST_CHECKPOINT
+        best = run_dir / run_layout.BEST_CHECKPOINT
         try:
             check_keras_file(best)
         except ModelLoadError as best_problem:
@@ -304,11 +308,11 @@ def _resume_point(run_dir: Path) -> ResumePoint:
             ) from None
         if not info.best_epoch:
             raise ModelLoadError(
-                f"cannot resume run {run_dir.name}: {last_problem}, and {runs.CHECKPOINT_INFO} does not say "
+                f"cannot resume run {run_dir.name}: {last_problem}, and {run_layout.CHECKPOINT_INFO} does not say "
                 "which epoch best.keras holds. Start a new run"
             ) from None
         note = (
-            f"{runs.LAST_CHECKPOINT} is unreadable ({last_problem}); resumed from {runs.BEST_CHECKPOINT}, "
+            f"{run_layout.LAST_CHECKPOINT} is unreadable ({last_problem}); resumed from {run_layout.BEST_CHECKPOINT}, "
             f"the best epoch ({info.best_epoch}), instead of epoch {info.epoch or len(history.epochs)}"
         )
         return ResumePoint(best, info.best_epoch, history.up_to(info.best_epoch), note)
@@ -476,17 +480,19 @@ def _train(config: TrainConfig, run_dir: Path, *, resume: bool) -> None:
         _export_stopped(run_dir, config, val_set)
     else:
         _finish(run_dir, data.dataset, config)
-    (run_dir / runs.STOP_FLAG).unlink(missing_ok=True)
+    (run_dir / run_layout.STOP_FLAG).unlink(missing_ok=True)
     if stopped is not None:
         runs.update_status(run_dir, state="stopped", phase=None, stop_reason=stopped, finished_at=time.time())
 
 
 def _export_stopped(run_dir: Path, config: TrainConfig, val_set: FaceDataset) -> None:
     """A stopped run's best checkpoint, exported and served like a finished one's (not evaluated)."""
-    if (run_dir / runs.BEST_CHECKPOINT).is_file():
+    if (run_dir / run_layout.BEST_CHECKPOINT).is_file():
         runs.update_status(run_dir, phase="exporting")
-        export_model(run_dir / runs.BEST_CHECKPOINT, run_dir / runs.EXPORTED_MODEL, config.arch, tta=config.tta)
-        export_served(run_dir / runs.EXPORTED_MODEL, val_set)
+        export_model(
+            run_dir / run_layout.BEST_CHECKPOINT, run_dir / run_layout.EXPORTED_MODEL, config.arch, tta=config.tta
+        )
+        export_served(run_dir / run_layout.EXPORTED_MODEL, val_set)
 
 
 def finish_run(run_dir: Path, *, stopped: bool = False) -> None:
@@ -554,7 +560,7 @@ def teacher_paths(distill_from: str) -> list[Path]:
             continue
         path = Path(entry).expanduser()
         if path.is_dir():
-            path = path / runs.EXPORTED_MODEL
+            path = path / run_layout.EXPORTED_MODEL
         check_keras_file(path)
         paths.append(path)
     return paths
@@ -593,8 +599,8 @@ def _finish(run_dir: Path, dataset: FaceDataset, config: TrainConfig) -> None:
     """Export the best checkpoint as a float32 model and its served (LiteRT) copy, calibrated on the
     validation faces, and evaluate the served copy on the held-out split: the path the app runs."""
     runs.update_status(run_dir, phase="exporting")
-    model_path = run_dir / runs.EXPORTED_MODEL
-    export_model(run_dir / runs.BEST_CHECKPOINT, model_path, config.arch, tta=config.tta)
+    model_path = run_dir / run_layout.EXPORTED_MODEL
+    export_model(run_dir / run_layout.BEST_CHECKPOINT, model_path, config.arch, tta=config.tta)
     runs.update_status(run_dir, phase="recalibrating")
     train, val = split_for_training(dataset, config.val_fraction, config.seed)
     try:
@@ -611,7 +617,7 @@ def _finish(run_dir: Path, dataset: FaceDataset, config: TrainConfig) -> None:
     report["split"] = eval_split
     report["best_epoch"] = runs.Run(run_dir).checkpoint_info().best_epoch
     report["batch_norm_recalibration"] = recalibration
-    runs.write_json(run_dir / runs.METRICS_FILE, report)
+    write_json_atomically(run_dir / run_layout.METRICS_FILE, report)
     save_misclassified(run_dir, held_out, probabilities)
     runs.update_status(run_dir, state="finished", phase=None, finished_at=time.time(), test_accuracy=report["accuracy"])
 
@@ -748,8 +754,8 @@ def save_misclassified(
     predicted = probabilities.argmax(axis=1)
     wrong = np.flatnonzero(predicted != dataset.labels)
     order = wrong[np.argsort(-probabilities[wrong, predicted[wrong]])][:count]
-    destination = run_dir / runs.MISCLASSIFIED_FILE
-    temporary = runs.temporary_path(destination)
+    destination = run_dir / run_layout.MISCLASSIFIED_FILE
+    temporary = temporary_path(destination)
     try:
         np.savez_compressed(
             temporary,
@@ -800,7 +806,7 @@ def _data_options() -> Any:
 def _write_summary(model: Any, run_dir: Path) -> None:
     lines: list[str] = []
     model.summary(print_fn=lambda line, *args, **kwargs: lines.append(line), line_length=100)
-    runs.write_atomic(run_dir / runs.SUMMARY_FILE, "\n".join(lines) + "\n")
+    write_text_atomically(run_dir / run_layout.SUMMARY_FILE, "\n".join(lines) + "\n")
 
 
 def resume(run_dir: Path, *, launched: bool = False) -> Path:
@@ -813,11 +819,11 @@ def resume(run_dir: Path, *, launched: bool = False) -> Path:
     try:
         settings = run.config().settings
         status = run.status()
-    except runs.RecordError as error:
-        raise runs.RecordError(f"cannot resume run {run_dir.name}: {error}") from None
+    except RecordError as error:
+        raise RecordError(f"cannot resume run {run_dir.name}: {error}") from None
     if status.is_active and not (launched and status.state == "queued"):
         raise ValueError(f"{run_dir.name} is still running (pid {status.pid})")
     if status.state == "finished":
         raise ValueError(f"{run_dir.name} has already finished; start a new run to train further")
-    (run_dir / runs.STOP_FLAG).unlink(missing_ok=True)
+    (run_dir / run_layout.STOP_FLAG).unlink(missing_ok=True)
     return train(settings, run_dir, resume=True)

@@ -29,11 +29,13 @@ from app.charts.training import (
     reliability_figure,
 )
 from app.state import cached_dataset, data_source_ui
+from fer_core import run_layout
 from fer_core.datasets import DEMO_SOURCE
 from fer_core.errors import FerError
 from fer_core.inference import describe_model
 from fer_core.labels import EMOTIONS
 from fer_core.models import architectures
+from fer_core.records import RecordError
 from fer_core.settings import SHIPPED_FAST_MODEL_PATH, SHIPPED_MODEL_PATH, default_runs_dir
 from training import launcher, promote, runs
 from training.config import ARCH_LEARNING_RATES, FIELDS, TrainConfig, kind_of, option
@@ -497,7 +499,7 @@ def active_progress_ui(snapshot: RunSnapshot) -> None:
 
 def stop_ui(run: runs.Run) -> None:
     try:
-        waited: float | None = time.time() - (run.path / runs.STOP_FLAG).stat().st_mtime
+        waited: float | None = time.time() - (run.path / run_layout.STOP_FLAG).stat().st_mtime
     except FileNotFoundError:  # no stop requested, or the trainer has just taken the request
         waited = None
     if waited is not None:
@@ -532,8 +534,8 @@ def stopped_ui(snapshot: RunSnapshot) -> None:
 
 def failed_ui(snapshot: RunSnapshot) -> None:
     st.error(f"This run failed: {first_line(snapshot.status.error)}", icon=":material/error:")
-    st.caption(f"The trainer's log is in `{snapshot.run.path / runs.LOG_FILE}`.")
-    if (snapshot.run.path / runs.LAST_CHECKPOINT).is_file() and not snapshot.status.diverged:
+    st.caption(f"The trainer's log is in `{snapshot.run.path / run_layout.LOG_FILE}`.")
+    if (snapshot.run.path / run_layout.LAST_CHECKPOINT).is_file() and not snapshot.status.diverged:
         resume_button(snapshot)
 
 
@@ -541,12 +543,12 @@ def resume_button(snapshot: RunSnapshot) -> None:
     """Resume from the last epoch's checkpoint, or from the best one when the last cannot be read."""
     run, checkpoint = snapshot.run, snapshot.checkpoint
     label, note = f"Resume from epoch {checkpoint.epoch + 1}", ""
-    if (run.path / runs.LAST_CHECKPOINT).is_file():
+    if (run.path / run_layout.LAST_CHECKPOINT).is_file():
         try:
-            check_keras_file(run.path / runs.LAST_CHECKPOINT)
+            check_keras_file(run.path / run_layout.LAST_CHECKPOINT)
         except FerError as error:
             label = f"Resume from epoch {(checkpoint.best_epoch or 0) + 1}"
-            note = f" {runs.LAST_CHECKPOINT} cannot be read ({error}), so it resumes from the best checkpoint."
+            note = f" {run_layout.LAST_CHECKPOINT} cannot be read ({error}), so it resumes from the best checkpoint."
     if not admin_button(
         label,
         icon=":material/resume:",
@@ -643,7 +645,7 @@ def runs_section(snapshots: Sequence[RunSnapshot], runs_dir: Path) -> None:
 def promoted_ui() -> None:
     try:
         card = promote.promoted_info()
-    except runs.RecordError as error:
+    except RecordError as error:
         st.warning(
             f"The Live, Photos and Video pages use a promoted model, but its card cannot be read ({error}).",
             icon=":material/warning:",
@@ -776,7 +778,7 @@ def recalibration_caption(metrics: RunMetrics | None) -> None:
 def promoted_run_name() -> str | None:
     try:
         card = promote.promoted_info()
-    except runs.RecordError:
+    except RecordError:
         return None
     return card.run if card is not None else None
 
@@ -926,7 +928,7 @@ def per_class_ui(metrics: RunMetrics | None) -> None:
 
 
 def mistakes_ui(run: runs.Run) -> None:
-    path = run.path / runs.MISCLASSIFIED_FILE
+    path = run.path / run_layout.MISCLASSIFIED_FILE
     if not path.is_file():
         st.info("The gallery of mistakes appears when the run has finished and been evaluated.")
         return
@@ -972,7 +974,7 @@ def settings_ui(snapshot: RunSnapshot) -> None:
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", height=35 * (len(rows) + 1) + 3)
     st.caption(f"Run folder: `{snapshot.run.path}`")
     try:
-        model_summary = (snapshot.run.path / runs.SUMMARY_FILE).read_text(encoding="utf-8", errors="replace")
+        model_summary = (snapshot.run.path / run_layout.SUMMARY_FILE).read_text(encoding="utf-8", errors="replace")
     except OSError:  # not written yet, or unreadable: nothing to show
         return
     with st.expander("Model summary"):
