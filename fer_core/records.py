@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -147,3 +147,10 @@ class ModelCard:
             provisional=fields.flag("provisional"),
             note=fields.text("note"),
         )
+
+    def to_json(self) -> dict[str, Any]:
+        """The card as its file holds it: the keys that are set (``provisional`` only when true)."""
+        values = {key: value for key, value in asdict(self).items() if value is not None}
+        if not self.provisional:
+            del values["provisional"]
+        return values

@@ -15,7 +15,7 @@ from fer_core.files import write_json_atomically
 from fer_core.records import ModelCard, RecordError
 from training import cli, promote, runs
 from training.config import TrainConfig
-from training.records import History, RunMetrics, RunStatus
+from training.records import CheckpointInfo, History, RunConfig, RunMetrics, RunState, RunStatus
 from training.trainer import create_run
 
 # (file, how to break it, what the reason says): the cases the hardening trial found, and a few more.
@@ -146,3 +146,43 @@ def test_times_that_are_not_times_do_not_break_the_training_page(isolated_runs_d
     assert not at.exception, at.exception
     table = at.dataframe[0].value
     assert set(table["Run"]) == {good.name, odd.name}
+
+
+def test_a_status_update_naming_no_status_field_is_refused_and_writes_nothing(isolated_runs_dir: Path) -> None:
+    run = make_run(isolated_runs_dir)
+    before = (run.path / run_layout.STATUS_FILE).read_text()
+    with pytest.raises(TypeError, match=r"status\.json has no field epoch_count"):
+        runs.update_status(run.path, epoch_count=3)
+    with pytest.raises(ValueError, match="'sleeping' is not a run state"):
+        runs.update_status(run.path, state="sleeping")
+    assert (run.path / run_layout.STATUS_FILE).read_text() == before
+
+
+def test_records_written_with_to_json_read_back_the_same(isolated_runs_dir: Path) -> None:
+    run = make_run(isolated_runs_dir, epoch=2, versions={"keras": "3"}, diverged=True)
+    status = run.status()
+    assert RunStatus.from_json(status.to_json()) == status and status.state == RunState.FINISHED
+    config = run.config()
+    assert RunConfig.from_json(config.to_json()) == config
+    info = CheckpointInfo(epoch=3, best_val_accuracy=0.5, best_epoch=2, saved_at=1.0)
+    assert CheckpointInfo.from_json(info.to_json()) == info
+    card = ModelCard(run="r", accuracy=0.7, provisional=True, note="not finished")
+    assert ModelCard.from_json(card.to_json(), "card") == card and "split" not in card.to_json()
+    report = {
+        "n": 2,
+        "accuracy": 0.5,
+        "macro_f1": 0.4,
+        "per_class": {"happy": {"precision": 1.0, "recall": 0.5, "f1": 0.6, "support": 2}},
+        "confusion": [[1, 0], [1, 0]],
+        "labels": ["angry", "happy"],
+        "split": "test",
+        "best_epoch": 2,
+        "batch_norm_recalibration": {"kept": True, "val_accuracy_before": 0.4, "val_accuracy_after": 0.5},
+        "calibration": {"temperature": 1.2, "ece_before": 0.1, "ece_after": 0.05, "faces": 2, "nll_before": 1.0},
+        "served": {"runtime": "LiteRT", "file": "model.tflite", "tta": False},
+    }
+    metrics = RunMetrics.from_json(report)
+    assert metrics.to_json() == {
+        **report,
+        "calibration": {**report["calibration"], "bins_before": [], "bins_after": []},
+    }

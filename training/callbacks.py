@@ -19,7 +19,7 @@ from fer_core.serving import served_files
 from training import runs
 from training.errors import StopRequested, TrainingDiverged
 from training.model_files import save_model_atomic
-from training.records import History
+from training.records import CheckpointInfo, History, RunPhase, RunState
 from training.trainer import elapsed_seconds
 
 PROGRESS_INTERVAL_S = 2.0  # history/status rewrites within an epoch, at most this often
@@ -162,8 +162,8 @@ class RunRecorder(keras.callbacks.Callback):
         )
         runs.update_status(
             self.run_dir,
-            state="running",
-            phase="training",
+            state=RunState.RUNNING,
+            phase=RunPhase.TRAINING,
             epoch=self.epoch + 1,
             epochs=self.epochs,
             step=self.step,
@@ -199,15 +199,10 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         if self.keep_last:
             self._snapshot(epoch + 1)
         save_model_atomic(self.model, self.run_dir / run_layout.LAST_CHECKPOINT)
-        write_json_atomically(
-            self.run_dir / run_layout.CHECKPOINT_INFO,
-            {
-                "epoch": epoch + 1,
-                "best_val_accuracy": self.best,
-                "best_epoch": self.best_epoch,
-                "saved_at": time.time(),
-            },
+        info = CheckpointInfo(
+            epoch=epoch + 1, best_val_accuracy=self.best, best_epoch=self.best_epoch, saved_at=time.time()
         )
+        write_json_atomically(self.run_dir / run_layout.CHECKPOINT_INFO, info.to_json())
         runs.update_status(self.run_dir, best_val_accuracy=self.best, best_epoch=self.best_epoch)
 
     def _snapshot(self, epoch: int) -> None:

@@ -16,7 +16,7 @@ from fer_core import native_log, run_layout
 from fer_core.errors import DatasetError, FerError
 from fer_core.run_layout import LAST_CHECKPOINT, is_run_folder
 from training.errors import TrainingFailed
-from training.records import ACTIVE_STATES
+from training.records import ACTIVE_STATES, RunState
 
 if TYPE_CHECKING:
     from fer_core.data import FaceDataset
@@ -352,13 +352,13 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from training import launcher, runs
 
     run = runs.Run(args.run)
-    if run.status().state == "finished":
+    if run.status().state == RunState.FINISHED:
         raise ValueError(f"{run.name} has already finished; start a new run to train further")
     with launcher.launch_lock(args.run.parent):  # checked and claimed at once, as the app's Resume does
         _refuse_if_busy(args.run.parent, besides=args.run)
         if run.status().state in ACTIVE_STATES:
             raise ValueError(f"{run.name} is still running")
-        runs.update_status(args.run, state="queued", **runs.process_identity(os.getpid()), error=None)
+        runs.update_status(args.run, state=RunState.QUEUED, **runs.process_identity(os.getpid()), error=None)
     return _report_run(resume(args.run, launched=True))
 
 
@@ -374,12 +374,12 @@ def _report_run(run_dir: Path) -> int:
     metrics = run.metrics()
     if metrics:
         text += f": {metrics.split} accuracy {metrics.accuracy:.4f}, macro-F1 {metrics.macro_f1:.4f}"
-    elif summary.state == "stopped":
+    elif summary.state == RunState.STOPPED:
         text += f" after {plural(summary.epochs_done, 'epoch')}; resume with `python -m training resume {run_dir}`"
     note = run.status().resume_note
     snapshots = _snapshots_note(run, summary.epochs_done)
     print(text + (f"\nnote: {note}" if note else "") + (f"\n{snapshots}" if snapshots else ""))
-    return 0 if summary.state in ("finished", "stopped") else EXIT_FAILED
+    return 0 if summary.state in (RunState.FINISHED, RunState.STOPPED) else EXIT_FAILED
 
 
 def _snapshots_note(run: Run, epochs_done: int) -> str | None:
@@ -397,7 +397,7 @@ def _snapshots_note(run: Run, epochs_done: int) -> str | None:
     text = f"snapshots: {plural(len(kept), 'model')} of the last epochs ({epochs}) in {run.path / SNAPSHOTS_DIR}"
     if len(kept) < settings.keep_last:
         state = run.status().state
-        if state == "finished" and epochs_done < settings.epochs:
+        if state == RunState.FINISHED and epochs_done < settings.epochs:
             why = (
                 f"early stopping ended the run after {plural(epochs_done, 'epoch')} of {settings.epochs} "
                 f"(--patience {settings.patience})"

@@ -33,6 +33,7 @@ from fer_core import run_layout
 from fer_core.data import FaceDataset
 from fer_core.files import write_json_atomically
 from training import runs
+from training.records import RunState, RunStatus
 
 LATENCY_BUDGET_MS = {"vgg40": 40.0, "fernet40": 1.5}  # one face, one LiteRT thread
 VIEW_CHOICES = {"vgg40": ("center", "flip", "crops"), "fernet40": ("center", "flip")}
@@ -305,28 +306,26 @@ def write_run(
     (run_dir / run_layout.HISTORY_CSV).write_text(runs.history_to_csv(rows))
     seconds = sum(float(phase["seconds"]) for _, phase in trunks)
     now = time.time()
-    write_json_atomically(
-        run_dir / run_layout.STATUS_FILE,
-        {
-            "state": "finished",
-            "created_at": now,
-            "started_at": now - seconds,
-            "finished_at": now,
-            "elapsed_s": seconds,
-            "epoch": len(rows),
-            "epochs": len(rows),
-            "epochs_done": len(rows),
-            "best_val_accuracy": float(max(history[val_key])),
-            "best_epoch": best_epoch,
-            "test_accuracy": report["accuracy"],
-            "precision": "mixed_bfloat16",
-            "strategy": "default",
-            "devices": 1,
-            "train_size": int(first_phase.get("train_faces", len(train))),
-            "val_size": len(val),
-            "versions": {key: str(value) for key, value in first_phase.get("versions", {}).items()},
-        },
+    status = RunStatus(
+        state=RunState.FINISHED,
+        created_at=now,
+        started_at=now - seconds,
+        finished_at=now,
+        elapsed_s=seconds,
+        epoch=len(rows),
+        epochs=len(rows),
+        epochs_done=len(rows),
+        best_val_accuracy=float(max(history[val_key])),
+        best_epoch=best_epoch,
+        test_accuracy=report["accuracy"],
+        precision="mixed_bfloat16",
+        strategy="default",
+        devices=1,
+        train_size=int(first_phase.get("train_faces", len(train))),
+        val_size=len(val),
+        versions={key: str(value) for key, value in first_phase.get("versions", {}).items()},
     )
+    write_json_atomically(run_dir / run_layout.STATUS_FILE, status.to_json())
     write_json_atomically(
         run_dir / "gpu.json",
         {

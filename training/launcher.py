@@ -29,6 +29,7 @@ from fer_core.records import RecordError
 from fer_core.settings import PROJECT_ROOT
 from training import runs
 from training.config import TrainConfig
+from training.records import RunState
 
 LAUNCH_LOCK = ".launch.lock"
 
@@ -105,14 +106,16 @@ def start_training(config: TrainConfig) -> runs.Run:
 
 def resume_training(run: runs.Run) -> runs.Run:
     """Continue a stopped or failed run in the background (``python -m training resume RUN_DIR``)."""
-    if run.status().state == "finished":
+    if run.status().state == RunState.FINISHED:
         raise ValueError(f"run {run.name} has already finished; start a new run to train further")
     with launch_lock(run.path.parent):
         busy = runs.active_run(run.path.parent)
         if busy is not None:
             raise TrainingBusyError(busy)
         (run.path / run_layout.STOP_FLAG).unlink(missing_ok=True)
-        runs.update_status(run.path, state="queued", **runs.process_identity(os.getpid()), error=None, stop_reason=None)
+        runs.update_status(
+            run.path, state=RunState.QUEUED, **runs.process_identity(os.getpid()), error=None, stop_reason=None
+        )
         _launch(["resume", str(run.path), "--launched"], run.path)
     return run
 
@@ -121,7 +124,7 @@ def _launch(arguments: list[str], run_dir: Path) -> None:
     try:
         process = _spawn(arguments, run_dir)
     except OSError as error:
-        runs.update_status(run_dir, state="failed", error=f"could not start the trainer: {error}")
+        runs.update_status(run_dir, state=RunState.FAILED, error=f"could not start the trainer: {error}")
         raise
     # The status names the child from now on; a child that dies before it says "running" is
     # then reported as failed rather than staying queued.

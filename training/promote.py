@@ -12,7 +12,6 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from fer_core.errors import ModelLoadError
 from fer_core.files import replace_together, write_json_atomically
@@ -20,6 +19,7 @@ from fer_core.records import ModelCard, RecordError, read_record
 from fer_core.serving import checked_lite_model, served_files
 from fer_core.settings import SHIPPED_MODEL_PATH, promoted_model_path
 from training import runs
+from training.records import RunState
 
 PROMOTED_INFO = "promoted.json"
 WEAK_MARGIN = 0.05  # test accuracy this far (absolute) below the shipped model's counts as far below
@@ -52,20 +52,22 @@ def promote_run(run: runs.Run) -> Path:
     destination.parent.mkdir(parents=True, exist_ok=True)
     _copy_together(list(zip(served_files(source), served_files(destination), strict=True)))
     metrics = run.metrics()
-    card: dict[str, Any] = {  # the model card fer_core.inference.describe_model reads
-        "run": run.name,
-        "arch": summary.arch,
-        "data_source": run.config().data_source or summary.data,
-        "accuracy": metrics.accuracy if metrics else None,
-        "split": metrics.split if metrics else None,
-        "best_val_accuracy": summary.best_val_accuracy,
-        "source": str(source),
-        "promoted_at": time.time(),
-    }
-    if summary.state != "finished":
-        card["provisional"] = True
-        card["note"] = f"from a run that had not finished ({summary.state} after {summary.epochs_done} epochs)"
-    write_json_atomically(promoted_info_path(), card)
+    finished = summary.state == RunState.FINISHED
+    card = ModelCard(  # what fer_core.inference.describe_model reads
+        run=run.name,
+        arch=summary.arch,
+        data_source=run.config().data_source or summary.data,
+        accuracy=metrics.accuracy if metrics else None,
+        split=metrics.split if metrics else None,
+        best_val_accuracy=summary.best_val_accuracy,
+        source=str(source),
+        promoted_at=time.time(),
+        provisional=not finished,
+        note=None
+        if finished
+        else f"from a run that had not finished ({summary.state} after {summary.epochs_done} epochs)",
+    )
+    write_json_atomically(promoted_info_path(), card.to_json())
     return destination
 
 
@@ -111,7 +113,7 @@ def promotion_concerns(run: runs.Run) -> list[str]:
         concerns.append(
             f"its test accuracy ({summary.test_accuracy:.1%}) is far below the shipped model's ({shipped:.1%})"
         )
-    if summary.state != "finished" and summary.test_accuracy is None:
+    if summary.state != RunState.FINISHED and summary.test_accuracy is None:
         concerns.append(f"the run has not finished ({summary.state}), so its model was never tested")
     return concerns
 

@@ -9,8 +9,10 @@ Unknown keys are ignored (a newer trainer may write more). Nothing here imports 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from fer_core.calibration import ReliabilityBin
@@ -18,16 +20,50 @@ from fer_core.records import Fields, RecordError, describe
 from fer_core.run_layout import CHECKPOINT_INFO, CONFIG_FILE, HISTORY_JSON, METRICS_FILE, STATUS_FILE
 from training.config import ConfigError, TrainConfig, config_from_mapping
 
-RUN_STATES = ("queued", "running", "finished", "stopped", "failed")
-ACTIVE_STATES = frozenset({"queued", "running"})
+
+class RunState(StrEnum):
+    """Where a run is (``status.json``'s ``state``): written by the launcher and the trainer, shown by
+    the Training page and the CLI. Members are strings, so they compare equal to what the file holds."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    FINISHED = "finished"
+    STOPPED = "stopped"
+    FAILED = "failed"
+    UNKNOWN = "unknown"  # no status.json (yet)
+
+
+class RunPhase(StrEnum):
+    """What an active run is doing (``status.json``'s ``phase``), in the order a run goes through them."""
+
+    STARTING = "starting"
+    LOADING_DATA = "loading data"
+    BUILDING_MODEL = "building model"
+    LOADING_INITIAL_WEIGHTS = "loading initial weights"
+    LOADING_TEACHERS = "loading teachers"
+    TRAINING = "training"
+    EXPORTING = "exporting"
+    RECALIBRATING = "recalibrating"
+    EVALUATING = "evaluating"
+
+
+_STATE_NAMES = frozenset(state.value for state in RunState)
+RUN_STATES = tuple(state for state in RunState if state is not RunState.UNKNOWN)
+ACTIVE_STATES = frozenset({RunState.QUEUED, RunState.RUNNING})
+FINISH_PHASES = frozenset({RunPhase.EXPORTING, RunPhase.RECALIBRATING, RunPhase.EVALUATING})  # after the epochs
+
+
+def _without_none(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A record's fields for its file: a field that is not set (None) is left out, as readers take it."""
+    return {key: value for key, value in values.items() if value is not None}
 
 
 @dataclass(frozen=True)
 class RunStatus:
     """``status.json``: where the run is, rewritten by the launcher and the trainer as it goes."""
 
-    state: str = "unknown"  # one of RUN_STATES; "unknown" when there is no status.json (yet)
-    phase: str | None = None  # "loading data", "training", "exporting"... while active
+    state: RunState = RunState.UNKNOWN
+    phase: str | None = None  # a RunPhase while active (kept as text: an older or newer trainer may write others)
     pid: int | None = None
     pid_started: int | None = None
     created_at: float | None = None
@@ -65,10 +101,10 @@ class RunStatus:
     @classmethod
     def from_json(cls, data: Any, where: str = STATUS_FILE) -> RunStatus:
         fields = Fields(data, where)
-        state = fields.text("state") or "unknown"
-        if state not in (*RUN_STATES, "unknown"):
+        state = fields.text("state") or RunState.UNKNOWN
+        if state not in _STATE_NAMES:
             raise RecordError(f"{where}: state must be one of {', '.join(RUN_STATES)}, got {state!r}")
-        values: dict[str, Any] = {"state": state, "versions": fields.strings("versions")}
+        values: dict[str, Any] = {"state": RunState(state), "versions": fields.strings("versions")}
         for name in ("phase", "precision", "strategy", "error", "traceback", "stop_reason", "resume_note"):
             values[name] = fields.text(name)
         for name in ("pid", "pid_started"):
@@ -104,6 +140,14 @@ class RunStatus:
             values[name] = fields.number(name)
         values["diverged"] = fields.flag("diverged")
         return cls(**values)
+
+    def to_json(self) -> dict[str, Any]:
+        """The fields that are set, as ``status.json`` holds them."""
+        values = _without_none(dataclasses.asdict(self))
+        values["versions"] = dict(self.versions)
+        if not self.diverged:
+            del values["diverged"]
+        return values
 
     @property
     def is_active(self) -> bool:
@@ -165,6 +209,20 @@ def _history_row(row: Any, where: str) -> HistoryRow:
     return {key: fields.number(key) for key in row}
 
 
+STATUS_FIELDS = frozenset(status_field.name for status_field in dataclasses.fields(RunStatus))
+
+
+def check_status_changes(changes: Mapping[str, Any]) -> None:
+    """Refuse a status update that names a field :class:`RunStatus` does not have (a typo would
+    otherwise write a key no reader looks at), or a state that is not a :class:`RunState`."""
+    unknown = sorted(set(changes) - STATUS_FIELDS - {"updated_at"})
+    if unknown:
+        raise TypeError(f"{STATUS_FILE} has no field {', '.join(unknown)} (see training.records.RunStatus)")
+    state = changes.get("state")
+    if state is not None and state not in _STATE_NAMES:
+        raise ValueError(f"{state!r} is not a run state (one of {', '.join(RUN_STATES)})")
+
+
 @dataclass(frozen=True)
 class ClassScores:
     precision: float
@@ -192,6 +250,9 @@ class Recalibration:
             error=fields.text("error"),
         )
 
+    def to_json(self) -> dict[str, Any]:
+        return _without_none(dataclasses.asdict(self))
+
 
 @dataclass(frozen=True)
 class Calibration:
@@ -203,6 +264,9 @@ class Calibration:
     ece_after: float
     bins_before: tuple[ReliabilityBin, ...] = ()
     bins_after: tuple[ReliabilityBin, ...] = ()
+    faces: int | None = None
+    nll_before: float | None = None
+    nll_after: float | None = None
 
     @classmethod
     def from_json(cls, data: Any, where: str) -> Calibration:
@@ -213,7 +277,16 @@ class Calibration:
             ece_after=fields.required_number("ece_after"),
             bins_before=_bins(fields.rows("bins_before"), f"{where}: bins_before"),
             bins_after=_bins(fields.rows("bins_after"), f"{where}: bins_after"),
+            faces=fields.integer("faces", minimum=0),
+            nll_before=fields.number("nll_before"),
+            nll_after=fields.number("nll_after"),
         )
+
+    def to_json(self) -> dict[str, Any]:
+        values = _without_none(dataclasses.asdict(self))
+        values["bins_before"] = [row._asdict() for row in self.bins_before]
+        values["bins_after"] = [row._asdict() for row in self.bins_after]
+        return values
 
 
 def _bins(rows: list[Any], where: str) -> tuple[ReliabilityBin, ...]:
@@ -233,6 +306,20 @@ def _bins(rows: list[Any], where: str) -> tuple[ReliabilityBin, ...]:
 
 
 @dataclass(frozen=True)
+class ServedCopy:
+    """Which copy of the model an evaluation ran: the runtime, the file and the test-time views."""
+
+    runtime: str
+    file: str
+    tta: bool = False
+
+    @classmethod
+    def from_json(cls, data: Any, where: str) -> ServedCopy:
+        fields = Fields(data, where)
+        return cls(runtime=fields.text("runtime") or "", file=fields.text("file") or "", tta=fields.flag("tta"))
+
+
+@dataclass(frozen=True)
 class RunMetrics:
     """``metrics.json``: the exported model evaluated on the held-out faces when the run finished."""
 
@@ -246,6 +333,7 @@ class RunMetrics:
     best_epoch: int | None = None
     recalibration: Recalibration | None = None
     calibration: Calibration | None = None
+    served: ServedCopy | None = None
 
     @property
     def kept_val_accuracy(self) -> float | None:
@@ -298,7 +386,25 @@ class RunMetrics:
             calibration=None
             if data.get("calibration") is None
             else Calibration.from_json(data["calibration"], f"{where}: calibration"),
+            served=None if data.get("served") is None else ServedCopy.from_json(data["served"], f"{where}: served"),
         )
+
+    def to_json(self) -> dict[str, Any]:
+        """As ``metrics.json`` holds it (the batch-norm re-estimation under its file name)."""
+        values: dict[str, Any] = {
+            "n": self.n,
+            "accuracy": self.accuracy,
+            "macro_f1": self.macro_f1,
+            "per_class": {emotion: dataclasses.asdict(scores) for emotion, scores in self.per_class.items()},
+            "confusion": [list(row) for row in self.confusion],
+            "labels": list(self.labels),
+            "split": self.split,
+            "best_epoch": self.best_epoch,
+            "batch_norm_recalibration": None if self.recalibration is None else self.recalibration.to_json(),
+            "calibration": None if self.calibration is None else self.calibration.to_json(),
+            "served": None if self.served is None else dataclasses.asdict(self.served),
+        }
+        return _without_none(values)
 
 
 @dataclass(frozen=True)
@@ -328,6 +434,11 @@ class RunConfig:
             created_at=fields.text("created_at"),
         )
 
+    def to_json(self) -> dict[str, Any]:
+        values = _without_none(dataclasses.asdict(self))
+        values["settings"] = self.settings.to_dict()
+        return values
+
 
 @dataclass(frozen=True)
 class CheckpointInfo:
@@ -347,3 +458,6 @@ class CheckpointInfo:
             best_epoch=fields.integer("best_epoch", minimum=0),
             saved_at=fields.number("saved_at"),
         )
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 try:  # POSIX: status updates from the launcher and the trainer are serialised with flock
     import fcntl
@@ -39,7 +39,15 @@ from fer_core.run_layout import (
     STOP_FLAG,
     TRASH_PREFIX,
 )
-from training.records import CheckpointInfo, History, RunConfig, RunMetrics, RunStatus
+from training.records import (
+    CheckpointInfo,
+    History,
+    RunConfig,
+    RunMetrics,
+    RunState,
+    RunStatus,
+    check_status_changes,
+)
 
 UNREADABLE = "unreadable"  # the state shown for a run whose files are broken or of the wrong type
 
@@ -68,7 +76,10 @@ def status_lock(run_dir: Path) -> contextlib.AbstractContextManager[None]:
 
 
 def update_status(run_dir: Path, **changes: Any) -> dict[str, Any]:
-    """Merge ``changes`` into status.json (atomically, under the status lock). Returns the new status."""
+    """Merge ``changes`` into status.json (atomically, under the status lock). Returns the new status.
+    Each change names a :class:`~training.records.RunStatus` field (another raises ``TypeError``); None
+    clears one."""
+    check_status_changes(changes)
     with status_lock(run_dir):
         status = _read_or_empty(run_dir / STATUS_FILE)
         status.update(changes, updated_at=time.time())
@@ -85,7 +96,12 @@ def process_start_ticks(pid: int) -> int | None:
         return None
 
 
-def process_identity(pid: int) -> dict[str, Any]:
+class ProcessIdentity(TypedDict):
+    pid: int
+    pid_started: int | None
+
+
+def process_identity(pid: int) -> ProcessIdentity:
     """Status fields that name a process: its pid, and its start time, which a reused pid does not share."""
     return {"pid": pid, "pid_started": process_start_ticks(pid)}
 
@@ -138,14 +154,14 @@ class Run:
         if status.is_active and not pid_alive(status.pid, status.pid_started):
             if (self.path / STOP_FLAG).exists():
                 reason = status.stop_reason or "stopped before training began"
-                return dataclasses.replace(status, state="stopped", stop_reason=reason)
+                return dataclasses.replace(status, state=RunState.STOPPED, stop_reason=reason)
             reason = status.error or (
                 f"the trainer process (pid {status.pid}) ended without finishing: it was killed or crashed"
             )
             last_error = _last_error_line(self.path / LOG_FILE)
             if last_error and last_error not in reason:
                 reason += f" ({last_error})"
-            return dataclasses.replace(status, state="failed", error=reason)
+            return dataclasses.replace(status, state=RunState.FAILED, error=reason)
         return status
 
     @property
@@ -337,9 +353,11 @@ def active_run(runs_dir: Path) -> Run | None:
     return None
 
 
-def new_run_dir(runs_dir: Path, arch: str) -> Path:
+def new_run_dir(runs_dir: Path, arch: str, *, now: float | None = None) -> Path:
+    """A new, empty folder for a run of ``arch``, named by the moment ``now`` (the clock's time when
+    None) to the second, with a suffix when another run took that second."""
     runs_dir.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
     for suffix in range(100):
         candidate = runs_dir / f"{stamp}-{arch}" if suffix == 0 else runs_dir / f"{stamp}-{arch}-{suffix}"
         try:

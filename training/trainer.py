@@ -38,7 +38,7 @@ from training import runs
 from training.config import TrainConfig
 from training.errors import StopRequested, TrainingDiverged, TrainingFailed
 from training.model_files import check_finite_weights, check_keras_file, load_keras_model, save_model_atomic
-from training.records import History
+from training.records import History, RunConfig, RunPhase, RunState, RunStatus
 
 MISCLASSIFIED_COUNT = 48
 
@@ -137,23 +137,21 @@ def make_checkpointer(run_dir: Path, best_so_far: float | None, *, epochs: int =
     return AtomicCheckpoint(run_dir, best_so_far, epochs=epochs, keep_last=keep_last)
 
 
-def create_run(config: TrainConfig, command: str | None = None) -> Path:
-    """Make the run folder with its config.json and a ``queued`` status. Returns its path."""
-    run_dir = runs.new_run_dir(config.runs_path, config.arch)
-    write_json_atomically(
-        run_dir / run_layout.CONFIG_FILE,
-        {
-            "settings": config.to_dict(),
-            "learning_rate": config.learning_rate,
-            "data_source": describe_source(config.data),
-            "command": command or " ".join([Path(sys.executable).name, "-m", "training", *sys.argv[1:]]),
-            "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        },
+def create_run(config: TrainConfig, command: str | None = None, *, now: float | None = None) -> Path:
+    """Make the run folder with its config.json and a ``queued`` status. Returns its path. ``now``:
+    the moment the run is created (the clock's time when None), which names its folder."""
+    now = time.time() if now is None else now
+    run_dir = runs.new_run_dir(config.runs_path, config.arch, now=now)
+    run_config = RunConfig(
+        settings=config,
+        learning_rate=config.learning_rate,
+        data_source=describe_source(config.data),
+        command=command or " ".join([Path(sys.executable).name, "-m", "training", *sys.argv[1:]]),
+        created_at=time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(now)),
     )
-    write_json_atomically(
-        run_dir / run_layout.STATUS_FILE,
-        {"state": "queued", "created_at": time.time(), **runs.process_identity(os.getpid())},
-    )
+    write_json_atomically(run_dir / run_layout.CONFIG_FILE, run_config.to_json())
+    status = RunStatus(state=RunState.QUEUED, created_at=now, **runs.process_identity(os.getpid()))
+    write_json_atomically(run_dir / run_layout.STATUS_FILE, status.to_json())
     return run_dir
 
 
@@ -200,8 +198,8 @@ def train(config: TrainConfig, run_dir: Path | None = None, *, resume: bool = Fa
     now = time.time()
     runs.update_status(
         run_dir,
-        state="running",
-        phase="starting",
+        state=RunState.RUNNING,
+        phase=RunPhase.STARTING,
         **runs.process_identity(os.getpid()),
         started_at=status.started_at or now,
         resumed_at=now if resume else None,
@@ -263,7 +261,7 @@ def _record_failure(run_dir: Path, message: str, *, diverged: bool) -> None:
     try:
         runs.update_status(
             run_dir,
-            state="failed",
+            state=RunState.FAILED,
             phase=None,
             error=message,
             traceback=traceback.format_exc(),
@@ -366,7 +364,7 @@ def _train(config: TrainConfig, run_dir: Path, *, resume: bool) -> None:
 
     if config.init_from and not resume:  # named before minutes of loading data
         check_initial_model(config.init_from)
-    runs.update_status(run_dir, phase="loading data")
+    runs.update_status(run_dir, phase=RunPhase.LOADING_DATA)
     data = load_training_data(config)  # checked: faces a classifier cannot learn from are refused here
     train_set, val_set = data.train, data.val
     neutral = uses_neutral_path(config)
@@ -408,7 +406,7 @@ def _train(config: TrainConfig, run_dir: Path, *, resume: bool) -> None:
             steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
             train_data = train_data.repeat()
 
-    runs.update_status(run_dir, phase="building model")
+    runs.update_status(run_dir, phase=RunPhase.BUILDING_MODEL)
     strategy = _strategy(config.strategy) if config.backend == "tensorflow" else _SingleDevice()
     start = _resume_point(run_dir) if resume else ResumePoint(None, 0, History())
     if start.note:
@@ -426,7 +424,7 @@ def _train(config: TrainConfig, run_dir: Path, *, resume: bool) -> None:
         else:
             model = build_model(config.arch)
             if config.init_from:
-                runs.update_status(run_dir, phase="loading initial weights")
+                runs.update_status(run_dir, phase=RunPhase.LOADING_INITIAL_WEIGHTS)
                 load_initial_weights(model, config.init_from)
             model.compile(
                 optimizer=_optimizer(config, steps_per_epoch),
@@ -436,7 +434,7 @@ def _train(config: TrainConfig, run_dir: Path, *, resume: bool) -> None:
     _write_summary(model, run_dir)
     runs.update_status(
         run_dir,
-        phase="training",
+        phase=RunPhase.TRAINING,
         precision=precision,
         strategy=config.strategy,
         devices=strategy.num_replicas_in_sync,
@@ -482,13 +480,13 @@ def _train(config: TrainConfig, run_dir: Path, *, resume: bool) -> None:
         _finish(run_dir, data.dataset, config)
     (run_dir / run_layout.STOP_FLAG).unlink(missing_ok=True)
     if stopped is not None:
-        runs.update_status(run_dir, state="stopped", phase=None, stop_reason=stopped, finished_at=time.time())
+        runs.update_status(run_dir, state=RunState.STOPPED, phase=None, stop_reason=stopped, finished_at=time.time())
 
 
 def _export_stopped(run_dir: Path, config: TrainConfig, val_set: FaceDataset) -> None:
     """A stopped run's best checkpoint, exported and served like a finished one's (not evaluated)."""
     if (run_dir / run_layout.BEST_CHECKPOINT).is_file():
-        runs.update_status(run_dir, phase="exporting")
+        runs.update_status(run_dir, phase=RunPhase.EXPORTING)
         export_model(
             run_dir / run_layout.BEST_CHECKPOINT, run_dir / run_layout.EXPORTED_MODEL, config.arch, tta=config.tta
         )
@@ -584,11 +582,11 @@ def _neutral_model(config: TrainConfig, run_dir: Path) -> tuple[Any, Any, list[A
     options = {"input_size": config.crop} if config.crop != FACE_SIZE else {}
     network = build_model(config.arch, **options)
     if config.init_from:
-        runs.update_status(run_dir, phase="loading initial weights")
+        runs.update_status(run_dir, phase=RunPhase.LOADING_INITIAL_WEIGHTS)
         load_initial_weights(network, config.init_from)
     augmenter = build_augmenter(config.seed, erasing=config.erasing) if config.augment else None
     if config.distill_from:
-        runs.update_status(run_dir, phase="loading teachers")
+        runs.update_status(run_dir, phase=RunPhase.LOADING_TEACHERS)
         teachers = [load_keras_model(path) for path in teacher_paths(config.distill_from)]
         return build_distillation_model(network, teachers, augmenter), distillation_loss(), [student_accuracy()]
     loss = keras.losses.CategoricalCrossentropy()  # the targets come smoothed (face_batches)
@@ -598,19 +596,19 @@ def _neutral_model(config: TrainConfig, run_dir: Path) -> tuple[Any, Any, list[A
 def _finish(run_dir: Path, dataset: FaceDataset, config: TrainConfig) -> None:
     """Export the best checkpoint as a float32 model and its served (LiteRT) copy, calibrated on the
     validation faces, and evaluate the served copy on the held-out split: the path the app runs."""
-    runs.update_status(run_dir, phase="exporting")
+    runs.update_status(run_dir, phase=RunPhase.EXPORTING)
     model_path = run_dir / run_layout.EXPORTED_MODEL
     export_model(run_dir / run_layout.BEST_CHECKPOINT, model_path, config.arch, tta=config.tta)
-    runs.update_status(run_dir, phase="recalibrating")
+    runs.update_status(run_dir, phase=RunPhase.RECALIBRATING)
     train, val = split_for_training(dataset, config.val_fraction, config.seed)
     try:
         recalibration = recalibrate_if_better(model_path, train, val)
     except Exception as error:  # an optional polish: the run and its plain export still stand
         print(f"batch-norm recalibration skipped: {type(error).__name__}: {error}", file=sys.stderr)
         recalibration = {"error": f"{type(error).__name__}: {error}", "kept": False}
-    runs.update_status(run_dir, phase="exporting")
+    runs.update_status(run_dir, phase=RunPhase.EXPORTING)
     export_served(model_path, val)
-    runs.update_status(run_dir, phase="evaluating")
+    runs.update_status(run_dir, phase=RunPhase.EVALUATING)
     eval_split = "test" if "test" in dataset.split_names else "val"
     held_out = dataset.split("test") if eval_split == "test" else val
     report, probabilities = evaluate_served(model_path, held_out)
@@ -619,7 +617,9 @@ def _finish(run_dir: Path, dataset: FaceDataset, config: TrainConfig) -> None:
     report["batch_norm_recalibration"] = recalibration
     write_json_atomically(run_dir / run_layout.METRICS_FILE, report)
     save_misclassified(run_dir, held_out, probabilities)
-    runs.update_status(run_dir, state="finished", phase=None, finished_at=time.time(), test_accuracy=report["accuracy"])
+    runs.update_status(
+        run_dir, state=RunState.FINISHED, phase=None, finished_at=time.time(), test_accuracy=report["accuracy"]
+    )
 
 
 def export_served(model_path: Path, val: FaceDataset) -> float:
@@ -821,9 +821,9 @@ def resume(run_dir: Path, *, launched: bool = False) -> Path:
         status = run.status()
     except RecordError as error:
         raise RecordError(f"cannot resume run {run_dir.name}: {error}") from None
-    if status.is_active and not (launched and status.state == "queued"):
+    if status.is_active and not (launched and status.state == RunState.QUEUED):
         raise ValueError(f"{run_dir.name} is still running (pid {status.pid})")
-    if status.state == "finished":
+    if status.state == RunState.FINISHED:
         raise ValueError(f"{run_dir.name} has already finished; start a new run to train further")
     (run_dir / run_layout.STOP_FLAG).unlink(missing_ok=True)
     return train(settings, run_dir, resume=True)
