@@ -75,7 +75,7 @@ DISTILL_LABEL_WEIGHT = 0.3
 # ---------------------------------------------------------------- here: pack
 def pack(data: str, val_faces: int = 0, teachers: Path | None = None) -> None:
     from fer_core.data import load_dataset
-    from training.trainer import split_for_training
+    from training.splits import split_for_training
 
     dataset = load_dataset(data)
     train, val = split_for_training(dataset, VAL_FRACTION, SEED)

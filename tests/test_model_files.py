@@ -29,7 +29,7 @@ from training.model_files import (
     check_keras_file,
     replace_atomically,
 )
-from training.trainer import _resume_point, create_run
+from training.trainer import create_run
 
 
 def fake_keras_file(path: Path, weight: float = 0.0) -> Path:
@@ -123,7 +123,7 @@ def test_resume_falls_back_to_the_best_checkpoint_when_the_last_is_truncated(iso
     run = stopped_run(isolated_runs_dir, last_epoch=3, best_epoch=2)
     truncated(run.path / run_layout.LAST_CHECKPOINT)
     fake_keras_file(run.path / run_layout.BEST_CHECKPOINT)
-    start = _resume_point(run.path)
+    start = run.resume_point()
     assert (start.checkpoint, start.epoch) == (run.path / run_layout.BEST_CHECKPOINT, 2)
     assert [row["epoch"] for row in start.history.epochs] == [1, 2]
     assert start.note is not None
@@ -136,7 +136,7 @@ def test_resume_without_a_usable_checkpoint_explains_what_to_do(
     run = stopped_run(isolated_runs_dir, last_epoch=3, best_epoch=2)
     truncated(run.path / run_layout.LAST_CHECKPOINT)
     with pytest.raises(ModelLoadError, match=r"cannot resume run .*is truncated or corrupt.*Start a new run"):
-        _resume_point(run.path)
+        run.resume_point()
     # the same through the command line: the message, no traceback (refused before TensorFlow starts)
     (run.path / run_layout.BEST_CHECKPOINT).write_text("not a model either")
     assert cli.main(["resume", str(run.path)]) == cli.EXIT_USAGE

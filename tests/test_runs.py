@@ -23,7 +23,8 @@ from fer_core.settings import promoted_model_path
 from training import cli, launcher, promote, runs
 from training.config import TrainConfig
 from training.records import History
-from training.trainer import _resume_point, check_training_labels, create_run, failure_message, held_out_counts
+from training.splits import check_training_labels, held_out_counts
+from training.trainer import create_run, failure_message
 
 
 def dead_pid() -> int:
@@ -129,7 +130,7 @@ def test_resume_starts_after_the_epoch_the_checkpoint_holds(isolated_runs_dir: P
     write_json_atomically(run.path / run_layout.HISTORY_JSON, history)
     fake_keras_file(run.path / run_layout.LAST_CHECKPOINT)
     write_json_atomically(run.path / run_layout.CHECKPOINT_INFO, {"epoch": 1})  # killed between history and checkpoint
-    start = _resume_point(run.path)
+    start = run.resume_point()
     assert (start.checkpoint, start.epoch, start.note) == (run.path / run_layout.LAST_CHECKPOINT, 1, None)
     assert [row["epoch"] for row in start.history.epochs] == [1]
     assert [point["epoch"] for point in start.history.batches] == [0.5, 1.0]
@@ -137,7 +138,7 @@ def test_resume_starts_after_the_epoch_the_checkpoint_holds(isolated_runs_dir: P
 
 def test_resume_point_without_a_checkpoint_starts_over(isolated_runs_dir: Path) -> None:
     run = make_run(isolated_runs_dir, "stopped")
-    assert _resume_point(run.path) == (None, 0, History(), None)
+    assert run.resume_point() == (None, 0, History(), None)
 
 
 def test_promote_copies_the_model_where_the_app_loads_it(isolated_runs_dir: Path) -> None:

@@ -20,9 +20,10 @@ from fer_core import run_layout
 from fer_core.datasets import resolve_dataset
 from fer_core.files import write_json_atomically
 from fer_core.labels import EMOTIONS
-from training import cli, runs, trainer
+from training import cli, finish, runs, trainer
 from training.config import TrainConfig
 from training.records import Recalibration
+from training.splits import split_for_training
 
 pytestmark = pytest.mark.slow
 
@@ -181,21 +182,10 @@ def test_train_with_init_from_loads_the_weights_and_records_the_source(
 def test_stop_flag_ends_the_run_and_resume_continues_it(
     isolated_runs_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    make_recorder = trainer.make_recorder
+    from training import callbacks
 
-    def recorder_that_asks_to_stop_after_epoch_one(run_dir: Path, *args: Any) -> Any:
-        recorder = make_recorder(run_dir, *args)
-        epoch_end = recorder.on_epoch_end
-
-        def on_epoch_end(epoch: int, logs: dict[str, Any] | None = None) -> None:
-            epoch_end(epoch, logs)
-            if epoch == 0:
-                (run_dir / run_layout.STOP_FLAG).touch()  # as the page's Stop button does
-
-        recorder.on_epoch_end = on_epoch_end
-        return recorder
-
-    monkeypatch.setattr(trainer, "make_recorder", recorder_that_asks_to_stop_after_epoch_one)
+    recorder = callbacks.RunRecorder
+    stop_after_epoch(monkeypatch, 1)
     config = TrainConfig(data="demo", arch="tiny", epochs=3, batch_size=32, max_steps_per_epoch=3)
     run = runs.Run(trainer.train(config))
     status = run.status()
@@ -206,7 +196,7 @@ def test_stop_flag_ends_the_run_and_resume_continues_it(
     ).is_file() and run.model_path() == run.path / run_layout.EXPORTED_MODEL
     assert not (run.path / run_layout.STOP_FLAG).exists() and run.metrics() is None
 
-    monkeypatch.setattr(trainer, "make_recorder", make_recorder)
+    monkeypatch.setattr(callbacks, "RunRecorder", recorder)
     trainer.resume(run.path)
     status = run.status()
     assert status.state == "finished" and status.resumed_at is not None
@@ -224,10 +214,11 @@ def test_a_new_best_checkpoint_retires_an_older_export(tmp_path: Path) -> None:
 
     from fer_core.models import build_model
     from fer_core.serving import served_files
+    from training.callbacks import AtomicCheckpoint
 
     run = runs.Run(tmp_path)
     write_served_model(run.path / run_layout.EXPORTED_MODEL, b"the export from before the resume")
-    checkpointer = trainer.make_checkpointer(run.path, best_so_far=0.5)
+    checkpointer = AtomicCheckpoint(run.path, best_so_far=0.5)
     checkpointer.set_model(build_model("tiny"))
 
     checkpointer.on_epoch_end(3, {"val_accuracy": 0.4})  # no better: the export still holds the best
@@ -249,12 +240,12 @@ def test_batch_norm_recalibration_is_kept_only_if_validation_accuracy_rises(
     build_model("tiny").save(model_path)
     original = model_path.read_bytes()
     measured = iter(accuracies)  # before, then after re-estimation
-    monkeypatch.setattr(trainer, "accuracy_on", lambda model, dataset: next(measured))
-    train, val = trainer.split_for_training(resolve_dataset("demo"), 0.1, seed=42)
+    monkeypatch.setattr(finish, "accuracy_on", lambda model, dataset: next(measured))
+    train, val = split_for_training(resolve_dataset("demo"), 0.1, seed=42)
 
-    result = trainer.recalibrate_if_better(model_path, train, val)
+    result = finish.recalibrate_if_better(model_path, train, val)
 
-    assert result == {"val_accuracy_before": accuracies[0], "val_accuracy_after": accuracies[1], "kept": kept}
+    assert result == Recalibration(kept=kept, val_accuracy_before=accuracies[0], val_accuracy_after=accuracies[1])
     assert (model_path.read_bytes() != original) == kept
 
 
@@ -269,10 +260,10 @@ def test_a_finished_run_reports_its_batch_norm_recalibration(finished_run: runs.
 def test_a_failed_recalibration_leaves_the_run_finished_with_its_plain_export(
     isolated_runs_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def out_of_memory(*args: Any) -> dict[str, Any]:
+    def out_of_memory(*args: Any) -> Recalibration:
         raise MemoryError("no room for the training faces")
 
-    monkeypatch.setattr(trainer, "recalibrate_if_better", out_of_memory)
+    monkeypatch.setattr(finish, "recalibrate_if_better", out_of_memory)
     config = TrainConfig(data="demo", arch="tiny", epochs=1, batch_size=32, max_steps_per_epoch=2)
     run = runs.Run(trainer.train(config))
     assert run.status().state == "finished"
@@ -320,9 +311,10 @@ def test_mirrored_strategy_trains_over_two_logical_cpu_devices(tmp_path: Path) -
 def test_keep_last_saves_a_snapshot_of_each_of_the_last_epochs(tmp_path: Path) -> None:
     """--keep-last N: the models of the last N epochs stay in snapshots/, for `training average`."""
     from fer_core.models import build_model
+    from training.callbacks import AtomicCheckpoint
 
     run = runs.Run(tmp_path)
-    checkpointer = trainer.make_checkpointer(run.path, best_so_far=None, epochs=5, keep_last=2)
+    checkpointer = AtomicCheckpoint(run.path, best_so_far=None, epochs=5, keep_last=2)
     checkpointer.set_model(build_model("tiny"))
     for epoch in range(5):
         checkpointer.on_epoch_end(epoch, {"val_accuracy": 0.1 * epoch})
@@ -332,8 +324,9 @@ def test_keep_last_saves_a_snapshot_of_each_of_the_last_epochs(tmp_path: Path) -
 
 def test_keep_last_keeps_the_last_epochs_that_exist_when_early_stopping_ends_the_run(tmp_path: Path) -> None:
     from fer_core.models import build_model
+    from training.callbacks import AtomicCheckpoint
 
-    checkpointer = trainer.make_checkpointer(tmp_path, best_so_far=None, epochs=10, keep_last=5)
+    checkpointer = AtomicCheckpoint(tmp_path, best_so_far=None, epochs=10, keep_last=5)
     checkpointer.set_model(build_model("tiny"))
     for epoch in range(3):  # early stopping ends the run after 3 of 10 epochs
         checkpointer.on_epoch_end(epoch, {"val_accuracy": 0.5})
@@ -369,22 +362,17 @@ def test_keep_last_beyond_the_epochs_is_refused() -> None:
 
 
 def stop_after_epoch(monkeypatch: pytest.MonkeyPatch, stop_epoch: int) -> None:
-    """Make the trainer's recorder raise the STOP flag at the end of epoch ``stop_epoch`` (from 1)."""
-    make_recorder = trainer.make_recorder
+    """Make the trainer's recorder raise the STOP flag at the end of epoch ``stop_epoch`` (from 1), as
+    the page's Stop button does."""
+    from training import callbacks
 
-    def recorder(run_dir: Path, *args: Any) -> Any:
-        made = make_recorder(run_dir, *args)
-        epoch_end = made.on_epoch_end
-
-        def on_epoch_end(epoch: int, logs: dict[str, Any] | None = None) -> None:
-            epoch_end(epoch, logs)
+    class StoppingRecorder(callbacks.RunRecorder):
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            super().on_epoch_end(epoch, logs)
             if epoch + 1 == stop_epoch:
-                (run_dir / run_layout.STOP_FLAG).touch()
+                (self.run_dir / run_layout.STOP_FLAG).touch()
 
-        made.on_epoch_end = on_epoch_end
-        return made
-
-    monkeypatch.setattr(trainer, "make_recorder", recorder)
+    monkeypatch.setattr(callbacks, "RunRecorder", StoppingRecorder)
 
 
 def test_resume_after_last_keras_was_truncated_goes_on_from_the_best_checkpoint(

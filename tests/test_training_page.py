@@ -161,11 +161,13 @@ def test_empty_runs_folder_invites_a_first_run() -> None:
     assert not at.button(key="train_start").disabled
 
 
-def finished_fake_run(runs_dir: Path, val_accuracies: list[float]) -> runs.Run:
-    """A finished run folder written by hand: history, metrics and mistakes, no model training."""
+def finished_fake_run(runs_dir: Path, val_accuracies: list[float], *, minutes_ago: float = 0) -> runs.Run:
+    """A finished run folder written by hand: history, metrics and mistakes, no model training. Created
+    ``minutes_ago`` (its folder is named by that moment)."""
     from fer_core.metrics import classification_report
 
-    run_dir = create_run(TrainConfig(data="demo", arch="tiny", epochs=len(val_accuracies), runs_dir=str(runs_dir)))
+    config = TrainConfig(data="demo", arch="tiny", epochs=len(val_accuracies), runs_dir=str(runs_dir))
+    run_dir = create_run(config, now=time.time() - 60 * minutes_ago)
     history = [
         {"epoch": index + 1, "loss": 1.5, "accuracy": 0.5, "val_accuracy": value}
         for index, value in enumerate(val_accuracies)
@@ -191,8 +193,7 @@ def finished_fake_run(runs_dir: Path, val_accuracies: list[float]) -> runs.Run:
 
 
 def test_selected_runs_are_overlaid_and_the_first_opens_with_its_results(isolated_runs_dir: Path) -> None:
-    older = finished_fake_run(isolated_runs_dir, [0.3, 0.4, 0.45])
-    time.sleep(1.1)  # run folders are named by the second
+    older = finished_fake_run(isolated_runs_dir, [0.3, 0.4, 0.45], minutes_ago=5)
     newer = finished_fake_run(isolated_runs_dir, [0.2, 0.5])
     at = open_page()
     at.session_state["runs_table"] = {"selection": {"rows": [1, 0], "columns": [], "cells": []}}
@@ -208,8 +209,7 @@ def test_selected_runs_are_overlaid_and_the_first_opens_with_its_results(isolate
 
 
 def test_an_unreadable_run_is_listed_as_such_beside_the_good_ones(isolated_runs_dir: Path) -> None:
-    good = finished_fake_run(isolated_runs_dir, [0.3, 0.4])
-    time.sleep(1.1)  # run folders are named by the second
+    good = finished_fake_run(isolated_runs_dir, [0.3, 0.4], minutes_ago=5)
     broken = finished_fake_run(isolated_runs_dir, [0.2])
     write_json_atomically(broken.path / run_layout.STATUS_FILE, {"state": "finished", "pid": "abc"})
     at = open_page()
@@ -303,8 +303,8 @@ def test_a_run_deleted_only_in_part_leaves_the_table_and_says_which_file_stayed(
 
 
 def test_the_form_opens_with_the_last_settings_used_and_copies_an_earlier_runs(isolated_runs_dir: Path) -> None:
-    older = create_run(TrainConfig(data="demo", arch="tiny", epochs=7, patience=3, runs_dir=str(isolated_runs_dir)))
-    time.sleep(1.1)  # run folders are named by the second
+    older_config = TrainConfig(data="demo", arch="tiny", epochs=7, patience=3, runs_dir=str(isolated_runs_dir))
+    older = create_run(older_config, now=time.time() - 300)  # five minutes before the newest
     newest = TrainConfig(data="demo", arch="tiny", epochs=9, augment=False, lr=0.001, runs_dir=str(isolated_runs_dir))
     create_run(newest)
     at = open_page()

@@ -1,7 +1,7 @@
 """The trainer's Keras callbacks: the run recorder and the atomic checkpointer.
 
 This module imports Keras; :mod:`training.trainer` imports it only when a training starts, so that
-the launcher and the app can import the trainer without TensorFlow.
+the launcher and the app can import the trainer without TensorFlow. It imports nothing of the trainer.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from training import runs
 from training.errors import StopRequested, TrainingDiverged
 from training.model_files import save_model_atomic
 from training.records import CheckpointInfo, History, RunPhase, RunState
-from training.trainer import elapsed_seconds
 
 PROGRESS_INTERVAL_S = 2.0  # history/status rewrites within an epoch, at most this often
 POINTS_PER_EPOCH = 25  # batch-level history points kept per epoch (for the live chart)
@@ -169,7 +168,7 @@ class RunRecorder(keras.callbacks.Callback):
             step=self.step,
             steps=self.steps_per_epoch,
             epochs_done=len(self.epochs_log),
-            elapsed_s=elapsed_seconds(self.run_dir),
+            elapsed_s=runs.Run(self.run_dir).elapsed_seconds(),
             **progress,
         )
 

@@ -267,7 +267,7 @@ def select_backend(name: str) -> None:
 
 
 def cmd_finish(args: argparse.Namespace) -> int:
-    from training.trainer import finish_run
+    from training.finish import finish_run
 
     select_backend("tensorflow")
     finish_run(args.run, stopped=args.stopped)
@@ -412,8 +412,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from fer_core.datasets import resolve_dataset
     from fer_core.inference import resolve_model_path
     from fer_core.serving import checked_lite_model
+    from training.finish import evaluate_served
     from training.model_files import check_keras_file
-    from training.trainer import evaluate_served
 
     model_path = resolve_model_path(args.model)
     if model_path.suffix == ".keras":
@@ -448,8 +448,8 @@ def cmd_average(args: argparse.Namespace) -> int:
     from fer_core.serving import lite_path, served_files
     from training.averaging import combine_models
     from training.export import save_served
+    from training.finish import accuracy_on, export_served
     from training.model_files import check_destination, check_finite_weights, check_keras_file, load_keras_model
-    from training.trainer import accuracy_on, export_served
 
     if args.output.suffix != ".keras":
         raise ValueError(f"{args.output} must end in .keras")
@@ -535,7 +535,7 @@ def _checked_split(data: str, split: TrainConfig) -> tuple[FaceDataset, FaceData
     ``train``: data a classifier cannot be trained and validated on is refused here too (with one face
     per class no face is left to validate or calibrate on)."""
     from fer_core.datasets import resolve_dataset
-    from training.trainer import check_training_split, split_for_training
+    from training.splits import check_training_split, split_for_training
 
     train, val = split_for_training(resolve_dataset(data), split.val_fraction, split.seed)
     try:
@@ -549,8 +549,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from fer_core.serving import lite_path, read_record, served_files
     from training import runs
     from training.export import export_tflite
+    from training.finish import export_model, export_served
     from training.model_files import check_destination, check_keras_file
-    from training.trainer import export_model, export_served
 
     model_path: Path = args.model
     data = args.data

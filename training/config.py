@@ -234,6 +234,7 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
+CROP_ARCHITECTURES = ("fernet40", "vgg40")  # trained on 40x40 crops of the 48x48 faces
 ARCH_LEARNING_RATES = {"seed": 1e-4, "fernet": 2e-3, "tiny": 3e-3, "fernet40": 3e-3, "vgg40": 3e-3}
 FIELDS = {field.name: field for field in dataclasses.fields(TrainConfig)}
 _KINDS = {  # the annotation, as written above -> the words an error uses

@@ -98,7 +98,7 @@ def ensembles(trunks: Sequence[Any]) -> list[list[Any]]:
 
 def view_probabilities(cache: dict[tuple[str, str], Any], trunk: Any, views: str, dataset: FaceDataset) -> Any:
     """The probabilities of ``trunk`` under ``views`` on ``dataset``, computed once per ``cache``."""
-    from training.trainer import predict_probabilities
+    from training.finish import predict_probabilities
     from training.views import with_views
 
     if (trunk.name, views) not in cache:
@@ -107,7 +107,7 @@ def view_probabilities(cache: dict[tuple[str, str], Any], trunk: Any, views: str
 
 
 def view_accuracy(model: Any, dataset: FaceDataset) -> float:
-    from training.trainer import accuracy_on
+    from training.finish import accuracy_on
 
     return accuracy_on(model, dataset)
 
@@ -138,7 +138,7 @@ def unpack_gpu_results(folders: Sequence[Path] | Path, data: str, runs_dir: Path
 
     folders = [folders] if isinstance(folders, Path) else list(folders)
     dataset = load_dataset(data)
-    from training.trainer import split_for_training
+    from training.splits import split_for_training
 
     train, val = split_for_training(dataset, 0.1, 42)
     made = []
@@ -258,8 +258,9 @@ def write_run(
     val: FaceDataset,
     dataset: Any,
 ) -> Path:
+    from training.finish import evaluate_served, export_served, save_misclassified
     from training.model_files import save_model_atomic
-    from training.trainer import create_run, evaluate_served, export_served, save_misclassified
+    from training.trainer import create_run
     from training.views import with_views
 
     if runs_dir is not None:

@@ -13,11 +13,24 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from fer_core.calibration import ReliabilityBin
+from fer_core.files import replace_atomically
+from fer_core.labels import EMOTIONS
 from fer_core.records import Fields, RecordError, describe
-from fer_core.run_layout import CHECKPOINT_INFO, CONFIG_FILE, HISTORY_JSON, METRICS_FILE, STATUS_FILE
+from fer_core.run_layout import (
+    CHECKPOINT_INFO,
+    CONFIG_FILE,
+    HISTORY_JSON,
+    METRICS_FILE,
+    MISCLASSIFIED_FILE,
+    STATUS_FILE,
+)
 from training.config import ConfigError, TrainConfig, config_from_mapping
 
 
@@ -461,3 +474,43 @@ class CheckpointInfo:
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True, eq=False)
+class Mistakes:
+    """``misclassified.npz``: the held-out faces the run's model got wrong with the most confidence,
+    most confident first (the Training page's gallery). One row per face in every array."""
+
+    images: npt.NDArray[np.uint8]  # 48x48 gray faces
+    labels: npt.NDArray[np.int64]  # the true emotion codes
+    predicted: npt.NDArray[np.int64]
+    confidence: npt.NDArray[np.float32]  # the served probability of the predicted emotion
+    source_ids: npt.NDArray[np.str_]
+
+    @classmethod
+    def from_npz(cls, path: Path) -> Mistakes:
+        """Raises :class:`RecordError` when the file cannot be read, its arrays disagree in length, or
+        an emotion code is not one this app knows."""
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                mistakes = cls(
+                    images=stored["images"],
+                    labels=stored["labels"],
+                    predicted=stored["predicted"],
+                    confidence=stored["confidence"],
+                    source_ids=stored["source_ids"] if "source_ids" in stored.files else np.array([], dtype=str),
+                )
+        except (OSError, ValueError, KeyError) as error:
+            raise RecordError(f"{MISCLASSIFIED_FILE} cannot be read ({error})") from None
+        if not len(mistakes.images) == len(mistakes.labels) == len(mistakes.predicted) == len(mistakes.confidence):
+            raise RecordError(f"{MISCLASSIFIED_FILE}: its arrays do not have one row per face")
+        if not all(np.all((codes >= 0) & (codes < len(EMOTIONS))) for codes in (mistakes.labels, mistakes.predicted)):
+            raise RecordError(f"{MISCLASSIFIED_FILE}: they do not match the emotions this app knows")
+        return mistakes
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def save(self, path: Path) -> None:
+        arrays = {name: getattr(self, name) for name in ("images", "labels", "predicted", "confidence", "source_ids")}
+        replace_atomically(path, lambda temporary: np.savez_compressed(temporary, **arrays))

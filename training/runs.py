@@ -18,32 +18,40 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, NamedTuple, TypedDict
 
 try:  # POSIX: status updates from the launcher and the trainer are serialised with flock
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
+from fer_core.errors import ModelLoadError
 from fer_core.files import write_json_atomically
 from fer_core.records import RecordError, read_record
 from fer_core.run_layout import (
+    BEST_CHECKPOINT,
     CHECKPOINT_INFO,
     CONFIG_FILE,
     HISTORY_JSON,
+    LAST_CHECKPOINT,
     LOG_FILE,
     METRICS_FILE,
+    MISCLASSIFIED_FILE,
     MODEL_FILES,
     STATUS_FILE,
     STATUS_LOCK,
     STOP_FLAG,
+    SUMMARY_FILE,
     TRASH_PREFIX,
 )
+from training.model_files import check_keras_file
 from training.records import (
     CheckpointInfo,
     History,
+    Mistakes,
     RunConfig,
     RunMetrics,
+    RunPhase,
     RunState,
     RunStatus,
     check_status_changes,
@@ -87,6 +95,14 @@ def update_status(run_dir: Path, **changes: Any) -> dict[str, Any]:
     return status
 
 
+@contextlib.contextmanager
+def phase(run_dir: Path, name: RunPhase, **facts: Any) -> Iterator[None]:
+    """A step of the run: its status says ``name`` (and ``facts``, more status fields) while it runs,
+    so the Training page can say what the trainer is doing."""
+    update_status(run_dir, phase=name, **facts)
+    yield
+
+
 def process_start_ticks(pid: int) -> int | None:
     """When process ``pid`` started (clock ticks after boot: field 22 of /proc/PID/stat), or None."""
     try:
@@ -125,6 +141,16 @@ def pid_alive(pid: int | None, started: int | None = None) -> bool:
             return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return True
+
+
+class ResumePoint(NamedTuple):
+    """Where a resumed run starts: the checkpoint to load (None: from scratch), the epochs it holds,
+    the history cut back to them, and what to tell the user when it is not the last epoch's."""
+
+    checkpoint: Path | None
+    epoch: int
+    history: History
+    note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -196,6 +222,79 @@ class Run:
 
     def request_stop(self) -> None:
         (self.path / STOP_FLAG).touch()
+
+    def stop_requested_at(self) -> float | None:
+        """When a stop was asked for (the STOP flag's time), or None: none asked for, or the trainer
+        has taken the request already."""
+        try:
+            return (self.path / STOP_FLAG).stat().st_mtime
+        except FileNotFoundError:
+            return None
+
+    def mistakes(self) -> Mistakes | None:
+        """The held-out faces its model got most confidently wrong, or None before the run has been
+        evaluated; a file that cannot be used raises :class:`~fer_core.records.RecordError`."""
+        path = self.path / MISCLASSIFIED_FILE
+        return Mistakes.from_npz(path) if path.is_file() else None
+
+    def model_summary(self) -> str | None:
+        """The network's layers as Keras prints them, or None before the model is built."""
+        try:
+            return (self.path / SUMMARY_FILE).read_text(encoding="utf-8", errors="replace")
+        except OSError:  # not written yet, or unreadable: nothing to show
+            return None
+
+    @property
+    def log_path(self) -> Path:
+        """The trainer's output (stdout and stderr of its process)."""
+        return self.path / LOG_FILE
+
+    def can_resume(self) -> bool:
+        """Whether the run has a checkpoint of a completed epoch to go on from."""
+        return (self.path / LAST_CHECKPOINT).is_file()
+
+    def resume_point(self) -> ResumePoint:
+        """Where ``resume`` starts: the last epoch's checkpoint, with the history cut back to the epochs it
+        holds (a crash between the history write and the checkpoint write leaves history one epoch
+        ahead). When last.keras is unreadable (truncated, say), best.keras and its epoch, and a note that
+        says so. Neither usable raises :class:`~fer_core.errors.ModelLoadError` saying what to do."""
+        last = self.path / LAST_CHECKPOINT
+        if not last.exists():
+            return ResumePoint(None, 0, History())
+        history = self.history()
+        info = self.checkpoint_info()
+        try:
+            check_keras_file(last)
+        except ModelLoadError as last_problem:
+            return self._best_resume_point(last_problem, history, info)
+        done = info.epoch or len(history.epochs)
+        return ResumePoint(last, done, history.up_to(done))
+
+    def _best_resume_point(self, last_problem: ModelLoadError, history: History, info: CheckpointInfo) -> ResumePoint:
+        best = self.path / BEST_CHECKPOINT
+        try:
+            check_keras_file(best)
+        except ModelLoadError as best_problem:
+            raise ModelLoadError(
+                f"cannot resume run {self.name}: {last_problem}, and the best checkpoint cannot be used "
+                f"either ({best_problem}). Start a new run (its settings can be copied from this one)"
+            ) from None
+        if not info.best_epoch:
+            raise ModelLoadError(
+                f"cannot resume run {self.name}: {last_problem}, and {CHECKPOINT_INFO} does not say "
+                "which epoch best.keras holds. Start a new run"
+            ) from None
+        note = (
+            f"{LAST_CHECKPOINT} is unreadable ({last_problem}); resumed from {BEST_CHECKPOINT}, "
+            f"the best epoch ({info.best_epoch}), instead of epoch {info.epoch or len(history.epochs)}"
+        )
+        return ResumePoint(best, info.best_epoch, history.up_to(info.best_epoch), note)
+
+    def elapsed_seconds(self) -> float:
+        """Seconds this run has spent in a trainer, over all its sessions (a resumed run adds up)."""
+        status = self.status()
+        session = time.time() - (status.session_started_at or time.time())
+        return round((status.elapsed_before_s or 0.0) + session, 1)
 
     def snapshot(self) -> RunSnapshot:
         """Every file of the run read once, at one moment: what a page shows in all its panels, so
