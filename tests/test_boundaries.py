@@ -29,6 +29,18 @@ def test_importing_fer_core_loads_neither_streamlit_nor_tensorflow() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_the_training_page_shows_runs_without_the_trainer_or_tensorflow() -> None:
+    # The page reads run folders through training.runs and checks data with training.splits; the trainer
+    # and its callbacks, which bring Keras, stay out of the app server.
+    result = run_python(
+        "import importlib, pkgutil, sys, app.views.training_page as page;"
+        "[importlib.import_module('app.views.training_page.' + m.name) for m in pkgutil.iter_modules(page.__path__)];"
+        "bad = [m for m in ('training.trainer', 'training.callbacks', 'training.finish', 'tensorflow', 'keras')"
+        " if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr[-2000:]
+
+
 def test_the_import_order_module_prevents_the_tensorflow_webrtc_segfault() -> None:
     # The order app/main.py enforces: WebRTC first, then TensorFlow, then WebRTC again (a page).
     result = run_python("import app.import_order, tensorflow, aiortc, pylibsrtp, streamlit_webrtc; print('alive')")

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -333,3 +334,13 @@ def test_a_full_disk_is_said_plainly(tmp_path: Path) -> None:
     except RuntimeError as wrapped:
         assert failure_message(wrapped, tmp_path)[0].startswith("the disk is full")
     assert failure_message(ValueError("bad"), tmp_path) == ("ValueError: bad", False)
+
+
+def test_a_run_folder_is_named_by_the_moment_given_and_a_second_run_in_that_second_gets_a_suffix(
+    tmp_path: Path,
+) -> None:
+    moment = time.mktime((2026, 12, 5, 6, 7, 8, 0, 0, -1))
+    first = runs.new_run_dir(tmp_path, "tiny", now=moment)
+    second = runs.new_run_dir(tmp_path, "tiny", now=moment)
+    assert (first.name, second.name) == ("20261205-060708-tiny", "20261205-060708-tiny-1")
+    assert [run.name for run in runs.list_runs(tmp_path)] == []  # no config.json yet: not runs
