@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from fer_core.errors import FileWriteError, ModelLoadError
-from fer_core.files import temporary_path
+from fer_core.files import replace_atomically, temporary_path
 from fer_core.inference import EmotionClassifier
 from fer_core.labels import NUM_CLASSES
 from fer_core.preprocess import FACE_SIZE, face_batch
@@ -39,7 +39,7 @@ from fer_core.serving import (
     sha256_of,
     write_record,
 )
-from training.model_files import load_keras_model, replace_atomically
+from training.model_files import load_keras_model
 
 CHECK_FACES = 64  # random faces, plus the real ones given, on which the copy must agree
 
