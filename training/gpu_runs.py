@@ -31,7 +31,7 @@ import numpy as np
 
 from fer_core import run_layout
 from fer_core.data import FaceDataset
-from fer_core.files import write_json_atomically
+from fer_core.files import write_json_atomically, write_text_atomically
 from training import runs
 from training.records import RunState, RunStatus
 
@@ -304,7 +304,7 @@ def write_run(
             }
         )
     write_json_atomically(run_dir / run_layout.HISTORY_JSON, {"epochs": rows, "batches": []})
-    (run_dir / run_layout.HISTORY_CSV).write_text(runs.history_to_csv(rows))
+    write_text_atomically(run_dir / run_layout.HISTORY_CSV, runs.history_to_csv(rows))
     seconds = sum(float(phase["seconds"]) for _, phase in trunks)
     now = time.time()
     status = RunStatus(

@@ -8,9 +8,7 @@ import time
 import streamlit as st
 
 from app.access import admin_button, require_admin
-from app.charts.training import (
-    learning_curves_figure,
-)
+from app.charts.training import learning_curves_figure
 from app.views.training_page.common import (
     FORCE_STOP_AFTER_S,
     PHASE_TEXT,
@@ -141,7 +139,7 @@ def resume_button(snapshot: RunSnapshot) -> None:
     try:
         point = run.resume_point()
     except ModelLoadError as error:
-        st.button("Resume", icon=":material/resume:", key=f"resume-{run.name}", disabled=True, help=str(error))
+        admin_button("Resume", icon=":material/resume:", key=f"resume-{run.name}", disabled=True, help=str(error))
         return
     label = f"Resume from epoch {point.epoch + 1}"
     note = f" {LAST_CHECKPOINT} cannot be read, so it resumes from the best checkpoint." if point.note else ""

@@ -10,12 +10,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app.charts.training import (
-    confusion_figure,
-    learning_curves_figure,
-    per_class_f1_figure,
-    reliability_figure,
-)
+from app.charts.training import confusion_figure, learning_curves_figure, per_class_f1_figure, reliability_figure
 from app.views.training_page.actions import delete_ui, promote_button, promote_confirmation_ui
 from app.views.training_page.common import (
     BEST_EPOCH_HELP,

@@ -10,9 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from app.access import admin_button, require_admin
-from app.charts.training import (
-    compare_runs_figure,
-)
+from app.charts.training import compare_runs_figure
 from app.views.training_page.common import (
     BEST_EPOCH_HELP,
     PERCENT_FORMAT,
