@@ -452,3 +452,11 @@ def test_on_the_demo_set_a_quick_demo_fills_the_form_with_a_run_that_learns_in_a
     at.sidebar.radio(key="data_source_choice").set_value(f"FER2013 at {tmp_path / 'fer2013'}").run()
     assert not at.exception, at.exception  # offered on the demo set only:
     assert not any("**Quick demo**" in caption.value for caption in at.caption)
+
+
+def test_the_page_has_words_for_every_phase_and_state_the_trainer_writes() -> None:
+    from app.views.training_page.common import PHASE_TEXT, STATE_BADGES, STATE_LABELS
+    from training.records import RUN_STATES, RunPhase
+
+    assert set(PHASE_TEXT) == set(RunPhase) - {RunPhase.TRAINING}  # training shows epochs and steps instead
+    assert set(RUN_STATES) <= set(STATE_LABELS) and set(RUN_STATES) == set(STATE_BADGES)
