@@ -20,7 +20,8 @@ from fer_core.datasets import DEMO_SOURCE
 from fer_core.demo import DEMO_NAME
 from fer_core.detect import DETECTORS, MIN_FACE_RANGE, DetectionPreset
 from fer_core.errors import FerError
-from fer_core.inference import EmotionClassifier, ModelInfo, describe_model, resolve_model_path
+from fer_core.inference import EmotionClassifier
+from fer_core.model_store import ModelInfo, describe_model, resolve_model_path
 from fer_core.serving import served_files
 from fer_core.settings import PROJECT_ROOT, SHIPPED_FAST_MODEL_PATH, SHIPPED_MODEL_PATH, default_runs_dir
 from fer_core.tracking import DEFAULT_SMOOTHING

@@ -38,7 +38,8 @@ from fer_pipeline import DEFAULT_FER_DIR, FerPipeline, fer_dir_or_exit
 
 from app.live import LiveSession
 from fer_core.detect import Box
-from fer_core.inference import load_classifier, resolve_model_path
+from fer_core.inference import load_classifier
+from fer_core.model_store import resolve_model_path
 from fer_core.settings import fer2013_location
 from fer_core.video import VideoSettings
 

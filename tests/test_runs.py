@@ -15,7 +15,7 @@ import pytest
 from fakes import write_served_model
 
 from fer_core.errors import DatasetError
-from fer_core.inference import describe_model, resolve_model_path
+from fer_core.model_store import describe_model, resolve_model_path
 from fer_core.serving import checked_lite_model, served_files
 from fer_core.settings import promoted_model_path
 from training import cli, launcher, promote, runs

@@ -51,7 +51,7 @@ def promote_run(run: runs.Run) -> Path:
     destination.parent.mkdir(parents=True, exist_ok=True)
     _copy_together(list(zip(served_files(source), served_files(destination), strict=True)))
     metrics = run.metrics()
-    card: dict[str, Any] = {  # the model card fer_core.inference.describe_model reads
+    card: dict[str, Any] = {  # the model card fer_core.model_store.read_model_card reads
         "run": run.name,
         "arch": summary.arch,
         "data_source": run.config().data_source or summary.data,

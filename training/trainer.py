@@ -350,7 +350,7 @@ def load_training_data(config: TrainConfig) -> TrainingData:
 def _train(config: TrainConfig, run_dir: Path, *, resume: bool) -> None:
     import keras
 
-    from fer_core.models import build_model
+    from training.architectures import build_model
     from training.neutral import class_weight_vector
 
     if not uses_neutral_path(config):
@@ -565,8 +565,8 @@ def _neutral_model(config: TrainConfig, run_dir: Path) -> tuple[Any, Any, list[A
     distilling), its loss and its metrics."""
     import keras
 
-    from fer_core.models import build_model
     from fer_core.preprocess import FACE_SIZE
+    from training.architectures import build_model
     from training.neutral import (
         build_augmenter,
         build_distillation_model,
@@ -705,8 +705,8 @@ def export_model(checkpoint: Path, destination: Path, arch: str, *, tta: str = "
     (:func:`training.views.with_views`): 48x48 faces in, the views' mean probabilities out."""
     import keras
 
-    from fer_core.models import build_model
     from fer_core.preprocess import FACE_SIZE
+    from training.architectures import build_model
     from training.neutral import custom_objects, trained_backbone
     from training.views import with_views
 

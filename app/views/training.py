@@ -31,11 +31,11 @@ from app.charts.training import (
 from app.state import cached_dataset, data_source_ui
 from fer_core.datasets import DEMO_SOURCE
 from fer_core.errors import FerError
-from fer_core.inference import describe_model
 from fer_core.labels import EMOTIONS
-from fer_core.models import architectures
+from fer_core.model_store import describe_model
 from fer_core.settings import SHIPPED_FAST_MODEL_PATH, SHIPPED_MODEL_PATH, default_runs_dir
 from training import launcher, promote, runs
+from training.architectures import architectures
 from training.config import ARCH_LEARNING_RATES, FIELDS, TrainConfig, kind_of, option
 from training.model_files import check_keras_file
 from training.records import RunMetrics

@@ -31,8 +31,9 @@ from app.models import (
 from app.state import cached_detector, confidence_threshold_ui, escape_markdown, or_stop, printable
 from fer_core.detect import VIDEO_PRESET
 from fer_core.errors import FerError, InvalidVideoError
-from fer_core.inference import EmotionClassifier, ModelInfo
+from fer_core.inference import EmotionClassifier
 from fer_core.labels import EMOTIONS, UNCERTAIN
+from fer_core.model_store import ModelInfo
 from fer_core.video import (
     VIDEO_SUFFIXES,
     DecodeReport,
