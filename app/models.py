@@ -155,6 +155,18 @@ def detection_ui(page: str, preset: DetectionPreset) -> DetectionPreset:
     return preset.with_options(detector=detector, min_face_size=min_face_size, align=align and detector == "yunet")
 
 
+def landmarks_ui(page: str, preset: DetectionPreset) -> bool:
+    """Whether to draw each face's five landmarks (off by default; YuNet finds them, Haar does not)."""
+    return st.sidebar.toggle(
+        "Show landmarks",
+        value=False,
+        key=f"{page}_landmarks",
+        disabled=preset.detector != "yunet",
+        help="Draw the five points the face detector finds on each face (eyes, nose tip, mouth corners), "
+        "as OpenCV's face detection demo does.",
+    )
+
+
 def smoothing_ui(page: str) -> float:
     """The sidebar's smoothing of each face's probabilities over frames (Live and Video)."""
     return float(

@@ -36,7 +36,7 @@ import numpy as np
 import numpy.typing as npt
 from fer_pipeline import DEFAULT_FER_DIR, FerPipeline, fer_dir_or_exit
 
-from app.live import LiveSession
+from app.live_session import LiveSession
 from fer_core.detect import Box
 from fer_core.inference import load_classifier
 from fer_core.model_store import resolve_model_path
