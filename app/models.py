@@ -20,7 +20,8 @@ from fer_core.datasets import DEMO_SOURCE
 from fer_core.demo import DEMO_NAME
 from fer_core.detect import DETECTORS, MIN_FACE_RANGE, DetectionPreset
 from fer_core.errors import FerError
-from fer_core.inference import EmotionClassifier, ModelInfo, describe_model, resolve_model_path
+from fer_core.inference import EmotionClassifier
+from fer_core.model_store import ModelInfo, describe_model, resolve_model_path
 from fer_core.serving import served_files
 from fer_core.settings import PROJECT_ROOT, SHIPPED_FAST_MODEL_PATH, SHIPPED_MODEL_PATH, default_runs_dir
 from fer_core.tracking import DEFAULT_SMOOTHING
@@ -152,6 +153,18 @@ def detection_ui(page: str, preset: DetectionPreset) -> DetectionPreset:
         help="Turn each face upright by its eyes before classifying, as FER2013's faces are (needs YuNet's landmarks).",
     )
     return preset.with_options(detector=detector, min_face_size=min_face_size, align=align and detector == "yunet")
+
+
+def landmarks_ui(page: str, preset: DetectionPreset) -> bool:
+    """Whether to draw each face's five landmarks (off by default; YuNet finds them, Haar does not)."""
+    return st.sidebar.toggle(
+        "Show landmarks",
+        value=False,
+        key=f"{page}_landmarks",
+        disabled=preset.detector != "yunet",
+        help="Draw the five points the face detector finds on each face (eyes, nose tip, mouth corners), "
+        "as OpenCV's face detection demo does.",
+    )
 
 
 def smoothing_ui(page: str) -> float:

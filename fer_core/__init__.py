@@ -1,7 +1,7 @@
 """fer_core: the facial-expression-recognition library behind FER Studio.
 
-Pure numpy, OpenCV, LiteRT and PyAV: no Streamlit, no plotly, no TensorFlow (``fer_core.models`` builds
-Keras models for the trainer, importing Keras only then). Importing it does no work.
+Pure numpy, OpenCV, LiteRT and PyAV: no Streamlit, no plotly, no TensorFlow (the Keras architectures
+are the trainer's, in ``training.architectures``). Importing it does no work.
 
     import fer_core
     predictor = fer_core.load_predictor()            # promoted model, else the shipped default

@@ -433,7 +433,7 @@ class ModelFiles(NamedTuple):
 def load_model_files(settings: BatchSettings) -> ModelFiles:
     """The model and detector of ``settings``, checked (the served-model check; YuNet's hash)."""
     from fer_core.detect import FRONTAL_CASCADE, cascade_path, checked_yunet_path
-    from fer_core.inference import resolve_model_path
+    from fer_core.model_store import resolve_model_path
     from fer_core.serving import checked_lite_model
 
     model_path = resolve_model_path(settings.model)

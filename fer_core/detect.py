@@ -382,6 +382,23 @@ def make_detector(preset: DetectionPreset = PHOTO_PRESET, *, yunet_path: Path | 
     )
 
 
+def check_detector(preset: DetectionPreset = PHOTO_PRESET) -> None:
+    """Raise :class:`ModelLoadError` saying why the preset's detector could not be made (missing or replaced
+    YuNet weights, an OpenCV without Haar cascades or YuNet), without making one: cheap enough for a page
+    to call on every run before it starts work."""
+    if preset.detector == "haar":
+        path = cascade_path(FRONTAL_CASCADE)
+        if not path.is_file():
+            raise ModelLoadError(f"the face detector's cascade is missing: {path}")
+        return
+    checked_yunet_path(YUNET_PATH)
+    if not hasattr(cv2, "FaceDetectorYN"):
+        raise ModelLoadError(
+            f"OpenCV {cv2.__version__} has no YuNet face detector (cv2.FaceDetectorYN): "
+            "install opencv-python-headless 4.x as pinned in requirements.txt"
+        )
+
+
 def face_square(detection: Detection) -> tuple[float, float, float]:
     """The centre and side of the square a FER2013-like crop takes around a detection."""
     box = detection.box

@@ -3,6 +3,7 @@
     annotated = draw_predictions(bgr_image, predictions, threshold=0.4)     # a photo: an annotated copy
     draw_tracked_faces(bgr_frame, tracked_faces, threshold=0.4)             # a video frame: in place,
                                                                             # with a confidence bar per face
+    draw_landmarks(bgr_frame, detection.landmarks)                          # YuNet's five points, in place
 
 Line widths and text grow with the image, so labels read the same once the image is shown at screen
 size, whether it is a webcam frame or a 12-megapixel photo. A face below the confidence threshold is
@@ -18,7 +19,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from fer_core.detect import Box
+from fer_core.detect import Box, Landmarks
 from fer_core.inference import FacePrediction
 from fer_core.labels import EMOTION_COLORS_RGB, label_text
 from fer_core.tracking import TrackedFace
@@ -29,6 +30,9 @@ REFERENCE_SIDE = 1000  # at this longer side, text is drawn at REFERENCE_FONT_SC
 REFERENCE_FONT_SCALE = 0.9
 MIN_FONT_SCALE = 0.45  # below this OpenCV's font is hard to read
 BAR_TRACK_BGR = (45, 45, 45)
+# One colour per landmark, as OpenCV's YuNet demo (opencv_zoo) draws them: right eye blue, left eye red,
+# nose tip green, right mouth corner magenta, left mouth corner yellow (BGR; "right" is the person's right).
+LANDMARK_COLORS_BGR = ((255, 0, 0), (0, 0, 255), (0, 255, 0), (255, 0, 255), (0, 255, 255))
 
 
 class Classified(Protocol):
@@ -240,6 +244,15 @@ def draw_tracked_faces(bgr_frame: npt.NDArray[np.uint8], faces: Sequence[Tracked
         thickness = style.thickness + 1 if face.missed == 0 else style.thickness
         caption = face_caption(face, threshold, face.track_id)
         _draw_face(bgr_frame, face.box, caption, color, style, thickness=thickness, confidence=face.confidence)
+
+
+def draw_landmarks(bgr_image: npt.NDArray[np.uint8], landmarks: Landmarks) -> None:
+    """A face's five landmarks (eyes, nose tip, mouth corners) as dots, in place, in
+    :data:`LANDMARK_COLORS_BGR`."""
+    style = _Style(bgr_image)
+    radius = max(2, style.thickness + 1)
+    for (x, y), color in zip(landmarks, LANDMARK_COLORS_BGR, strict=True):
+        cv2.circle(bgr_image, (round(x), round(y)), radius, color, cv2.FILLED, cv2.LINE_AA)
 
 
 def draw_status(bgr_frame: npt.NDArray[np.uint8], text: str) -> None:

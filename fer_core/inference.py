@@ -8,7 +8,6 @@ landmarks), classify them all in one LiteRT call.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import threading
@@ -19,17 +18,15 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from fer_core import run_layout
 from fer_core.align import face_crop
 from fer_core.calibration import apply_temperature
 from fer_core.detect import PHOTO_PRESET, Box, Detection, DetectionPreset, FaceDetector, Landmarks, make_detector
 from fer_core.errors import ModelLoadError
 from fer_core.labels import EMOTIONS, NUM_CLASSES, UNCERTAIN
+from fer_core.model_store import resolve_model_path
 from fer_core.native_log import filtered_stderr
 from fer_core.preprocess import FACE_SIZE, face_batch, to_gray, to_gray48
-from fer_core.records import Fields, ModelCard, RecordError, read_record
 from fer_core.serving import checked_lite_model, export_hint, lite_path
-from fer_core.settings import SHIPPED_FAST_MODEL_PATH, SHIPPED_MODEL_PATH, promoted_model_path
 
 WARMUP_BATCH_SIZES = (8, 4, 2, 1)  # ends at batch 1, the usual size (the interpreter resizes on a change)
 
@@ -201,100 +198,6 @@ def _prediction(
         detection_score=detection.score if detection is not None else None,
         landmarks=detection.landmarks if detection is not None else None,
     )
-
-
-def shipped_model_path(*, fast: bool = False) -> Path:
-    """The shipped quality model, or with ``fast`` the shipped fast one (Live) where it exists."""
-    return SHIPPED_FAST_MODEL_PATH if fast and SHIPPED_FAST_MODEL_PATH.is_file() else SHIPPED_MODEL_PATH
-
-
-def resolve_model_path(path: str | os.PathLike[str] | None = None, *, fast: bool = False) -> Path:
-    """An explicit model file or run folder; else the promoted model; else the shipped default: the
-    quality model, or with ``fast`` the fast one (what Live runs)."""
-    if path is not None:
-        candidate = Path(path).expanduser()
-        if candidate.is_dir():
-            for name in run_layout.MODEL_FILES:
-                if (candidate / name).is_file():
-                    return candidate / name
-            raise ModelLoadError(f"{candidate} holds no model.keras or best.keras")
-        if not candidate.is_file():
-            raise ModelLoadError(f"no model file at {candidate}")
-        return candidate
-    promoted = promoted_model_path()
-    if promoted.is_file():
-        return promoted
-    shipped = shipped_model_path(fast=fast)
-    if shipped.is_file():
-        return shipped
-    raise ModelLoadError(f"no model found: neither a promoted model ({promoted}) nor the shipped {shipped}")
-
-
-class ModelInfo(NamedTuple):
-    """Which model a path is and what is known about it, for captions and reports.
-
-    ``card`` merges, where present: what the run folder says (``config.json`` and ``metrics.json``, for a
-    model inside a run folder or a promoted model whose card names its run) and the model's own card, a
-    JSON file beside it with the same stem (``promoted.json``, ``fer_default.json``), which wins.
-    """
-
-    path: Path
-    kind: str  # "promoted", "shipped" or "custom"
-    card: ModelCard
-
-    @property
-    def provisional(self) -> bool:
-        return self.card.provisional
-
-
-def describe_model(path: str | os.PathLike[str]) -> ModelInfo:
-    """What is known about the model at ``path``; missing or broken files simply say less."""
-    model_path = Path(path)
-    resolved = model_path.resolve()
-    if resolved == promoted_model_path().resolve():
-        kind = "promoted"
-    elif resolved in (SHIPPED_MODEL_PATH.resolve(), SHIPPED_FAST_MODEL_PATH.resolve()):
-        kind = "shipped"
-    else:
-        kind = "custom"
-    card = _read_card(model_path.with_suffix(".json"))
-    run_dir = model_path.parent if run_layout.is_run_folder(model_path.parent) else None
-    if run_dir is None and card.run:
-        candidate = promoted_model_path().parent / card.run
-        run_dir = candidate if run_layout.is_run_folder(candidate) else None
-    facts = _run_facts(run_dir) if run_dir is not None else ModelCard()
-    merged = {
-        field.name: value if value not in (None, False) else getattr(facts, field.name)
-        for field in dataclasses.fields(ModelCard)
-        for value in [getattr(card, field.name)]
-    }
-    return ModelInfo(model_path, kind, ModelCard(**merged))
-
-
-def _read_card(path: Path) -> ModelCard:
-    try:
-        data = read_record(path)
-        return ModelCard() if data is None else ModelCard.from_json(data, path.name)
-    except RecordError:
-        return ModelCard()
-
-
-def _run_facts(run_dir: Path) -> ModelCard:
-    """What a run folder says of its model: the run, its architecture and data, its test accuracy."""
-    try:
-        config = Fields(read_record(run_dir / run_layout.CONFIG_FILE), run_layout.CONFIG_FILE)
-        settings = Fields(config.data.get("settings") or {}, "settings")
-        metrics_data = read_record(run_dir / run_layout.METRICS_FILE)
-        metrics = Fields(metrics_data, run_layout.METRICS_FILE) if metrics_data is not None else None
-        return ModelCard(
-            run=run_dir.name,
-            arch=settings.text("arch"),
-            data_source=config.text("data_source") or settings.text("data"),
-            accuracy=metrics.number("accuracy") if metrics else None,
-            split=metrics.text("split") if metrics else None,
-        )
-    except RecordError:
-        return ModelCard(run=run_dir.name)
 
 
 def load_classifier(path: str | os.PathLike[str] | None = None, *, num_threads: int = 1) -> EmotionClassifier:

@@ -117,7 +117,7 @@ class Fields:
 class ModelCard:
     """A model's card: ``promoted.json`` beside the promoted model (written by training.promote), or
     the shipped model's ``fer_default.json``, or what a run folder says of its model (see
-    :func:`fer_core.inference.describe_model`). Every key is optional; other keys are ignored."""
+    :func:`fer_core.model_store.read_model_card`). Every key is optional; other keys are ignored."""
 
     run: str | None = None
     arch: str | None = None

@@ -6,6 +6,8 @@ face's track id and smoothed probabilities (:class:`~fer_core.tracking.FaceTrack
 flicker. Each frame gives a
 :class:`FrameResult` with typed :class:`~fer_core.face_table.FaceRecord` rows, the record photos use
 too; :func:`records_to_csv` writes them with the shared face-table columns.
+:meth:`VideoAnalyzer.analyze_and_draw` also draws them on the frame: the annotated copy of a clip and the
+Live page's frames are drawn by it.
 
     classifier = fer_core.inference.load_classifier()
     for result in analyze_video("clip.mp4", classifier, annotated_path="clip-annotated.mp4"):
@@ -36,7 +38,7 @@ import numpy as np
 import numpy.typing as npt
 
 from fer_core.detect import VIDEO_PRESET, DetectionPreset, FaceDetector, make_detector
-from fer_core.draw import draw_tracked_faces
+from fer_core.draw import draw_landmarks, draw_tracked_faces
 from fer_core.errors import InvalidVideoError
 from fer_core.face_table import FACE_COLUMNS, FaceRecord
 from fer_core.face_table import records_to_csv as records_to_csv  # one face table for photos and video
@@ -62,6 +64,7 @@ class VideoSettings:
     smoothing: float = DEFAULT_SMOOTHING  # weight of the past in each face's moving average (0: none)
     threshold: float = DEFAULT_THRESHOLD  # below this confidence a face's label is "uncertain"
     mirror: bool = False  # flip frames left-right first (a webcam shown as a mirror)
+    landmarks: bool = False  # draw the five landmarks of each face seen (YuNet finds them; Haar does not)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.smoothing < 1.0:
@@ -153,6 +156,20 @@ class VideoAnalyzer:
         ]
         processing_ms = (time.perf_counter() - started) * 1000.0
         return FrameResult(frame_index, time_s, faces, records, processing_ms)
+
+    def analyze_and_draw(
+        self, bgr_frame: npt.NDArray[np.uint8], time_s: float, index: int | None = None
+    ) -> FrameResult:
+        """:meth:`analyze` one frame, then draw on it in place what was found: each tracked face's box,
+        caption and confidence bar, and with the settings' ``landmarks`` the five points of each face seen."""
+        result = self.analyze(bgr_frame, time_s, index)
+        settings = self._settings
+        draw_tracked_faces(bgr_frame, result.faces, settings.threshold)
+        if settings.landmarks:
+            for record in result.records:
+                if record.landmarks is not None:
+                    draw_landmarks(bgr_frame, record.landmarks)
+        return result
 
     def reset(self) -> None:
         """Forget the faces (a new clip or a restarted camera); track ids keep counting up."""
@@ -528,14 +545,14 @@ def analyze_video(
     counts the damage met (:class:`DecodeReport`)."""
     info = info or probe_video(path)
     analyzer = VideoAnalyzer(classifier, settings, detector_factory=detector_factory)
-    threshold = analyzer.settings.threshold
     writer = AnnotatedVideoWriter(annotated_path, info.width, info.height, info.fps) if annotated_path else None
     try:
         frames = read_frames(path, max_seconds=max_seconds, info=info, max_frames=max_frames, report=report)
         for index, (time_s, bgr_frame) in enumerate(frames):
-            result = analyzer.analyze(bgr_frame, time_s, index)
-            if writer is not None:
-                draw_tracked_faces(bgr_frame, result.faces, threshold)
+            if writer is None:
+                result = analyzer.analyze(bgr_frame, time_s, index)
+            else:
+                result = analyzer.analyze_and_draw(bgr_frame, time_s, index)
                 writer.write(bgr_frame, time_s)
             yield result
     finally:

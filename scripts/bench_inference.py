@@ -32,7 +32,8 @@ sys.path.insert(0, str(PROJECT_ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from fer_core.detect import PHOTO_PRESET, make_detector  # noqa: E402
-from fer_core.inference import EmotionClassifier, load_classifier, resolve_model_path  # noqa: E402
+from fer_core.inference import EmotionClassifier, load_classifier  # noqa: E402
+from fer_core.model_store import resolve_model_path  # noqa: E402
 from fer_core.preprocess import FACE_SIZE  # noqa: E402
 from fer_core.serving import checked_lite_model  # noqa: E402
 from training.model_files import load_keras_model  # noqa: E402

@@ -36,9 +36,10 @@ import numpy as np
 import numpy.typing as npt
 from fer_pipeline import DEFAULT_FER_DIR, FerPipeline, fer_dir_or_exit
 
-from app.live import LiveSession
+from app.live_session import LiveSession
 from fer_core.detect import Box
-from fer_core.inference import load_classifier, resolve_model_path
+from fer_core.inference import load_classifier
+from fer_core.model_store import resolve_model_path
 from fer_core.settings import fer2013_location
 from fer_core.video import VideoSettings
 

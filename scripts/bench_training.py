@@ -45,7 +45,7 @@ def measure(arch: str, precision: str, args: argparse.Namespace, images: Any, la
     """Images/second of each timed window, for one architecture under one precision policy."""
     import keras
 
-    from fer_core.models import build_model
+    from training.architectures import build_model
     from training.config import TrainConfig
     from training.pipeline import class_weight_vector, make_dataset
     from training.trainer import _optimizer

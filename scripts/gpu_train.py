@@ -154,7 +154,7 @@ def pack_teachers(model_path: Path) -> None:
 
 def load_teachers(path: Path) -> tuple[list[Any], list[str]]:
     """The trunks :func:`pack_teachers` saved, rebuilt (float32 weights) and frozen, and their names."""
-    from fer_core.models import build_model
+    from training.architectures import build_model
 
     with np.load(path) as saved:
         teachers, names = [], []
@@ -296,7 +296,7 @@ def remote(
         }
         (out / "report.json").write_text(json.dumps(report, indent=1))
 
-    from fer_core.models import build_model
+    from training.architectures import build_model
 
     if phases == "distill":
         if teachers is None:
@@ -331,7 +331,7 @@ def remote(
 
 def distill(run_phase: Any, teachers: list[Any], teacher_names: list[str], seed: int) -> None:
     """The fast model, distilled online from ``teachers`` (both see the same augmented faces)."""
-    from fer_core.models import build_model
+    from training.architectures import build_model
     from training.neutral import build_augmenter, build_distillation_model, distillation_loss, student_accuracy
 
     fast = build_model(FAST["arch"], width=FAST["width"])

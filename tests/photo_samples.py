@@ -142,7 +142,7 @@ def tiny_model(constant_emotion: str | None = None, seed: int = 0) -> Any:
     """The untrained "tiny" architecture; with ``constant_emotion`` it gives that class ~100% for any face."""
     import keras
 
-    from fer_core.models import build_model
+    from training.architectures import build_model
 
     keras.utils.set_random_seed(seed)
     model = build_model("tiny")

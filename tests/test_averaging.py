@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from fer_core.inference import load_classifier
-from fer_core.models import build_model
 from fer_core.preprocess import face_batch
 from training import cli
+from training.architectures import build_model
 from training.averaging import average_weights, combine_models, recalibrate_batch_norm
 
 pytestmark = pytest.mark.slow

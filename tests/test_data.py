@@ -709,8 +709,8 @@ def test_the_demo_set_has_every_class_in_train_and_test_and_is_marked_synthetic(
 def test_a_tiny_model_learns_the_demo_set() -> None:
     import keras
 
-    from fer_core.models import build_model
     from fer_core.preprocess import face_batch
+    from training.architectures import build_model
 
     keras.utils.set_random_seed(0)
     dataset = resolve_dataset(DEMO_SOURCE)

@@ -28,6 +28,7 @@ from fer_core.detect import (
     Landmarks,
     YuNetFaceDetector,
     cascade_path,
+    check_detector,
     checked_yunet_path,
     make_detector,
     suppress_overlaps,
@@ -74,6 +75,23 @@ def test_corrupt_or_replaced_yunet_weights_are_refused_by_their_hash(tmp_path: P
     copy.write_bytes(data[: len(data) // 2] if damage == "truncated" else data[:-1] + bytes([data[-1] ^ 1]))
     with pytest.raises(ModelLoadError, match="not the YuNet file FER Studio ships"):
         YuNetFaceDetector(model_path=copy)
+
+
+def test_check_detector_says_why_a_detector_cannot_be_made_without_making_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    check_detector(VIDEO_PRESET)
+    check_detector(PHOTO_PRESET.with_options(detector="haar"))
+    made: list[object] = []
+    monkeypatch.setattr(cv2, "FaceDetectorYN", made.append)  # nothing may be built
+    check_detector(PHOTO_PRESET)
+    assert made == []
+    monkeypatch.setattr(detect, "YUNET_PATH", tmp_path / YUNET_PATH.name)
+    with pytest.raises(ModelLoadError, match="weights are missing"):
+        check_detector(VIDEO_PRESET)
+    monkeypatch.delattr(cv2, "data")
+    with pytest.raises(ModelLoadError, match="no Haar cascades"):
+        check_detector(VIDEO_PRESET.with_options(detector="haar"))
 
 
 def test_haar_detector_loads_both_cascades() -> None:

@@ -50,7 +50,7 @@ def test_teachers_travel_as_half_precision_weights_and_come_back_as_the_same_tru
 ) -> None:
     import keras
 
-    from fer_core.models import build_model
+    from training.architectures import build_model
     from training.views import with_views
 
     script = gpu_train()
@@ -73,7 +73,7 @@ def test_teachers_travel_as_half_precision_weights_and_come_back_as_the_same_tru
 
 @pytest.mark.slow
 def test_a_student_is_distilled_from_several_teachers_of_its_own_crop_size() -> None:
-    from fer_core.models import build_model
+    from training.architectures import build_model
     from training.neutral import build_augmenter, build_distillation_model
 
     teachers = [build_model("tiny", input_size=40) for _ in range(2)] + [build_model("tiny")]

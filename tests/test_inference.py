@@ -25,7 +25,6 @@ from photo_samples import (
 )
 
 import fer_core
-from fer_core import inference
 from fer_core.align import face_crop
 from fer_core.detect import Box
 from fer_core.draw import (
@@ -37,19 +36,9 @@ from fer_core.draw import (
     scale_predictions,
 )
 from fer_core.errors import ModelLoadError
-from fer_core.inference import (
-    UNCERTAIN,
-    EmotionClassifier,
-    FacePrediction,
-    Predictor,
-    describe_model,
-    load_classifier,
-    load_predictor,
-    resolve_model_path,
-)
-from fer_core.labels import EMOTION_COLORS_RGB, EMOTIONS
+from fer_core.inference import EmotionClassifier, FacePrediction, Predictor, load_classifier, load_predictor
+from fer_core.labels import EMOTION_COLORS_RGB, EMOTIONS, UNCERTAIN
 from fer_core.preprocess import to_gray
-from fer_core.records import ModelCard
 from fer_core.serving import checked_lite_model
 
 
@@ -74,7 +63,7 @@ def found_faces(fer2013_dir) -> list[np.ndarray]:
 def test_the_served_copy_agrees_with_keras_on_the_real_architecture_with_trained_statistics(tmp_path) -> None:
     import keras
 
-    from fer_core.models import build_model
+    from training.architectures import build_model
     from training.export import export_tflite
 
     keras.utils.set_random_seed(3)
@@ -325,60 +314,6 @@ def test_label_is_uncertain_below_the_threshold() -> None:
     assert prediction.label(0.5) == UNCERTAIN
     assert face_caption(prediction, 0.5, 2) == "#2 uncertain (happy 45%)"
     assert face_caption(prediction, 0.4) == "happy 45%"
-
-
-# --- which model ---------------------------------------------------------------------------------
-
-
-def test_promoted_model_comes_before_the_shipped_default(tmp_path, isolated_runs_dir, monkeypatch) -> None:
-    shipped = tmp_path / "fer_default.keras"
-    shipped.write_bytes(b"placeholder")
-    monkeypatch.setattr(inference, "SHIPPED_MODEL_PATH", shipped)
-    assert resolve_model_path() == shipped
-    assert describe_model(shipped).kind == "shipped"
-    promoted = isolated_runs_dir / "promoted.keras"
-    promoted.write_bytes(b"placeholder")
-    assert resolve_model_path() == promoted
-    assert describe_model(promoted).kind == "promoted"
-
-
-def test_no_model_at_all_is_a_clear_error(tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(inference, "SHIPPED_MODEL_PATH", tmp_path / "missing.keras")
-    with pytest.raises(ModelLoadError, match="no model found"):
-        resolve_model_path()
-    with pytest.raises(ModelLoadError, match="no model file"):
-        resolve_model_path(tmp_path / "nope.keras")
-
-
-def test_run_folder_resolves_to_its_model(tmp_path) -> None:
-    (tmp_path / "best.keras").write_bytes(b"x")
-    assert resolve_model_path(tmp_path) == tmp_path / "best.keras"
-    (tmp_path / "model.keras").write_bytes(b"x")
-    assert resolve_model_path(tmp_path) == tmp_path / "model.keras"
-
-
-def test_promoted_model_is_described_from_its_card_and_run(isolated_runs_dir) -> None:
-    import json
-
-    run = isolated_runs_dir / "20260101-120000-fernet"
-    run.mkdir()
-    (run / "config.json").write_text(json.dumps({"settings": {"arch": "fernet"}, "data_source": "/data/fer2013"}))
-    (run / "metrics.json").write_text(json.dumps({"accuracy": 0.671, "split": "test"}))
-    (isolated_runs_dir / "promoted.keras").write_bytes(b"x")
-    (isolated_runs_dir / "promoted.json").write_text(json.dumps({"run": run.name, "note": "from a test"}))
-    info = describe_model(isolated_runs_dir / "promoted.keras")
-    assert info.kind == "promoted"
-    assert info.card.run == run.name
-    assert info.card.arch == "fernet"  # from the run folder the card names
-    assert info.card.data_source == "/data/fer2013"
-    assert (info.card.accuracy, info.card.split) == (0.671, "test")
-    assert info.card.note == "from a test"  # from the card itself
-
-
-def test_a_broken_model_card_is_ignored(tmp_path) -> None:
-    (tmp_path / "mine.keras").write_bytes(b"x")
-    (tmp_path / "mine.json").write_text("{not json")
-    assert describe_model(tmp_path / "mine.keras").card == ModelCard()
 
 
 @pytest.mark.slow

@@ -18,7 +18,7 @@ from streamlit.testing.v1 import AppTest
 
 import app.access
 from app.limits import LIVE_STREAMS, VIDEO_ANALYSES, OneAtATime, StreamSlots
-from app.live import LiveSession
+from app.live_session import LiveSession
 from fer_core import settings
 from fer_core.video import AnnotatedVideoWriter, VideoSettings
 

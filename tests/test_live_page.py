@@ -19,7 +19,7 @@ from conftest import PROJECT_ROOT
 from streamlit.testing.v1 import AppTest
 
 import app.models
-from app.live import LiveSession
+from app.live_session import LiveSession
 from fer_core.detect import VIDEO_PRESET, Box
 from fer_core.labels import EMOTIONS, NUM_CLASSES
 
@@ -102,6 +102,7 @@ def test_page_shows_the_settings_and_waits_for_the_camera(
     assert page.sidebar.slider(key="live_min_face").value == VIDEO_PRESET.min_face_size  # from the preset
     assert page.sidebar.selectbox(key="live_detector").value == VIDEO_PRESET.detector
     assert page.sidebar.toggle(key="live_mirror").value is True
+    assert page.sidebar.toggle(key="live_landmarks").value is False  # drawn only when asked for
     assert "Press **START**" in all_text(page)
     [call] = fake_streamer.calls
     assert call["rtc_configuration"] == {"iceServers": []}  # localhost needs no STUN/TURN
@@ -161,6 +162,7 @@ def test_settings_reach_this_sessions_processor(fake_streamer: FakeStreamer, fix
     page.sidebar.slider(key="live_smoothing").set_value(0.2)
     page.sidebar.slider(key="live_min_face").set_value(96)
     page.sidebar.toggle(key="live_mirror").set_value(False)
+    page.sidebar.toggle(key="live_landmarks").set_value(True)
     page.run()
     assert not page.exception
     session: LiveSession = page.session_state["live_session"]
@@ -171,8 +173,10 @@ def test_settings_reach_this_sessions_processor(fake_streamer: FakeStreamer, fix
         96,
         False,
     )
+    assert settings.landmarks is True
     assert session.classifier is fixed_classifier
     assert fake_streamer.calls[-1]["queued_video_frames_callback"] == session.queued_frames_callback
+    assert fake_streamer.calls[-1]["on_video_ended"] == session.stream_ended  # tracks restart on the stream's end
 
 
 def test_each_browser_session_gets_its_own_processor_sharing_one_model(

@@ -1,4 +1,4 @@
-"""The Live page's adapter (app/live.py): streamlit-webrtc's frame callbacks called directly, with a fake
+"""The Live page's adapter (app/live_session.py): streamlit-webrtc's frame callbacks called directly, with a fake
 detector and classifier, and once with the real model on real FER2013 faces."""
 
 from __future__ import annotations
@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-import logging
 import subprocess
 import sys
 import threading
@@ -23,13 +22,12 @@ from fakes import (
     FRAME_WIDTH,
     SQUARE,
     BrightSquareDetector,
-    BrokenClassifier,
     FixedClassifier,
     square_frame,
 )
 
-from app.charts.live import live_timeline_figure
-from app.live import LiveSession, main_face
+from app.charts.timelines import live_timeline_figure
+from app.live_session import LiveSession, main_face
 from fer_core.detect import Box
 from fer_core.labels import EMOTIONS, NUM_CLASSES, UNCERTAIN
 from fer_core.video import VideoSettings
@@ -119,41 +117,40 @@ def test_a_detector_that_cannot_be_made_leaves_the_session_as_it_was_and_is_trie
     assert getattr(made[-1], "min_face_size", None) == 64
 
 
-def test_face_tracks_start_afresh_when_the_camera_is_restarted(monkeypatch: pytest.MonkeyPatch) -> None:
-    import app.live
-
-    clock = [100.0]
-    monkeypatch.setattr(app.live.time, "perf_counter", lambda: clock[0])
+def test_face_tracks_and_speed_start_afresh_when_the_stream_ends() -> None:
     live = session(mirror=False)
     for _ in range(3):
-        live.process(square_frame())
-        clock[0] += 0.07
+        live.video_frame_callback(video_frame(square_frame()), dropped=2)
     assert live.snapshot().faces[0].face == 1
-    clock[0] += 30.0  # Stop, then Start half a minute later
+    live.stream_ended()  # streamlit-webrtc's on_video_ended: Stop, then Start
     live.process(square_frame())
+    stats = live.snapshot().stats
     assert live.snapshot().faces[0].face == 2
+    assert stats is not None and (stats.frames, stats.dropped) == (4, 6)  # session totals go on
+    assert stats.analysed_fps == 0.0  # one frame since the restart: no rate yet
 
 
-def test_a_broken_model_returns_the_frame_unannotated_and_logs_once(caplog: pytest.LogCaptureFixture) -> None:
-    live = session(BrokenClassifier())
-    incoming = video_frame(square_frame())
-    with caplog.at_level(logging.ERROR, logger="app.live"):
-        returned = live.video_frame_callback(incoming)
-        live.video_frame_callback(incoming)
-    assert returned is incoming
-    snapshot = live.snapshot()
-    assert snapshot.error is not None and "the model exploded" in snapshot.error
-    assert live.history() == []
-    assert sum("live frame processing failed" in record.message for record in caplog.records) == 1
+def test_the_streams_end_frees_its_slot_for_another_visitor() -> None:
+    from app.limits import StreamSlots
+
+    slots = StreamSlots(1)
+    live = LiveSession(FixedClassifier(), VideoSettings(), detector_factory=BrightSquareDetector, slots=slots)  # type: ignore[arg-type]
+    asyncio.run(live.queued_frames_callback([video_frame(square_frame())]))
+    assert slots.holds(live)
+    live.stream_ended()
+    assert not slots.holds(live)
 
 
-def test_a_frame_that_cannot_be_converted_is_returned_as_it_came() -> None:
-    class NotAFrame:
-        def to_ndarray(self, format: str) -> None:
-            raise ValueError("bad frame")
+def test_a_pause_in_frames_keeps_the_faces(monkeypatch: pytest.MonkeyPatch) -> None:
+    import app.live_session
 
-    frame = NotAFrame()
-    assert session().video_frame_callback(frame) is frame  # type: ignore[arg-type]
+    clock = [100.0]
+    monkeypatch.setattr(app.live_session.time, "perf_counter", lambda: clock[0])
+    live = session(mirror=False)
+    live.process(square_frame())
+    clock[0] += 30.0  # a slow network or a hidden tab, not a new stream
+    live.process(square_frame())
+    assert live.snapshot().faces[0].face == 1
 
 
 def test_frames_without_faces_still_report_speed() -> None:
@@ -258,7 +255,7 @@ def test_real_faces_are_found_classified_and_tracked(fer2013_dir: Path) -> None:
 
 def test_the_frame_callback_module_loads_neither_streamlit_nor_tensorflow() -> None:
     code = (
-        "import sys, app.live;"
+        "import sys, app.live_session;"
         "bad = [m for m in ('streamlit', 'tensorflow', 'keras', 'plotly', 'streamlit_webrtc') if m in sys.modules];"
         "print(bad); sys.exit(1 if bad else 0)"
     )

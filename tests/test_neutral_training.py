@@ -49,7 +49,7 @@ def test_cosine_schedule_warms_up_then_decays_to_its_floor() -> None:
 
 @pytest.mark.slow
 def test_views_average_the_backbone_over_crops_and_mirror_images() -> None:
-    from fer_core.models import build_model
+    from training.architectures import build_model
     from training.views import with_views
 
     backbone = build_model("tiny", input_size=40)
@@ -193,7 +193,7 @@ def test_one_demo_epoch_under_jax_then_export_and_serve(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_the_neutral_graph_trains_with_augmentation_off_and_crops_to_the_network() -> None:
-    from fer_core.models import build_model
+    from training.architectures import build_model
     from training.neutral import build_augmenter, build_distillation_model, build_training_model, trained_backbone
 
     network = build_model("tiny", input_size=40)

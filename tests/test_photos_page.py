@@ -31,7 +31,7 @@ from streamlit.testing.v1 import AppTest
 import app.models as app_models
 from app.charts.predictions import probability_chart
 from app.views.photos import annotated_png, png_scale, process_uploads
-from fer_core import inference
+from fer_core import model_store
 from fer_core.analysis import CSV_COLUMNS, ImageAnalysis, face_records, records_to_csv, records_to_json
 from fer_core.datasets import describe_source
 from fer_core.detect import PHOTO_PRESET, Box, Landmarks, make_detector
@@ -226,7 +226,7 @@ def test_camera_photo_is_processed(promoted, group) -> None:
 
 
 def test_page_uses_the_promoted_model_when_there_is_one(model_files, isolated_runs_dir, monkeypatch, fer_crop) -> None:
-    monkeypatch.setattr(inference, "SHIPPED_MODEL_PATH", model_files["happy"])
+    monkeypatch.setattr(model_store, "SHIPPED_MODEL_PATH", model_files["happy"])
     at = upload(run_page(), [("crop.jpg", fer_crop)])
     assert "shipped quality model" in at.caption[0].value
     assert list(face_tables(at)[0]["label"]) == ["happy"]
@@ -242,7 +242,7 @@ def test_page_uses_the_promoted_model_when_there_is_one(model_files, isolated_ru
 
 
 def test_no_model_at_all_is_an_error_not_a_traceback(tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(inference, "SHIPPED_MODEL_PATH", tmp_path / "missing.keras")
+    monkeypatch.setattr(model_store, "SHIPPED_MODEL_PATH", tmp_path / "missing.keras")
     at = AppTest.from_file(PAGE, default_timeout=60)
     at.run()
     assert not at.exception
@@ -351,7 +351,7 @@ def test_markdown_in_a_file_name_is_shown_as_plain_text(promoted, group) -> None
 def test_a_corrupt_promoted_model_falls_back_to_the_shipped_one_with_a_warning(
     model_files, isolated_runs_dir, monkeypatch, group
 ) -> None:
-    monkeypatch.setattr(inference, "SHIPPED_MODEL_PATH", model_files["happy"])
+    monkeypatch.setattr(model_store, "SHIPPED_MODEL_PATH", model_files["happy"])
     monkeypatch.setattr(app_models, "SHIPPED_MODEL_PATH", model_files["happy"])
     promoted_model = copy_model(model_files["surprise"], isolated_runs_dir / "promoted.keras")
     promoted_model.with_suffix(".tflite").write_bytes(b"truncated")

@@ -18,7 +18,7 @@ from fakes import write_served_model
 from fer_core import run_layout
 from fer_core.errors import DatasetError
 from fer_core.files import write_json_atomically
-from fer_core.inference import describe_model, resolve_model_path
+from fer_core.model_store import describe_model, resolve_model_path
 from fer_core.serving import checked_lite_model, served_files
 from fer_core.settings import promoted_model_path
 from training import cli, launcher, promote, runs

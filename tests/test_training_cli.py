@@ -136,7 +136,7 @@ def test_init_from_starts_a_run_from_another_runs_weights(finished_run: runs.Run
     import keras
     import numpy as np
 
-    from fer_core.models import build_model
+    from training.architectures import build_model
 
     model = build_model("tiny")
     trainer.load_initial_weights(model, finished_run.path)  # a run folder: its exported model
@@ -148,7 +148,7 @@ def test_init_from_starts_a_run_from_another_runs_weights(finished_run: runs.Run
 def test_init_from_another_architecture_or_nothing_is_a_clear_error(
     finished_run: runs.Run, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from fer_core.models import build_model
+    from training.architectures import build_model
 
     with pytest.raises(ValueError, match="does not match the architecture"):
         trainer.load_initial_weights(build_model("fernet"), finished_run.path / run_layout.EXPORTED_MODEL)
@@ -212,8 +212,8 @@ def test_a_new_best_checkpoint_retires_an_older_export(tmp_path: Path) -> None:
     current best, not the export written when it was stopped."""
     from fakes import write_served_model
 
-    from fer_core.models import build_model
     from fer_core.serving import served_files
+    from training.architectures import build_model
     from training.callbacks import AtomicCheckpoint
 
     run = runs.Run(tmp_path)
@@ -234,7 +234,7 @@ def test_a_new_best_checkpoint_retires_an_older_export(tmp_path: Path) -> None:
 def test_batch_norm_recalibration_is_kept_only_if_validation_accuracy_rises(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, accuracies: tuple[float, float], kept: bool
 ) -> None:
-    from fer_core.models import build_model
+    from training.architectures import build_model
 
     model_path = tmp_path / "model.keras"
     build_model("tiny").save(model_path)
@@ -310,7 +310,7 @@ def test_mirrored_strategy_trains_over_two_logical_cpu_devices(tmp_path: Path) -
 
 def test_keep_last_saves_a_snapshot_of_each_of_the_last_epochs(tmp_path: Path) -> None:
     """--keep-last N: the models of the last N epochs stay in snapshots/, for `training average`."""
-    from fer_core.models import build_model
+    from training.architectures import build_model
     from training.callbacks import AtomicCheckpoint
 
     run = runs.Run(tmp_path)
@@ -323,7 +323,7 @@ def test_keep_last_saves_a_snapshot_of_each_of_the_last_epochs(tmp_path: Path) -
 
 
 def test_keep_last_keeps_the_last_epochs_that_exist_when_early_stopping_ends_the_run(tmp_path: Path) -> None:
-    from fer_core.models import build_model
+    from training.architectures import build_model
     from training.callbacks import AtomicCheckpoint
 
     checkpointer = AtomicCheckpoint(tmp_path, best_so_far=None, epochs=10, keep_last=5)

@@ -18,7 +18,8 @@ from conftest import PROJECT_ROOT
 from fakes import SQUARE, BrightSquareDetector, FixedClassifier, square_frame
 
 from fer_core import cli
-from fer_core.detect import Box
+from fer_core.detect import Box, Detection, Landmarks
+from fer_core.draw import LANDMARK_COLORS_BGR
 from fer_core.errors import InvalidVideoError
 from fer_core.labels import EMOTIONS, UNCERTAIN
 from fer_core.video import (
@@ -96,6 +97,49 @@ def test_mirroring_flips_the_frame_in_place_and_the_boxes_with_it() -> None:
     [record] = analyzer(mirror=True).analyze(frame, 0.0).records
     assert record.box.iou(Box(640 - 40 - 120, 100, 120, 120)) > 0.9
     assert frame[150, 640 - 60].min() == 255  # the caller draws on the mirrored frame it analysed
+
+
+class LandmarkSquareDetector(BrightSquareDetector):
+    """The bright square, with five landmarks inside it (as YuNet gives)."""
+
+    def detect(self, image: npt.NDArray[np.uint8]) -> list[Detection]:
+        return [detection._replace(landmarks=Landmarks(*LANDMARKS)) for detection in super().detect(image)]
+
+
+LANDMARKS = ((290.0, 200.0), (350.0, 200.0), (320.0, 240.0), (295.0, 275.0), (345.0, 275.0))
+
+
+def test_analyze_and_draw_draws_what_it_found_and_landmarks_only_when_asked() -> None:
+    plain, with_landmarks = square_frame(), square_frame()
+    result = analyzer(mirror=False).analyze_and_draw(plain, 0.0)
+    assert len(result.records) == 1
+    assert (plain != square_frame()).any()  # the box, caption and bar
+    video = VideoAnalyzer(
+        FixedClassifier(),  # type: ignore[arg-type]
+        VideoSettings(mirror=False, landmarks=True),
+        detector_factory=LandmarkSquareDetector,
+    )
+    video.analyze_and_draw(with_landmarks, 0.0)
+    for (x, y), color in zip(LANDMARKS, LANDMARK_COLORS_BGR, strict=True):
+        assert tuple(with_landmarks[int(y), int(x)]) == color  # each point in its colour
+        assert tuple(plain[int(y), int(x)]) == (255, 255, 255)  # not drawn by default
+
+
+def test_an_annotated_copy_gets_the_landmarks_when_asked(tmp_path: Path) -> None:
+    clip = write_clip(tmp_path / "clip.mp4", frames=3, moving=False)
+    settings = VideoSettings(landmarks=True)
+    for name, factory in (("plain.mp4", BrightSquareDetector), ("marked.mp4", LandmarkSquareDetector)):
+        results = analyze_video(
+            clip,
+            FixedClassifier(),
+            settings,
+            annotated_path=tmp_path / name,
+            detector_factory=factory,  # type: ignore[arg-type]
+        )
+        assert len(list(results)) == 3
+    [plain], [marked] = (list(read_frames(tmp_path / name, max_frames=1)) for name in ("plain.mp4", "marked.mp4"))
+    x, y = (round(v) for v in LANDMARKS[2])  # the nose tip, green
+    assert plain[1][y, x].min() > 200 and marked[1][y, x][1] > 150 > marked[1][y, x][2]
 
 
 def test_a_new_model_or_detector_restarts_the_tracks_and_smoothing_changes_do_not() -> None:

@@ -62,6 +62,7 @@ def test_the_empty_page_says_what_to_do(promoted: Path) -> None:
     uploader = at.file_uploader(key="video_upload")
     assert set(uploader.allowed_type) >= {".mp4", ".webm", ".mov", ".avi"}
     assert at.sidebar.slider(key="video_min_face").value == 48  # the video preset's
+    assert at.sidebar.toggle(key="video_landmarks").value is False  # drawn on the copy only when asked for
 
 
 @pytest.mark.slow

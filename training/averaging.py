@@ -108,7 +108,7 @@ def combine_models(models: Sequence[Any], train_faces: npt.NDArray[np.uint8], *,
     rebuilt in float32; another is cloned as it is."""
     import keras
 
-    from fer_core.models import architectures, build_model
+    from training.architectures import architectures, build_model
 
     weights = average_weights(models)  # raises for no models, or models of different shapes
     first = models[0]

@@ -419,7 +419,7 @@ def _snapshots_note(run: Run, epochs_done: int) -> str | None:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from fer_core.datasets import resolve_dataset
-    from fer_core.inference import resolve_model_path
+    from fer_core.model_store import resolve_model_path
     from fer_core.serving import checked_lite_model
     from training.finish import evaluate_served
     from training.model_files import check_keras_file
@@ -453,7 +453,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_average(args: argparse.Namespace) -> int:
-    from fer_core.inference import resolve_model_path
+    from fer_core.model_store import resolve_model_path
     from fer_core.serving import lite_path, served_files
     from training.averaging import combine_models
     from training.export import save_served

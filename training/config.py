@@ -49,7 +49,7 @@ class Option:
 
 
 def _architectures() -> tuple[str, ...]:
-    from fer_core.models import architectures  # light: the builders import Keras only when called
+    from training.architectures import architectures  # light: the builders import Keras only when called
 
     return tuple(architectures())
 
@@ -63,7 +63,7 @@ class TrainConfig:
     data: str = _option("demo", "'demo', a FER2013 folder (Kaggle layout or class folders) or fer2013.csv")
     arch: str = _option(
         "fernet",
-        "the network to train (fer_core.models describes each; the Training page lists them)",
+        "the network to train (training.architectures describes each; the Training page lists them)",
         label="Architecture",
         choices=_architectures,
     )

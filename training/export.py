@@ -74,7 +74,7 @@ def as_float32(model: Any) -> Any:
     a model that already is float32 is returned as it is."""
     import keras
 
-    from fer_core.models import architectures, build_model
+    from training.architectures import architectures, build_model
 
     if all(layer.dtype_policy.compute_dtype == "float32" for layer in model.layers):
         return model

@@ -114,8 +114,8 @@ def export_model(checkpoint: Path, destination: Path, arch: str, *, tta: str = "
     (:func:`training.views.with_views`): 48x48 faces in, the views' mean probabilities out."""
     import keras
 
-    from fer_core.models import build_model
     from fer_core.preprocess import FACE_SIZE
+    from training.architectures import build_model
     from training.neutral import custom_objects, trained_backbone
     from training.views import with_views
 

@@ -80,7 +80,7 @@ def float32_trunk(path: Path, name: str) -> Any:
     """The trunk saved at ``path`` rebuilt in float32 (GPU training ran in mixed bfloat16), named ``name``."""
     import keras
 
-    from fer_core.models import build_model
+    from training.architectures import build_model
     from training.model_files import load_keras_model
 
     trained = load_keras_model(path)

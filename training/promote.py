@@ -53,7 +53,7 @@ def promote_run(run: runs.Run) -> Path:
     _copy_together(list(zip(served_files(source), served_files(destination), strict=True)))
     metrics = run.metrics()
     finished = summary.state == RunState.FINISHED
-    card = ModelCard(  # what fer_core.inference.describe_model reads
+    card = ModelCard(  # what fer_core.model_store.read_model_card reads
         run=run.name,
         arch=summary.arch,
         data_source=run.config().data_source or summary.data,

@@ -316,7 +316,7 @@ def _load_or_build_model(config: TrainConfig, run_dir: Path, start: ResumePoint,
     when asked for). Called in the distribution strategy's scope."""
     import keras
 
-    from fer_core.models import build_model
+    from training.architectures import build_model
 
     neutral = uses_neutral_path(config)
     if start.checkpoint is not None:
@@ -437,8 +437,8 @@ def _neutral_model(config: TrainConfig, run_dir: Path) -> tuple[Any, Any, list[A
     distilling), its loss and its metrics."""
     import keras
 
-    from fer_core.models import build_model
     from fer_core.preprocess import FACE_SIZE
+    from training.architectures import build_model
     from training.neutral import (
         build_augmenter,
         build_distillation_model,

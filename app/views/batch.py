@@ -28,8 +28,8 @@ from fer_core.batch import PARTS_DIR, SHARE_COLUMNS, STOP_FILE, BatchError, Batc
 from fer_core.batch_jobs import Job
 from fer_core.detect import PHOTO_PRESET
 from fer_core.errors import FerError
-from fer_core.inference import ModelInfo
 from fer_core.labels import EMOTIONS, UNCERTAIN
+from fer_core.model_store import ModelInfo
 from fer_core.records import RecordError
 from fer_core.settings import allowed_data_roots, is_allowed_data_path
 

@@ -1,7 +1,7 @@
 """Live: the webcam, classified in real time.
 
 The browser sends the camera over WebRTC (streamlit-webrtc); this server analyses the frames in
-:class:`app.live.LiveSession` (one per browser session, kept in ``st.session_state``) with
+:class:`app.live_session.LiveSession` (one per browser session, kept in ``st.session_state``) with
 :mod:`fer_core.video` and sends them back annotated. Beside the video, a panel that the page refreshes
 once a second (a fragment, not the video thread) shows the speed, the largest face's probabilities and
 a timeline.
@@ -15,14 +15,21 @@ from pathlib import Path
 import streamlit as st
 from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
-from app.charts.live import live_timeline_figure
 from app.charts.predictions import probability_chart
+from app.charts.timelines import live_timeline_figure
 from app.ice import ICE_SERVERS_ENV, rtc_configuration
 from app.limits import LIVE_STREAMS
-from app.live import TIMELINE_SECONDS, LiveSession, main_face
-from app.models import classifier_or_stop, detection_ui, model_caption_ui, model_picker_ui, smoothing_ui
-from app.state import cached_detector, confidence_threshold_ui, or_stop
-from fer_core.detect import VIDEO_PRESET
+from app.live_session import TIMELINE_SECONDS, LiveSession, main_face
+from app.models import (
+    classifier_or_stop,
+    detection_ui,
+    landmarks_ui,
+    model_caption_ui,
+    model_picker_ui,
+    smoothing_ui,
+)
+from app.state import confidence_threshold_ui, or_stop
+from fer_core.detect import VIDEO_PRESET, check_detector
 from fer_core.inference import EmotionClassifier
 from fer_core.labels import EMOTIONS, label_text
 from fer_core.video import VideoSettings
@@ -47,7 +54,8 @@ def settings_ui() -> VideoSettings:
         smoothing = smoothing_ui("live")
         mirror = st.toggle("Mirror view", value=True, key="live_mirror", help="Flip the video left to right.")
     preset = detection_ui("live", VIDEO_PRESET)
-    return VideoSettings(preset=preset, smoothing=smoothing, threshold=threshold, mirror=mirror)
+    landmarks = landmarks_ui("live", preset)
+    return VideoSettings(preset=preset, smoothing=smoothing, threshold=threshold, mirror=mirror, landmarks=landmarks)
 
 
 def session_for(classifier: EmotionClassifier, settings: VideoSettings) -> LiveSession:
@@ -176,7 +184,7 @@ def main() -> None:
     settings = settings_ui()
     classifier, info = classifier_or_stop(info)
     model_caption_ui(info)
-    or_stop(lambda: cached_detector(settings.preset), "the face detector")  # a clear error, not a traceback
+    or_stop(lambda: check_detector(settings.preset), "the face detector")  # a clear error, not a traceback
     session = or_stop(lambda: session_for(classifier, settings), "the face detector")
 
     if LIVE_STREAMS.full_for(session):  # every slot taken by other streams: no camera to start here
@@ -192,6 +200,7 @@ def main() -> None:
             rtc_configuration=rtc_config,
             media_stream_constraints=MEDIA_STREAM_CONSTRAINTS,
             queued_video_frames_callback=session.queued_frames_callback,
+            on_video_ended=session.stream_ended,
             async_processing=True,
         )
         playing = bool(context.state.playing)

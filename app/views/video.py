@@ -18,21 +18,23 @@ import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
 from app.access import is_admin, visitor_key
-from app.charts.live import clip_timeline_figure, time_by_emotion_figure
+from app.charts.timelines import clip_timeline_figure, time_by_emotion_figure
 from app.limits import video_analysis_slot
 from app.models import (
     classifier_or_stop,
     detection_ui,
+    landmarks_ui,
     model_caption_ui,
     model_picker_ui,
     model_version,
     smoothing_ui,
 )
-from app.state import cached_detector, confidence_threshold_ui, escape_markdown, or_stop, printable
-from fer_core.detect import VIDEO_PRESET
+from app.state import confidence_threshold_ui, escape_markdown, or_stop, printable
+from fer_core.detect import VIDEO_PRESET, check_detector
 from fer_core.errors import FerError, InvalidVideoError
-from fer_core.inference import EmotionClassifier, ModelInfo
+from fer_core.inference import EmotionClassifier
 from fer_core.labels import EMOTIONS, UNCERTAIN
+from fer_core.model_store import ModelInfo
 from fer_core.video import (
     VIDEO_SUFFIXES,
     DecodeReport,
@@ -73,7 +75,8 @@ def settings_ui() -> VideoSettings:
         threshold = confidence_threshold_ui("video_threshold")
         smoothing = smoothing_ui("video")
     preset = detection_ui("video", VIDEO_PRESET)
-    return VideoSettings(preset=preset, smoothing=smoothing, threshold=threshold)
+    landmarks = landmarks_ui("video", preset)
+    return VideoSettings(preset=preset, smoothing=smoothing, threshold=threshold, landmarks=landmarks)
 
 
 class ClipStorageError(Exception):
@@ -328,7 +331,7 @@ def main() -> None:
         st.stop()
     classifier, info = classifier_or_stop(info)
     model_caption_ui(info)
-    or_stop(lambda: cached_detector(settings.preset), "the face detector")  # a clear error, not a traceback
+    or_stop(lambda: check_detector(settings.preset), "the face detector")  # a clear error, not a traceback
     name = escape_markdown(printable(uploaded.name))
     try:
         result = clip_result(uploaded.getvalue(), uploaded.name, classifier, info, settings)

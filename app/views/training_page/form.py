@@ -13,10 +13,10 @@ from app.state import cached_dataset
 from app.views.training_page.common import FORM_PREFIX, VIEWED_RUN_KEY, sentence
 from fer_core.datasets import DEMO_SOURCE
 from fer_core.errors import FerError
-from fer_core.inference import describe_model
-from fer_core.models import architectures
+from fer_core.model_store import describe_model
 from fer_core.settings import SHIPPED_FAST_MODEL_PATH, SHIPPED_MODEL_PATH
 from training import launcher
+from training.architectures import architectures
 from training.config import ARCH_LEARNING_RATES, FIELDS, TrainConfig, kind_of, option
 from training.runs import RunSnapshot
 from training.splits import check_training_labels, held_out_counts

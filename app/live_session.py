@@ -2,10 +2,12 @@
 browser session, holding its analyzer, its records and its speed figures behind a lock.
 
 streamlit-webrtc calls :meth:`LiveSession.queued_frames_callback` on its worker thread with every camera
-frame that arrived since the previous call. The newest is analysed and drawn; the others are counted as
-dropped (analysis was slower than the camera). The callback never touches ``st`` and never raises: on an
-error it logs and returns the frame unannotated. The page reads :meth:`LiveSession.snapshot` and
-:meth:`LiveSession.timeline`, which copy under the lock.
+frame that arrived since the previous call. The newest is analysed and drawn
+(:meth:`fer_core.video.VideoAnalyzer.analyze_and_draw`); the others are counted as dropped (analysis was
+slower than the camera). The callback never touches ``st`` and never raises: on an error it logs and
+returns the frame unannotated. When the stream ends, streamlit-webrtc calls :meth:`LiveSession.stream_ended`
+(its ``on_video_ended``): the next stream's faces are tracked and its speed measured afresh. The page reads
+:meth:`LiveSession.snapshot` and :meth:`LiveSession.timeline`, which copy under the lock.
 
 The speed figures mean the same on the video and in the panel: frames analysed per second over the last
 few seconds, the median processing time per analysed frame (find, classify, track, draw), and the camera
@@ -15,7 +17,6 @@ frames dropped.
 from __future__ import annotations
 
 import logging
-import statistics
 import threading
 import time
 from collections import deque
@@ -26,7 +27,8 @@ import numpy as np
 import numpy.typing as npt
 
 from fer_core.detect import DetectionPreset, FaceDetector, make_detector
-from fer_core.draw import draw_status, draw_tracked_faces
+from fer_core.draw import draw_status
+from fer_core.frame_rate import FrameRateMeter
 from fer_core.inference import EmotionClassifier
 from fer_core.video import FaceRecord, VideoAnalyzer, VideoSettings, records_to_csv
 
@@ -39,9 +41,6 @@ LOGGER = logging.getLogger(__name__)
 
 HISTORY_LIMIT = 30_000  # records kept per session (about half an hour of one face at 15 fps)
 TIMELINE_SECONDS = 60.0
-RATE_WINDOW_S = 3.0  # the frame rates are measured over this many seconds
-TIMING_FRAMES = 30  # the processing time is the median over this many analysed frames
-RESTART_GAP_S = 1.5  # no frame for this long: the stream was restarted, and face tracks start afresh
 BUSY_TEXT = "Server busy: too many live streams. Try again in a minute."  # drawn on a refused stream
 
 
@@ -49,7 +48,7 @@ class LiveStats(NamedTuple):
     frames: int  # frames analysed this session
     dropped: int  # camera frames not analysed because the previous one was still being processed
     faces: int  # faces in the latest analysed frame
-    analysed_fps: float  # frames analysed per second, over the last few seconds
+    analysed_fps: float  # frames analysed per second, over the last few seconds (fer_core.frame_rate)
     camera_fps: float  # frames the camera delivered per second (analysed + dropped), same window
     processing_ms: float  # median time per analysed frame: find, classify, track, draw
 
@@ -91,42 +90,34 @@ class LiveSession:
         self._slots = slots  # the server's cap on concurrent streams (None: no cap)
         self._busy = False
         self._analyzer = VideoAnalyzer(classifier, settings, detector_factory=detector_factory)  # frame thread only
-        self._pending: tuple[VideoSettings, EmotionClassifier] | None = None
-        self._settings = self._analyzer.settings
-        self._classifier = classifier
+        self._wanted = (self._analyzer.settings, classifier)  # the page's choice; the frame thread applies it
+        self._stream_ended = False  # the stream ended: the next frame starts new tracks
+        self._meter = FrameRateMeter()
         self._records: deque[FaceRecord] = deque(maxlen=HISTORY_LIMIT)
         self._latest: list[FaceRecord] = []
         self._stats: LiveStats | None = None
+        self._frames = 0
+        self._dropped = 0
         self._error: str | None = None
         self._errors_logged = 0
         self._started: float | None = None  # perf_counter of the session's first frame
-        self._analysed_times: deque[float] = deque()
-        self._arrival_times: deque[float] = deque()
-        self._timings: deque[float] = deque(maxlen=TIMING_FRAMES)
-        self._frames = 0
-        self._dropped = 0
-        self._last_frame: float | None = None  # perf_counter of the latest frame
 
     # --- called by the page
 
     @property
     def settings(self) -> VideoSettings:
         with self._lock:
-            return self._settings
+            return self._wanted[0]
 
     @property
     def classifier(self) -> EmotionClassifier:
         with self._lock:
-            return self._classifier
+            return self._wanted[1]
 
     def configure(self, settings: VideoSettings, classifier: EmotionClassifier | None = None) -> None:
         """New settings (and model), applied from the next frame on."""
         with self._lock:
-            if settings == self._settings and (classifier is None or classifier is self._classifier):
-                return
-            self._settings = settings
-            self._classifier = classifier or self._classifier
-            self._pending = (self._settings, self._classifier)
+            self._wanted = (settings, classifier or self._wanted[1])
 
     def snapshot(self) -> LiveSnapshot:
         with self._lock:
@@ -180,7 +171,16 @@ class LiveSession:
             self._stats = None
             self._error = None
 
-    # --- called by streamlit-webrtc, on its worker thread
+    # --- called by streamlit-webrtc, on its worker threads
+
+    def stream_ended(self) -> None:
+        """streamlit-webrtc's ``on_video_ended``: the camera stopped. Its slot is freed, and the next
+        stream's faces are new tracks and its speed a new measurement (the tracks are reset by the frame
+        thread, on the next frame)."""
+        self.release_stream()
+        with self._lock:
+            self._stream_ended = True
+            self._meter.reset()
 
     async def queued_frames_callback(self, frames: list[av.VideoFrame]) -> list[av.VideoFrame]:
         """Analyse the newest of the frames that arrived; the older ones are dropped (counted)."""
@@ -222,22 +222,17 @@ class LiveSession:
         """Find, classify, track and draw on one BGR frame (in place); returns it."""
         started = time.perf_counter()
         with self._lock:
-            pending = self._pending
             if self._started is None:
                 self._started = started
             time_s = started - self._started
-            threshold = self._settings.threshold
-            restarted = self._last_frame is not None and started - self._last_frame > RESTART_GAP_S
-            self._last_frame = started
-        if pending is not None:
-            self._analyzer.configure(*pending)  # raises (and is tried again next frame) if it cannot be applied
-            with self._lock:
-                if self._pending is pending:
-                    self._pending = None
-        if restarted:  # the camera was stopped and started again: these are not the same faces' next frames
-            self._analyzer.reset()
-        result = self._analyzer.analyze(bgr_frame, time_s)
-        draw_tracked_faces(bgr_frame, result.faces, threshold)
+            (settings, classifier), ended = self._wanted, self._stream_ended
+            self._stream_ended = False
+        analyzer = self._analyzer
+        if ended:  # the camera was stopped and started again: these are not the same faces' next frames
+            analyzer.reset()
+        if settings != analyzer.settings or classifier is not analyzer.classifier:
+            analyzer.configure(settings, classifier)  # raises (and is tried again next frame) if it cannot be applied
+        result = analyzer.analyze_and_draw(bgr_frame, time_s)
         stats = self._update_stats(started, dropped, len(result.records), time.perf_counter() - started)
         draw_status(bgr_frame, stats.status_line())
         with self._lock:
@@ -252,19 +247,14 @@ class LiveSession:
         with self._lock:
             self._frames += 1
             self._dropped += dropped
-            self._timings.append(seconds * 1000.0)
-            self._analysed_times.append(started)
-            self._arrival_times.extend([started] * (dropped + 1))
-            for times in (self._analysed_times, self._arrival_times):
-                while times and started - times[0] > RATE_WINDOW_S:
-                    times.popleft()
+            rates = self._meter.add(started, seconds, dropped=dropped)
             self._stats = LiveStats(
                 frames=self._frames,
                 dropped=self._dropped,
                 faces=faces,
-                analysed_fps=_rate(self._analysed_times, len(self._analysed_times)),
-                camera_fps=_rate(self._analysed_times, len(self._arrival_times)),
-                processing_ms=statistics.median(self._timings),
+                analysed_fps=rates.analysed_fps,
+                camera_fps=rates.arrived_fps,
+                processing_ms=rates.processing_ms,
             )
             return self._stats
 
@@ -279,14 +269,6 @@ class LiveSession:
             LOGGER.exception("live frame processing failed; returning frames unannotated")
         elif count % 100 == 0:
             LOGGER.error("live frame processing has failed %d times; latest: %s", count, message)
-
-
-def _rate(analysed_times: Sequence[float], count: int) -> float:
-    """Events per second: ``count`` events over the span of the analysed frames' times."""
-    if len(analysed_times) < 2:
-        return 0.0
-    span = analysed_times[-1] - analysed_times[0]
-    return (count - 1) / span if span > 0 else 0.0
 
 
 def main_face(faces: Sequence[FaceRecord]) -> FaceRecord | None:

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fer_core.models import CROP_SIZE, architectures, build_model
 from fer_core.settings import SHIPPED_FAST_MODEL_PATH, SHIPPED_MODEL_PATH
+from training.architectures import CROP_SIZE, architectures, build_model
 
 pytestmark = pytest.mark.slow
 
