@@ -28,7 +28,7 @@ from photo_samples import (
 )
 from streamlit.testing.v1 import AppTest
 
-import app.models as app_models
+import app.model_picker as app_models
 from app.charts.predictions import probability_chart
 from app.views.photos import annotated_png, png_scale, process_uploads
 from fer_core import inference

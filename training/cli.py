@@ -540,7 +540,7 @@ def _checked_split(data: str, split: TrainConfig) -> tuple[FaceDataset, FaceData
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from fer_core.serving import lite_path, read_record, served_files
+    from fer_core.serving import lite_path, read_serving_record, served_files
     from training import runs
     from training.export import export_tflite
     from training.model_files import check_destination, check_keras_file
@@ -575,7 +575,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     else:
         temperature = 1.0
         export_tflite(model_path, temperature=temperature)
-    record = read_record(model_path)
+    record = read_serving_record(model_path)
     print(
         f"wrote {lite_path(model_path)}: agrees with {model_path.name} within {record.max_difference:.1g} on "
         f"{record.check_faces} faces; calibration temperature {temperature:.3f}"

@@ -25,7 +25,7 @@ from fer_core.errors import FileWriteError, ModelLoadError
 from fer_core.inference import EmotionClassifier
 from fer_core.labels import NUM_CLASSES
 from fer_core.preprocess import FACE_SIZE, face_batch
-from fer_core.serving import TOLERANCE, ServingRecord, lite_path, served_files, sha256_of, write_record
+from fer_core.serving import TOLERANCE, ServingRecord, lite_path, served_files, sha256_of, write_serving_record
 from training.model_files import load_keras_model, replace_atomically
 from training.runs import temporary_path
 
@@ -114,7 +114,7 @@ def export_tflite(
         )
     destination = lite_path(model_path)
     replace_atomically(destination, lambda temporary: temporary.write_bytes(flatbuffer))
-    write_record(
+    write_serving_record(
         model_path,
         ServingRecord(
             keras_sha256=sha256_of(model_path),

@@ -21,7 +21,7 @@ import streamlit as st
 
 from app.access import admin_only_note, is_admin, require_admin
 from app.charts.batch import emotion_distribution_figure, video_timeline_figure
-from app.models import detection_ui, model_caption_ui, model_picker_ui, smoothing_ui
+from app.model_picker import detection_ui, model_caption_ui, model_picker_ui, smoothing_ui
 from app.state import cached_batch_tables, confidence_threshold_ui, escape_markdown, printable
 from fer_core import batch_jobs
 from fer_core.batch import PARTS_DIR, SHARE_COLUMNS, STOP_FILE, BatchError, BatchSettings, JobRecord

@@ -83,7 +83,7 @@ def stretch_contrast(gray_face: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
     return ((gray_face.astype(np.float32) - low) * (255 / (high - low))).round().astype(np.uint8)
 
 
-def face_caption(dataset: FaceDataset, index: int, *, with_split: bool = False) -> str:
+def dataset_face_caption(dataset: FaceDataset, index: int, *, with_split: bool = False) -> str:
     """Label (and split) on the first line, the file name (or CSV line) on the second."""
     file_name = escape_markdown(printable(str(dataset.source_ids[index]).rsplit("/", 1)[-1]))
     emotion = EMOTIONS[int(dataset.labels[index])]
@@ -96,7 +96,7 @@ def show_faces(
     dataset: FaceDataset, indices: npt.NDArray[np.int64] | list[int], *, size: int = TILE_SIZE, with_split: bool = False
 ) -> None:
     tiles = [face_tile(dataset.images[index], size) for index in indices]
-    captions = [face_caption(dataset, int(index), with_split=with_split) for index in indices]
+    captions = [dataset_face_caption(dataset, int(index), with_split=with_split) for index in indices]
     st.image(tiles, caption=captions, width=size)
 
 

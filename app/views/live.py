@@ -20,7 +20,7 @@ from app.charts.predictions import probability_chart
 from app.ice import ICE_SERVERS_ENV, rtc_configuration
 from app.limits import LIVE_STREAMS
 from app.live import TIMELINE_SECONDS, LiveSession, main_face
-from app.models import classifier_or_stop, detection_ui, model_caption_ui, model_picker_ui, smoothing_ui
+from app.model_picker import classifier_or_stop, detection_ui, model_caption_ui, model_picker_ui, smoothing_ui
 from app.state import cached_detector, confidence_threshold_ui, or_stop
 from fer_core.detect import VIDEO_PRESET
 from fer_core.inference import EmotionClassifier

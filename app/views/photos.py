@@ -19,7 +19,7 @@ import numpy.typing as npt
 import streamlit as st
 
 from app.charts.predictions import probability_chart
-from app.models import classifier_or_stop, detection_ui, model_caption_ui, model_picker_ui, model_version
+from app.model_picker import classifier_or_stop, detection_ui, model_caption_ui, model_picker_ui, model_version
 from app.state import cached_detector, confidence_threshold_ui, escape_markdown, or_stop, printable
 from fer_core.analysis import ImageAnalysis, analyze_image, face_records, records_to_csv
 from fer_core.detect import PHOTO_PRESET, DetectionPreset

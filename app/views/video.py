@@ -20,7 +20,7 @@ from streamlit.errors import StreamlitAPIException
 from app.access import is_admin, visitor_key
 from app.charts.live import clip_timeline_figure, time_by_emotion_figure
 from app.limits import video_analysis_slot
-from app.models import (
+from app.model_picker import (
     classifier_or_stop,
     detection_ui,
     model_caption_ui,
