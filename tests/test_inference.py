@@ -29,7 +29,6 @@ from fer_core import inference
 from fer_core.align import face_crop
 from fer_core.detect import Box
 from fer_core.draw import (
-    UNCERTAIN_COLOR_RGB,
     draw_predictions,
     face_caption,
     label_layout,
@@ -47,7 +46,7 @@ from fer_core.inference import (
     load_predictor,
     resolve_model_path,
 )
-from fer_core.labels import EMOTION_COLORS_RGB, EMOTIONS
+from fer_core.labels import EMOTION_COLORS_RGB, EMOTIONS, UNCERTAIN_COLOR_RGB
 from fer_core.preprocess import to_gray
 from fer_core.records import ModelCard
 from fer_core.serving import checked_lite_model
