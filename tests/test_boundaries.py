@@ -31,6 +31,43 @@ def test_importing_fer_core_loads_neither_streamlit_nor_tensorflow() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_the_import_order_module_prevents_the_tensorflow_webrtc_segfault() -> None:
+    # The order app/main.py enforces: WebRTC first, then TensorFlow, then WebRTC again (a page).
+    result = run_python("import app.import_order, tensorflow, aiortc, pylibsrtp, streamlit_webrtc; print('alive')")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "alive" in result.stdout
+
+
+def test_the_crash_the_guard_exists_for_is_real() -> None:
+    # If this starts passing, the guard may be dropped; until then it documents why it is there.
+    result = run_python("import tensorflow, streamlit_webrtc")
+    assert result.returncode != 0
+
+
+def test_app_entry_point_imports_the_guard_before_anything_else() -> None:
+    source = (PROJECT_ROOT / "app" / "main.py").read_text()
+    guard = source.index("import app.import_order")
+    assert all(source.index(name) > guard for name in ("import streamlit as st", "st.navigation"))
+
+
+@pytest.mark.slow
+@pytest.mark.fer2013
+def test_the_app_server_never_loads_tensorflow_or_keras(fer2013_dir) -> None:
+    """Every page, a classified photo, an analysed clip and Live frames, in one process as in the server:
+    models are served by LiteRT, so neither TensorFlow nor Keras may be imported (with Keras imported,
+    Streamlit clears its session after every script and fragment run, which starved the Live page)."""
+    result = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "tests" / "server_pages_probe.py"), str(fer2013_dir)],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"loaded": []}
+
+
 def imported_modules(source_file: Path) -> list[tuple[int, str]]:
     """(line, module) for every import in a file, nested ones and ``importlib.import_module("...")`` too."""
     found: list[tuple[int, str]] = []
@@ -73,40 +110,3 @@ def test_the_upward_import_check_sees_nested_and_dynamic_imports(tmp_path: Path)
         "    return importlib.import_module('app.state')\n"
     )
     assert [module for _, module in imported_modules(source)] == ["os", "training.runs", "importlib", "app.state"]
-
-
-def test_the_import_order_module_prevents_the_tensorflow_webrtc_segfault() -> None:
-    # The order app/main.py enforces: WebRTC first, then TensorFlow, then WebRTC again (a page).
-    result = run_python("import app.import_order, tensorflow, aiortc, pylibsrtp, streamlit_webrtc; print('alive')")
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "alive" in result.stdout
-
-
-def test_the_crash_the_guard_exists_for_is_real() -> None:
-    # If this starts passing, the guard may be dropped; until then it documents why it is there.
-    result = run_python("import tensorflow, streamlit_webrtc")
-    assert result.returncode != 0
-
-
-def test_app_entry_point_imports_the_guard_before_anything_else() -> None:
-    source = (PROJECT_ROOT / "app" / "main.py").read_text()
-    guard = source.index("import app.import_order")
-    assert all(source.index(name) > guard for name in ("import streamlit as st", "st.navigation"))
-
-
-@pytest.mark.slow
-@pytest.mark.fer2013
-def test_the_app_server_never_loads_tensorflow_or_keras(fer2013_dir) -> None:
-    """Every page, a classified photo, an analysed clip and Live frames, in one process as in the server:
-    models are served by LiteRT, so neither TensorFlow nor Keras may be imported (with Keras imported,
-    Streamlit clears its session after every script and fragment run, which starved the Live page)."""
-    result = subprocess.run(
-        [sys.executable, str(PROJECT_ROOT / "tests" / "server_pages_probe.py"), str(fer2013_dir)],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"loaded": []}
