@@ -25,6 +25,7 @@ from fer_core import native_log
 from fer_core.batch import DEFAULT_SEGMENT_S
 from fer_core.detect import DETECTORS, MIN_FACE_RANGE, PHOTO_PRESET, VIDEO_PRESET, DetectionPreset
 from fer_core.errors import FerError
+from fer_core.file_types import IMAGE_SUFFIXES, VIDEO_SUFFIXES, suffix_names
 from fer_core.files import write_text_atomically
 from fer_core.images import MAX_PIXELS
 from fer_core.labels import DEFAULT_THRESHOLD, label_text
@@ -100,7 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     predict = commands.add_parser("predict", help="find and classify every face in each image")
-    predict.add_argument("images", nargs="+", type=Path, help="image files (jpg, png, webp, bmp, tiff)")
+    predict.add_argument(
+        "images", nargs="+", type=Path, help=f"image files ({suffix_names(IMAGE_SUFFIXES)}; TIFF, GIF, PGM too)"
+    )
     _add_detection_options(predict, PHOTO_PRESET)
     predict.add_argument("--whole-image", action="store_true", help="classify each whole image as one face (crops)")
     predict.add_argument("--tta", action="store_true", help="average with the mirrored face")
@@ -111,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--csv", type=Path, help="also write one CSV row per face to this file")
 
     video = commands.add_parser("video", help="follow and classify every face through a video file")
-    video.add_argument("clip", type=Path, help="a video file (mp4, webm, mov, avi, mkv)")
+    video.add_argument("clip", type=Path, help=f"a video file ({suffix_names(VIDEO_SUFFIXES)})")
     _add_detection_options(video, VIDEO_PRESET)
     video.add_argument("--csv", type=Path, help="one row per face per analysed frame")
     video.add_argument("--json", type=Path, help="the clip, a summary per face and every record")

@@ -36,7 +36,6 @@ from fer_core.images import decode_gray
 from fer_core.labels import EMOTIONS, label_from_name
 from fer_core.preprocess import FACE_SIZE, to_gray48
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm"})
 SPLIT_FOLDERS: dict[str, str] = {
     "train": "train",
     "training": "train",

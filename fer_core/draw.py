@@ -21,10 +21,9 @@ import numpy.typing as npt
 
 from fer_core.detect import Box, Landmarks
 from fer_core.inference import FacePrediction
-from fer_core.labels import EMOTION_COLORS_RGB, label_text
+from fer_core.labels import label_color_rgb, label_text
 from fer_core.tracking import TrackedFace
 
-UNCERTAIN_COLOR_RGB = (150, 150, 150)
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 REFERENCE_SIDE = 1000  # at this longer side, text is drawn at REFERENCE_FONT_SCALE
 REFERENCE_FONT_SCALE = 0.9
@@ -45,17 +44,6 @@ class Classified(Protocol):
     def confidence(self) -> float: ...
 
     def label(self, threshold: float = 0.0) -> str: ...
-
-
-def label_color_rgb(label: str) -> tuple[int, int, int]:
-    """The colour of an emotion (grey for ``"uncertain"`` or anything unknown)."""
-    return EMOTION_COLORS_RGB.get(label, UNCERTAIN_COLOR_RGB)
-
-
-def rgb_css(rgb: tuple[int, int, int], alpha: float = 1.0) -> str:
-    """``rgba(r, g, b, a)`` for charts and HTML."""
-    red, green, blue = rgb
-    return f"rgba({red}, {green}, {blue}, {alpha})"
 
 
 def text_color_bgr(background_bgr: tuple[int, int, int]) -> tuple[int, int, int]:

@@ -31,6 +31,26 @@ EMOTION_COLORS_RGB: dict[str, tuple[int, int, int]] = {
     "surprise": (251, 86, 7),
     "neutral": (141, 153, 174),
 }
+UNCERTAIN_COLOR_RGB = (150, 150, 150)  # a face below the threshold, and any label not in the palette
+# The app theme's primaryColor (.streamlit/config.toml) is this emotion's colour; a test keeps them equal.
+THEME_EMOTION = "happy"
+
+
+def label_color_rgb(label: str) -> tuple[int, int, int]:
+    """The colour of an emotion (grey for ``"uncertain"`` or anything unknown)."""
+    return EMOTION_COLORS_RGB.get(label, UNCERTAIN_COLOR_RGB)
+
+
+def rgb_css(rgb: tuple[int, int, int], alpha: float = 1.0) -> str:
+    """``rgba(r, g, b, a)`` for charts and HTML."""
+    red, green, blue = rgb
+    return f"rgba({red}, {green}, {blue}, {alpha})"
+
+
+def rgb_hex(rgb: tuple[int, int, int]) -> str:
+    """``#rrggbb``, as Streamlit's theme settings take a colour."""
+    red, green, blue = rgb
+    return f"#{red:02x}{green:02x}{blue:02x}"
 
 
 def label_from_name(name: str) -> int | None:

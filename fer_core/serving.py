@@ -161,7 +161,7 @@ class ServingRecord:
         return asdict(self)
 
 
-def read_record(model_path: str | os.PathLike[str]) -> ServingRecord:
+def read_serving_record(model_path: str | os.PathLike[str]) -> ServingRecord:
     path = record_path(model_path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -172,7 +172,7 @@ def read_record(model_path: str | os.PathLike[str]) -> ServingRecord:
     return ServingRecord.from_json(data, path.name)
 
 
-def write_record(model_path: str | os.PathLike[str], record: ServingRecord) -> Path:
+def write_serving_record(model_path: str | os.PathLike[str], record: ServingRecord) -> Path:
     """Write the record atomically (temporary file, then rename). Returns its path."""
     path = record_path(model_path)
     write_text_atomically(path, json.dumps(record.to_json(), indent=2) + "\n")
@@ -199,7 +199,7 @@ def checked_lite_model(model_path: str | os.PathLike[str]) -> tuple[bytes, Servi
     if not lite_file.is_file():
         raise ModelLoadError(f"{keras_file.name} has no LiteRT copy ({lite_file.name}): {export_hint(keras_file)}")
     try:
-        record = read_record(model_path)
+        record = read_serving_record(model_path)
     except ModelLoadError as error:
         raise ModelLoadError(
             f"the LiteRT copy {lite_file.name} cannot be used: {error}; {export_hint(keras_file)}"

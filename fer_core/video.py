@@ -47,7 +47,6 @@ from fer_core.inference import EmotionClassifier, Predictor
 from fer_core.labels import DEFAULT_THRESHOLD, EMOTIONS
 from fer_core.tracking import DEFAULT_SMOOTHING, FaceTracker, TrackedFace
 
-VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".avi", ".mkv", ".m4v")
 # FFmpeg's threads each hold frames (one per decoding thread; x264 a lookahead per thread): a few threads
 # keep memory a few frames deep on any machine, where one per core held gigabytes of a large clip.
 CODEC_THREADS = min(4, os.cpu_count() or 1)

@@ -11,7 +11,7 @@ import numpy.typing as npt
 
 from fer_core.detect import Box, Detection, DetectionPreset
 from fer_core.labels import EMOTIONS, NUM_CLASSES
-from fer_core.serving import ServingRecord, write_record
+from fer_core.serving import ServingRecord, write_serving_record
 
 FRAME_WIDTH, FRAME_HEIGHT = 640, 480
 SQUARE = Box(235, 155, 170, 170)
@@ -65,7 +65,7 @@ def write_served_model(path: Path, content: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(content)
     path.with_suffix(".tflite").write_bytes(b"litert copy of " + content)
-    write_record(
+    write_serving_record(
         path,
         ServingRecord(
             keras_sha256=hashlib.sha256(content).hexdigest(),

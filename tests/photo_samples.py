@@ -1,5 +1,6 @@
 """Images and models the inference and Photos tests build: real FER2013 faces pasted on textured
-canvases at known places, image files in awkward formats, and tiny Keras models. Nothing downloads."""
+canvases at known places, image files in awkward formats, tiny Keras models, and the committed served
+models of tests/fixtures/models. Nothing downloads."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from fer_core.detect import PHOTO_PRESET, Box, FaceDetector, make_detector
 from fer_core.labels import EMOTIONS
 
 FACE_CLASSES = ("happy", "neutral", "surprise")
+FIXTURE_MODELS_DIR = Path(__file__).resolve().parent / "fixtures" / "models"
 
 
 def fer_faces(fer2013_dir: Path, count: int = 60, classes: Sequence[str] = FACE_CLASSES) -> list[npt.NDArray[np.uint8]]:
@@ -164,6 +166,12 @@ def save_tiny_model(path: Path, constant_emotion: str | None = None, *, temperat
     model.save(path)
     export_tflite(path, temperature=temperature, model=model)
     return path
+
+
+def fixture_model(emotion: str, destination: Path) -> Path:
+    """A copy at ``destination`` (.keras) of a committed served model that gives ``emotion`` for every face
+    (``happy`` or ``surprise``, made by scripts/make_test_models.py): no TensorFlow needed."""
+    return copy_model(FIXTURE_MODELS_DIR / f"{emotion}.keras", destination)
 
 
 def copy_model(source: Path, destination: Path) -> Path:

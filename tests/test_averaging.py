@@ -199,13 +199,13 @@ def test_average_holds_out_the_validation_faces_of_the_models_runs(
 def test_export_makes_a_models_served_copy_and_a_run_folders_from_its_best_checkpoint(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from fer_core.serving import read_record
+    from fer_core.serving import read_serving_record
 
     model = tmp_path / "mine.keras"
     build_model("tiny").save(model)
     assert cli.main(["export", str(model)]) == 0
     assert "agrees with mine.keras" in capsys.readouterr().out
-    assert read_record(model).temperature == 1.0  # no data given: nothing to calibrate on
+    assert read_serving_record(model).temperature == 1.0  # no data given: nothing to calibrate on
     assert load_classifier(model).classify_batch(faces(2)).shape == (2, 7)
 
     best = fake_run(tmp_path / "run", 42, 0.1)  # a run that failed before its export: best.keras only
@@ -215,7 +215,7 @@ def test_export_makes_a_models_served_copy_and_a_run_folders_from_its_best_check
     assert cli.main(["export", str(best.parent)]) == 0
     exported = best.parent / "model.keras"
     assert exported.is_file() and load_classifier(best.parent).source == str(exported)
-    assert read_record(exported).temperature != 1.0  # fitted on the run's own validation faces
+    assert read_serving_record(exported).temperature != 1.0  # fitted on the run's own validation faces
 
     assert cli.main(["export", str(tmp_path / "notes.txt")]) == 2
     assert "neither a .keras file nor a run folder" in capsys.readouterr().err

@@ -3,9 +3,11 @@ the TF/WebRTC import-order crash cannot happen there), and the guard against tha
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import PROJECT_ROOT
@@ -76,3 +78,47 @@ def test_the_app_server_never_loads_tensorflow_or_keras(fer2013_dir) -> None:
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     assert json.loads(result.stdout.strip().splitlines()[-1]) == {"loaded": []}
+
+
+def imported_modules(source_file: Path) -> list[tuple[int, str]]:
+    """(line, module) for every import in a file, nested ones and ``importlib.import_module("...")`` too."""
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(ast.parse(source_file.read_text(encoding="utf-8"), str(source_file))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.append((node.lineno, node.module))
+        elif (
+            isinstance(node, ast.Call)
+            and (getattr(node.func, "attr", None) or getattr(node.func, "id", None)) in ("import_module", "__import__")
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
+            found.append((node.lineno, node.args[0].value))
+    return found
+
+
+def test_fer_core_never_imports_the_trainer_or_the_app() -> None:
+    # The layers point down: app and training use fer_core, never the reverse (not even lazily in a function).
+    sources = sorted((PROJECT_ROOT / "fer_core").rglob("*.py"))
+    upward = [
+        f"{source.relative_to(PROJECT_ROOT)}:{line} imports {module}"
+        for source in sources
+        for line, module in imported_modules(source)
+        if module.split(".")[0] in ("training", "app")
+    ]
+    assert len(sources) >= 15
+    assert upward == []
+
+
+def test_the_upward_import_check_sees_nested_and_dynamic_imports(tmp_path: Path) -> None:
+    source = tmp_path / "module.py"
+    source.write_text(
+        "import os\n"
+        "def load():\n"
+        "    from training.runs import Run\n"
+        "    import importlib\n"
+        "    return importlib.import_module('app.state')\n"
+    )
+    assert [module for _, module in imported_modules(source)] == ["os", "training.runs", "importlib", "app.state"]

@@ -3,19 +3,44 @@
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import PROJECT_ROOT
 
 from fer_core import settings
-from fer_core.labels import EMOTIONS, label_from_name
+from fer_core.labels import (
+    EMOTION_COLORS_RGB,
+    EMOTIONS,
+    THEME_EMOTION,
+    UNCERTAIN_COLOR_RGB,
+    label_color_rgb,
+    label_from_name,
+    rgb_css,
+    rgb_hex,
+)
 from fer_core.metrics import classification_report, confusion_matrix
 from training.config import TrainConfig, config_from_mapping, load_config_file
 
 
 def test_label_order_is_the_fer2013_csv_codes() -> None:
     assert EMOTIONS == ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+
+
+def test_every_emotion_has_its_own_colour_and_anything_else_is_grey() -> None:
+    assert set(EMOTION_COLORS_RGB) == set(EMOTIONS)
+    assert len(set(EMOTION_COLORS_RGB.values()) | {UNCERTAIN_COLOR_RGB}) == len(EMOTIONS) + 1
+    assert label_color_rgb("happy") == EMOTION_COLORS_RGB["happy"]
+    assert label_color_rgb("uncertain") == label_color_rgb("contempt") == UNCERTAIN_COLOR_RGB
+    assert rgb_css((255, 190, 11), 0.5) == "rgba(255, 190, 11, 0.5)"
+    assert rgb_hex((255, 190, 11)) == "#ffbe0b"
+
+
+def test_the_app_theme_takes_its_colour_from_the_emotion_palette() -> None:
+    theme = tomllib.loads((PROJECT_ROOT / ".streamlit" / "config.toml").read_text())["theme"]
+    assert theme["primaryColor"].lower() == rgb_hex(EMOTION_COLORS_RGB[THEME_EMOTION])
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,6 @@ import fer_core
 from fer_core.align import face_crop
 from fer_core.detect import Box
 from fer_core.draw import (
-    UNCERTAIN_COLOR_RGB,
     draw_predictions,
     face_caption,
     label_layout,
@@ -37,7 +36,7 @@ from fer_core.draw import (
 )
 from fer_core.errors import ModelLoadError
 from fer_core.inference import EmotionClassifier, FacePrediction, Predictor, load_classifier, load_predictor
-from fer_core.labels import EMOTION_COLORS_RGB, EMOTIONS, UNCERTAIN
+from fer_core.labels import EMOTION_COLORS_RGB, EMOTIONS, UNCERTAIN, UNCERTAIN_COLOR_RGB
 from fer_core.preprocess import to_gray
 from fer_core.serving import checked_lite_model
 

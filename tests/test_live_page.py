@@ -18,7 +18,7 @@ from browser_support import detectable_faces, frame_with_faces
 from conftest import PROJECT_ROOT
 from streamlit.testing.v1 import AppTest
 
-import app.models
+import app.model_picker
 from app.live_session import LiveSession
 from fer_core.detect import VIDEO_PRESET, Box
 from fer_core.labels import EMOTIONS, NUM_CLASSES
@@ -69,7 +69,7 @@ def fake_streamer(monkeypatch: pytest.MonkeyPatch) -> FakeStreamer:
 @pytest.fixture
 def fixed_classifier(monkeypatch: pytest.MonkeyPatch) -> FixedClassifier:
     classifier = FixedClassifier()
-    monkeypatch.setattr(app.models, "cached_classifier", lambda path, mtime: classifier)
+    monkeypatch.setattr(app.model_picker, "cached_classifier", lambda path, mtime: classifier)
     return classifier
 
 
@@ -148,7 +148,7 @@ def test_clear_results_empties_the_panel(fake_streamer: FakeStreamer, fixed_clas
 def test_a_face_below_the_threshold_is_called_uncertain_with_its_best_guess(
     fake_streamer: FakeStreamer, monkeypatch: pytest.MonkeyPatch, fer2013_dir: Path
 ) -> None:
-    monkeypatch.setattr(app.models, "cached_classifier", lambda path, mtime: FixedClassifier("sad", 0.3))
+    monkeypatch.setattr(app.model_picker, "cached_classifier", lambda path, mtime: FixedClassifier("sad", 0.3))
     [face] = detectable_faces(fer2013_dir, 1)
     fake_streamer.playing = True
     fake_streamer.frames = [frame_with_faces([face], [FACE_BOX])]
@@ -224,7 +224,7 @@ def test_a_missing_model_stops_the_page_with_an_error(
     def no_model(path: str, mtime: float) -> None:
         raise ModelLoadError("the file is damaged")
 
-    monkeypatch.setattr(app.models, "cached_classifier", no_model)
+    monkeypatch.setattr(app.model_picker, "cached_classifier", no_model)
     page = run_page()
     assert "Could not load the model" in page.error[0].value
     assert fake_streamer.calls == []
@@ -255,7 +255,7 @@ def test_the_confidence_threshold_set_on_photos_applies_on_live(
 
 
 def test_the_sidebar_model_choices_are_short_enough_to_show_a_runs_whole_name() -> None:
-    from app.models import short_model_label
+    from app.model_picker import short_model_label
 
     assert short_model_label("Current: promoted run 20261204-153724-fernet") == "✓ 20261204-153724-fernet"
     assert short_model_label("Current: shipped fast model") == "✓ Shipped fast model"

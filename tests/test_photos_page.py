@@ -7,6 +7,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -18,17 +20,17 @@ from photo_samples import (
     detectable_faces,
     encode,
     fer_faces,
+    fixture_model,
     group_photo,
     jpeg_cut_short,
     jpeg_with_orientation,
     pil_bytes,
     png_claiming_size,
-    save_tiny_model,
     textured_background,
 )
 from streamlit.testing.v1 import AppTest
 
-import app.models as app_models
+import app.model_picker as app_models
 from app.charts.predictions import probability_chart
 from app.views.photos import annotated_png, png_scale, process_uploads
 from fer_core import model_store
@@ -38,19 +40,15 @@ from fer_core.detect import PHOTO_PRESET, Box, Landmarks, make_detector
 from fer_core.inference import FacePrediction, Predictor
 from fer_core.labels import EMOTIONS
 
-pytestmark = pytest.mark.slow
-
 PAGE = str(PROJECT_ROOT / "app" / "views" / "photos.py")
 WHOLE_IMAGE = "Classify the whole image as one face"
 
 
 @pytest.fixture(scope="module")
 def model_files(tmp_path_factory) -> dict[str, Path]:
+    """Served models that call every face "surprise" or "happy": committed files, so no TensorFlow runs."""
     folder = tmp_path_factory.mktemp("models")
-    return {
-        emotion: save_tiny_model(folder / f"{emotion}.keras", constant_emotion=emotion)
-        for emotion in ("surprise", "happy")
-    }
+    return {emotion: fixture_model(emotion, folder / f"{emotion}.keras") for emotion in ("surprise", "happy")}
 
 
 @pytest.fixture
@@ -74,6 +72,29 @@ def fer_crop(fer2013_dir) -> bytes:
         if not detector.detect(cv2.imread(str(path))):
             return path.read_bytes()
     pytest.skip("the detector found a face in every FER2013 happy test crop")
+
+
+def test_the_fixture_models_are_served_and_give_their_emotion_without_tensorflow() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, numpy as np; sys.path.insert(0, 'tests');"
+            "from photo_samples import FIXTURE_MODELS_DIR; from fer_core.inference import load_classifier;"
+            "from fer_core.labels import EMOTIONS;"
+            "faces = np.random.default_rng(0).integers(0, 256, (3, 48, 48, 1)).astype(np.float32);"
+            "best = {e: {EMOTIONS[int(i)] for i in load_classifier(FIXTURE_MODELS_DIR / f'{e}.keras').forward(faces)"
+            ".argmax(axis=1)} for e in ('happy', 'surprise')};"
+            "print(best, [m for m in ('tensorflow', 'keras') if m in sys.modules])",
+        ],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "{'happy': {'happy'}, 'surprise': {'surprise'}} []"
 
 
 def run_page() -> AppTest:
@@ -362,7 +383,6 @@ def test_a_corrupt_promoted_model_falls_back_to_the_shipped_one_with_a_warning(
     assert set(face_tables(at)[0]["label"]) == {"happy"}  # the shipped stand-in, not the broken promoted model
 
 
-@pytest.mark.slow
 def test_the_same_photo_gives_the_same_boxes_in_the_cli_the_library_and_the_page(promoted, group, tmp_path) -> None:
     """One detection preset: python -m fer_core predict, fer_core.load_predictor() and the Photos page agree."""
     import fer_core

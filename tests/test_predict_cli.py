@@ -14,17 +14,15 @@ import cv2
 import numpy as np
 import pytest
 from conftest import PROJECT_ROOT
-from photo_samples import detectable_faces, fer_faces, group_photo, save_tiny_model
+from photo_samples import detectable_faces, fer_faces, fixture_model, group_photo
 
 from fer_core.cli import main
 from fer_core.labels import EMOTIONS
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory) -> Path:
-    return save_tiny_model(tmp_path_factory.mktemp("model") / "happy.keras", constant_emotion="happy")
+    return fixture_model("happy", tmp_path_factory.mktemp("model") / "happy.keras")
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from fer_core.serving import (
     MIN_QUANTIZED_CHECK_FACES,
     ServingRecord,
     checked_lite_model,
-    read_record,
+    read_serving_record,
     record_path,
 )
 
@@ -81,7 +81,7 @@ def test_a_dynamic_copy_is_measured_on_the_labelled_faces_and_served(tmp_path) -
     model.save(path)
     faces, labels = _labelled_faces(model)
     export_tflite(path, model=model, quantization=DYNAMIC, check_faces=faces, check_labels=labels)
-    record = read_record(path)
+    record = read_serving_record(path)
     assert (record.quantization, record.check_faces) == (DYNAMIC, len(faces))
     assert record.agreement == 1.0 and record.accuracy_delta == 0.0  # a constant model survives quantization
     flatbuffer, _ = checked_lite_model(path)

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 from conftest import PROJECT_ROOT
-from photo_samples import copy_model, detectable_faces, fer_faces, save_tiny_model, upscale
+from photo_samples import detectable_faces, fer_faces, fixture_model, upscale
 from streamlit.testing.v1 import AppTest
 
 from fer_core.labels import EMOTIONS
@@ -34,10 +34,9 @@ def clip_bytes(tmp_path_factory: pytest.TempPathFactory, fer2013_dir: Path) -> b
 
 
 @pytest.fixture
-def promoted(tmp_path_factory: pytest.TempPathFactory, isolated_runs_dir: Path) -> Path:
+def promoted(isolated_runs_dir: Path) -> Path:
     """A promoted model that calls every face "surprise" (the shipped one is never loaded)."""
-    model = save_tiny_model(tmp_path_factory.mktemp("model") / "surprise.keras", constant_emotion="surprise")
-    return copy_model(model, isolated_runs_dir / "promoted.keras")
+    return fixture_model("surprise", isolated_runs_dir / "promoted.keras")
 
 
 def run_page() -> AppTest:
@@ -65,7 +64,6 @@ def test_the_empty_page_says_what_to_do(promoted: Path) -> None:
     assert at.sidebar.toggle(key="video_landmarks").value is False  # drawn on the copy only when asked for
 
 
-@pytest.mark.slow
 @pytest.mark.fer2013
 def test_a_clip_is_analysed_into_video_timeline_summary_and_downloads(
     promoted: Path, clip_bytes: bytes, tmp_path: Path
@@ -93,7 +91,6 @@ def test_a_clip_is_analysed_into_video_timeline_summary_and_downloads(
     assert (info.frame_count, info.fps, info.codec) == (20, 10.0, "h264")  # browsers play H.264 MP4
 
 
-@pytest.mark.slow
 @pytest.mark.fer2013
 def test_the_clip_is_analysed_once_per_settings(promoted: Path, clip_bytes: bytes) -> None:
     at = upload(run_page(), "drift.mp4", clip_bytes)
@@ -124,7 +121,6 @@ def test_a_bad_clip_gets_an_error_naming_it(promoted: Path, name: str, data: byt
     assert not at.get("video")
 
 
-@pytest.mark.slow
 def test_a_clip_longer_than_the_cap_is_analysed_up_to_it_with_a_message(promoted: Path, tmp_path: Path) -> None:
     long_clip = tmp_path / "long.mp4"
     with AnnotatedVideoWriter(long_clip, 160, 120, 1.0) as writer:  # 65 seconds at one frame a second

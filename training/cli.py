@@ -555,7 +555,7 @@ def _checked_split(data: str, split: TrainConfig) -> tuple[FaceDataset, FaceData
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from fer_core.serving import lite_path, read_record, served_files
+    from fer_core.serving import lite_path, read_serving_record, served_files
     from training import runs
     from training.export import export_tflite
     from training.finish import export_model, export_served
@@ -592,7 +592,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     else:
         temperature = 1.0
         export_tflite(model_path, temperature=temperature)
-    record = read_record(model_path)
+    record = read_serving_record(model_path)
     if record.quantized:
         agreement = (
             f"{record.quantization} quantization: the top emotion of {model_path.name} on {record.agreement:.1%} "

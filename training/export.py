@@ -37,7 +37,7 @@ from fer_core.serving import (
     lite_path,
     served_files,
     sha256_of,
-    write_record,
+    write_serving_record,
 )
 from training.model_files import load_keras_model
 
@@ -184,7 +184,7 @@ def _write_copy(model_path: Path, flatbuffer: bytes, record: ServingRecord, temp
 
     destination = lite_path(model_path)
     replace_atomically(destination, lambda temporary: temporary.write_bytes(flatbuffer))
-    write_record(
+    write_serving_record(
         model_path,
         dataclasses.replace(
             record,

@@ -6,8 +6,7 @@ from collections.abc import Mapping
 
 import plotly.graph_objects as go
 
-from fer_core.draw import rgb_css
-from fer_core.labels import EMOTION_COLORS_RGB, EMOTIONS
+from fer_core.labels import EMOTION_COLORS_RGB, EMOTIONS, rgb_css
 
 
 def probability_chart(

@@ -8,8 +8,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from fer_core.draw import label_color_rgb, rgb_css
-from fer_core.labels import EMOTIONS, UNCERTAIN
+from fer_core.labels import EMOTIONS, UNCERTAIN, label_color_rgb, rgb_css
 from fer_core.video import FaceRecord, FaceSummary
 
 

@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from fer_core.calibration import ReliabilityBin
-from fer_core.draw import label_color_rgb, rgb_css
+from fer_core.labels import label_color_rgb, rgb_css
 
 TRAIN_COLOR = "#3a86ff"
 VAL_COLOR = "#fb5607"

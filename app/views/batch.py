@@ -21,7 +21,8 @@ import streamlit as st
 
 from app.access import admin_only_note, is_admin, require_admin
 from app.charts.batch import emotion_distribution_figure, video_timeline_figure
-from app.models import detection_ui, model_caption_ui, model_picker_ui, smoothing_ui
+from app.format import CHART_CONFIG, PERCENT_FORMAT, duration_text, plural
+from app.model_picker import detection_ui, model_caption_ui, model_picker_ui, smoothing_ui
 from app.state import cached_batch_tables, confidence_threshold_ui, escape_markdown, printable
 from fer_core import batch_jobs
 from fer_core.batch import PARTS_DIR, SHARE_COLUMNS, STOP_FILE, BatchError, BatchSettings, JobRecord
@@ -60,22 +61,6 @@ SORT_COLUMNS = {
     "Frames analysed": "frames",
     **{f"Share of {label}": f"share_{label}" for label in LABELS},
 }
-PERCENT_FORMAT = "%.1f%%"
-
-
-def duration_text(seconds: float | None) -> str:
-    if seconds is None or seconds != seconds:
-        return "-"
-    seconds = max(0.0, seconds)
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    if seconds < 3600:
-        return f"{seconds // 60:.0f} min {seconds % 60:02.0f} s"
-    return f"{seconds // 3600:.0f} h {seconds % 3600 // 60:02.0f} min"
-
-
-def plural(count: int, noun: str) -> str:
-    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
 
 
 # ---------------------------------------------------------------- settings and input
@@ -407,7 +392,7 @@ def emotions_tab(faces: pd.DataFrame, files: pd.DataFrame) -> None:
         f"{plural(len(faces), 'face')} in {plural(int((files['faces'] > 0).sum()), 'file')}: every face in every photo "
         "and every analysed video frame."
     )
-    st.plotly_chart(emotion_distribution_figure(counts), key="batch-distribution", config={"displayModeBar": False})
+    st.plotly_chart(emotion_distribution_figure(counts), key="batch-distribution", config=CHART_CONFIG)
 
 
 def timeline_tab(faces: pd.DataFrame, files: pd.DataFrame, tracks: pd.DataFrame, base: str | None) -> None:
@@ -432,7 +417,7 @@ def timeline_tab(faces: pd.DataFrame, files: pd.DataFrame, tracks: pd.DataFrame,
             None if pd.isna(duration) else float(duration),
         ),
         key="batch-timeline",
-        config={"displayModeBar": False},
+        config=CHART_CONFIG,
     )
     if segments > 1:
         st.caption("Long clips are cut into segments analysed apart: face numbers restart in each segment.")

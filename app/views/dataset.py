@@ -15,6 +15,7 @@ import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 from app.charts.dataset import SPLIT_TITLES, class_counts_figure, pixel_histogram_figure
+from app.format import CHART_CONFIG, plural
 from app.state import (
     cached_mean_faces,
     cached_pixel_histogram,
@@ -83,7 +84,7 @@ def stretch_contrast(gray_face: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
     return ((gray_face.astype(np.float32) - low) * (255 / (high - low))).round().astype(np.uint8)
 
 
-def face_caption(dataset: FaceDataset, index: int, *, with_split: bool = False) -> str:
+def dataset_face_caption(dataset: FaceDataset, index: int, *, with_split: bool = False) -> str:
     """Label (and split) on the first line, the file name (or CSV line) on the second."""
     file_name = escape_markdown(printable(str(dataset.source_ids[index]).rsplit("/", 1)[-1]))
     emotion = EMOTIONS[int(dataset.labels[index])]
@@ -96,7 +97,7 @@ def show_faces(
     dataset: FaceDataset, indices: npt.NDArray[np.int64] | list[int], *, size: int = TILE_SIZE, with_split: bool = False
 ) -> None:
     tiles = [face_tile(dataset.images[index], size) for index in indices]
-    captions = [face_caption(dataset, int(index), with_split=with_split) for index in indices]
+    captions = [dataset_face_caption(dataset, int(index), with_split=with_split) for index in indices]
     st.image(tiles, caption=captions, width=size)
 
 
@@ -178,7 +179,7 @@ def class_balance_section(dataset: FaceDataset) -> None:
     st.plotly_chart(
         class_counts_figure(counts, EMOTIONS, share=view == "Share of split"),
         key="dataset_class_chart",
-        config={"displayModeBar": False},
+        config=CHART_CONFIG,
     )
     st.markdown("\n".join(f"- {imbalance_sentence(name, per_class)}" for name, per_class in counts.items()))
     if any(class_imbalance(per_class).ratio >= 2 for per_class in counts.values()):
@@ -238,9 +239,7 @@ def browse_section(dataset: FaceDataset, token: str) -> None:
     label = f"{'all classes' if emotion == ALL else emotion} in {split_title(split)}"
     st.caption(f"How often each gray level occurs across the pixels of {label}.")
     histogram = cached_pixel_histogram(token, chosen(split), chosen(emotion), dataset)
-    st.plotly_chart(
-        pixel_histogram_figure(histogram, label=label), key="dataset_pixel_histogram", config={"displayModeBar": False}
-    )
+    st.plotly_chart(pixel_histogram_figure(histogram, label=label), key="dataset_pixel_histogram", config=CHART_CONFIG)
 
 
 def group_summary(group: DuplicateGroup) -> str:
@@ -345,10 +344,6 @@ def duplicates_sentence(images: int, groups: int, cross_split: int) -> str:
     )
 
 
-def plural(count: int, noun: str) -> str:
-    return f"{count:,} {noun}{'' if count == 1 else 's'}"
-
-
 def resized_tab(dataset: FaceDataset, report: QualityReport) -> None:
     st.caption("Images stored at another size, converted to 48×48 grayscale on load (shown converted).")
     if len(report.resized) == 0:
@@ -412,7 +407,7 @@ def unreadable_folders_warning(load: LoadReport) -> None:
         names = "; ".join(printable(problem) for problem in load.unreadable_folders[:3])
         more = f" and {count - 3} more" if count > 3 else ""
         st.warning(
-            f"{count} folder{'s' if count != 1 else ''} could not be read, so {'their' if count != 1 else 'its'} "
+            f"{plural(count, 'folder')} could not be read, so {'their' if count != 1 else 'its'} "
             f"faces are left out: {escape_markdown(names)}{more}. See *Data quality* → *Unreadable*.",
             icon=":material/folder_off:",
         )

@@ -17,10 +17,11 @@ from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
 from app.charts.predictions import probability_chart
 from app.charts.timelines import live_timeline_figure
+from app.format import CHART_CONFIG
 from app.ice import ICE_SERVERS_ENV, rtc_configuration
 from app.limits import LIVE_STREAMS
 from app.live_session import TIMELINE_SECONDS, LiveSession, main_face
-from app.models import (
+from app.model_picker import (
     classifier_or_stop,
     detection_ui,
     landmarks_ui,
@@ -39,7 +40,6 @@ STREAMER_KEY = "live-camera"
 PANEL_REFRESH_S = 1.0
 CONNECT_TIMEOUT_S = 20.0  # START pressed and no video after this long: say why it may be, not only spin
 CONNECTING_SINCE_KEY = "live_connecting_since"
-CHART_CONFIG = {"displayModeBar": False}
 MEDIA_STREAM_CONSTRAINTS = {
     # The camera's own rate up to 30 fps: the fast model analyses a face in about a millisecond.
     "video": {"width": {"ideal": 640}, "height": {"ideal": 480}, "frameRate": {"ideal": 30, "max": 30}},

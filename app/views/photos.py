@@ -19,17 +19,18 @@ import numpy.typing as npt
 import streamlit as st
 
 from app.charts.predictions import probability_chart
-from app.models import classifier_or_stop, detection_ui, model_caption_ui, model_picker_ui, model_version
+from app.format import CHART_CONFIG, file_stem, plural, upload_types_text
+from app.model_picker import classifier_or_stop, detection_ui, model_caption_ui, model_picker_ui, model_version
 from app.state import cached_detector, confidence_threshold_ui, escape_markdown, or_stop, printable
 from fer_core.analysis import ImageAnalysis, analyze_image, face_records, records_to_csv
 from fer_core.detect import PHOTO_PRESET, DetectionPreset
 from fer_core.draw import draw_predictions, face_caption, scale_predictions
 from fer_core.errors import InvalidImageError
 from fer_core.face_table import FaceRecord
+from fer_core.file_types import IMAGE_SUFFIXES
 from fer_core.images import MAX_BYTES, MAX_PIXELS, decode_image, encode_png, image_damage, rescale
 from fer_core.inference import FacePrediction, Predictor
 
-IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp"]
 # What the browser gets (the PNG download keeps the full resolution): no wider than st.image's widest
 # (1,460 px), so Streamlit never resizes it again; its resize floors a thin image's height to 0 and fails.
 DISPLAY_MAX_SIDE = 1400
@@ -96,10 +97,10 @@ def photos_ui() -> list[UploadedPhoto]:
     limit_mb = min(MAX_BYTES // 2**20, int(st.get_option("server.maxUploadSize")))
     uploaded = st.file_uploader(
         "Photos",
-        type=IMAGE_TYPES,
+        type=list(IMAGE_SUFFIXES),
         accept_multiple_files=True,
         key="photos_upload",
-        help=f"JPEG, PNG, WebP or BMP, up to {limit_mb} MB and {MAX_PIXELS / 1e6:.0f} megapixels each. "
+        help=f"{upload_types_text(IMAGE_SUFFIXES)}, up to {limit_mb} MB and {MAX_PIXELS / 1e6:.0f} megapixels each. "
         "Several at once are fine.",
     )
     return list(uploaded or [])
@@ -195,7 +196,7 @@ def render_photo(position: int, result: PhotoResult, data: bytes, settings: Phot
         whole_image = _no_face_ui(analysis, name, key) if not analysis.faces else False
         faces = analysis.faces_used(whole_image)
         if analysis.faces:
-            st.caption(f"{width} x {height} pixels · {len(faces)} face{'s' if len(faces) != 1 else ''}")
+            st.caption(f"{width} x {height} pixels · {plural(len(faces), 'face')}")
         # A landscape photo (a group, most often) gets the page's whole width, its faces table below it;
         # a portrait one sits beside its table, so it does not run several screens tall.
         if width >= height:
@@ -208,7 +209,7 @@ def render_photo(position: int, result: PhotoResult, data: bytes, settings: Phot
             st.download_button(
                 "Annotated image (PNG)",
                 data=annotated_png(data, faces, settings.threshold),
-                file_name=f"{_stem(result.name)}-annotated{f'-{scale}x' if scale > 1 else ''}.png",
+                file_name=f"{file_stem(result.name, 'photo')}-annotated{f'-{scale}x' if scale > 1 else ''}.png",
                 mime="image/png",
                 icon=":material/download:",
                 on_click="ignore",
@@ -275,7 +276,7 @@ def _face_cards(faces: Sequence[FacePrediction], threshold: float, key: str) -> 
                 chart_column.plotly_chart(
                     probability_chart(face.scores_by_emotion(), threshold=threshold, height=220),
                     key=f"chart-{key}-{number}",
-                    config={"displayModeBar": False},
+                    config=CHART_CONFIG,
                 )
 
 
@@ -298,11 +299,6 @@ def _annotated_display(result: PhotoResult, faces: Sequence[FacePrediction], thr
 
 def _zoomed_crop(gray_face: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
     return cv2.resize(gray_face, None, fx=CROP_ZOOM, fy=CROP_ZOOM, interpolation=cv2.INTER_NEAREST)
-
-
-def _stem(name: str) -> str:
-    stem = name.rsplit(".", 1)[0] if "." in name else name
-    return "".join(character if character.isalnum() or character in "-_" else "_" for character in stem) or "photo"
 
 
 def _summary_ui(container: Any, results: Sequence[PhotoResult], photo_rows: Sequence[PhotoRow]) -> None:

@@ -19,8 +19,9 @@ from streamlit.errors import StreamlitAPIException
 
 from app.access import is_admin, visitor_key
 from app.charts.timelines import clip_timeline_figure, time_by_emotion_figure
+from app.format import CHART_CONFIG, file_stem, upload_types_text
 from app.limits import video_analysis_slot
-from app.models import (
+from app.model_picker import (
     classifier_or_stop,
     detection_ui,
     landmarks_ui,
@@ -32,11 +33,11 @@ from app.models import (
 from app.state import confidence_threshold_ui, escape_markdown, or_stop, printable
 from fer_core.detect import VIDEO_PRESET, check_detector
 from fer_core.errors import FerError, InvalidVideoError
+from fer_core.file_types import VIDEO_SUFFIXES
 from fer_core.inference import EmotionClassifier
 from fer_core.labels import EMOTIONS, UNCERTAIN
 from fer_core.model_store import ModelInfo
 from fer_core.video import (
-    VIDEO_SUFFIXES,
     DecodeReport,
     FaceRecord,
     FaceSummary,
@@ -227,7 +228,7 @@ def summary_rows(summaries: list[FaceSummary]) -> list[dict[str, Any]]:
 
 def results_ui(result: ClipResult, name: str) -> None:
     info = result.info
-    stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(name).stem) or "clip"
+    stem = file_stem(name, "clip")
     damage = result.decoding.warning()
     if damage:
         st.warning(f"{damage[0].upper()}{damage[1:]}.", icon=":material/broken_image:")
@@ -258,10 +259,10 @@ def results_ui(result: ClipResult, name: str) -> None:
             st.info("No face was found in the clip. Try a smaller *Smallest face* in the sidebar.")
         else:
             st.markdown("**Time in each emotion**")
-            st.plotly_chart(time_by_emotion_figure(result.summaries), config={"displayModeBar": False})
+            st.plotly_chart(time_by_emotion_figure(result.summaries), config=CHART_CONFIG)
     if result.summaries:
         st.markdown("**Each face's emotion through the clip**")
-        st.plotly_chart(clip_timeline_figure(result.records, result.analysed_s), config={"displayModeBar": False})
+        st.plotly_chart(clip_timeline_figure(result.records, result.analysed_s), config=CHART_CONFIG)
         st.dataframe(
             summary_rows(result.summaries),
             hide_index=True,
@@ -318,9 +319,9 @@ def main() -> None:
     limit_mb = int(st.get_option("server.maxUploadSize"))
     uploaded = st.file_uploader(
         "Clip",
-        type=[suffix.lstrip(".") for suffix in VIDEO_SUFFIXES],
+        type=list(VIDEO_SUFFIXES),
         key="video_upload",
-        help=f"MP4, WebM, MOV, AVI or MKV, up to {limit_mb} MB. The first {MAX_SECONDS:.0f} s are analysed.",
+        help=f"{upload_types_text(VIDEO_SUFFIXES)}, up to {limit_mb} MB. The first {MAX_SECONDS:.0f} s are analysed.",
     )
     if uploaded is None:
         model_caption_ui(info)
