@@ -1189,6 +1189,7 @@ class _Job:
         self.work_run = 0.0
         self.work_todo = sum(unit.work for unit in todo)
         self.skipped_files = len({summary["path"] for summary in done.values()} - {unit.path for unit in todo})
+        self._tally_all()
         workers = self.workers or (os.cpu_count() or 1)
         self.job = {
             "version": JOB_VERSION,
@@ -1298,24 +1299,38 @@ class _Job:
 
     def _on_result(self, result: UnitResult) -> None:
         write_part(self.folder, result)
+        again = result.unit.key in self.done
         self.done[result.unit.key] = result.summary
+        if again:  # a unit done twice in one run (never expected): count everything afresh
+            self._tally_all()
+        else:
+            self._tally(result.summary)
         self.units_run += 1
         self.work_run += result.unit.work
         self.frames_run += result.summary["frames"] if result.unit.kind == VIDEO else 0
         self.photos_run += result.unit.kind == PHOTO
         self._update(last_file=result.unit.file, force=True)
 
-    def _counts(self) -> dict[str, int]:
-        by_file: dict[str, list[dict[str, Any]]] = {}
+    def _tally_all(self) -> None:
+        """The counts of the finished units, from scratch (then :meth:`_tally` keeps them per result, so a
+        result costs the same whether it is the 10th or the 100,000th)."""
+        self.segments = Counter(unit.path for unit in self.units)
+        self.parts_by_path: dict[str, list[dict[str, Any]]] = {}
+        self.files_done = self.files_errors = self.frames_done = self.faces_done = 0
         for summary in self.done.values():
-            by_file.setdefault(summary["path"], []).append(summary)
-        segments = Counter(unit.path for unit in self.units)
-        complete = {path: parts for path, parts in by_file.items() if len(parts) == segments[path]}
-        return {
-            "files_total": len(self.files),
-            "files_done": len(complete),
-            "files_errors": sum(any(part["status"] == ERROR for part in parts) for parts in complete.values()),
-        }
+            self._tally(summary)
+
+    def _tally(self, summary: dict[str, Any]) -> None:
+        parts = self.parts_by_path.setdefault(summary["path"], [])
+        parts.append(summary)
+        if len(parts) == self.segments[summary["path"]]:  # the file's last segment: the file is done
+            self.files_done += 1
+            self.files_errors += any(part["status"] == ERROR for part in parts)
+        self.frames_done += summary["frames"] if summary["kind"] == VIDEO else 0
+        self.faces_done += sum((summary.get("labels") or {}).values())
+
+    def _counts(self) -> dict[str, int]:
+        return {"files_total": len(self.files), "files_done": self.files_done, "files_errors": self.files_errors}
 
     def _update(self, *, last_file: str | None, force: bool = False) -> None:
         now = time.time()
@@ -1335,8 +1350,8 @@ class _Job:
                 "skipped": self.skipped_files,
             },
             units={"total": len(self.units), "done": len(self.done)},
-            frames=sum(summary["frames"] for summary in self.done.values() if summary["kind"] == VIDEO),
-            faces=sum(sum((summary.get("labels") or {}).values()) for summary in self.done.values()),
+            frames=self.frames_done,
+            faces=self.faces_done,
             work={"total": self.work_todo, "done": self.work_run},
             timings={
                 **self.job.get("timings", {}),
