@@ -486,14 +486,19 @@ def load_initial_weights(model: Any, source: str | Path) -> None:
         initial = load_keras_model(path)
     except ModelLoadError as error:
         raise ModelLoadError(f"cannot start from that model: {error}") from None
-    weights = initial.get_weights()
+    from training.served_choice import trunks_of
+
     expected = [tuple(weight.shape) for weight in model.get_weights()]
-    if [tuple(weight.shape) for weight in weights] != expected:
-        raise ValueError(
-            f"{path} ({initial.name}, {initial.count_params():,} parameters) does not match the architecture "
-            f"being trained ({model.name}, {model.count_params():,} parameters); --init-from needs the same one"
-        )
-    model.set_weights(weights)
+    trunks = trunks_of(initial)  # a served model wraps its one trunk in test-time views: start from the trunk
+    for candidate in [initial, *trunks] if len(trunks) == 1 else [initial]:
+        weights = candidate.get_weights()
+        if [tuple(weight.shape) for weight in weights] == expected:
+            model.set_weights(weights)
+            return
+    raise ValueError(
+        f"{path} ({initial.name}, {initial.count_params():,} parameters) does not match the architecture "
+        f"being trained ({model.name}, {model.count_params():,} parameters); --init-from needs the same one"
+    )
 
 
 def _optimizer(config: TrainConfig, steps_per_epoch: int) -> Any:

@@ -33,9 +33,10 @@ SHIPPED_STARTS = {"Shipped quality model": SHIPPED_MODEL_PATH, SHIPPED_START: SH
 DEFAULT_SETTINGS = "Default settings"
 SETTINGS_SOURCE_KEY = "train_settings_source"
 
-# A run on the demo set that visibly learns in about a minute: the shipped model fine-tuned (measured:
-# validation 74% -> 87% over the 3 epochs, test 92%, 83 s on 2 busy CPU cores). The README suggests it too.
-QUICK_DEMO_ARCH = "fernet40"  # the shipped fast model's architecture
+# A run on the demo set that visibly learns in about a minute: the shipped fast model's trunk fine-tuned
+# (measured: validation 47% -> 70% -> 83% over the 3 epochs, test 92%, 29 s on 2 CPU cores). The README
+# suggests it too.
+QUICK_DEMO_ARCH = "vgg40"  # the shipped fast model's architecture (one vgg40 trunk in its test-time views)
 
 QUICK_DEMO_SETTINGS: dict[str, Any] = {"epochs": 3, "batch_size": 64, "lr": None, "max_steps_per_epoch": 8}
 
@@ -167,8 +168,8 @@ def quick_demo_ui(source: str, snapshots: Sequence[RunSnapshot]) -> None:
     info, button = st.columns([3, 1], vertical_alignment="center")
     info.caption(
         f"**Quick demo**: fine-tune the shipped fast model for {QUICK_DEMO_SETTINGS['epochs']} short epochs "
-        f"({QUICK_DEMO_SETTINGS['max_steps_per_epoch']} steps each, about a minute on a laptop): the curves rise "
-        "from about 70% to about 90%. From random weights a short run stays near chance (14%)."
+        f"({QUICK_DEMO_SETTINGS['max_steps_per_epoch']} steps each, about a minute on a laptop): validation accuracy "
+        "rises from about 50% to over 80%. From random weights a short run stays near chance (14%)."
     )
     button.button(
         "Fill in",
