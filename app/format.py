@@ -12,11 +12,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from pathlib import PurePath
-from typing import Any
+from typing import Any, Literal
 
 # Plotly's mode bar (zoom, pan, download) covers small charts and is not needed on these pages.
 CHART_CONFIG: dict[str, Any] = {"displayModeBar": False}
 PERCENT_FORMAT = "%.1f%%"  # tables show shares of 0-100 with one decimal, as percent() does
+# The colours st.badge accepts (its parameter's Literal, which Streamlit does not export under a name).
+BadgeColor = Literal["red", "orange", "yellow", "blue", "green", "violet", "gray", "grey", "primary"]
 
 
 def plural(count: int, noun: str) -> str:

@@ -28,9 +28,10 @@ import numpy.typing as npt
 
 from fer_core.detect import DetectionPreset, FaceDetector, make_detector
 from fer_core.draw import draw_status
+from fer_core.face_table import FaceRecord, records_to_csv
 from fer_core.frame_rate import FrameRateMeter
 from fer_core.inference import EmotionClassifier
-from fer_core.video import FaceRecord, VideoAnalyzer, VideoSettings, records_to_csv
+from fer_core.video import VideoAnalyzer, VideoSettings
 
 if TYPE_CHECKING:
     import av

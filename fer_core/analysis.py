@@ -3,7 +3,7 @@
     predictor = fer_core.load_predictor()
     analysis = analyze_image(fer_core.read_image("group.jpg"), predictor)
     rows = face_records(analysis, "group.jpg", threshold=0.4)     # one FaceRecord per face
-    print(records_to_csv(rows))                                    # the columns of every face table
+    print(records_to_csv(rows))               # fer_core.face_table's: the columns of every face table
 
 When no face is found, the whole image is also classified as one face (``analysis.whole_image``): small
 images are often face crops already (FER2013's own are 48x48), and the caller decides whether to use it.
@@ -19,7 +19,6 @@ import numpy as np
 import numpy.typing as npt
 
 from fer_core.face_table import FACE_COLUMNS, PHOTO, FaceRecord
-from fer_core.face_table import records_to_csv as records_to_csv  # the photo CSV is the shared face table
 from fer_core.inference import FacePrediction, Predictor
 
 SMALL_IMAGE_SIDE = 160  # at most this big, an image with no face found is probably a face crop

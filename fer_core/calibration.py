@@ -30,8 +30,9 @@ def apply_temperature(probabilities: npt.ArrayLike, temperature: float) -> npt.N
         return scores.astype(np.float32)
     logits = np.log(np.clip(scores, _TINY, 1.0)) / temperature
     logits -= logits.max(axis=-1, keepdims=True)
-    exponentials = np.exp(logits)
-    return (exponentials / exponentials.sum(axis=-1, keepdims=True)).astype(np.float32)
+    exponentials: npt.NDArray[np.float64] = np.exp(logits)
+    totals: npt.NDArray[np.float64] = exponentials.sum(axis=-1, keepdims=True)  # numpy types keepdims sums as Any
+    return (exponentials / totals).astype(np.float32)
 
 
 def negative_log_likelihood(probabilities: npt.ArrayLike, labels: npt.ArrayLike) -> float:

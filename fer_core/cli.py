@@ -291,13 +291,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_video(args: argparse.Namespace) -> int:
+    from fer_core.face_table import records_to_csv
     from fer_core.inference import load_classifier
     from fer_core.video import (
         DecodeReport,
         VideoSettings,
         analyze_video,
         probe_video,
-        records_to_csv,
         records_to_json,
         summarize,
     )

@@ -15,8 +15,9 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
-import cv2
+import cv2  # untyped here (pyproject.toml): cast() states the array each call returns
 import numpy as np
 import numpy.typing as npt
 
@@ -110,10 +111,11 @@ def draw_face(emotion: str, rng: np.random.Generator) -> npt.NDArray[np.uint8]:
     scale = rng.uniform(0.9, 1.1)
     matrix = cv2.getRotationMatrix2D((size / 2, size / 2), angle, scale)
     canvas = cv2.warpAffine(canvas, matrix, (size, size), borderMode=cv2.BORDER_REFLECT)
-    face = cv2.resize(canvas, (FACE_SIZE, FACE_SIZE), interpolation=cv2.INTER_AREA)
+    face = cast("npt.NDArray[np.float32]", cv2.resize(canvas, (FACE_SIZE, FACE_SIZE), interpolation=cv2.INTER_AREA))
     if rng.random() < 0.5:
         face = cv2.GaussianBlur(face, (3, 3), rng.uniform(0.3, 1.0))
-    face = (face - face.mean()) * rng.uniform(0.7, 1.2) + face.mean()
+    mean = float(face.mean())
+    face = (face - mean) * rng.uniform(0.7, 1.2) + mean
     face += rng.normal(0, rng.uniform(3, 10), face.shape)
     return np.clip(face, 0, 255).astype(np.uint8)
 

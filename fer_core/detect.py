@@ -22,9 +22,9 @@ import threading
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, cast
 
-import cv2
+import cv2  # untyped here (pyproject.toml): cast() states the array each call returns
 import numpy as np
 import numpy.typing as npt
 
@@ -124,14 +124,16 @@ def load_cascade(name: str) -> cv2.CascadeClassifier:
 def _gray(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
     if image.ndim == 2:
         return image
-    return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY if image.shape[2] == 3 else cv2.COLOR_BGRA2GRAY)
+    return cast(
+        "npt.NDArray[np.uint8]", cv2.cvtColor(image, cv2.COLOR_BGR2GRAY if image.shape[2] == 3 else cv2.COLOR_BGRA2GRAY)
+    )
 
 
 def _bgr(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
     if image.ndim == 2:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+        return cast("npt.NDArray[np.uint8]", cv2.cvtColor(image, cv2.COLOR_GRAY2BGR))
     if image.shape[2] == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+        return cast("npt.NDArray[np.uint8]", cv2.cvtColor(image, cv2.COLOR_BGRA2BGR))
     return image
 
 

@@ -15,9 +15,9 @@ import re
 import struct
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, cast
 
-import cv2
+import cv2  # untyped here (pyproject.toml): cast() states the array each call returns
 import numpy as np
 import numpy.typing as npt
 
@@ -68,7 +68,7 @@ def rescale(image: npt.NDArray[np.uint8], scale: float, interpolation: int = cv2
     """
     height, width = image.shape[:2]
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return cv2.resize(image, size, interpolation=interpolation)
+    return cast("npt.NDArray[np.uint8]", cv2.resize(image, size, interpolation=interpolation))
 
 
 def decode_image(data: bytes) -> npt.NDArray[np.uint8]:
@@ -134,19 +134,22 @@ def _to_bgr(image: Image.Image) -> npt.NDArray[np.uint8]:
     from PIL import Image
 
     if image.mode == "F":
-        return cv2.cvtColor(_float_to_gray(np.asarray(image, dtype=np.float64)), cv2.COLOR_GRAY2BGR)
+        return cast(
+            "npt.NDArray[np.uint8]",
+            cv2.cvtColor(_float_to_gray(np.asarray(image, dtype=np.float64)), cv2.COLOR_GRAY2BGR),
+        )
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         array = np.asarray(image, dtype=np.float64)
         high = array.max() if array.size else 1.0
         array = array / (65535.0 if high > 255 else 255.0) * 255.0 if high > 0 else array
         gray = np.clip(array, 0, 255).astype(np.uint8)
-        return cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
+        return cast("npt.NDArray[np.uint8]", cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR))
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, rgba)
     rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
-    return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    return cast("npt.NDArray[np.uint8]", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
 
 
 def _float_to_gray(array: npt.NDArray[np.float64]) -> npt.NDArray[np.uint8]:
@@ -175,8 +178,10 @@ def decode_gray(data: bytes) -> npt.NDArray[np.uint8]:
     if format_name is None:
         raise InvalidImageError(NOT_AN_IMAGE)
     if format_name not in _OPENCV_FORMATS:
-        return cv2.cvtColor(decode_image(data), cv2.COLOR_BGR2GRAY)
-    gray_image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_GRAYSCALE)
+        return cast("npt.NDArray[np.uint8]", cv2.cvtColor(decode_image(data), cv2.COLOR_BGR2GRAY))
+    gray_image = cast(
+        "npt.NDArray[np.uint8] | None", cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_GRAYSCALE)
+    )
     if gray_image is None or not gray_image.size:
         raise InvalidImageError("the image data is damaged or truncated")
     return gray_image
@@ -234,4 +239,4 @@ def encode_png(bgr_image: npt.NDArray[np.uint8]) -> bytes:
     ok, buffer = cv2.imencode(".png", bgr_image)
     if not ok:
         raise ValueError("could not encode the image as PNG")
-    return buffer.tobytes()
+    return cast(bytes, buffer.tobytes())

@@ -7,7 +7,9 @@ happens inside the model (a ``Rescaling`` layer), so a saved model is self-conta
 
 from __future__ import annotations
 
-import cv2
+from typing import cast
+
+import cv2  # untyped here (pyproject.toml): cast() states the array each call returns
 import numpy as np
 import numpy.typing as npt
 
@@ -21,9 +23,9 @@ def to_gray(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
     if image.ndim == 3 and image.shape[2] == 1:
         return image[:, :, 0]
     if image.ndim == 3 and image.shape[2] == 3:
-        return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        return cast("npt.NDArray[np.uint8]", cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))
     if image.ndim == 3 and image.shape[2] == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2GRAY)
+        return cast("npt.NDArray[np.uint8]", cv2.cvtColor(image, cv2.COLOR_BGRA2GRAY))
     raise ValueError(f"expected a gray, BGR or BGRA image, got an array of shape {image.shape}")
 
 
@@ -37,7 +39,7 @@ def to_gray48(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
         return np.ascontiguousarray(gray)
     shrinking = gray.shape[0] > FACE_SIZE or gray.shape[1] > FACE_SIZE
     interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
-    return cv2.resize(gray, (FACE_SIZE, FACE_SIZE), interpolation=interpolation)
+    return cast("npt.NDArray[np.uint8]", cv2.resize(gray, (FACE_SIZE, FACE_SIZE), interpolation=interpolation))
 
 
 def face_batch(gray_faces: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:

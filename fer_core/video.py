@@ -5,7 +5,7 @@ each frame (the video preset: YuNet on a half-size copy), classifies them in one
 face's track id and smoothed probabilities (:class:`~fer_core.tracking.FaceTracker`) so labels do not
 flicker. Each frame gives a
 :class:`FrameResult` with typed :class:`~fer_core.face_table.FaceRecord` rows, the record photos use
-too; :func:`records_to_csv` writes them with the shared face-table columns.
+too; :func:`~fer_core.face_table.records_to_csv` writes them with the shared face-table columns.
 :meth:`VideoAnalyzer.analyze_and_draw` also draws them on the frame: the annotated copy of a clip and the
 Live page's frames are drawn by it.
 
@@ -41,7 +41,6 @@ from fer_core.detect import VIDEO_PRESET, DetectionPreset, FaceDetector, make_de
 from fer_core.draw import draw_landmarks, draw_tracked_faces
 from fer_core.errors import InvalidVideoError
 from fer_core.face_table import FACE_COLUMNS, FaceRecord
-from fer_core.face_table import records_to_csv as records_to_csv  # one face table for photos and video
 from fer_core.images import MAX_PIXELS
 from fer_core.inference import EmotionClassifier, Predictor
 from fer_core.labels import DEFAULT_THRESHOLD, EMOTIONS

@@ -234,9 +234,9 @@ def test_admin_actions_called_directly_by_a_visitor_are_refused_on_the_server(
     before = sorted(path.name for path in isolated_runs_dir.iterdir())
     promote = run_as_visitor(
         "from training import runs\n"
-        "from app.views.training_page.actions import promote_run\n"
+        "from app.views.training_page.actions import promote_ui\n"
         "from pathlib import Path\n"
-        f"promote_run(runs.Run(Path({str(run.path)!r})).snapshot())\n",
+        f"promote_ui(runs.Run(Path({str(run.path)!r})).snapshot())\n",
         isolated_runs_dir,
     )
     assert any("Only an admin may change the model" in error.value for error in promote.error)

@@ -219,7 +219,7 @@ def test_session_csv_and_timeline_take_the_records() -> None:
 
 
 def test_main_face_is_the_largest() -> None:
-    from fer_core.video import FaceRecord
+    from fer_core.face_table import FaceRecord
 
     scores = FixedClassifier().scores
     small = FaceRecord(0.0, 0, 1, Box(0, 0, 50, 50), "happy", "happy", 0.9, scores)

@@ -34,9 +34,10 @@ import app.model_picker as app_models
 from app.charts.predictions import probability_chart
 from app.views.photos import annotated_png, png_scale, process_uploads
 from fer_core import model_store
-from fer_core.analysis import CSV_COLUMNS, ImageAnalysis, face_records, records_to_csv, records_to_json
+from fer_core.analysis import CSV_COLUMNS, ImageAnalysis, face_records, records_to_json
 from fer_core.datasets import describe_source
 from fer_core.detect import PHOTO_PRESET, Box, Landmarks, make_detector
+from fer_core.face_table import records_to_csv
 from fer_core.inference import FacePrediction, Predictor
 from fer_core.labels import EMOTIONS
 

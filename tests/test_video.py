@@ -21,19 +21,18 @@ from fer_core import cli
 from fer_core.detect import Box, Detection, Landmarks
 from fer_core.draw import LANDMARK_COLORS_BGR
 from fer_core.errors import InvalidVideoError
+from fer_core.face_table import FaceRecord, records_to_csv
 from fer_core.labels import EMOTIONS, UNCERTAIN
 from fer_core.video import (
     CSV_COLUMNS,
     AnnotatedVideoWriter,
     DecodeReport,
-    FaceRecord,
     VideoAnalyzer,
     VideoSettings,
     analyze_video,
     frame_durations,
     probe_video,
     read_frames,
-    records_to_csv,
     records_to_json,
     summarize,
 )

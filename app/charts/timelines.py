@@ -8,8 +8,9 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+from fer_core.face_table import FaceRecord
 from fer_core.labels import EMOTIONS, UNCERTAIN, label_color_rgb, rgb_css
-from fer_core.video import FaceRecord, FaceSummary
+from fer_core.video import FaceSummary
 
 
 def live_timeline_figure(records: Sequence[FaceRecord], now_s: float, seconds: float = 60.0) -> go.Figure:

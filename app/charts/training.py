@@ -68,11 +68,11 @@ def learning_curves_figure(
     figure = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Accuracy"), horizontal_spacing=0.09)
     for column, metric in ((1, "loss"), (2, "accuracy")):
         show_legend = column == 1
-        x, y = _gapped_by_epoch(*_points(batches, metric))
+        batch_x, batch_y = _gapped_by_epoch(*_points(batches, metric))
         figure.add_trace(
             go.Scatter(
-                x=x,
-                y=y,
+                x=batch_x,
+                y=batch_y,
                 mode="lines",
                 name="train (within epoch)",
                 line={"color": BATCH_COLOR, "width": 1.5},

@@ -21,7 +21,7 @@ import streamlit as st
 
 from app.access import admin_only_note, is_admin, require_admin
 from app.charts.batch import emotion_distribution_figure, video_timeline_figure
-from app.format import CHART_CONFIG, PERCENT_FORMAT, duration_text, plural
+from app.format import CHART_CONFIG, PERCENT_FORMAT, BadgeColor, duration_text, plural
 from app.model_picker import detection_ui, model_caption_ui, model_picker_ui, smoothing_ui
 from app.state import cached_batch_tables, confidence_threshold_ui, escape_markdown, printable
 from fer_core import batch_jobs
@@ -44,7 +44,7 @@ AT_MOST_FPS = "At most N frames a second"
 OPENED_JOB_KEY = "batch_opened_job"
 LIVE_KEY = "batch_live_key"
 FRAGMENT_RAN_KEY = "batch_fragment_ran"
-STATE_BADGES: dict[str, Any] = {
+STATE_BADGES: dict[str, BadgeColor] = {
     "starting": "gray",
     "running": "blue",
     "finished": "green",

@@ -6,8 +6,9 @@ import math
 from collections import Counter
 from collections.abc import Callable
 from functools import partial
+from typing import cast
 
-import cv2
+import cv2  # untyped here (pyproject.toml): cast() states the array each call returns
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
@@ -70,7 +71,7 @@ def split_title(split: str) -> str:
 
 def face_tile(gray_face: npt.NDArray[np.uint8], size: int) -> npt.NDArray[np.uint8]:
     """The face upscaled to ``size`` pixels, framed by a 1-pixel gray line so black faces stay visible."""
-    tile = cv2.resize(gray_face, (size, size), interpolation=cv2.INTER_CUBIC)
+    tile = cast("npt.NDArray[np.uint8]", cv2.resize(gray_face, (size, size), interpolation=cv2.INTER_CUBIC))
     tile[[0, -1], :] = TILE_FRAME
     tile[:, [0, -1]] = TILE_FRAME
     return tile

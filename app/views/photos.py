@@ -11,9 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, cast
 
-import cv2
+import cv2  # untyped here (pyproject.toml): cast() states the array each call returns
 import numpy as np
 import numpy.typing as npt
 import streamlit as st
@@ -22,11 +22,11 @@ from app.charts.predictions import probability_chart
 from app.format import CHART_CONFIG, file_stem, plural, upload_types_text
 from app.model_picker import classifier_or_stop, detection_ui, model_caption_ui, model_picker_ui, model_version
 from app.state import cached_detector, confidence_threshold_ui, escape_markdown, or_stop, printable
-from fer_core.analysis import ImageAnalysis, analyze_image, face_records, records_to_csv
+from fer_core.analysis import ImageAnalysis, analyze_image, face_records
 from fer_core.detect import PHOTO_PRESET, DetectionPreset
 from fer_core.draw import draw_predictions, face_caption, scale_predictions
 from fer_core.errors import InvalidImageError
-from fer_core.face_table import FaceRecord
+from fer_core.face_table import FaceRecord, records_to_csv
 from fer_core.file_types import IMAGE_SUFFIXES
 from fer_core.images import MAX_BYTES, MAX_PIXELS, decode_image, encode_png, image_damage, rescale
 from fer_core.inference import FacePrediction, Predictor
@@ -298,7 +298,10 @@ def _annotated_display(result: PhotoResult, faces: Sequence[FacePrediction], thr
 
 
 def _zoomed_crop(gray_face: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
-    return cv2.resize(gray_face, None, fx=CROP_ZOOM, fy=CROP_ZOOM, interpolation=cv2.INTER_NEAREST)
+    return cast(
+        "npt.NDArray[np.uint8]",
+        cv2.resize(gray_face, None, fx=CROP_ZOOM, fy=CROP_ZOOM, interpolation=cv2.INTER_NEAREST),
+    )
 
 
 def _summary_ui(container: Any, results: Sequence[PhotoResult], photo_rows: Sequence[PhotoRow]) -> None:

@@ -33,19 +33,18 @@ from app.model_picker import (
 from app.state import confidence_threshold_ui, escape_markdown, or_stop, printable
 from fer_core.detect import VIDEO_PRESET, check_detector
 from fer_core.errors import FerError, InvalidVideoError
+from fer_core.face_table import FaceRecord, records_to_csv
 from fer_core.file_types import VIDEO_SUFFIXES
 from fer_core.inference import EmotionClassifier
 from fer_core.labels import EMOTIONS, UNCERTAIN
 from fer_core.model_store import ModelInfo
 from fer_core.video import (
     DecodeReport,
-    FaceRecord,
     FaceSummary,
     VideoInfo,
     VideoSettings,
     analyze_video,
     probe_video,
-    records_to_csv,
     records_to_json,
     summarize,
 )

@@ -39,7 +39,7 @@ def promote_button(snapshot: RunSnapshot) -> None:
     if promote.promotion_concerns(snapshot.run):
         st.session_state[confirm_key("promote", snapshot)] = True  # asked below, with the reasons
         return
-    promote_run(snapshot)
+    promote_ui(snapshot)
 
 
 def promote_confirmation_ui(snapshot: RunSnapshot) -> None:
@@ -55,13 +55,14 @@ def promote_confirmation_ui(snapshot: RunSnapshot) -> None:
     yes, no = st.columns(2)
     if yes.button("Use it anyway", key=f"promote-anyway-{snapshot.name}", width="stretch"):
         st.session_state.pop(key, None)
-        promote_run(snapshot)
+        promote_ui(snapshot)
     if no.button("Keep the current model", key=f"promote-cancel-{snapshot.name}", width="stretch"):
         st.session_state.pop(key, None)
         st.rerun()
 
 
-def promote_run(snapshot: RunSnapshot) -> None:
+def promote_ui(snapshot: RunSnapshot) -> None:
+    """Promote the run's model (admins only) and say so, or show why it could not be."""
     require_admin("change the model the pages use")
     try:
         destination = promote.promote_run(snapshot.run)

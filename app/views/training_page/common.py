@@ -1,15 +1,16 @@
-"""What every part of the Training page shares: refresh intervals, session keys, state labels, and the
-formatting of durations, times and shares."""
+"""What every part of the Training page shares: refresh intervals, session keys, state labels and help texts,
+and the page's own formatting (run times, error lines, the settings caption); durations and shares come from
+app.format."""
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
 
+from app.format import BadgeColor, plural
 from fer_core.records import RecordError
 from training import promote
 from training.records import RunPhase, RunState
-from training.runs import UNREADABLE, RunSnapshot, plural
+from training.runs import UNREADABLE, RunSnapshot
 
 REFRESH_S = 2.0  # while a run is active
 IDLE_REFRESH_S = 10.0  # otherwise: notices a run started from another tab or the command line
@@ -26,14 +27,14 @@ STATE_LABELS = {  # the table shows plain text: symbols every font has, not emoj
     RunState.FAILED: "✗ failed",
     UNREADABLE: "⚠ unreadable",
 }
-STATE_BADGES = {
+STATE_BADGES: dict[str, BadgeColor] = {
     RunState.QUEUED: "gray",
     RunState.RUNNING: "blue",
     RunState.FINISHED: "green",
     RunState.STOPPED: "orange",
     RunState.FAILED: "red",
 }
-PHASE_TEXT = {
+PHASE_TEXT: dict[str, str] = {  # keyed by RunPhase; looked up with status.json's text
     RunPhase.STARTING: "Starting the trainer...",
     RunPhase.LOADING_DATA: "Loading the faces...",
     RunPhase.BUILDING_MODEL: "Building the model...",
@@ -43,7 +44,6 @@ PHASE_TEXT = {
     RunPhase.RECALIBRATING: "Re-estimating batch-norm statistics on the clean training faces...",
     RunPhase.EVALUATING: "Evaluating the best model on the held-out faces...",
 }
-PERCENT_FORMAT = "%.1f%%"  # tables show shares of 0-100 with one decimal, as percent() does
 VAL_ACCURACY_HELP = (
     "Validation accuracy of the model this run kept, the one Use this model serves: the best epoch's "
     "weights, with their batch-norm statistics re-estimated when that scored higher. Shown once the run finished."
@@ -54,17 +54,6 @@ BEST_EPOCH_HELP = (
 )
 
 
-def duration_text(seconds: float | None) -> str:
-    if seconds is None or not math.isfinite(seconds):
-        return "-"
-    seconds = max(0, round(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
-
-
 def moment(timestamp: float | None) -> datetime | None:
     """A run file's time as a datetime; None when there is none or it is not a time (NaN, 1e300)."""
     if timestamp is None:
@@ -73,16 +62,6 @@ def moment(timestamp: float | None) -> datetime | None:
         return datetime.fromtimestamp(timestamp)
     except (OverflowError, OSError, ValueError):
         return None
-
-
-def percent(value: float | None) -> str:
-    """One decimal everywhere on this page: 65.0%, 3.3%."""
-    return "-" if value is None else f"{value:.1%}"
-
-
-def percent_points(value: float | None) -> float | None:
-    """A share (0-1) as percentage points, for the tables' PERCENT_FORMAT columns."""
-    return None if value is None else 100 * value
 
 
 def first_line(text: str | None, limit: int = 400) -> str:

@@ -9,21 +9,20 @@ import streamlit as st
 
 from app.access import admin_button, require_admin
 from app.charts.training import learning_curves_figure
+from app.format import duration_text, percent, plural
 from app.views.training_page.common import (
     FORCE_STOP_AFTER_S,
     PHASE_TEXT,
     STATE_BADGES,
     VIEWED_RUN_KEY,
-    duration_text,
     first_line,
-    percent,
     settings_caption,
 )
 from fer_core.errors import ModelLoadError
 from fer_core.run_layout import LAST_CHECKPOINT
 from training import launcher
 from training.records import FINISH_PHASES, RunState
-from training.runs import Run, RunSnapshot, plural
+from training.runs import Run, RunSnapshot
 
 
 def progress_ui(snapshot: RunSnapshot | None) -> None:

@@ -11,16 +11,13 @@ import pandas as pd
 import streamlit as st
 
 from app.charts.training import confusion_figure, learning_curves_figure, per_class_f1_figure, reliability_figure
+from app.format import PERCENT_FORMAT, duration_text, percent, percent_points
 from app.views.training_page.actions import delete_ui, promote_button, promote_confirmation_ui
 from app.views.training_page.common import (
     BEST_EPOCH_HELP,
     GALLERY_SIZE,
-    PERCENT_FORMAT,
     VAL_ACCURACY_HELP,
-    duration_text,
     first_line,
-    percent,
-    percent_points,
     settings_caption,
 )
 from fer_core.labels import EMOTIONS
@@ -83,7 +80,7 @@ def run_details_ui(snapshot: RunSnapshot) -> None:
         with mistakes_tab:
             mistakes_ui(snapshot.run)
         with settings_tab:
-            settings_ui(snapshot)
+            run_settings_ui(snapshot)
         delete_ui(snapshot)
 
 
@@ -184,7 +181,7 @@ def mistakes_ui(run: Run) -> None:
             )
 
 
-def settings_ui(snapshot: RunSnapshot) -> None:
+def run_settings_ui(snapshot: RunSnapshot) -> None:
     if snapshot.config is None:
         return
     settings: dict[str, Any] = dataclasses.asdict(snapshot.config.settings)

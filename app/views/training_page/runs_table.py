@@ -11,16 +11,13 @@ import streamlit as st
 
 from app.access import admin_button, require_admin
 from app.charts.training import compare_runs_figure
+from app.format import PERCENT_FORMAT, duration_text, percent, percent_points
 from app.views.training_page.common import (
     BEST_EPOCH_HELP,
-    PERCENT_FORMAT,
     STATE_LABELS,
     VAL_ACCURACY_HELP,
     VIEWED_RUN_KEY,
-    duration_text,
     moment,
-    percent,
-    percent_points,
 )
 from app.views.training_page.run_details import run_details_ui
 from fer_core.records import RecordError
