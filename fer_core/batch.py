@@ -119,6 +119,7 @@ ENGINES = ("local", "ray")
 STATES = ("running", "finished", "stopped", "failed")
 ERROR = "error"  # a file's kind when it is neither a photo nor a video this build reads
 DEFAULT_SEGMENT_S = 300.0
+RAY_PHOTOS_PER_CALL = 8  # photos per Ray actor call (one call per photo left Ray at half the local rate)
 HEARTBEAT_S = 2.0  # job.json's updated_at advances at least this often while the job runs
 LABELS = (*EMOTIONS, UNCERTAIN)
 SHARE_COLUMNS = tuple(f"share_{label}" for label in LABELS)
@@ -1572,8 +1573,20 @@ class RayBatchWorker:
     def ready(self) -> bool:
         return True
 
-    def run(self, unit: Unit) -> UnitResult:
-        return self.worker.run(unit)
+    def run(self, units: list[Unit]) -> list[UnitResult]:
+        return [self.worker.run(unit) for unit in units]
+
+
+def ray_calls(units: Sequence[Unit], photos_per_call: int = RAY_PHOTOS_PER_CALL) -> list[list[Unit]]:
+    """The units grouped into actor calls: photos ``photos_per_call`` at a time (a call costs Ray about as
+    much as a small photo's analysis), every video segment and error on its own."""
+    calls: list[list[Unit]] = []
+    for unit in units:
+        if unit.kind == PHOTO and calls and calls[-1][0].kind == PHOTO and len(calls[-1]) < photos_per_call:
+            calls[-1].append(unit)
+        else:
+            calls.append([unit])
+    return calls
 
 
 def ray_runtime_env() -> dict[str, Any]:
@@ -1611,28 +1624,26 @@ def _run_ray(
         actors = [actor_class.remote(model_ref, settings) for _ in range(count)]
         ray.get([actor.ready.remote() for actor in actors])
         startup = time.perf_counter() - started
-        queue = list(units)
+        queue = ray_calls(units)
         dead: list[Any] = []
-        idle = [*actors, *actors]  # two calls queued per actor: the next unit is there when one ends
-        pending: dict[Any, tuple[Any, Unit]] = {}
+        idle = [*actors, *actors]  # two calls queued per actor: the next units are there when one ends
+        pending: dict[Any, tuple[Any, list[Unit]]] = {}
         while queue or pending:
             while idle and queue:
-                actor, unit = idle.pop(), queue.pop(0)
-                pending[actor.run.remote(unit)] = (actor, unit)
+                actor, call = idle.pop(), queue.pop(0)
+                pending[actor.run.remote(call)] = (actor, call)
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
             for reference in ready:
-                actor, unit = pending.pop(reference)
+                actor, call = pending.pop(reference)
                 try:
-                    result = ray.get(reference)
+                    results = ray.get(reference)
                     idle.append(actor)
                 except ray.exceptions.RayError as error:
-                    summary = {
-                        **_summary(unit),
-                        "status": ERROR,
-                        "error": f"{RETRYABLE} ({type(error).__name__}: {str(error)[:300]})",
-                        "retry": True,
-                    }
-                    result = UnitResult(unit, None, summary)
+                    reason = f"{RETRYABLE} ({type(error).__name__}: {str(error)[:300]})"
+                    results = [
+                        UnitResult(unit, None, {**_summary(unit), "status": ERROR, "error": reason, "retry": True})
+                        for unit in call
+                    ]
                     if actor not in dead:  # its other queued call fails too: one replacement per actor
                         dead.append(actor)
                         with contextlib.suppress(Exception):
@@ -1640,7 +1651,8 @@ def _run_ray(
                         replacement = actor_class.remote(model_ref, settings)
                         actors.append(replacement)
                         idle += [replacement, replacement]
-                on_result(result)
+                for result in results:
+                    on_result(result)
             if should_stop():
                 break
         return startup

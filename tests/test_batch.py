@@ -440,3 +440,21 @@ def test_memory_stays_flat_on_a_long_clip(tmp_path: Path) -> None:
     files = read_files(tmp_path / "long-job")
     assert (files.frames[0], files.segments[0]) == (1500, 3)
     assert long_mb < short_mb + 40, (short_mb, long_mb)  # frames are streamed; a segment's rows are small
+
+
+def test_ray_calls_group_photos_and_keep_video_segments_and_errors_alone() -> None:
+    def unit(index: int, kind: str) -> batch.Unit:
+        return batch.Unit(f"k{index}", f"f{index}", f"/p{index}", kind, 0, 1, 0.0, None, 1, 1, 1.0)
+
+    kinds = ["photo"] * 10 + ["video", "photo", "error", "photo", "photo"]
+    units = [unit(index, kind) for index, kind in enumerate(kinds)]
+    calls = batch.ray_calls(units, photos_per_call=8)
+    assert [[u.key for u in call] for call in calls] == [
+        [f"k{index}" for index in range(8)],
+        ["k8", "k9"],
+        ["k10"],  # a video segment alone: it is a call's worth of work by itself
+        ["k11"],
+        ["k12"],
+        ["k13", "k14"],
+    ]
+    assert [u for call in calls for u in call] == units  # every unit once, in order
