@@ -8,7 +8,8 @@ library's pipeline (fer_pipeline.py) on the same photos and clips, in one run.
                  children: the Ray rows show the driver only)
 
 Each configuration runs as its own ``python -m fer_core batch`` process (a fresh job folder); photos/s and
-frames/s count from the job's start, start-up included, as a user sees it, and also without start-up.
+frames/s count from the job's start, start-up included, as a user sees it, and also without start-up
+(nor the ``ray.shutdown()`` of a Ray the job started: ``teardown_s`` in job.json).
 `fer` runs one frame at a time in this process, as its ``detect_emotions`` does. Not a test: timings
 on a shared machine are noisy; compare ratios.
 
@@ -52,7 +53,7 @@ summary = analyze_batch([sys.argv[1]], sys.argv[2], settings, workers=int(sys.ar
 elapsed = time.perf_counter() - started
 job = read_job(sys.argv[2])
 rss = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-print(json.dumps({"elapsed_s": elapsed, "startup_s": job.startup_s, "files": summary.files_ok,
+print(json.dumps({"elapsed_s": elapsed, "startup_s": job.startup_s, "teardown_s": job.teardown_s, "files": summary.files_ok,
                   "frames": summary.frames, "faces": summary.faces, "peak_rss_mb": rss / 1024}))
 """
 
@@ -174,9 +175,9 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     for engine, workers, photos, video in rows:
         photo_rate = photos["files"] / photos["elapsed_s"]
-        photo_warm = photos["files"] / max(1e-9, photos["elapsed_s"] - photos["startup_s"])
+        photo_warm = photos["files"] / max(1e-9, photos["elapsed_s"] - photos["startup_s"] - photos["teardown_s"])
         frame_rate = video["frames"] / video["elapsed_s"]
-        frame_warm = video["frames"] / max(1e-9, video["elapsed_s"] - video["startup_s"])
+        frame_warm = video["frames"] / max(1e-9, video["elapsed_s"] - video["startup_s"] - video["teardown_s"])
         print(
             f"| {engine} | {workers} | {photo_rate:.1f} | {photo_warm:.1f} | {frame_rate:.1f} | {frame_warm:.1f} | "
             f"{max(photos['startup_s'], video['startup_s']):.2f} | {max(photos['peak_rss_mb'], video['peak_rss_mb']):.0f} |"
