@@ -7,8 +7,14 @@
 
 ``training.export`` writes the copy and its record (converting needs TensorFlow); this module only
 reads and checks them, so the app server never loads TensorFlow. A copy is served only if its record
-says it agreed with the Keras model within ``TOLERANCE`` and both files are still the ones it names:
-a ``.keras`` replaced after the conversion makes its copy stale, and it is refused until exported again.
+says it agreed with the Keras model and both files are still the ones it names: a ``.keras`` replaced
+after the conversion makes its copy stale, and it is refused until exported again.
+
+Agreeing means: a float32 copy gives the Keras model's probabilities within ``TOLERANCE``; a quantized
+copy (``quantization = "dynamic"``: int8 weights, activations quantized at run time by LiteRT) cannot,
+so its record holds what was measured on labelled validation faces instead: the share of faces whose top
+emotion is the Keras model's (``agreement``, at least ``MIN_AGREEMENT``) and its accuracy minus the Keras
+model's (``accuracy_delta``, at least ``-MAX_ACCURACY_LOSS``).
 """
 
 from __future__ import annotations
@@ -25,7 +31,12 @@ from fer_core.errors import FileWriteError, ModelLoadError
 
 LITE_SUFFIX = ".tflite"
 RECORD_SUFFIX = ".tflite.json"
-TOLERANCE = 1e-4  # the LiteRT copy's probabilities may differ from the Keras model's by at most this
+TOLERANCE = 1e-4  # a float32 LiteRT copy's probabilities may differ from the Keras model's by at most this
+FLOAT32, DYNAMIC = "float32", "dynamic"  # a copy's quantization: none, or int8 weights with dynamic activations
+QUANTIZATIONS = (FLOAT32, DYNAMIC)
+MIN_AGREEMENT = 0.97  # a quantized copy's top emotion is the Keras model's on at least this share of faces
+MAX_ACCURACY_LOSS = 0.003  # and it loses at most this much validation accuracy (0.3 points)
+MIN_QUANTIZED_CHECK_FACES = 100  # labelled faces a quantized copy is measured on, at least
 RECORD_VERSION = 1
 
 
@@ -69,6 +80,38 @@ class ServingRecord:
     converter: str = ""  # e.g. "tensorflow 2.21.0"
     created_at: str = ""
     version: int = RECORD_VERSION
+    quantization: str = FLOAT32  # FLOAT32, or DYNAMIC: checked by agreement and accuracy, not max_difference
+    agreement: float = 1.0  # share of the labelled check faces whose top emotion is the Keras model's
+    accuracy_delta: float = 0.0  # the copy's accuracy on them minus the Keras model's
+
+    @property
+    def quantized(self) -> bool:
+        return self.quantization != FLOAT32
+
+    def problem(self) -> str | None:
+        """Why a copy with this record may not be served (it disagreed with its Keras model), or None."""
+        if not self.quantized:
+            if not self.tolerance <= TOLERANCE:
+                return f"was checked with a tolerance of {self.tolerance:.2g}, looser than the {TOLERANCE:g} allowed"
+            if not self.max_difference <= TOLERANCE:
+                return f"differs from the Keras model by {self.max_difference:.2g} (at most {TOLERANCE:g} is allowed)"
+            return None
+        if self.check_faces < MIN_QUANTIZED_CHECK_FACES:
+            return (
+                f"is quantized and was checked on {self.check_faces} faces; at least {MIN_QUANTIZED_CHECK_FACES} "
+                "labelled faces are needed"
+            )
+        if not self.agreement >= MIN_AGREEMENT:
+            return (
+                f"is quantized and agrees with the Keras model on {self.agreement:.1%} of the check faces "
+                f"(at least {MIN_AGREEMENT:.0%} is needed)"
+            )
+        if not self.accuracy_delta >= -MAX_ACCURACY_LOSS:
+            return (
+                f"is quantized and loses {-self.accuracy_delta * 100:.2f} points of accuracy against the Keras model "
+                f"(at most {MAX_ACCURACY_LOSS * 100:.1f} are allowed)"
+            )
+        return None
 
     @classmethod
     def from_json(cls, data: Any, source: str = "the record") -> ServingRecord:
@@ -85,6 +128,9 @@ class ServingRecord:
             "converter": (str,),
             "created_at": (str,),
             "version": (int,),
+            "quantization": (str,),
+            "agreement": (int, float),
+            "accuracy_delta": (int, float),
         }
         values: dict[str, Any] = {}
         for key, types in expected.items():
@@ -97,6 +143,10 @@ class ServingRecord:
                 raise ModelLoadError(f"{source}: {key!r} has the wrong type ({type(value).__name__})")
             values[key] = value
         record = cls(**values)
+        if record.quantization not in QUANTIZATIONS:
+            raise ModelLoadError(
+                f"{source}: unknown quantization {record.quantization!r} (known: {', '.join(QUANTIZATIONS)})"
+            )
         if not MIN_TEMPERATURE <= record.temperature <= MAX_TEMPERATURE:  # NaN fails too
             # The fit never leaves this range: a value outside it is a damaged record, and it would make
             # every face "uncertain" (near 0) or skew every probability.
@@ -160,15 +210,10 @@ def checked_lite_model(model_path: str | os.PathLike[str]) -> tuple[bytes, Servi
         raise ModelLoadError(
             f"the LiteRT copy {lite_file.name} cannot be used: {error}; {export_hint(keras_file)}"
         ) from None
-    if not record.tolerance <= TOLERANCE:
+    problem = record.problem()
+    if problem is not None:
         raise ModelLoadError(
-            f"the LiteRT copy {lite_file.name} was checked with a tolerance of {record.tolerance:.2g}, looser than "
-            f"the {TOLERANCE:g} allowed: {export_hint(keras_file)}"
-        )
-    if not record.max_difference <= TOLERANCE:
-        raise ModelLoadError(
-            f"the LiteRT copy {lite_file.name} differs from the Keras model by {record.max_difference:.2g} "
-            f"(at most {TOLERANCE:g} is allowed), so it is not used"
+            f"the LiteRT copy {lite_file.name} {problem}, so it is not used: {export_hint(keras_file)}"
         )
     try:
         flatbuffer = lite_file.read_bytes()

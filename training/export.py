@@ -11,6 +11,7 @@ needs TensorFlow, so it runs in the trainer or CLI process, never in the app ser
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import time
@@ -25,15 +26,28 @@ from fer_core.errors import FileWriteError, ModelLoadError
 from fer_core.inference import EmotionClassifier
 from fer_core.labels import NUM_CLASSES
 from fer_core.preprocess import FACE_SIZE, face_batch
-from fer_core.serving import TOLERANCE, ServingRecord, lite_path, served_files, sha256_of, write_record
+from fer_core.serving import (
+    DYNAMIC,
+    FLOAT32,
+    MIN_QUANTIZED_CHECK_FACES,
+    QUANTIZATIONS,
+    TOLERANCE,
+    ServingRecord,
+    lite_path,
+    served_files,
+    sha256_of,
+    write_record,
+)
 from training.model_files import load_keras_model, replace_atomically
 from training.runs import temporary_path
 
 CHECK_FACES = 64  # random faces, plus the real ones given, on which the copy must agree
 
 
-def convert_to_tflite(model: Any) -> bytes:
-    """A float32 LiteRT flatbuffer of a Keras model taking (N, 48, 48, 1) faces.
+def convert_to_tflite(model: Any, quantization: str = FLOAT32) -> bytes:
+    """A LiteRT flatbuffer of a Keras model taking (N, 48, 48, 1) faces: float32, or with ``DYNAMIC``
+    quantization (the converter's post-training dynamic-range quantization: int8 weights, activations
+    quantized per batch at run time, float32 in and out; no representative data is needed).
 
     The graph is frozen first (variables become constants), so the converter sees the weights and folds
     batch normalisation into the convolutions; nothing is written to disk or stdout.
@@ -45,9 +59,14 @@ def convert_to_tflite(model: Any) -> bytes:
         lambda faces: model(faces, training=False),
         input_signature=[tf.TensorSpec([None, FACE_SIZE, FACE_SIZE, 1], tf.float32)],
     )
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"quantization must be one of {', '.join(QUANTIZATIONS)}; got {quantization!r}")
     frozen = convert_variables_to_constants_v2(forward.get_concrete_function())
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
+    if quantization == DYNAMIC:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
     with _quiet_logger("absl"), _quiet_logger("tensorflow"):
-        return bytes(tf.lite.TFLiteConverter.from_concrete_functions([frozen]).convert())
+        return bytes(converter.convert())
 
 
 def as_float32(model: Any) -> Any:
@@ -80,16 +99,19 @@ def export_tflite(
     temperature: float = 1.0,
     check_faces: npt.NDArray[np.uint8] | None = None,
     model: Any = None,
+    quantization: str = FLOAT32,
+    check_labels: npt.NDArray[np.int64] | None = None,
 ) -> Path:
     """Write ``model_path``'s LiteRT copy (``x.tflite``) and its record (``x.tflite.json``); returns the copy.
 
-    The copy must give the probabilities of the Keras model within ``TOLERANCE`` on ``CHECK_FACES``
-    random faces and on ``check_faces`` (real ones, when given); otherwise nothing is written and
-    :class:`ModelLoadError` says by how much they differ. ``model`` is the loaded ``model_path``, if
-    the caller has it already.
+    A float32 copy must give the probabilities of the Keras model within ``TOLERANCE`` on ``CHECK_FACES``
+    random faces and on ``check_faces`` (real ones, when given). A quantized copy (``quantization``
+    ``DYNAMIC``) is measured on every one of ``check_faces`` with their ``check_labels`` (validation
+    faces, required): how often its top emotion is the Keras model's and how much accuracy it loses
+    (see :class:`fer_core.serving.ServingRecord`). Otherwise nothing is written and
+    :class:`ModelLoadError` says what differs. ``model`` is the loaded ``model_path``, if the caller
+    has it already.
     """
-    import tensorflow as tf
-
     keras_model = as_float32(model if model is not None else load_keras_model(model_path))
     input_shape, output_shape = tuple(keras_model.input_shape), tuple(keras_model.output_shape)
     if input_shape[1:] != (FACE_SIZE, FACE_SIZE, 1) or output_shape[-1:] != (NUM_CLASSES,):
@@ -97,7 +119,21 @@ def export_tflite(
             f"{model_path.name} takes {input_shape} and gives {output_shape}; a FER model takes (None, 48, 48, 1) "
             "and gives 7 scores"
         )
-    flatbuffer = convert_to_tflite(keras_model)
+    if quantization != FLOAT32:
+        labelled = 0 if check_faces is None or check_labels is None else min(len(check_faces), len(check_labels))
+        if labelled < MIN_QUANTIZED_CHECK_FACES:
+            raise ModelLoadError(
+                f"a quantized copy is checked on labelled validation faces (at least {MIN_QUANTIZED_CHECK_FACES}); "
+                f"{labelled} were given: pass the data the model was trained on (--data)"
+            )
+    flatbuffer = convert_to_tflite(keras_model, quantization)
+    if quantization != FLOAT32:
+        assert check_faces is not None and check_labels is not None  # checked above
+        record = quantized_record(keras_model, flatbuffer, check_faces, check_labels)
+        problem = record.problem()
+        if problem is not None:
+            raise ModelLoadError(f"the {quantization} LiteRT copy of {model_path.name} {problem}: not exported")
+        return _write_copy(model_path, flatbuffer, record, temperature)
     faces = np.random.default_rng(0).integers(0, 256, (CHECK_FACES, FACE_SIZE, FACE_SIZE), dtype=np.uint8)
     if check_faces is not None and len(check_faces):
         faces = np.concatenate([faces, check_faces[:256]])
@@ -112,16 +148,48 @@ def export_tflite(
             f"the LiteRT copy of {model_path.name} differs from it by {difference:.2g} (at most {TOLERANCE:g} "
             "is allowed): not exported"
         )
+    record = ServingRecord(
+        keras_sha256="", tflite_sha256="", max_difference=difference, tolerance=TOLERANCE, check_faces=len(faces)
+    )
+    return _write_copy(model_path, flatbuffer, record, temperature)
+
+
+def quantized_record(
+    keras_model: Any, flatbuffer: bytes, faces: npt.NDArray[np.uint8], labels: npt.NDArray[np.int64]
+) -> ServingRecord:
+    """What a quantized copy does on labelled faces against its Keras model (hashes left empty)."""
+    from training.trainer import predict_probabilities
+
+    expected = predict_probabilities(keras_model, faces)
+    if not np.isfinite(expected).all():
+        raise ModelLoadError("the model gives non-finite outputs (NaN or infinite weights?): not exported")
+    served = np.concatenate(
+        [lite_probabilities(flatbuffer, face_batch(faces[start : start + 256])) for start in range(0, len(faces), 256)]
+    )
+    expected_top, served_top = expected.argmax(axis=1), served.argmax(axis=1)
+    return ServingRecord(
+        keras_sha256="",
+        tflite_sha256="",
+        max_difference=float(np.abs(served - expected).max()),
+        tolerance=TOLERANCE,
+        check_faces=len(faces),
+        quantization=DYNAMIC,
+        agreement=float(np.mean(served_top == expected_top)),
+        accuracy_delta=float(np.mean(served_top == labels) - np.mean(expected_top == labels)),
+    )
+
+
+def _write_copy(model_path: Path, flatbuffer: bytes, record: ServingRecord, temperature: float) -> Path:
+    import tensorflow as tf
+
     destination = lite_path(model_path)
     replace_atomically(destination, lambda temporary: temporary.write_bytes(flatbuffer))
     write_record(
         model_path,
-        ServingRecord(
+        dataclasses.replace(
+            record,
             keras_sha256=sha256_of(model_path),
             tflite_sha256=sha256_of(destination),
-            max_difference=difference,
-            tolerance=TOLERANCE,
-            check_faces=len(faces),
             temperature=float(temperature),
             converter=f"tensorflow {tf.__version__}",
             created_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -616,15 +616,23 @@ def _finish(run_dir: Path, dataset: FaceDataset, config: TrainConfig) -> None:
     runs.update_status(run_dir, state="finished", phase=None, finished_at=time.time(), test_accuracy=report["accuracy"])
 
 
-def export_served(model_path: Path, val: FaceDataset) -> float:
+def export_served(model_path: Path, val: FaceDataset, quantization: str = "float32") -> float:
     """Fit the calibration temperature on the validation faces and write the model's LiteRT copy with
-    it (:func:`training.export.export_tflite`, checked on those faces too). Returns the temperature."""
+    it (:func:`training.export.export_tflite`, checked on those faces too; ``quantization`` ``dynamic``
+    makes an int8-weight copy). Returns the temperature."""
     from fer_core.calibration import fit_temperature
     from training.export import export_tflite
 
     model = load_keras_model(model_path)
     temperature = fit_temperature(predict_probabilities(model, val.images), val.labels) if len(val) else 1.0
-    export_tflite(model_path, temperature=temperature, check_faces=val.images, model=model)
+    export_tflite(
+        model_path,
+        temperature=temperature,
+        check_faces=val.images,
+        check_labels=val.labels,
+        model=model,
+        quantization=quantization,
+    )
     return temperature
 
 

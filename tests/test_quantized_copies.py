@@ -1,0 +1,127 @@
+"""Quantized LiteRT copies (int8 weights, dynamic activations): measured on labelled faces at export,
+served only while their record shows enough agreement and no more than the allowed accuracy loss."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+
+import numpy as np
+import pytest
+from photo_samples import tiny_model
+
+from fer_core.errors import ModelLoadError
+from fer_core.serving import (
+    DYNAMIC,
+    MAX_ACCURACY_LOSS,
+    MIN_AGREEMENT,
+    MIN_QUANTIZED_CHECK_FACES,
+    ServingRecord,
+    checked_lite_model,
+    read_record,
+    record_path,
+)
+
+GOOD = ServingRecord(
+    keras_sha256="k",
+    tflite_sha256="t",
+    max_difference=0.02,  # a quantized copy's probabilities differ: not what it is judged by
+    tolerance=1e-4,
+    check_faces=2872,
+    quantization=DYNAMIC,
+    agreement=0.99,
+    accuracy_delta=0.001,
+)
+
+
+def test_a_quantized_record_is_judged_by_agreement_and_accuracy_not_by_its_difference() -> None:
+    assert GOOD.quantized and GOOD.problem() is None
+    assert dataclasses.replace(GOOD, quantization="float32").problem() is not None  # 0.02 > 1e-4 for float32
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"agreement": MIN_AGREEMENT - 0.01}, r"agrees with the Keras model on 96\.0%"),
+        ({"accuracy_delta": -MAX_ACCURACY_LOSS - 0.001}, r"loses 0\.40 points"),
+        ({"accuracy_delta": float("nan")}, r"loses nan points"),
+        ({"check_faces": MIN_QUANTIZED_CHECK_FACES - 1}, r"checked on 99 faces"),
+    ],
+)
+def test_a_quantized_record_outside_the_limits_names_what_is_wrong(change: dict, message: str) -> None:
+    problem = dataclasses.replace(GOOD, **change).problem()
+    assert problem is not None and re.search(message, problem)
+
+
+def test_an_unknown_quantization_is_a_damaged_record() -> None:
+    with pytest.raises(ModelLoadError, match=r"unknown quantization 'int4'"):
+        ServingRecord.from_json({**GOOD.to_json(), "quantization": "int4"})
+
+
+def test_records_written_before_quantization_are_float32() -> None:
+    old = {key: value for key, value in GOOD.to_json().items() if key not in ("quantization", "agreement")}
+    assert ServingRecord.from_json({**old, "max_difference": 0.0}).quantization == "float32"
+
+
+def _labelled_faces(model, count: int = 300) -> tuple[np.ndarray, np.ndarray]:
+    """Random faces labelled with the float model's own answers: its accuracy on them is 1."""
+    faces = np.random.default_rng(1).integers(0, 256, (count, 48, 48), dtype=np.uint8)
+    labels = np.asarray(model(faces.astype(np.float32)[..., None], training=False)).argmax(axis=1)
+    return faces, labels.astype(np.int64)
+
+
+@pytest.mark.slow
+def test_a_dynamic_copy_is_measured_on_the_labelled_faces_and_served(tmp_path) -> None:
+    from fer_core.inference import load_classifier
+    from training.export import export_tflite
+
+    model = tiny_model("happy")
+    path = tmp_path / "tiny.keras"
+    model.save(path)
+    faces, labels = _labelled_faces(model)
+    export_tflite(path, model=model, quantization=DYNAMIC, check_faces=faces, check_labels=labels)
+    record = read_record(path)
+    assert (record.quantization, record.check_faces) == (DYNAMIC, len(faces))
+    assert record.agreement == 1.0 and record.accuracy_delta == 0.0  # a constant model survives quantization
+    flatbuffer, _ = checked_lite_model(path)
+    assert flatbuffer == (tmp_path / "tiny.tflite").read_bytes()
+    assert load_classifier(path).classify_batch(faces[:5]).argmax(axis=1).tolist() == [3] * 5
+
+
+@pytest.mark.slow
+def test_a_quantized_copy_without_labelled_faces_is_not_made(tmp_path) -> None:
+    from training.export import export_tflite
+
+    model = tiny_model()
+    path = tmp_path / "tiny.keras"
+    model.save(path)
+    with pytest.raises(ModelLoadError, match=r"labelled validation faces \(at least 100\); 0 were given.*--data"):
+        export_tflite(path, model=model, quantization=DYNAMIC)
+    assert not (tmp_path / "tiny.tflite").exists()
+
+
+@pytest.mark.slow
+def test_a_quantized_copy_that_loses_accuracy_is_not_written_and_an_edited_record_is_not_served(
+    tmp_path, monkeypatch
+) -> None:
+    from training import export
+
+    model = tiny_model("happy")
+    path = tmp_path / "tiny.keras"
+    model.save(path)
+    faces, labels = _labelled_faces(model)
+    export.export_tflite(path, model=model, quantization=DYNAMIC, check_faces=faces, check_labels=labels)
+    record_file = record_path(path)
+    good_record = json.loads(record_file.read_text())
+
+    sad = np.zeros((1, 7), np.float32)
+    sad[0, 4] = 1.0
+    monkeypatch.setattr(export, "lite_probabilities", lambda flatbuffer, batch: np.repeat(sad, len(batch), axis=0))
+    with pytest.raises(ModelLoadError, match=r"agrees with the Keras model on 0\.0%.*not exported"):
+        export.export_tflite(path, model=model, quantization=DYNAMIC, check_faces=faces, check_labels=labels)
+    assert json.loads(record_file.read_text()) == good_record  # the earlier copy and record stay as they were
+
+    record_file.write_text(json.dumps({**good_record, "accuracy_delta": -0.05}))
+    with pytest.raises(ModelLoadError, match=r"loses 5\.00 points.*python -m training export"):
+        checked_lite_model(path)

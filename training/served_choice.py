@@ -1,0 +1,162 @@
+"""Choose the served form of trained trunks for a latency budget: which trunks, which test-time views,
+float32 or quantized weights.
+
+    python scripts/choose_served.py models/fer_default.keras models/fer_fast.keras --data <fer2013> --out DIR
+
+Every candidate is a group of the trunks found in the given models (each alone, each pair, ...), under
+each view set of :mod:`training.views`, converted to LiteRT as float32 and with dynamic quantization
+(int8 weights, see :func:`training.export.convert_to_tflite`). The rule, fixed before looking: for each
+budget, the candidate with the best validation accuracy of its *served* copy (LiteRT, as the app runs
+it) among those whose latency (median of one-face calls, one LiteRT thread) is within the budget. The
+chosen one is exported by the usual checked route (:func:`training.trainer.export_served`): a quantized
+copy that agrees with its float model on fewer than 97% of the validation faces or loses more than 0.3
+points is refused there, and the next candidate is taken. The test split is not read here.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fer_core.data import FaceDataset
+from fer_core.errors import ModelLoadError
+from fer_core.serving import QUANTIZATIONS
+from training.views import VIEWS
+
+LATENCY_REPEATS = 100
+
+
+@dataclass
+class ServedCandidate:
+    members: tuple[str, ...]
+    views: str
+    quantization: str
+    latency_ms: float = 0.0
+    latency_estimated: bool = False  # the members' single latencies summed: clearly over every budget, not timed
+    val_accuracy: float | None = None  # of the served copy; None when over every budget (not evaluated)
+
+    @property
+    def name(self) -> str:
+        return f"{' + '.join(self.members)} ({self.views}, {self.quantization})"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "name": self.name}
+
+
+def trunks_of(model: Any) -> list[Any]:
+    """The trunks inside a served views model (:func:`training.views.with_views`), or the model itself
+    when it has none (a plain 48x48 model)."""
+    import keras
+
+    members = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    return members or [model]
+
+
+def served_latency_ms(flatbuffer: bytes, repeats: int = LATENCY_REPEATS) -> float:
+    """Median milliseconds of one face through a LiteRT flatbuffer, one thread."""
+    from fer_core.inference import EmotionClassifier
+
+    classifier = EmotionClassifier(flatbuffer, "candidate", num_threads=1)
+    face = np.random.default_rng(0).uniform(0, 255, (1, 48, 48, 1)).astype(np.float32)
+    for _ in range(5):
+        classifier.forward(face)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        classifier.forward(face)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1000)
+
+
+def served_accuracy(flatbuffer: bytes, dataset: FaceDataset, threads: int = 2) -> float:
+    from fer_core.inference import EmotionClassifier
+
+    classifier = EmotionClassifier(flatbuffer, "candidate", num_threads=threads)
+    probabilities = classifier.classify_batch(dataset.images)
+    return float(np.mean(probabilities.argmax(axis=1) == dataset.labels))
+
+
+def groups(trunks: Sequence[Any]) -> list[list[Any]]:
+    """Every non-empty group of trunks of one input size, smallest first."""
+    found = []
+    for size in range(1, len(trunks) + 1):
+        for group in itertools.combinations(trunks, size):
+            if len({int(trunk.input_shape[1]) for trunk in group}) == 1:
+                found.append(list(group))
+    return found
+
+
+def evaluate_candidates(
+    trunks: Sequence[Any],
+    val: FaceDataset,
+    max_budget_ms: float,
+    *,
+    views: Sequence[str] = VIEWS,
+    quantizations: Sequence[str] = QUANTIZATIONS,
+    log: Callable[[str], None] = print,
+) -> list[ServedCandidate]:
+    """Time every candidate and evaluate those within ``max_budget_ms`` on ``val`` (served copies)."""
+    from training.export import convert_to_tflite
+    from training.views import with_views
+
+    single: dict[tuple[str, str, str], float] = {}
+    candidates = []
+    for group in groups(trunks):
+        for view_set in views:
+            for quantization in quantizations:
+                candidate = ServedCandidate(tuple(trunk.name for trunk in group), view_set, quantization)
+                estimate = sum(single.get((trunk.name, view_set, quantization), 0.0) for trunk in group)
+                if len(group) > 1 and estimate > 1.25 * max_budget_ms:
+                    candidate.latency_ms, candidate.latency_estimated = estimate, True
+                else:
+                    flatbuffer = convert_to_tflite(with_views(group, view_set, name="candidate"), quantization)
+                    candidate.latency_ms = served_latency_ms(flatbuffer)
+                    if candidate.latency_ms <= max_budget_ms:
+                        candidate.val_accuracy = served_accuracy(flatbuffer, val)
+                if len(group) == 1:
+                    single[(group[0].name, view_set, quantization)] = candidate.latency_ms
+                accuracy = "-" if candidate.val_accuracy is None else f"{candidate.val_accuracy:.4f}"
+                log(f"{candidate.name}: {candidate.latency_ms:.2f} ms, validation {accuracy}")
+                candidates.append(candidate)
+    return candidates
+
+
+def ranked_within(candidates: Sequence[ServedCandidate], budget_ms: float) -> list[ServedCandidate]:
+    """The candidates within ``budget_ms``, best validation accuracy first (then the faster)."""
+    eligible = [c for c in candidates if c.val_accuracy is not None and c.latency_ms <= budget_ms]
+    return sorted(eligible, key=lambda c: (-(c.val_accuracy or 0.0), c.latency_ms))
+
+
+def export_choice(
+    candidates: Sequence[ServedCandidate],
+    trunks: Sequence[Any],
+    budget_ms: float,
+    val: FaceDataset,
+    destination: Path,
+    *,
+    log: Callable[[str], None] = print,
+) -> tuple[ServedCandidate, float]:
+    """Save and export the best candidate within ``budget_ms`` at ``destination`` (``.keras`` + checked,
+    calibrated LiteRT copy); a quantized copy refused by its check gives way to the next candidate.
+    Returns the exported candidate and its temperature."""
+    from training.model_files import save_model_atomic
+    from training.trainer import export_served
+    from training.views import with_views
+
+    by_name = {trunk.name: trunk for trunk in trunks}
+    for candidate in ranked_within(candidates, budget_ms):
+        model = with_views([by_name[name] for name in candidate.members], candidate.views, name=destination.stem)
+        save_model_atomic(model, destination)
+        try:
+            temperature = export_served(destination, val, quantization=candidate.quantization)
+        except ModelLoadError as error:
+            log(f"{candidate.name} refused: {error}")
+            continue
+        return candidate, temperature
+    raise ModelLoadError(f"no candidate within {budget_ms} ms could be exported")
