@@ -92,3 +92,33 @@ def free_live_stream_slots() -> None:
     from app.limits import LIVE_STREAMS
 
     LIVE_STREAMS.clear()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def streamlit_runs_without_keras_cleanup() -> Iterator[None]:
+    """AppTest page runs skip Streamlit's after-run cleanup of Keras (``keras.backend.clear_session()``)
+    and its forced full garbage collection.
+
+    Streamlit clears Keras's global state after every script run whenever ``keras`` is imported in the
+    process. The app server never imports Keras (test_boundaries checks it), so there it never runs; but
+    pytest imports Keras for the training and model tests, and from then on every AppTest run paid a
+    Keras session reset (which collects the TensorFlow-sized heap: up to a second each). The rest of
+    Streamlit's cleanup (closing matplotlib figures) still runs. The forced ``gc.collect(2)`` after each run
+    (``runner.postScriptGC``, a memory measure for the server, where the heap holds no TensorFlow) is off
+    too; Python's own collector still runs as usual."""
+    from streamlit import config
+    from streamlit.runtime.scriptrunner import script_runner
+
+    def close_matplotlib_figures_only() -> None:  # Streamlit's cleanup less its Keras part
+        pyplot = sys.modules.get("matplotlib.pyplot")
+        if pyplot is not None:
+            pyplot.close("all")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(script_runner, "_clean_problem_modules", close_matplotlib_figures_only)
+        post_script_gc = config.get_option("runner.postScriptGC")
+        config.set_option("runner.postScriptGC", False)
+        try:
+            yield
+        finally:
+            config.set_option("runner.postScriptGC", post_script_gc)

@@ -78,11 +78,11 @@ def test_views_average_the_backbone_over_crops_and_mirror_images() -> None:
 
 
 def _train(tmp_path: Path, *flags: str, backend: str = "tensorflow") -> Path:
+    """Train one short run and return its folder: in this process under TensorFlow (as the other trainer
+    tests do: a second interpreter would only add TensorFlow's start-up), in a child process under JAX
+    (a process keeps the Keras backend it started with)."""
     runs_dir = tmp_path / "runs"
-    command = [
-        sys.executable,
-        "-m",
-        "training",
+    arguments = [
         "train",
         "--data",
         "demo",
@@ -101,10 +101,20 @@ def _train(tmp_path: Path, *flags: str, backend: str = "tensorflow") -> Path:
         backend,
         *flags,
     ]
-    result = subprocess.run(
-        command, cwd=ROOT, capture_output=True, text=True, timeout=400, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    )
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    if backend == "tensorflow":
+        from training import cli
+
+        assert cli.main(arguments) == 0
+    else:
+        result = subprocess.run(
+            [sys.executable, "-m", "training", *arguments],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=400,
+            env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+        )
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     made = sorted(path for path in runs_dir.iterdir() if not path.name.startswith("."))
     return made[-1]
 
@@ -146,29 +156,14 @@ def test_crop_mixup_erasing_and_views_train_export_and_serve(tmp_path: Path) -> 
     assert probabilities.shape == (4, 7)
 
 
-def test_a_missing_teacher_is_refused_before_a_run_folder_is_made(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "training",
-            "train",
-            "--data",
-            "demo",
-            "--run-dir",
-            str(tmp_path / "runs"),
-            "--distill-from",
-            str(tmp_path / "nowhere.keras"),
-            "--epochs",
-            "1",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 2
-    assert "nowhere.keras" in result.stderr
+def test_a_missing_teacher_is_refused_before_a_run_folder_is_made(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from training import cli
+
+    arguments = ["train", "--data", "demo", "--run-dir", str(tmp_path / "runs"), "--epochs", "1"]
+    assert cli.main([*arguments, "--distill-from", str(tmp_path / "nowhere.keras")]) == cli.EXIT_USAGE
+    assert "nowhere.keras" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
