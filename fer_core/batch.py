@@ -64,7 +64,8 @@ The job folder (``out_dir``)
      "frames": 5120, "faces": 6003,
      "work": {"total": 9000.0, "done": 3000.0},   # ETA inputs: a photo is 1, a video segment its frames to analyse
      "timings": {"elapsed_s": 30.2, "startup_s": 1.1, "teardown_s": 0.0, "frames_per_s": 170.0, "photos_per_s": 20.0,
-                 "eta_s": 60.5}}
+                 "eta_s": 60.5},
+     "memory": {"job_peak_rss_mb": 180.0, "worker_peak_rss_mb": 172.0}}   # peaks so far, each worker's as it reports
 
 Resuming: running the same job again (same ``out_dir``) skips the units already done, redoes the files
 whose size or modification time changed, and redoes everything when the model, the detector or the
@@ -462,6 +463,15 @@ class UnitResult(NamedTuple):
     unit: Unit
     faces: pa.Table | None
     summary: dict[str, Any]
+    worker_peak_rss_mb: float = 0.0  # the peak resident memory of the worker that ran it, so far
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MB (Linux and macOS: ``ru_maxrss``)."""
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, kB elsewhere
 
 
 class BatchWorker:
@@ -511,7 +521,8 @@ class BatchWorker:
             summary.update(status=ERROR, error=f"{type(error).__name__}: {error}")
         summary["seconds"] = time.perf_counter() - started
         _count_labels(summary, records)
-        return UnitResult(unit, faces_table(records, unit.segment) if records else None, summary)
+        faces = faces_table(records, unit.segment) if records else None
+        return UnitResult(unit, faces, summary, peak_rss_mb())
 
     def _photo(self, unit: Unit, summary: dict[str, Any]) -> list[FaceRecord]:
         from fer_core.analysis import analyze_image, face_records
@@ -800,6 +811,8 @@ class JobRecord:
     elapsed_s: float = 0.0
     startup_s: float = 0.0
     teardown_s: float = 0.0  # stopping a Ray this job started (ray.shutdown)
+    job_peak_rss_mb: float = 0.0  # the job process's peak resident memory
+    worker_peak_rss_mb: float = 0.0  # the largest worker's (local processes or Ray actors), as they report it
     frames_per_s: float = 0.0
     photos_per_s: float = 0.0
     eta_s: float | None = None
@@ -827,6 +840,7 @@ class JobRecord:
         units = Fields(job.data.get("units") or {}, f"{where}: units")
         work = Fields(job.data.get("work") or {}, f"{where}: work")
         timings = Fields(job.data.get("timings") or {}, f"{where}: timings")
+        memory = Fields(job.data.get("memory") or {}, f"{where}: memory")
         try:
             settings = BatchSettings.from_json(job.data.get("settings") or {})
         except (FerError, TypeError) as error:
@@ -864,6 +878,8 @@ class JobRecord:
             frames_per_s=timings.number("frames_per_s") or 0.0,
             photos_per_s=timings.number("photos_per_s") or 0.0,
             eta_s=timings.number("eta_s"),
+            job_peak_rss_mb=memory.number("job_peak_rss_mb") or 0.0,
+            worker_peak_rss_mb=memory.number("worker_peak_rss_mb") or 0.0,
         )
 
 
@@ -1191,6 +1207,7 @@ class _Job:
         self.frames_run = 0
         self.photos_run = 0
         self.work_run = 0.0
+        self.worker_peak_rss_mb = 0.0  # the largest worker's peak memory (job.json: memory)
         self.work_todo = sum(unit.work for unit in todo)
         self.skipped_files = len({summary["path"] for summary in done.values()} - {unit.path for unit in todo})
         self._tally_all()
@@ -1321,6 +1338,7 @@ class _Job:
         self.work_run += result.unit.work
         self.frames_run += result.summary["frames"] if result.unit.kind == VIDEO else 0
         self.photos_run += result.unit.kind == PHOTO
+        self.worker_peak_rss_mb = max(self.worker_peak_rss_mb, result.worker_peak_rss_mb)
         self._update(last_file=result.unit.file, force=True)
 
     def _tally_all(self) -> None:
@@ -1365,6 +1383,10 @@ class _Job:
             frames=self.frames_done,
             faces=self.faces_done,
             work={"total": self.work_todo, "done": self.work_run},
+            memory={
+                "job_peak_rss_mb": round(peak_rss_mb(), 1),
+                "worker_peak_rss_mb": round(self.worker_peak_rss_mb, 1),
+            },
             timings={
                 **self.job.get("timings", {}),
                 "elapsed_s": round(elapsed, 3),

@@ -4,8 +4,8 @@ library's pipeline (fer_pipeline.py) on the same photos and clips, in one run.
     photos/s     a folder of 640x480 photos, one FER2013 test face (170 px) each on a textured background
     frames/s     two clips (640x480, 25 fps) with one face drifting across
     start-up     until every worker had built its predictor (Ray: ray.init and the actors included)
-    peak RSS     of the largest process: the job's, or one of its local workers (Ray's workers are not its
-                 children: the Ray rows show the driver only)
+    peak RSS     of the largest process: the job's, or one of its workers (local processes or Ray actors:
+                 each reports its own peak with its results; job.json's "memory")
 
 Each configuration runs as its own ``python -m fer_core batch`` process (a fresh job folder); photos/s and
 frames/s count from the job's start, start-up included, as a user sees it, and also without start-up
@@ -45,16 +45,16 @@ FACE_SIZE = 170
 CLIP_FPS = 25.0
 
 JOB_SCRIPT = """
-import json, resource, sys, time
+import json, sys, time
 from fer_core.batch import analyze_batch, read_job, BatchSettings
 started = time.perf_counter()
 settings = BatchSettings(model=sys.argv[5] or None, every=int(sys.argv[6]))
 summary = analyze_batch([sys.argv[1]], sys.argv[2], settings, workers=int(sys.argv[3]), engine=sys.argv[4])
 elapsed = time.perf_counter() - started
 job = read_job(sys.argv[2])
-rss = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+rss_mb = max(job.job_peak_rss_mb, job.worker_peak_rss_mb)  # each worker reports its own (job.json: memory)
 print(json.dumps({"elapsed_s": elapsed, "startup_s": job.startup_s, "teardown_s": job.teardown_s, "files": summary.files_ok,
-                  "frames": summary.frames, "faces": summary.faces, "peak_rss_mb": rss / 1024}))
+                  "frames": summary.frames, "faces": summary.faces, "peak_rss_mb": rss_mb}))
 """
 
 
