@@ -29,6 +29,8 @@ def main() -> int:
     parser.add_argument("--val-fraction", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--views", default="center,flip,crops", help="view sets to try (comma-separated)")
+    parser.add_argument("--quantizations", default="float32,dynamic", help="float32 and/or dynamic")
     args = parser.parse_args()
 
     from fer_core.data import load_dataset
@@ -45,7 +47,14 @@ def main() -> int:
     print(f"{len(val):,} validation faces; trunks: {', '.join(trunks)}", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     log = lambda line: print(line, flush=True)  # noqa: E731
-    candidates = evaluate_candidates(list(trunks.values()), val, max(BUDGETS_MS.values()), log=log)
+    candidates = evaluate_candidates(
+        list(trunks.values()),
+        val,
+        max(BUDGETS_MS.values()),
+        views=args.views.split(","),
+        quantizations=args.quantizations.split(","),
+        log=log,
+    )
     chosen = {}
     for stem, budget in BUDGETS_MS.items():
         candidate, temperature = export_choice(
@@ -56,6 +65,7 @@ def main() -> int:
     report = {
         "rule": "per budget, the best validation accuracy of the served copy among the candidates within it",
         "validation": {"faces": len(val), "val_fraction": args.val_fraction, "seed": args.seed},
+        "tried": {"views": args.views.split(","), "quantizations": args.quantizations.split(",")},
         "candidates": [candidate.as_dict() for candidate in candidates],
         "chosen": chosen,
     }
