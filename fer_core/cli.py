@@ -19,7 +19,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from fer_core import native_log
 from fer_core.batch import DEFAULT_SEGMENT_S
@@ -30,6 +30,11 @@ from fer_core.files import write_text_atomically
 from fer_core.images import MAX_PIXELS
 from fer_core.labels import DEFAULT_THRESHOLD, label_text
 from fer_core.tracking import DEFAULT_SMOOTHING
+
+if TYPE_CHECKING:
+    from fer_core.face_table import FaceRecord
+    from fer_core.inference import EmotionClassifier
+    from fer_core.video import DecodeReport, FaceSummary, VideoInfo, VideoSettings
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -245,7 +250,7 @@ def _write_text(path: Path, text: str) -> None:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from fer_core.analysis import analyze_image, face_record, face_records
-    from fer_core.face_table import FaceRecord, records_to_csv
+    from fer_core.face_table import records_to_csv
     from fer_core.images import read_checked_image
     from fer_core.inference import load_predictor
 
@@ -291,36 +296,48 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_video(args: argparse.Namespace) -> int:
-    from fer_core.face_table import records_to_csv
     from fer_core.inference import load_classifier
-    from fer_core.video import (
-        DecodeReport,
-        VideoSettings,
-        analyze_video,
-        probe_video,
-        records_to_json,
-        summarize,
-    )
+    from fer_core.video import VideoSettings, probe_video, summarize
 
+    _check_video_arguments(args)  # checked now, not after minutes of analysis
+    info = probe_video(args.clip)
+    classifier = load_classifier(args.model)
+    settings = VideoSettings(preset=_preset(args, VIDEO_PRESET), smoothing=args.smoothing, threshold=args.threshold)
+    clip = _analyze_clip(args, classifier, settings, info)
+    summaries = summarize(clip.records, frame_times=clip.frame_times, end_s=clip.report.end_s)
+    _write_video_tables(args, clip, summaries, info)
+    _print_video_summary(args, clip, summaries)
+    return 0
+
+
+class _ClipAnalysis(NamedTuple):
+    records: list[FaceRecord]
+    frame_times: list[float]  # each analysed frame's own time: durations follow the clip's pace
+    report: DecodeReport
+
+
+def _check_video_arguments(args: argparse.Namespace) -> None:
     if args.max_seconds is not None and not (math.isfinite(args.max_seconds) and args.max_seconds > 0):
         raise FerError(f"--max-seconds must be a positive number of seconds, got {args.max_seconds}")
     if args.output is not None and args.output.suffix.lower() not in VIDEO_OUTPUT_SUFFIXES:
         raise UsageError(
             f"--output {args.output}: the annotated copy is an H.264 MP4 video; give a name ending in .mp4"
         )
-    # checked now, not after minutes of analysis
     check_outputs([args.clip], [("--output", args.output), ("--csv", args.csv), ("--json", args.json)])
-    info = probe_video(args.clip)
-    classifier = load_classifier(args.model)
-    settings = VideoSettings(preset=_preset(args, VIDEO_PRESET), smoothing=args.smoothing, threshold=args.threshold)
+
+
+def _analyze_clip(
+    args: argparse.Namespace, classifier: EmotionClassifier, settings: VideoSettings, info: VideoInfo
+) -> _ClipAnalysis:
+    """Every frame of the clip (up to ``--max-seconds``) through the classifier, with a progress bar; the
+    annotated copy (``--output``) is written beside its destination and moved there once the clip is done,
+    so a clip that fails halfway leaves an earlier file of that name as it was."""
+    from fer_core.video import DecodeReport, analyze_video
+
     total = info.frame_count
     if args.max_seconds is not None and info.fps:
         total = min(total or 10**9, int(args.max_seconds * info.fps) + 1)
-    records = []
-    times: list[float] = []  # each analysed frame's own time: durations follow the clip's pace
-    report = DecodeReport()
-    # The annotated copy is written beside its destination and moved there once the clip is done: a clip
-    # that fails halfway leaves an earlier file of that name as it was.
+    clip = _ClipAnalysis(records=[], frame_times=[], report=DecodeReport())
     partial = args.output.with_name(f".{args.output.stem}.partial.mp4") if args.output else None
     try:
         with _progress(total, args.clip.name) as progress:
@@ -331,12 +348,12 @@ def cmd_video(args: argparse.Namespace) -> int:
                 annotated_path=partial,
                 max_seconds=args.max_seconds,
                 info=info,
-                report=report,
+                report=clip.report,
             ):
-                records.extend(result.records)
-                times.append(result.time_s)
+                clip.records.extend(result.records)
+                clip.frame_times.append(result.time_s)
                 progress.update(1)
-        if not times:
+        if not clip.frame_times:
             raise FerError(f"{args.clip.name} has no frames that could be decoded")
         if partial is not None:
             os.replace(partial, args.output)
@@ -345,15 +362,28 @@ def cmd_video(args: argparse.Namespace) -> int:
     finally:
         if partial is not None:
             partial.unlink(missing_ok=True)
-    summaries = summarize(records, frame_times=times, end_s=report.end_s)
+    return clip
+
+
+def _write_video_tables(
+    args: argparse.Namespace, clip: _ClipAnalysis, summaries: Sequence[FaceSummary], info: VideoInfo
+) -> None:
+    from fer_core.face_table import records_to_csv
+    from fer_core.video import records_to_json
+
     if args.csv:
-        _write_text(args.csv, records_to_csv(records))
+        _write_text(args.csv, records_to_csv(clip.records))
     if args.json:
-        _write_text(args.json, records_to_json(records, summaries, info, report))
-    rate = len(times) / report.end_s if report.end_s > 0 else 0.0
+        _write_text(args.json, records_to_json(clip.records, summaries, info, clip.report))
+
+
+def _print_video_summary(args: argparse.Namespace, clip: _ClipAnalysis, summaries: Sequence[FaceSummary]) -> None:
+    report = clip.report
+    frames = len(clip.frame_times)
+    rate = frames / report.end_s if report.end_s > 0 else 0.0
     turned = f", turned {report.rotation}\N{DEGREE SIGN} upright" if report.rotation else ""
     print(
-        f"{args.clip}: {len(times)} frames analysed ({report.end_s:.1f} s, {rate:.2f} fps on average{turned}), "
+        f"{args.clip}: {frames} frames analysed ({report.end_s:.1f} s, {rate:.2f} fps on average{turned}), "
         f"{len(summaries)} face{'s' if len(summaries) != 1 else ''}"
     )
     warning = report.warning()
@@ -367,7 +397,6 @@ def cmd_video(args: argparse.Namespace) -> int:
     for path in (args.csv, args.json, args.output):
         if path is not None:
             print(f"wrote {path}")
-    return 0
 
 
 def _progress(total: int | None, name: str) -> Any:
