@@ -19,11 +19,12 @@ What comes back from the GPU is each trained trunk (``vgg40-seed42.keras``...) a
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +34,12 @@ from fer_core import run_layout
 from fer_core.data import FaceDataset
 from fer_core.files import write_json_atomically, write_text_atomically
 from training import runs
-from training.records import RunState, RunStatus
+from training.config import TrainConfig
+from training.records import History, Recalibration, RunState, RunStatus
 
 LATENCY_BUDGET_MS = {"vgg40": 40.0, "fernet40": 1.5}  # one face, one LiteRT thread
 VIEW_CHOICES = {"vgg40": ("center", "flip", "crops"), "fernet40": ("center", "flip")}
+SavedPhase = tuple[Path, dict[str, Any]]  # a trunk's file and its phase of the GPU report
 
 
 @dataclass
@@ -48,6 +51,7 @@ class Candidate:
     latency_ms: float = 0.0
     within_budget: bool = False
     estimated: bool = False  # latency_ms is the sum of the members' (clearly over the budget), not timed
+    trunks: tuple[Any, ...] = field(default=(), repr=False, compare=False)  # the members' models
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -61,7 +65,35 @@ class Candidate:
         }
 
 
-def read_reports(folders: Sequence[Path]) -> list[tuple[Path, dict[str, Any]]]:
+@dataclass
+class Trunk:
+    """One trunk brought home: the float32 model, its phase of the GPU report and what re-estimating its
+    batch-norm statistics did."""
+
+    model: Any
+    phase: dict[str, Any]
+    recalibration: Recalibration
+
+
+@dataclass
+class Selection:
+    """What unpacking found for one architecture: its trunks, every candidate and the chosen one."""
+
+    trunks: list[Trunk]
+    candidates: list[Candidate]
+    chosen: Candidate
+
+    @property
+    def first_phase(self) -> dict[str, Any]:
+        """The recipe, epochs and history the run reports (the first trunk's)."""
+        return self.trunks[0].phase
+
+    @property
+    def recalibrations(self) -> dict[str, Recalibration]:
+        return {trunk.model.name: trunk.recalibration for trunk in self.trunks}
+
+
+def read_reports(folders: Sequence[Path]) -> list[SavedPhase]:
     """Every phase of every ``report.json``, with the file its trunk was saved to."""
     phases = []
     for folder in folders:
@@ -132,182 +164,248 @@ def served_latency_ms(model: Any, repeats: int = 40) -> float:
 def unpack_gpu_results(folders: Sequence[Path] | Path, data: str, runs_dir: Path | None = None) -> list[Path]:
     """Make one run folder per architecture found in ``folders`` (see the module's docstring)."""
     from fer_core.data import load_dataset
-    from training.averaging import recalibrate_batch_norm
-    from training.config import TrainConfig
-    from training.views import with_views
+    from training.splits import split_for_training
 
     folders = [folders] if isinstance(folders, Path) else list(folders)
     dataset = load_dataset(data)
-    from training.splits import split_for_training
-
     train, val = split_for_training(dataset, 0.1, 42)
     made = []
-    by_arch: dict[str, list[tuple[Path, dict[str, Any]]]] = {}
-    for path, phase in read_reports(folders):
-        by_arch.setdefault(phase["arch"], []).append((path, phase))
-    for arch, phases in by_arch.items():
-        trunks = []
-        recalibration = {}
-        for path, phase in phases:
-            seed = path.stem.rsplit("seed", 1)[-1] if "seed" in path.stem else "42"
-            trunk = float32_trunk(path, f"{arch}_seed{seed}")
-            done = path.with_name(f"{path.stem}.recalibrated.weights.h5")
-            done_record = done.with_suffix(".json")
-            if done.is_file() and done_record.is_file():  # an earlier unpack did this step
-                trunk.load_weights(done)
-                recalibration[trunk.name] = json.loads(done_record.read_text())
-            else:
-                centre = with_views(trunk, "center")
-                before = view_accuracy(centre, val)
-                saved = trunk.get_weights()
-                recalibrate_batch_norm(centre, train.images)
-                after = view_accuracy(centre, val)
-                if after <= before:
-                    trunk.set_weights(saved)
-                recalibration[trunk.name] = {
-                    "val_accuracy_before": before,
-                    "val_accuracy_after": after,
-                    "kept": after > before,
-                }
-                trunk.save_weights(done)
-                done_record.write_text(json.dumps(recalibration[trunk.name]))
-            record = recalibration[trunk.name]
-            print(
-                f"{trunk.name}: centre crop, validation {record['val_accuracy_before']:.4f} -> "
-                f"{record['val_accuracy_after']:.4f} after batch-norm re-estimation",
-                flush=True,
-            )
-            trunks.append((trunk, phase))
-        candidates = []
-        cache: dict[tuple[str, str], Any] = {}  # (trunk, views): its validation probabilities
-        single_latency: dict[tuple[str, str], float] = {}  # (trunk, views): its served milliseconds
-        for group in ensembles([trunk for trunk, _ in trunks]):
-            for views in VIEW_CHOICES[arch]:
-                model = with_views(group, views, name=f"{arch}_{views}")
-                candidate = Candidate(
-                    name=" + ".join(trunk.name for trunk in group) + f" ({views})",
-                    members=tuple(trunk.name for trunk in group),
-                    views=views,
-                )
-                # members' latencies add up (each runs on every view): a group whose members' sum is
-                # clearly over the budget is not converted and timed, only estimated
-                estimate = sum(single_latency.get((trunk.name, views), 0.0) for trunk in group)
-                if len(group) > 1 and estimate > 1.25 * LATENCY_BUDGET_MS[arch]:
-                    candidate.latency_ms, candidate.estimated = estimate, True
-                else:
-                    candidate.latency_ms = served_latency_ms(model)
-                if len(group) == 1:
-                    single_latency[(group[0].name, views)] = candidate.latency_ms
-                candidate.within_budget = candidate.latency_ms <= LATENCY_BUDGET_MS[arch]
-                if candidate.within_budget:  # a candidate over the budget cannot be chosen: not evaluated
-                    # the served model averages its members' view-averaged probabilities: the same mean
-                    mean = np.mean([view_probabilities(cache, trunk, views, val) for trunk in group], axis=0)
-                    candidate.val_accuracy = float(np.mean(mean.argmax(axis=1) == val.labels))
-                timed = "estimated" if candidate.estimated else "timed"
-                print(
-                    f"{candidate.name}: validation {candidate.val_accuracy:.4f}, {candidate.latency_ms:.2f} ms ({timed})",
-                    flush=True,
-                )
-                candidates.append((candidate, group))
-        eligible = [(candidate, group) for candidate, group in candidates if candidate.within_budget]
-        if not eligible:
-            raise RuntimeError(f"no {arch} candidate is within {LATENCY_BUDGET_MS[arch]} ms")
-        chosen, group = max(eligible, key=lambda item: item[0].val_accuracy)
-        print(f"chosen for {arch}: {chosen.name}")
-        first_phase = trunks[0][1]
-        config = TrainConfig(
-            data=data,
-            arch=arch,
-            epochs=int(first_phase["epochs"]),
-            batch_size=int(first_phase["batch_size"]),
-            lr=float(first_phase["lr"]),
-            crop=40,
-            mixup=float(first_phase.get("mixup", 0.0)),
-            erasing=float(first_phase.get("erasing", 0.0)),
-            tta={"center": "none"}.get(chosen.views, chosen.views),
-            backend="jax",
-            distill_from=str(first_phase.get("distilled_from", "")),
-            patience=10_000,
-        )
-        made.append(
-            write_run(
-                config,
-                runs_dir,
-                group,
-                chosen,
-                [candidate for candidate, _ in candidates],
-                trunks,
-                recalibration,
-                train,
-                val,
-                dataset,
-            )
-        )
+    for arch, phases in phases_by_arch(read_reports(folders)).items():
+        trunks = [recalibrated_trunk(path, phase, arch, train, val) for path, phase in phases]
+        candidates = evaluate_candidates(arch, [trunk.model for trunk in trunks], val)
+        chosen = choose_candidate(arch, candidates)
+        config = gpu_train_config(data, arch, trunks[0].phase, chosen.views)
+        made.append(write_run(config, runs_dir, Selection(trunks, candidates, chosen), train, val, dataset))
     return made
 
 
-def write_run(
-    config: Any,
-    runs_dir: Path | None,
-    group: list[Any],
-    chosen: Candidate,
-    candidates: list[Candidate],
-    trunks: list[tuple[Any, dict[str, Any]]],
-    recalibration: dict[str, Any],
-    train: FaceDataset,
-    val: FaceDataset,
-    dataset: Any,
-) -> Path:
-    from training.finish import evaluate_served, export_served, save_misclassified
-    from training.model_files import save_model_atomic
-    from training.trainer import create_run
+def phases_by_arch(phases: list[SavedPhase]) -> dict[str, list[SavedPhase]]:
+    by_arch: dict[str, list[SavedPhase]] = {}
+    for path, phase in phases:
+        by_arch.setdefault(phase["arch"], []).append((path, phase))
+    return by_arch
+
+
+def recalibrated_trunk(path: Path, phase: dict[str, Any], arch: str, train: FaceDataset, val: FaceDataset) -> Trunk:
+    """The trunk saved at ``path`` in float32, its batch-norm statistics re-estimated (see
+    :func:`recalibrate_trunk`). The result is kept beside the trunk, so a second unpack reuses it."""
+    seed = path.stem.rsplit("seed", 1)[-1] if "seed" in path.stem else "42"
+    model = float32_trunk(path, f"{arch}_seed{seed}")
+    weights_file = path.with_name(f"{path.stem}.recalibrated.weights.h5")
+    record_file = weights_file.with_suffix(".json")
+    if weights_file.is_file() and record_file.is_file():  # an earlier unpack did this step
+        model.load_weights(weights_file)
+        recalibration = Recalibration.from_json(json.loads(record_file.read_text()), str(record_file))
+    else:
+        recalibration = recalibrate_trunk(model, train, val)
+        model.save_weights(weights_file)
+        write_json_atomically(record_file, recalibration.to_json())
+    print(
+        f"{model.name}: centre crop, validation {recalibration.val_accuracy_before:.4f} -> "
+        f"{recalibration.val_accuracy_after:.4f} after batch-norm re-estimation",
+        flush=True,
+    )
+    return Trunk(model, phase, recalibration)
+
+
+def recalibrate_trunk(model: Any, train: FaceDataset, val: FaceDataset) -> Recalibration:
+    """Re-estimate the batch-norm statistics of ``model`` on the clean ``train`` faces, keeping them if
+    the centre crop's validation accuracy rises (as the trainer's finish step does)."""
+    from training.averaging import recalibrate_batch_norm
     from training.views import with_views
 
-    if runs_dir is not None:
-        import dataclasses
+    centre = with_views(model, "center")
+    before = view_accuracy(centre, val)
+    saved = model.get_weights()
+    recalibrate_batch_norm(centre, train.images)
+    after = view_accuracy(centre, val)
+    if after <= before:
+        model.set_weights(saved)
+    return Recalibration(kept=after > before, val_accuracy_before=before, val_accuracy_after=after)
 
+
+def evaluate_candidates(arch: str, trunks: list[Any], val: FaceDataset) -> list[Candidate]:
+    """Every group of ``trunks`` under each of the architecture's view sets, timed and (when within the
+    latency budget) evaluated on ``val``."""
+    candidates = []
+    probabilities: dict[tuple[str, str], Any] = {}  # (trunk, views): its validation probabilities
+    single_latency: dict[tuple[str, str], float] = {}  # (trunk, views): its served milliseconds
+    for group in ensembles(trunks):
+        for views in VIEW_CHOICES[arch]:
+            candidate = Candidate(
+                name=" + ".join(trunk.name for trunk in group) + f" ({views})",
+                members=tuple(trunk.name for trunk in group),
+                views=views,
+                trunks=tuple(group),
+            )
+            candidate.latency_ms, candidate.estimated = candidate_latency(arch, candidate, single_latency)
+            if len(group) == 1:
+                single_latency[(group[0].name, views)] = candidate.latency_ms
+            candidate.within_budget = candidate.latency_ms <= LATENCY_BUDGET_MS[arch]
+            if candidate.within_budget:  # a candidate over the budget cannot be chosen: not evaluated
+                candidate.val_accuracy = ensemble_accuracy(candidate, val, probabilities)
+            timed = "estimated" if candidate.estimated else "timed"
+            print(
+                f"{candidate.name}: validation {candidate.val_accuracy:.4f}, {candidate.latency_ms:.2f} ms ({timed})",
+                flush=True,
+            )
+            candidates.append(candidate)
+    return candidates
+
+
+def candidate_latency(
+    arch: str, candidate: Candidate, single_latency: dict[tuple[str, str], float]
+) -> tuple[float, bool]:
+    """The candidate's served milliseconds, and whether they are estimated rather than timed. Members'
+    latencies add up (each runs on every view): a group whose members' sum is clearly over the budget is
+    not converted and timed, only estimated."""
+    from training.views import with_views
+
+    views = candidate.views
+    estimate = sum(single_latency.get((trunk.name, views), 0.0) for trunk in candidate.trunks)
+    if len(candidate.trunks) > 1 and estimate > 1.25 * LATENCY_BUDGET_MS[arch]:
+        return estimate, True
+    return served_latency_ms(with_views(list(candidate.trunks), views, name=f"{arch}_{views}")), False
+
+
+def ensemble_accuracy(candidate: Candidate, val: FaceDataset, probabilities: dict[tuple[str, str], Any]) -> float:
+    """The candidate's validation accuracy: the served model averages its members' view-averaged
+    probabilities, so the mean of theirs (each computed once per ``probabilities``) is its output."""
+    mean = np.mean(
+        [view_probabilities(probabilities, trunk, candidate.views, val) for trunk in candidate.trunks], axis=0
+    )
+    return float(np.mean(mean.argmax(axis=1) == val.labels))
+
+
+def choose_candidate(arch: str, candidates: list[Candidate]) -> Candidate:
+    """The rule, fixed before looking: the best validation accuracy among those within the budget."""
+    eligible = [candidate for candidate in candidates if candidate.within_budget]
+    if not eligible:
+        raise RuntimeError(f"no {arch} candidate is within {LATENCY_BUDGET_MS[arch]} ms")
+    chosen = max(eligible, key=lambda candidate: candidate.val_accuracy)
+    print(f"chosen for {arch}: {chosen.name}")
+    return chosen
+
+
+def gpu_train_config(data: str, arch: str, phase: dict[str, Any], views: str) -> TrainConfig:
+    """The settings the GPU phase trained with, as the run's config (the chosen views as its ``tta``)."""
+    return TrainConfig(
+        data=data,
+        arch=arch,
+        epochs=int(phase["epochs"]),
+        batch_size=int(phase["batch_size"]),
+        lr=float(phase["lr"]),
+        crop=40,
+        mixup=float(phase.get("mixup", 0.0)),
+        erasing=float(phase.get("erasing", 0.0)),
+        tta={"center": "none"}.get(views, views),
+        backend="jax",
+        distill_from=str(phase.get("distilled_from", "")),
+        patience=10_000,
+    )
+
+
+def write_run(
+    config: TrainConfig,
+    runs_dir: Path | None,
+    selection: Selection,
+    train: FaceDataset,
+    val: FaceDataset,
+    dataset: FaceDataset,
+) -> Path:
+    """The chosen candidate as a run folder: its model files, then metrics, history, status and gpu.json."""
+    from training.finish import evaluate_served, export_served, save_misclassified
+    from training.trainer import create_run
+
+    if runs_dir is not None:
         config = dataclasses.replace(config, runs_dir=str(runs_dir))
     run_dir = create_run(config, command="python scripts/gpu_train.py pack/remote/unpack (see gpu.json)")
-    model = with_views(group, chosen.views, name=f"{config.arch}_{chosen.views}")
+    model_path = save_chosen_model(run_dir, config.arch, selection.chosen)
+    temperature = export_served(model_path, val)
+    test = dataset.split("test")
+    report, probabilities = evaluate_served(model_path, test)
+    history = selection.first_phase["history"]
+    add_selection_to_report(report, selection, best_epoch(history))
+    write_json_atomically(run_dir / run_layout.METRICS_FILE, report)
+    save_misclassified(run_dir, test, probabilities)
+    rows = epoch_rows(history)
+    write_json_atomically(run_dir / run_layout.HISTORY_JSON, History(epochs=tuple(rows)).to_json())
+    write_text_atomically(run_dir / run_layout.HISTORY_CSV, runs.history_to_csv(rows))
+    status = finished_status(selection, report, rows, train, val)
+    write_json_atomically(run_dir / run_layout.STATUS_FILE, status.to_json())
+    write_json_atomically(run_dir / "gpu.json", gpu_record(config.arch, selection, temperature))
+    print(
+        f"{run_dir.name}: test accuracy {report['accuracy']:.4f}, macro-F1 {report.get('macro_f1', float('nan')):.4f}"
+    )
+    return run_dir
+
+
+def save_chosen_model(run_dir: Path, arch: str, chosen: Candidate) -> Path:
+    """The chosen candidate as the run's ``model.keras`` (and its best checkpoint, and its summary)."""
+    from training.model_files import save_model_atomic
+    from training.views import with_views
+
+    model = with_views(list(chosen.trunks), chosen.views, name=f"{arch}_{chosen.views}")
     model_path = run_dir / run_layout.EXPORTED_MODEL
     save_model_atomic(model, model_path)
     save_model_atomic(model, run_dir / run_layout.BEST_CHECKPOINT)
     with open(run_dir / run_layout.SUMMARY_FILE, "w") as handle:
         model.summary(print_fn=lambda line, **_: handle.write(line + "\n"))
-    temperature = export_served(model_path, val)
-    report, probabilities = evaluate_served(model_path, dataset.split("test"))
-    report["split"] = "test"
-    first_phase = trunks[0][1]
-    history = first_phase["history"]
-    val_key = "val_accuracy" if "val_accuracy" in history else "val_student_accuracy"
-    best_epoch = int(np.argmax(history[val_key])) + 1
-    report["best_epoch"] = best_epoch
-    kept = [value for name, value in recalibration.items() if name in chosen.members]
-    report["batch_norm_recalibration"] = {
-        "val_accuracy_before": float(np.mean([value["val_accuracy_before"] for value in kept])),
-        "val_accuracy_after": float(np.mean([value["val_accuracy_after"] for value in kept])),
-        "kept": any(value["kept"] for value in kept),
-    }
-    report["kept_val_accuracy"] = chosen.val_accuracy
-    write_json_atomically(run_dir / run_layout.METRICS_FILE, report)
-    save_misclassified(run_dir, dataset.split("test"), probabilities)
-    rows = []
+    return model_path
+
+
+def history_keys(history: dict[str, list[float]]) -> tuple[str, str]:
+    """The training and validation accuracy keys of a GPU phase's history (a distilled student's are
+    ``student_accuracy`` and ``val_student_accuracy``)."""
     train_key = "accuracy" if "accuracy" in history else "student_accuracy"
-    for index in range(len(history["loss"])):
-        rows.append(
-            {
-                "epoch": index + 1,
-                "loss": history["loss"][index],
-                "accuracy": history[train_key][index],
-                "val_loss": history["val_loss"][index],
-                "val_accuracy": history[val_key][index],
-            }
-        )
-    write_json_atomically(run_dir / run_layout.HISTORY_JSON, {"epochs": rows, "batches": []})
-    write_text_atomically(run_dir / run_layout.HISTORY_CSV, runs.history_to_csv(rows))
-    seconds = sum(float(phase["seconds"]) for _, phase in trunks)
+    val_key = "val_accuracy" if "val_accuracy" in history else "val_student_accuracy"
+    return train_key, val_key
+
+
+def best_epoch(history: dict[str, list[float]]) -> int:
+    _, val_key = history_keys(history)
+    return int(np.argmax(history[val_key])) + 1
+
+
+def epoch_rows(history: dict[str, list[float]]) -> list[dict[str, Any]]:
+    """The GPU phase's history as the trainer's ``history.json`` rows, one per epoch."""
+    train_key, val_key = history_keys(history)
+    return [
+        {
+            "epoch": index + 1,
+            "loss": history["loss"][index],
+            "accuracy": history[train_key][index],
+            "val_loss": history["val_loss"][index],
+            "val_accuracy": history[val_key][index],
+        }
+        for index in range(len(history["loss"]))
+    ]
+
+
+def add_selection_to_report(report: dict[str, Any], selection: Selection, epoch: int) -> None:
+    """The test report (``metrics.json``) with the best epoch, the chosen members' batch-norm
+    re-estimation (their mean) and the chosen candidate's validation accuracy."""
+    kept = [value for name, value in selection.recalibrations.items() if name in selection.chosen.members]
+    report["split"] = "test"
+    report["best_epoch"] = epoch
+    report["batch_norm_recalibration"] = Recalibration(
+        kept=any(value.kept for value in kept),
+        val_accuracy_before=float(np.mean([value.val_accuracy_before for value in kept])),
+        val_accuracy_after=float(np.mean([value.val_accuracy_after for value in kept])),
+    ).to_json()
+    report["kept_val_accuracy"] = selection.chosen.val_accuracy
+
+
+def finished_status(
+    selection: Selection, report: dict[str, Any], rows: list[dict[str, Any]], train: FaceDataset, val: FaceDataset
+) -> RunStatus:
+    """A finished run's ``status.json``: its time is the GPU phases' (ending now)."""
+    phase = selection.first_phase
+    history = phase["history"]
+    _, val_key = history_keys(history)
+    seconds = sum(float(trunk.phase["seconds"]) for trunk in selection.trunks)
     now = time.time()
-    status = RunStatus(
+    return RunStatus(
         state=RunState.FINISHED,
         created_at=now,
         started_at=now - seconds,
@@ -317,30 +415,29 @@ def write_run(
         epochs=len(rows),
         epochs_done=len(rows),
         best_val_accuracy=float(max(history[val_key])),
-        best_epoch=best_epoch,
+        best_epoch=best_epoch(history),
         test_accuracy=report["accuracy"],
         precision="mixed_bfloat16",
         strategy="default",
         devices=1,
-        train_size=int(first_phase.get("train_faces", len(train))),
+        train_size=int(phase.get("train_faces", len(train))),
         val_size=len(val),
-        versions={key: str(value) for key, value in first_phase.get("versions", {}).items()},
+        versions={key: str(value) for key, value in phase.get("versions", {}).items()},
     )
-    write_json_atomically(run_dir / run_layout.STATUS_FILE, status.to_json())
-    write_json_atomically(
-        run_dir / "gpu.json",
-        {
-            "route": "GPU (scripts/gpu_train.py): Keras on JAX, one NVIDIA H200",
-            "phases": [{key: value for key, value in phase.items() if key != "history"} for _, phase in trunks],
-            "batch_norm_recalibration": recalibration,
-            "candidates": [candidate.as_dict() for candidate in candidates],
-            "chosen": chosen.as_dict(),
-            "temperature": temperature,
-            "selection_rule": "best validation accuracy among the candidates within the latency budget "
-            f"({LATENCY_BUDGET_MS[config.arch]} ms, one face, one LiteRT thread)",
-        },
-    )
-    print(
-        f"{run_dir.name}: test accuracy {report['accuracy']:.4f}, macro-F1 {report.get('macro_f1', float('nan')):.4f}"
-    )
-    return run_dir
+
+
+def gpu_record(arch: str, selection: Selection, temperature: float) -> dict[str, Any]:
+    """``gpu.json``: the GPU phases (without their histories), each trunk's batch-norm re-estimation,
+    every candidate, the chosen one and the rule that chose it."""
+    return {
+        "route": "GPU (scripts/gpu_train.py): Keras on JAX, one NVIDIA H200",
+        "phases": [
+            {key: value for key, value in trunk.phase.items() if key != "history"} for trunk in selection.trunks
+        ],
+        "batch_norm_recalibration": {name: value.to_json() for name, value in selection.recalibrations.items()},
+        "candidates": [candidate.as_dict() for candidate in selection.candidates],
+        "chosen": selection.chosen.as_dict(),
+        "temperature": temperature,
+        "selection_rule": "best validation accuracy among the candidates within the latency budget "
+        f"({LATENCY_BUDGET_MS[arch]} ms, one face, one LiteRT thread)",
+    }
