@@ -84,3 +84,66 @@ def test_a_student_is_distilled_from_several_teachers_of_its_own_crop_size() -> 
     faces = np.random.default_rng(1).uniform(0, 255, (2, 48, 48, 1)).astype(np.float32)
     outputs = np.asarray(distill(faces, training=False))
     np.testing.assert_allclose(outputs[:, 7:].sum(axis=1), 1.0, atol=1e-4)  # the teachers' mean is a distribution
+
+
+@pytest.mark.slow
+def test_unpack_makes_a_run_of_the_best_candidate_within_the_budget_and_reuses_its_recalibration(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    import cv2
+    import keras
+
+    from fer_core.labels import EMOTIONS
+    from training import gpu_runs
+    from training.architectures import build_model
+    from training.records import History, RunMetrics, RunState, RunStatus
+
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 12), ("test", 4)):
+        for code, emotion in enumerate(EMOTIONS):
+            folder = tmp_path / "data" / split / emotion
+            folder.mkdir(parents=True)
+            for index in range(count):
+                cv2.imwrite(str(folder / f"{index}.png"), (rng.integers(0, 60, (48, 48)) + code * 25).astype(np.uint8))
+    gpu = tmp_path / "gpu"
+    gpu.mkdir()
+    history = {"loss": [2.0, 1.5], "accuracy": [0.2, 0.3], "val_loss": [1.9, 1.7], "val_accuracy": [0.3, 0.25]}
+    phases = {}
+    for seed in (1, 2):
+        keras.utils.set_random_seed(seed)
+        build_model("fernet40", width=4).save(gpu / f"fernet40-seed{seed}.keras")
+        phases[f"s{seed}"] = {
+            **{"file": f"fernet40-seed{seed}.keras", "arch": "fernet40", "epochs": 2, "batch_size": 32, "lr": 0.001},
+            **{"seconds": 10.0, "history": history},
+        }
+    (gpu / "report.json").write_text(json.dumps({"phases": phases, "versions": {"keras": "3"}}))
+    # one trunk takes 1 ms of the 1.5 ms budget: a pair (2 ms, estimated) is over it and never timed
+    monkeypatch.setattr(gpu_runs, "served_latency_ms", lambda model, repeats=40: 1.0)
+
+    [run_dir] = gpu_runs.unpack_gpu_results(gpu, str(tmp_path / "data"), tmp_path / "runs")
+
+    record = json.loads((run_dir / "gpu.json").read_text())
+    assert [candidate["latency_estimated"] for candidate in record["candidates"]] == [False] * 4 + [True] * 2
+    assert record["chosen"]["within_budget"] and len(record["chosen"]["members"]) == 1
+    assert record["chosen"]["val_accuracy"] == max(
+        candidate["val_accuracy"] for candidate in record["candidates"] if candidate["within_budget"]
+    )
+    assert set(record["batch_norm_recalibration"]) == {"fernet40_seed1", "fernet40_seed2"}
+    metrics = RunMetrics.from_json(json.loads((run_dir / "metrics.json").read_text()))
+    assert metrics.n == 4 * len(EMOTIONS) and metrics.best_epoch == 1 and metrics.recalibration is not None
+    status = RunStatus.from_json(json.loads((run_dir / "status.json").read_text()))
+    assert status.state is RunState.FINISHED and status.epochs_done == 2 and status.elapsed_s == 20.0
+    assert status.test_accuracy == metrics.accuracy
+    epochs = History.from_json(json.loads((run_dir / "history.json").read_text())).epochs
+    assert [row["val_accuracy"] for row in epochs] == [0.3, 0.25]
+    assert (run_dir / "model.tflite").is_file() and (run_dir / "best.keras").is_file()
+
+    cached = {path.name: path.read_text() for path in gpu.glob("*.recalibrated.weights.json")}
+    assert len(cached) == 2
+    monkeypatch.setattr(gpu_runs, "recalibrate_trunk", lambda *args: pytest.fail("recalibrated again"))
+    [again] = gpu_runs.unpack_gpu_results(gpu, str(tmp_path / "data"), tmp_path / "runs")
+    assert (
+        json.loads((again / "gpu.json").read_text())["batch_norm_recalibration"] == record["batch_norm_recalibration"]
+    )
