@@ -62,61 +62,20 @@ def learning_curves_figure(
     first, at most the ``epochs`` planned), so it does not shrink to the first few steps at the start of
     a run and grows one epoch at a time. Before the first point, loss runs from 0 to a little above a
     7-class guess's."""
-    planned_epochs = epochs
     epochs_rows = history.get("epochs", [])
     batches = history.get("batches", [])
     figure = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Accuracy"), horizontal_spacing=0.09)
     for column, metric in ((1, "loss"), (2, "accuracy")):
-        show_legend = column == 1
-        batch_x, batch_y = _gapped_by_epoch(*_points(batches, metric))
+        show_legend = column == 1  # one legend entry per line, for both panels
+        figure.add_trace(_within_epoch_trace(batches, metric, show_legend), row=1, col=column)
+        figure.add_trace(_epoch_trace(epochs_rows, metric, "train", TRAIN_COLOR, show_legend), row=1, col=column)
         figure.add_trace(
-            go.Scatter(
-                x=batch_x,
-                y=batch_y,
-                mode="lines",
-                name="train (within epoch)",
-                line={"color": BATCH_COLOR, "width": 1.5},
-                legendgroup="batches",
-                showlegend=show_legend,
-                hovertemplate="epoch %{x:.2f}<br>%{y:.3f}<extra>train, running</extra>",
-            ),
-            row=1,
-            col=column,
+            _epoch_trace(epochs_rows, f"val_{metric}", "validation", VAL_COLOR, show_legend), row=1, col=column
         )
-        for key, name, color, dash in (
-            (metric, "train", TRAIN_COLOR, "solid"),
-            (f"val_{metric}", "validation", VAL_COLOR, "solid"),
-        ):
-            x, y = _points(epochs_rows, key)
-            figure.add_trace(
-                go.Scatter(
-                    x=x,
-                    y=y,
-                    mode="lines+markers",
-                    name=name,
-                    line={"color": color, "width": 2.5, "dash": dash},
-                    marker={"size": 7},
-                    cliponaxis=False,  # the last epoch's marker sits on the axis end: draw it whole
-                    legendgroup=name,
-                    showlegend=show_legend,
-                    hovertemplate=f"epoch %{{x}}<br>%{{y:.3f}}<extra>{name}</extra>",
-                ),
-                row=1,
-                col=column,
-            )
-    figure.update_xaxes(title_text="epoch", range=[0, epoch_axis_end(epochs_rows, batches, planned_epochs)])
+    figure.update_xaxes(title_text="epoch", range=[0, epoch_axis_end(epochs_rows, batches, epochs)])
     figure.update_yaxes(tickformat=".0%", range=[0, 1], row=1, col=2)
     if not epochs_rows and not batches:
-        figure.update_yaxes(range=[0, EMPTY_LOSS_RANGE], row=1, col=1)
-        figure.add_annotation(
-            text="Waiting for the first training steps...",
-            xref="paper",
-            yref="paper",
-            x=0.5,
-            y=0.5,
-            showarrow=False,
-            font={"size": 15, "color": "#6c757d"},
-        )
+        _show_waiting(figure)
     figure.update_layout(
         height=height,
         margin={"l": 10, "r": 10, "t": 40, "b": 10},
@@ -125,6 +84,52 @@ def learning_curves_figure(
         hovermode="x unified",
     )
     return figure
+
+
+def _within_epoch_trace(batches: Sequence[Mapping[str, Any]], metric: str, show_legend: bool) -> go.Scatter:
+    """The faint line of running averages within each epoch, broken where an epoch starts."""
+    batch_x, batch_y = _gapped_by_epoch(*_points(batches, metric))
+    return go.Scatter(
+        x=batch_x,
+        y=batch_y,
+        mode="lines",
+        name="train (within epoch)",
+        line={"color": BATCH_COLOR, "width": 1.5},
+        legendgroup="batches",
+        showlegend=show_legend,
+        hovertemplate="epoch %{x:.2f}<br>%{y:.3f}<extra>train, running</extra>",
+    )
+
+
+def _epoch_trace(rows: Sequence[Mapping[str, Any]], key: str, name: str, color: str, show_legend: bool) -> go.Scatter:
+    """One point per epoch of ``key`` (``loss``, ``val_accuracy``...)."""
+    x, y = _points(rows, key)
+    return go.Scatter(
+        x=x,
+        y=y,
+        mode="lines+markers",
+        name=name,
+        line={"color": color, "width": 2.5, "dash": "solid"},
+        marker={"size": 7},
+        cliponaxis=False,  # the last epoch's marker sits on the axis end: draw it whole
+        legendgroup=name,
+        showlegend=show_legend,
+        hovertemplate=f"epoch %{{x}}<br>%{{y:.3f}}<extra>{name}</extra>",
+    )
+
+
+def _show_waiting(figure: go.Figure) -> None:
+    """Before the first point: loss from 0 to a little above a 7-class guess's, and a note."""
+    figure.update_yaxes(range=[0, EMPTY_LOSS_RANGE], row=1, col=1)
+    figure.add_annotation(
+        text="Waiting for the first training steps...",
+        xref="paper",
+        yref="paper",
+        x=0.5,
+        y=0.5,
+        showarrow=False,
+        font={"size": 15, "color": "#6c757d"},
+    )
 
 
 def compare_runs_figure(
