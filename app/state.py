@@ -147,59 +147,17 @@ def data_source_ui() -> str:
     let visitors list the server's folders; anything else is refused and the demo set is used.
     """
     detected = fer2013_location()
-    options = [DEMO_LABEL]
-    if detected is not None:
-        options.append(f"FER2013 at {printable(str(detected))}")
     may_type = is_admin()  # a visitor never gets a typed location, even one forced into the session state
-    if may_type:
-        options.append(OTHER_LABEL)
-    current = st.session_state.get(SOURCE_KEY, default_data_source())
-    if not may_type:
-        if current not in (DEMO_SOURCE, str(detected)):
-            current = default_data_source()
-        if st.session_state.get("data_source_choice") not in options:
-            st.session_state.pop("data_source_choice", None)
-    if current == DEMO_SOURCE:
-        index = 0
-    elif detected is not None and current == str(detected):
-        index = 1
-    else:
-        index = len(options) - 1
-
+    options = _source_options(detected, may_type)
+    current = _remembered_source(detected, options, may_type)
     with st.sidebar:
         st.subheader("Data set")
+        index = _option_index(current, detected, options)
         choice = st.radio("Faces to use", options, index=index, key="data_source_choice", label_visibility="collapsed")
         if choice == DEMO_LABEL:
             source = DEMO_SOURCE
         elif choice == OTHER_LABEL and may_type:
-            if LOCATION_KEY not in st.session_state:  # a key, not a value: the typed text survives reruns
-                st.session_state[LOCATION_KEY] = "" if current == DEMO_SOURCE else printable(current)
-            typed = st.text_input(
-                "FER2013 location",
-                key=LOCATION_KEY,
-                placeholder="/data/fer2013 or /data/fer2013.csv",
-                help="A Kaggle-layout folder (train/ and test/ with class folders), a folder of class "
-                "folders, or the original fer2013.csv. Allowed under: "
-                + ", ".join(str(root) for root in allowed_data_roots()),
-            ).strip()
-            if not typed:
-                st.info("Type a location, or pick the demo set.")
-                source = DEMO_SOURCE
-            elif "\x00" in typed:
-                st.error(
-                    "That location contains a NUL character (\\x00), which no file or folder name can hold. "
-                    "Type the path again, without it."
-                )
-                source = DEMO_SOURCE
-            elif not is_allowed_data_path(typed):
-                st.error(
-                    f"{typed} is outside the folders this app may read. Allowed: "
-                    + ", ".join(str(root) for root in allowed_data_roots())
-                    + ". Set FER_DATA_ROOTS to change that."
-                )
-                source = DEMO_SOURCE
-            else:
-                source = str(Path(typed).expanduser())
+            source = _typed_source_ui(current)
         elif detected is not None:
             source = str(detected)
         else:
@@ -211,6 +169,65 @@ def data_source_ui() -> str:
             )
     st.session_state[SOURCE_KEY] = source
     return source
+
+
+def _source_options(detected: Path | None, may_type: bool) -> list[str]:
+    """The demo set, the detected FER2013 copy (if any), and a typed location (for an admin)."""
+    options = [DEMO_LABEL]
+    if detected is not None:
+        options.append(f"FER2013 at {printable(str(detected))}")
+    if may_type:
+        options.append(OTHER_LABEL)
+    return options
+
+
+def _remembered_source(detected: Path | None, options: list[str], may_type: bool) -> str:
+    """The session's data source; for a visitor, only the demo set or the detected copy (anything else
+    in the session state, a remembered choice among them, is dropped)."""
+    current: str = st.session_state.get(SOURCE_KEY, default_data_source())
+    if not may_type:
+        if current not in (DEMO_SOURCE, str(detected)):
+            current = default_data_source()
+        if st.session_state.get("data_source_choice") not in options:
+            st.session_state.pop("data_source_choice", None)
+    return current
+
+
+def _option_index(current: str, detected: Path | None, options: list[str]) -> int:
+    if current == DEMO_SOURCE:
+        return 0
+    if detected is not None and current == str(detected):
+        return 1
+    return len(options) - 1
+
+
+def _typed_source_ui(current: str) -> str:
+    """The typed FER2013 location, or the demo set (with a note saying why) while it is empty or refused."""
+    allowed = ", ".join(str(root) for root in allowed_data_roots())
+    if LOCATION_KEY not in st.session_state:  # a key, not a value: the typed text survives reruns
+        st.session_state[LOCATION_KEY] = "" if current == DEMO_SOURCE else printable(current)
+    typed = st.text_input(
+        "FER2013 location",
+        key=LOCATION_KEY,
+        placeholder="/data/fer2013 or /data/fer2013.csv",
+        help="A Kaggle-layout folder (train/ and test/ with class folders), a folder of class "
+        "folders, or the original fer2013.csv. Allowed under: " + allowed,
+    ).strip()
+    if not typed:
+        st.info("Type a location, or pick the demo set.")
+        return DEMO_SOURCE
+    if "\x00" in typed:
+        st.error(
+            "That location contains a NUL character (\\x00), which no file or folder name can hold. "
+            "Type the path again, without it."
+        )
+        return DEMO_SOURCE
+    if not is_allowed_data_path(typed):
+        st.error(
+            f"{typed} is outside the folders this app may read. Allowed: {allowed}. Set FER_DATA_ROOTS to change that."
+        )
+        return DEMO_SOURCE
+    return str(Path(typed).expanduser())
 
 
 def load_dataset_or_stop(source: str) -> FaceDataset:
