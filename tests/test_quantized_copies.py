@@ -125,3 +125,21 @@ def test_a_quantized_copy_that_loses_accuracy_is_not_written_and_an_edited_recor
     record_file.write_text(json.dumps({**good_record, "accuracy_delta": -0.05}))
     with pytest.raises(ModelLoadError, match=r"loses 5\.00 points.*python -m training export"):
         checked_lite_model(path)
+
+
+@pytest.mark.slow
+def test_the_export_command_makes_a_quantized_copy_on_the_validation_faces_and_says_so(tmp_path, capsys) -> None:
+    from training import cli
+
+    model = tiny_model("happy")
+    path = tmp_path / "tiny.keras"
+    model.save(path)
+    assert cli.main(["export", str(path), "--quantize", "dynamic"]) == 2  # no data: no validation faces
+    assert "give --data" in capsys.readouterr().err
+    assert not (tmp_path / "tiny.tflite").exists()
+    assert cli.main(["export", str(path), "--data", "demo", "--quantize", "dynamic"]) == 0
+    printed = capsys.readouterr().out
+    assert re.search(
+        r"dynamic quantization: the top emotion of tiny\.keras on 100\.0% of [\d,]+ validation faces", printed
+    )
+    assert read_serving_record(path).quantization == DYNAMIC

@@ -62,10 +62,10 @@ def convert_to_tflite(model: Any, quantization: str = FLOAT32) -> bytes:
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"quantization must be one of {', '.join(QUANTIZATIONS)}; got {quantization!r}")
     frozen = convert_variables_to_constants_v2(forward.get_concrete_function())
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
-    if quantization == DYNAMIC:
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
     with _quiet_logger("absl"), _quiet_logger("tensorflow"):
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
+        if quantization == DYNAMIC:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
         return bytes(converter.convert())
 
 
