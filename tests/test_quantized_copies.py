@@ -125,3 +125,41 @@ def test_a_quantized_copy_that_loses_accuracy_is_not_written_and_an_edited_recor
     record_file.write_text(json.dumps({**good_record, "accuracy_delta": -0.05}))
     with pytest.raises(ModelLoadError, match=r"loses 5\.00 points.*python -m training export"):
         checked_lite_model(path)
+
+
+@pytest.mark.slow
+def test_the_export_command_makes_a_quantized_copy_on_the_validation_faces_and_says_so(tmp_path, capsys) -> None:
+    from training import cli
+
+    model = tiny_model("happy")
+    path = tmp_path / "tiny.keras"
+    model.save(path)
+    assert cli.main(["export", str(path), "--quantize", "dynamic"]) == 2  # no data: no validation faces
+    assert "give --data" in capsys.readouterr().err
+    assert not (tmp_path / "tiny.tflite").exists()
+    assert cli.main(["export", str(path), "--data", "demo", "--quantize", "dynamic"]) == 0
+    printed = capsys.readouterr().out
+    assert re.search(
+        r"dynamic quantization: the top emotion of tiny\.keras on 100\.0% of [\d,]+ validation faces", printed
+    )
+    assert read_serving_record(path).quantization == DYNAMIC
+
+
+def test_a_run_serves_its_int8_copy_or_float32_when_the_check_refuses(tmp_path, monkeypatch, capsys) -> None:
+    from training import finish
+
+    calls: list[str] = []
+
+    def export_served(model_path, val, quantization="float32"):
+        calls.append(quantization)
+        if quantization == DYNAMIC:
+            raise ModelLoadError("the dynamic LiteRT copy of model.keras is quantized and loses 0.60 points")
+        return 0.9
+
+    monkeypatch.setattr(finish, "export_served", export_served)
+    assert finish.export_served_as(tmp_path / "model.keras", None, DYNAMIC) == 0.9
+    assert calls == [DYNAMIC, "float32"]
+    assert "the dynamic copy was not kept (the dynamic LiteRT copy" in capsys.readouterr().err
+    calls.clear()
+    assert finish.export_served_as(tmp_path / "model.keras", None, "float32") == 0.9
+    assert calls == ["float32"]  # float32 asked for: no int8 attempt

@@ -62,10 +62,10 @@ def convert_to_tflite(model: Any, quantization: str = FLOAT32) -> bytes:
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"quantization must be one of {', '.join(QUANTIZATIONS)}; got {quantization!r}")
     frozen = convert_variables_to_constants_v2(forward.get_concrete_function())
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
-    if quantization == DYNAMIC:
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
     with _quiet_logger("absl"), _quiet_logger("tensorflow"):
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
+        if quantization == DYNAMIC:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
         return bytes(converter.convert())
 
 
@@ -88,9 +88,13 @@ def as_float32(model: Any) -> Any:
     return clean
 
 
-def lite_probabilities(flatbuffer: bytes, faces: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-    """The LiteRT copy's probabilities, run as the app serves it."""
-    return EmotionClassifier(flatbuffer, "the LiteRT copy").forward(faces)
+def lite_probabilities(
+    flatbuffer: bytes, faces: npt.NDArray[np.float32], batch_size: int = 256
+) -> npt.NDArray[np.float32]:
+    """The LiteRT copy's probabilities, run as the app serves it (one interpreter, ``batch_size`` at a time)."""
+    classifier = EmotionClassifier(flatbuffer, "the LiteRT copy")
+    chunks = [classifier.forward(faces[start : start + batch_size]) for start in range(0, len(faces), batch_size)]
+    return np.concatenate(chunks) if chunks else np.zeros((0, NUM_CLASSES), np.float32)
 
 
 def export_tflite(
@@ -163,9 +167,7 @@ def quantized_record(
     expected = predict_probabilities(keras_model, faces)
     if not np.isfinite(expected).all():
         raise ModelLoadError("the model gives non-finite outputs (NaN or infinite weights?): not exported")
-    served = np.concatenate(
-        [lite_probabilities(flatbuffer, face_batch(faces[start : start + 256])) for start in range(0, len(faces), 256)]
-    )
+    served = lite_probabilities(flatbuffer, face_batch(faces))
     expected_top, served_top = expected.argmax(axis=1), served.argmax(axis=1)
     return ServingRecord(
         keras_sha256="",

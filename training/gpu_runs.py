@@ -146,19 +146,10 @@ def view_accuracy(model: Any, dataset: FaceDataset) -> float:
 
 def served_latency_ms(model: Any, repeats: int = 40) -> float:
     """Median milliseconds of one face through the model's LiteRT conversion, one thread."""
-    from fer_core.inference import EmotionClassifier
+    from training import served_choice
     from training.export import convert_to_tflite
 
-    classifier = EmotionClassifier(convert_to_tflite(model), model.name, num_threads=1)
-    face = np.random.default_rng(0).uniform(0, 255, (1, 48, 48, 1)).astype(np.float32)
-    for _ in range(5):
-        classifier.forward(face)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        classifier.forward(face)
-        times.append(time.perf_counter() - start)
-    return float(np.median(times) * 1000)
+    return served_choice.served_latency_ms(convert_to_tflite(model), repeats)
 
 
 def unpack_gpu_results(folders: Sequence[Path] | Path, data: str, runs_dir: Path | None = None) -> list[Path]:
