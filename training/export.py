@@ -133,40 +133,51 @@ def export_tflite(
     flatbuffer = convert_to_tflite(keras_model, quantization)
     if quantization != FLOAT32:
         assert check_faces is not None and check_labels is not None  # checked above
-        record = quantized_record(keras_model, flatbuffer, check_faces, check_labels)
+        record = quantized_record(keras_model, flatbuffer, check_faces, check_labels, model_path.name)
         problem = record.problem()
         if problem is not None:
             raise ModelLoadError(f"the {quantization} LiteRT copy of {model_path.name} {problem}: not exported")
-        return _write_copy(model_path, flatbuffer, record, temperature)
+    else:
+        record = float32_record(keras_model, flatbuffer, check_faces, model_path.name)
+        if not record.max_difference <= TOLERANCE:
+            raise ModelLoadError(
+                f"the LiteRT copy of {model_path.name} differs from it by {record.max_difference:.2g} (at most "
+                f"{TOLERANCE:g} is allowed): not exported"
+            )
+    return _write_copy(model_path, flatbuffer, record, temperature)
+
+
+def float32_record(
+    keras_model: Any, flatbuffer: bytes, check_faces: npt.NDArray[np.uint8] | None = None, name: str = "the model"
+) -> ServingRecord:
+    """How far a float32 copy's probabilities are from its Keras model's on ``CHECK_FACES`` random faces
+    and the first 256 of ``check_faces`` (hashes left empty)."""
     faces = np.random.default_rng(0).integers(0, 256, (CHECK_FACES, FACE_SIZE, FACE_SIZE), dtype=np.uint8)
     if check_faces is not None and len(check_faces):
         faces = np.concatenate([faces, check_faces[:256]])
     batch = face_batch(faces)
     expected = np.asarray(keras_model(batch, training=False), np.float32)
     if not np.isfinite(expected).all():
-        raise ModelLoadError(f"{model_path.name} gives non-finite outputs (NaN or infinite weights?): not exported")
-    served = lite_probabilities(flatbuffer, batch)
-    difference = float(np.abs(served - expected).max())
-    if not difference <= TOLERANCE:
-        raise ModelLoadError(
-            f"the LiteRT copy of {model_path.name} differs from it by {difference:.2g} (at most {TOLERANCE:g} "
-            "is allowed): not exported"
-        )
-    record = ServingRecord(
+        raise ModelLoadError(f"{name} gives non-finite outputs (NaN or infinite weights?): not exported")
+    difference = float(np.abs(lite_probabilities(flatbuffer, batch) - expected).max())
+    return ServingRecord(
         keras_sha256="", tflite_sha256="", max_difference=difference, tolerance=TOLERANCE, check_faces=len(faces)
     )
-    return _write_copy(model_path, flatbuffer, record, temperature)
 
 
 def quantized_record(
-    keras_model: Any, flatbuffer: bytes, faces: npt.NDArray[np.uint8], labels: npt.NDArray[np.int64]
+    keras_model: Any,
+    flatbuffer: bytes,
+    faces: npt.NDArray[np.uint8],
+    labels: npt.NDArray[np.int64],
+    name: str = "the model",
 ) -> ServingRecord:
     """What a quantized copy does on labelled faces against its Keras model (hashes left empty)."""
     from training.finish import predict_probabilities
 
     expected = predict_probabilities(keras_model, faces)
     if not np.isfinite(expected).all():
-        raise ModelLoadError("the model gives non-finite outputs (NaN or infinite weights?): not exported")
+        raise ModelLoadError(f"{name} gives non-finite outputs (NaN or infinite weights?): not exported")
     served = lite_probabilities(flatbuffer, face_batch(faces))
     expected_top, served_top = expected.argmax(axis=1), served.argmax(axis=1)
     return ServingRecord(
