@@ -143,3 +143,23 @@ def test_the_export_command_makes_a_quantized_copy_on_the_validation_faces_and_s
         r"dynamic quantization: the top emotion of tiny\.keras on 100\.0% of [\d,]+ validation faces", printed
     )
     assert read_serving_record(path).quantization == DYNAMIC
+
+
+def test_a_run_serves_its_int8_copy_or_float32_when_the_check_refuses(tmp_path, monkeypatch, capsys) -> None:
+    from training import finish
+
+    calls: list[str] = []
+
+    def export_served(model_path, val, quantization="float32"):
+        calls.append(quantization)
+        if quantization == DYNAMIC:
+            raise ModelLoadError("the dynamic LiteRT copy of model.keras is quantized and loses 0.60 points")
+        return 0.9
+
+    monkeypatch.setattr(finish, "export_served", export_served)
+    assert finish.export_served_as(tmp_path / "model.keras", None, DYNAMIC) == 0.9
+    assert calls == [DYNAMIC, "float32"]
+    assert "the dynamic copy was not kept (the dynamic LiteRT copy" in capsys.readouterr().err
+    calls.clear()
+    assert finish.export_served_as(tmp_path / "model.keras", None, "float32") == 0.9
+    assert calls == ["float32"]  # float32 asked for: no int8 attempt

@@ -21,6 +21,7 @@ import numpy.typing as npt
 
 from fer_core import run_layout
 from fer_core.data import FaceDataset
+from fer_core.errors import ModelLoadError
 from fer_core.files import write_json_atomically
 from fer_core.metrics import classification_report
 from training import runs
@@ -42,7 +43,7 @@ def finish(run_dir: Path, dataset: FaceDataset, config: TrainConfig) -> None:
     with runs.phase(run_dir, RunPhase.RECALIBRATING):
         recalibration = _try_recalibrating(model_path, train, val)
     with runs.phase(run_dir, RunPhase.EXPORTING):
-        export_served(model_path, val)
+        export_served_as(model_path, val, config.quantize)
     with runs.phase(run_dir, RunPhase.EVALUATING):
         eval_split = "test" if "test" in dataset.split_names else "val"
         held_out = dataset.split("test") if eval_split == "test" else val
@@ -76,7 +77,7 @@ def export_stopped(run_dir: Path, config: TrainConfig, val_set: FaceDataset) -> 
         with runs.phase(run_dir, RunPhase.EXPORTING):
             model_path = run_dir / run_layout.EXPORTED_MODEL
             export_model(run_dir / run_layout.BEST_CHECKPOINT, model_path, config.arch, tta=config.tta)
-            export_served(model_path, val_set)
+            export_served_as(model_path, val_set, config.quantize)
 
 
 def finish_run(run_dir: Path, *, stopped: bool = False) -> None:
@@ -134,6 +135,17 @@ def export_model(checkpoint: Path, destination: Path, arch: str, *, tta: str = "
     else:
         # named arch_views, not arch: `average` rebuilds a model named after a registered architecture
         save_model_atomic(with_views(clean, "center" if tta == "none" else tta), destination)
+
+
+def export_served_as(model_path: Path, val: FaceDataset, quantization: str) -> float:
+    """:func:`export_served` with a run's served weights (``--quantize``); a quantized copy that its check
+    refuses gives way to a float32 one, and the run's log says why. Returns the temperature."""
+    if quantization != "float32":
+        try:
+            return export_served(model_path, val, quantization=quantization)
+        except ModelLoadError as error:
+            print(f"the {quantization} copy was not kept ({error}); the float32 copy is served", file=sys.stderr)
+    return export_served(model_path, val)
 
 
 def export_served(model_path: Path, val: FaceDataset, quantization: str = "float32") -> float:
