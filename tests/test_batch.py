@@ -33,6 +33,7 @@ from fer_core.batch import (
     read_tracks,
 )
 from fer_core.detect import YUNET_SHA256
+from fer_core.labels import EMOTIONS
 from fer_core.settings import SHIPPED_MODEL_PATH
 from fer_core.video import AnnotatedVideoWriter
 
@@ -178,7 +179,7 @@ def test_a_mixed_folder_gives_one_face_table_a_files_table_and_a_job_record(mixe
     assert set(video[video.file.str.endswith("clip_b.mp4")].groupby("segment").face.min()) == {1}
     photo = faces[faces.kind == "photo"]
     assert (photo.frame == 0).all() and (photo.time_s == 0).all()
-    probabilities = faces[[f"p_{emotion}" for emotion in batch.EMOTIONS]].sum(axis=1)
+    probabilities = faces[[f"p_{emotion}" for emotion in EMOTIONS]].sum(axis=1)
     assert np.allclose(probabilities, 1.0, atol=1e-3)
     tracks = read_tracks(reference)
     assert len(tracks[tracks.file.str.endswith("clip_b.mp4")]) == 2  # one track per segment
