@@ -453,3 +453,11 @@ def test_ray_calls_group_photos_and_keep_video_segments_and_errors_alone() -> No
         ["k13", "k14"],
     ]
     assert [u for call in calls for u in call] == units  # every unit once, in order
+
+
+def test_ray_ships_the_whole_fer_core_package_to_its_workers() -> None:
+    import fer_core
+
+    # A Ray worker on another machine imports fer_core from what runtime_env uploads: the package folder
+    # itself, not the batch subpackage (a worker on this machine would find fer_core on disk anyway).
+    assert batch.ray_runtime_env() == {"py_modules": [str(Path(fer_core.__file__).resolve().parent)]}
