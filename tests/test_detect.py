@@ -5,6 +5,7 @@ the presets are the single definition everyone uses, and alignment turns a tilte
 from __future__ import annotations
 
 import shutil
+import sys
 import threading
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 from photo_samples import detectable_faces, fer_faces, group_photo, is_the_face, textured_background, upscale
 
 from fer_core import detect
+from fer_core import yunet as yunet_module
 from fer_core.align import eye_angle, face_crop
 from fer_core.detect import (
     FRONTAL_CASCADE,
@@ -35,6 +37,7 @@ from fer_core.detect import (
 )
 from fer_core.errors import ModelLoadError
 from fer_core.preprocess import to_gray
+from fer_core.yunet import YuNetNetwork
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +86,7 @@ def test_check_detector_says_why_a_detector_cannot_be_made_without_making_one(
     check_detector(VIDEO_PRESET)
     check_detector(PHOTO_PRESET.with_options(detector="haar"))
     made: list[object] = []
-    monkeypatch.setattr(cv2, "FaceDetectorYN", made.append)  # nothing may be built
+    monkeypatch.setattr(yunet_module, "YuNetNetwork", made.append)  # nothing may be built
     check_detector(PHOTO_PRESET)
     assert made == []
     monkeypatch.setattr(detect, "YUNET_PATH", tmp_path / YUNET_PATH.name)
@@ -92,6 +95,56 @@ def test_check_detector_says_why_a_detector_cannot_be_made_without_making_one(
     monkeypatch.delattr(cv2, "data")
     with pytest.raises(ModelLoadError, match="no Haar cascades"):
         check_detector(VIDEO_PRESET.with_options(detector="haar"))
+
+
+def test_without_onnxruntime_yunet_is_a_clear_model_load_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if it were not installed
+    with pytest.raises(ModelLoadError, match="needs onnxruntime"):
+        check_detector(PHOTO_PRESET)
+    with pytest.raises(ModelLoadError, match="needs onnxruntime"):
+        YuNetFaceDetector()
+    check_detector(PHOTO_PRESET.with_options(detector="haar"))  # Haar does not need it
+
+
+# --- the same faces as OpenCV's YuNet
+
+
+def opencv_yunet_rows(bgr_image: np.ndarray, score_threshold: float) -> np.ndarray:
+    """What cv2.FaceDetectorYN (OpenCV's own YuNet, the reference) finds, best score first."""
+    height, width = bgr_image.shape[:2]
+    reference = cv2.FaceDetectorYN.create(str(YUNET_PATH), "", (width, height), score_threshold, 0.3, 5000)
+    _, rows = reference.detect(bgr_image)
+    rows = np.zeros((0, 15), np.float32) if rows is None else rows
+    return rows[np.argsort(-rows[:, 14], kind="stable")]
+
+
+def assert_same_rows(ours: np.ndarray, reference: np.ndarray) -> None:
+    """The same faces (boxes, landmarks, scores) up to float rounding, in any order (ties in score)."""
+    assert ours.shape == reference.shape, (ours.shape, reference.shape)
+    differences = np.abs(ours[:, None, :] - reference[None, :, :]).max(axis=2)  # ours x reference
+    closest = differences.argmin(axis=0)
+    assert sorted(closest.tolist()) == list(range(len(ours)))  # one of ours for each of OpenCV's
+    assert differences[closest, np.arange(len(reference))].max() < 2e-3
+
+
+@pytest.mark.parametrize("size", [(480, 640), (371, 500), (240, 320), (161, 213)])
+def test_yunet_decodes_every_candidate_as_opencv_does(size: tuple[int, int]) -> None:
+    # A low threshold keeps dozens of candidate boxes on a textured image: every stride's decoding,
+    # the padding of sizes that are not multiples of 32 and the suppression are compared, box by box.
+    bgr_image = textured_background(*size, seed=5)
+    reference = opencv_yunet_rows(bgr_image, score_threshold=0.005)
+    assert len(reference) >= 10
+    ours = YuNetNetwork(YUNET_PATH).detect(bgr_image, score_threshold=0.005, nms_threshold=0.3)
+    assert_same_rows(ours, reference)
+
+
+@pytest.mark.fer2013
+@pytest.mark.parametrize("width", [640, 900, 455])
+def test_yunet_finds_the_faces_opencv_finds_to_a_thousandth_of_a_pixel(found_faces, width: int) -> None:
+    bgr_image, boxes = group_photo(found_faces[:3], size=width // 5, width=width)
+    reference = opencv_yunet_rows(bgr_image, score_threshold=0.6)
+    assert len(reference) >= len(boxes)
+    assert_same_rows(YuNetNetwork(YUNET_PATH).detect(bgr_image, score_threshold=0.6, nms_threshold=0.3), reference)
 
 
 def test_haar_detector_loads_both_cascades() -> None:

@@ -21,10 +21,12 @@ from photo_samples import (
     textured_background,
 )
 
+from fer_core import images
 from fer_core.errors import InvalidImageError
 from fer_core.images import (
     ACCEPTED_FORMATS,
     MAX_PIXELS,
+    decode_checked_image,
     decode_gray,
     decode_image,
     encode_png,
@@ -299,6 +301,38 @@ def test_a_jpeg_cut_short_decodes_grey_below_and_is_called_damaged(tmp_path: Pat
 )
 def test_sound_images_are_not_called_damaged(data: Any) -> None:
     assert image_damage(data()) is None
+
+
+SOUND_AND_DAMAGED = [
+    pytest.param(lambda: encode(textured_background(120, 160), ".jpg"), True, id="opencv"),
+    pytest.param(lambda: pil_bytes("RGB", (160, 120), (20, 90, 160), "JPEG"), True, id="pillow"),
+    pytest.param(lambda: pil_bytes("L", (160, 120), 90, "JPEG"), True, id="gray"),
+    pytest.param(lambda: pil_bytes("CMYK", (160, 120), (0, 120, 200, 10), "JPEG"), False, id="cmyk"),
+    pytest.param(lambda: jpeg_with_orientation(textured_background(60, 80), 6), False, id="exif-turned"),
+    pytest.param(lambda: jpeg_with_orientation(textured_background(60, 80), 1), True, id="exif-upright"),
+    pytest.param(lambda: jpeg_cut_short(textured_background(240, 320)), False, id="cut-short"),
+    pytest.param(lambda: encode(textured_background(120, 160), ".png"), False, id="png"),
+]
+
+
+@pytest.mark.parametrize(("data", "one_decode"), SOUND_AND_DAMAGED)
+def test_decoding_and_the_damage_check_in_one_give_what_the_two_give(
+    data: Any, one_decode: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = data()
+    expected = (decode_image(data), image_damage(data))
+    careful: list[bytes] = []
+    monkeypatch.setattr(images, "decode_image", lambda data: careful.append(data) or expected[0])
+    bgr_image, warning = decode_checked_image(data)
+    assert warning == expected[1]
+    np.testing.assert_array_equal(bgr_image, expected[0])  # the same pixels, to the last bit
+    assert (careful == []) == one_decode  # plain, sound JPEGs are decoded once; the rest take the careful path
+
+
+def test_a_plain_jpeg_over_the_pixel_cap_is_refused_from_its_header(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(images, "MAX_PIXELS", 100 * 100)
+    with pytest.raises(InvalidImageError, match="megapixels"):
+        decode_checked_image(encode(textured_background(120, 160), ".jpg"))
 
 
 def test_every_corrupted_photo_that_still_decodes_is_called_damaged() -> None:

@@ -28,7 +28,7 @@ from fer_core.draw import draw_predictions, face_caption, scale_predictions
 from fer_core.errors import InvalidImageError
 from fer_core.face_table import FaceRecord, records_to_csv
 from fer_core.file_types import IMAGE_SUFFIXES
-from fer_core.images import MAX_BYTES, MAX_PIXELS, decode_image, encode_png, image_damage, rescale
+from fer_core.images import MAX_BYTES, MAX_PIXELS, decode_checked_image, decode_image, encode_png, rescale
 from fer_core.inference import FacePrediction, Predictor
 
 # What the browser gets (the PNG download keeps the full resolution): no wider than st.image's widest
@@ -110,7 +110,7 @@ def analyse_photo(name: str, data: bytes, predictor: Predictor, *, tta: bool = F
     """Decode, find and classify every face; an unusable file gives a result with ``error`` set."""
     digest = hashlib.sha1(data).hexdigest()
     try:
-        bgr_image = decode_image(data)
+        bgr_image, damage = decode_checked_image(data)
     except InvalidImageError as error:
         return PhotoResult(name, digest, str(error))
     height, width = bgr_image.shape[:2]
@@ -119,7 +119,7 @@ def analyse_photo(name: str, data: bytes, predictor: Predictor, *, tta: bool = F
         display_bgr, display_scale = _display_copy(bgr_image)
     except cv2.error as error:  # a shape OpenCV cannot work with: this photo fails, the others go on
         return PhotoResult(name, digest, f"the image could not be processed ({width}x{height}): {error.err}")
-    return PhotoResult(name, digest, None, analysis, display_bgr, display_scale, image_damage(data))
+    return PhotoResult(name, digest, None, analysis, display_bgr, display_scale, damage)
 
 
 def process_uploads(
