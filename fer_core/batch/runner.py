@@ -24,6 +24,7 @@ from fer_core.batch.settings import (
     JOB_FILE,
     JOB_VERSION,
     PARTS_DIR,
+    RESULTS_WRITE_S,
     STOP_FILE,
     TRACKS_FILE,
     BatchError,
@@ -32,6 +33,7 @@ from fer_core.batch.settings import (
     load_model_files,
 )
 from fer_core.batch.tables import (
+    PART_FACES_SUFFIXES,
     _clear_parts,
     _face_schema,
     _files_schema,
@@ -39,6 +41,7 @@ from fer_core.batch.tables import (
     _write_json,
     _write_parquet,
     file_rows,
+    read_part_faces,
     read_parts,
     track_rows,
     write_part,
@@ -47,6 +50,8 @@ from fer_core.batch.worker import peak_rss_mb
 from fer_core.errors import FerError
 from fer_core.face_table import PHOTO, VIDEO
 from fer_core.files import is_temporary, replace_atomically
+
+FACES_ROW_GROUP = 20_000  # face rows per row group of faces.parquet (under 10 MB in memory while written)
 
 
 def analyze_batch(
@@ -239,7 +244,7 @@ class _Job:
             del done[key]
         # Parts not kept are removed, so the final tables hold only this job's current units.
         for key in set(parts) - set(done):
-            for suffix in (".json", ".parquet"):
+            for suffix in (".json", *PART_FACES_SUFFIXES):
                 (self.folder / PARTS_DIR / f"{key}{suffix}").unlink(missing_ok=True)
         message = f"resuming: {len({summary['path'] for summary in done.values()})} files already done"
         if changed_files:
@@ -266,7 +271,7 @@ class _Job:
         self.frames_run += result.summary["frames"] if result.unit.kind == VIDEO else 0
         self.photos_run += result.unit.kind == PHOTO
         self.worker_peak_rss_mb = max(self.worker_peak_rss_mb, result.worker_peak_rss_mb)
-        self._update(last_file=result.unit.file, force=True)
+        self._update(last_file=result.unit.file, every=RESULTS_WRITE_S)
 
     def _tally_all(self) -> None:
         """The counts of the finished units, from scratch (then :meth:`_tally` keeps them per result, so a
@@ -289,9 +294,12 @@ class _Job:
     def _counts(self) -> dict[str, int]:
         return {"files_total": len(self.files), "files_done": self.files_done, "files_errors": self.files_errors}
 
-    def _update(self, *, last_file: str | None, force: bool = False) -> None:
+    def _update(self, *, last_file: str | None, force: bool = False, every: float = HEARTBEAT_S) -> None:
+        """Bring job.json up to date (when ``force``d or ``every`` seconds have passed since it was last
+        written) and report progress (on a result, every time)."""
         now = time.time()
-        if not force and now - self.last_write < HEARTBEAT_S:
+        write = force or now - self.last_write >= every
+        if not write and last_file is None:
             return
         elapsed = now - self.started
         counts = self._counts()
@@ -310,10 +318,6 @@ class _Job:
             frames=self.frames_done,
             faces=self.faces_done,
             work={"total": self.work_todo, "done": self.work_run},
-            memory={
-                "job_peak_rss_mb": round(peak_rss_mb(), 1),
-                "worker_peak_rss_mb": round(self.worker_peak_rss_mb, 1),
-            },
             timings={
                 **self.job.get("timings", {}),
                 "elapsed_s": round(elapsed, 3),
@@ -322,8 +326,13 @@ class _Job:
                 "eta_s": None if eta is None or self.job.get("state") != "running" else round(eta, 1),
             },
         )
-        _write_json(self.folder / JOB_FILE, self.job)
-        self.last_write = now
+        if write:
+            self.job["memory"] = {
+                "job_peak_rss_mb": round(peak_rss_mb(), 1),
+                "worker_peak_rss_mb": round(self.worker_peak_rss_mb, 1),
+            }
+            _write_json(self.folder / JOB_FILE, self.job)
+            self.last_write = now
         if self.progress is not None:
             self.progress(
                 BatchProgress(
@@ -343,7 +352,8 @@ class _Job:
             )
 
     def _finish(self) -> None:
-        """faces.parquet (part by part: bounded memory), files.parquet, tracks.parquet, and the CSVs."""
+        """faces.parquet (parts gathered into row groups of up to FACES_ROW_GROUP rows: bounded memory, and
+        a file other tools read well), files.parquet, tracks.parquet, and the CSVs."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -352,10 +362,18 @@ class _Job:
 
         def write_faces(temporary: Path) -> None:
             with pq.ParquetWriter(temporary, schema) as writer:
+                gathered: list[pa.Table] = []
+                rows = 0
                 for summary in ordered:
-                    part = self.folder / PARTS_DIR / f"{summary['key']}.parquet"
-                    if part.is_file():
-                        writer.write_table(pq.read_table(part).cast(schema))
+                    part = read_part_faces(self.folder, summary["key"])
+                    if part is not None:
+                        gathered.append(part.cast(schema))
+                        rows += part.num_rows
+                    if rows >= FACES_ROW_GROUP:
+                        writer.write_table(pa.concat_tables(gathered))
+                        gathered, rows = [], 0
+                if gathered:
+                    writer.write_table(pa.concat_tables(gathered))
 
         replace_atomically(self.folder / FACES_FILE, write_faces)
         files = pa.Table.from_pylist(file_rows(ordered), schema=_files_schema())

