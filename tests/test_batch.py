@@ -310,6 +310,30 @@ def test_a_changed_file_is_redone_and_changed_settings_redo_everything(tmp_path:
 # --- refusals and bad input
 
 
+def test_a_job_resumed_from_parquet_parts_of_an_older_version_gives_the_same_faces(
+    mixed: Path, reference: Path, tmp_path: Path
+) -> None:
+    import pyarrow.ipc as ipc
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "job"
+
+    def stop_after_two(update: batch.BatchProgress) -> None:
+        if update.units_done >= 2:
+            (out / batch.STOP_FILE).touch()
+
+    analyze_batch([mixed], out, BatchSettings(segment_s=SEGMENT_S), workers=1, progress=stop_after_two)
+    assert read_job(out).state == "stopped"  # type: ignore[union-attr]
+    arrow_parts = sorted((out / batch.PARTS_DIR).glob("*.arrow"))
+    assert arrow_parts and not list((out / batch.PARTS_DIR).glob("*.parquet"))
+    for part in arrow_parts:  # as FER Studio wrote them before parts were Arrow IPC files
+        pq.write_table(ipc.open_file(part.read_bytes()).read_all(), part.with_suffix(".parquet"))
+        part.unlink()
+    resumed = analyze_batch([mixed], out, BatchSettings(segment_s=SEGMENT_S), workers=1)
+    assert resumed.files_skipped >= 1 and read_job(out).state == "finished"  # type: ignore[union-attr]
+    pd.testing.assert_frame_equal(sorted_faces(out), sorted_faces(reference))
+
+
 def test_a_model_that_cannot_load_fails_the_job_and_says_so_in_job_json(tmp_path: Path) -> None:
     from fer_core.errors import ModelLoadError
 
