@@ -364,8 +364,11 @@ def read_frames(
     info: VideoInfo | None = None,
     max_frames: int | None = None,
     report: DecodeReport | None = None,
+    threads: int | None = None,
 ) -> Iterator[tuple[float, npt.NDArray[np.uint8]]]:
     """``(time_s, bgr_frame)`` for each frame of a video file, up to ``max_seconds`` and ``max_frames``.
+    ``threads``: FFmpeg's decoding threads (default: a few, fewer for huge frames); a batch worker, one
+    of a pool as large as the cores, asks for one.
 
     Frames are turned upright as the clip's display matrix says (phone clips), and ``time_s`` is the
     frame's own timestamp (pts x time base) from the first frame, so a variable frame rate keeps its real
@@ -382,7 +385,8 @@ def read_frames(
         with av.open(str(file)) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
-            stream.codec_context.thread_count = max(1, min(CODEC_THREADS, DECODER_PIXELS // (info.width * info.height)))
+            most = CODEC_THREADS if threads is None else threads
+            stream.codec_context.thread_count = max(1, min(most, DECODER_PIXELS // (info.width * info.height)))
             # A damaged packet is an error to count, not a frame of the decoder's guesses to analyse.
             stream.codec_context.options = {"err_detect": "explode"}
             clock = _FrameClock(info, report)

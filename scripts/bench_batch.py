@@ -9,7 +9,11 @@ library's pipeline (fer_pipeline.py) on the same photos and clips, in one run.
 
 Each configuration runs as its own ``python -m fer_core batch`` process (a fresh job folder); photos/s and
 frames/s count from the job's start, start-up included, as a user sees it, and also without start-up
-(nor the ``ray.shutdown()`` of a Ray the job started: ``teardown_s`` in job.json).
+(nor the ``ray.shutdown()`` of a Ray the job started: ``teardown_s`` in job.json). Ray runs two ways:
+``ray``, each job starting a Ray of its own (as ``--engine ray`` alone does), and ``ray-cluster``, the
+jobs joining a one-node Ray started before them (``ray start --head``, ``--address auto``), as on a
+cluster that is already up: a Ray just started keeps starting its own processes for seconds after the
+actors are ready, which the first way counts against the job.
 `fer` runs one frame at a time in this process, as its ``detect_emotions`` does. Not a test: timings
 on a shared machine are noisy; compare ratios.
 
@@ -21,11 +25,13 @@ on a shared machine are noisy; compare ratios.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +55,8 @@ import json, sys, time
 from fer_core.batch import analyze_batch, read_job, BatchSettings
 started = time.perf_counter()
 settings = BatchSettings(model=sys.argv[5] or None, every=int(sys.argv[6]))
-summary = analyze_batch([sys.argv[1]], sys.argv[2], settings, workers=int(sys.argv[3]), engine=sys.argv[4])
+summary = analyze_batch([sys.argv[1]], sys.argv[2], settings, workers=int(sys.argv[3]), engine=sys.argv[4],
+                        address=sys.argv[7] or None)
 elapsed = time.perf_counter() - started
 job = read_job(sys.argv[2])
 rss_mb = max(job.job_peak_rss_mb, job.worker_peak_rss_mb)  # each worker reports its own (job.json: memory)
@@ -101,13 +108,32 @@ def memory_over_length(folder: Path, fer2013: Path, minutes: float, model: str) 
 
 
 def run_job(inputs: Path, out: Path, workers: int, engine: str, model: str, every: int = 1) -> dict[str, float]:
+    """One job in its own process; engine "ray-cluster" joins the Ray started by :func:`ray_cluster`."""
+    address = "auto" if engine == "ray-cluster" else ""
+    engine = "ray" if engine == "ray-cluster" else engine
     result = subprocess.run(
-        [sys.executable, "-c", JOB_SCRIPT, str(inputs), str(out), str(workers), engine, model, str(every)],
+        [sys.executable, "-c", JOB_SCRIPT, str(inputs), str(out), str(workers), engine, model, str(every), address],
         cwd=PROJECT_ROOT, capture_output=True, text=True, check=False,
     )  # fmt: skip
     if result.returncode != 0:
         raise SystemExit(f"{engine} x{workers} failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@contextlib.contextmanager
+def ray_cluster(cpus: int) -> Iterator[float]:
+    """A one-node Ray cluster (``ray start --head``) for the jobs to join, as on a cluster that is already
+    up; yields the seconds ``ray start`` took."""
+    ray_command = str(Path(sys.executable).parent / "ray")
+    started = time.perf_counter()
+    subprocess.run(
+        [ray_command, "start", "--head", f"--num-cpus={cpus}", "--include-dashboard=false", "--disable-usage-stats"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    try:
+        yield time.perf_counter() - started
+    finally:
+        subprocess.run([ray_command, "stop", "--force"], capture_output=True, check=False)
 
 
 def fer_rates(fer: FerPipeline, photo_dir: Path, clip_dir: Path) -> tuple[float, float]:
@@ -129,7 +155,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--photos", type=int, default=100)
     parser.add_argument("--clip-seconds", type=float, default=20.0, help="length of each of the two clips")
-    parser.add_argument("--engines", default="local,ray")
+    parser.add_argument(
+        "--engines",
+        default="local,ray,ray-cluster",
+        help="local; ray (each job starts a Ray of its own); ray-cluster (the jobs join one started before them)",
+    )
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--model", default="", help="a model file or run folder (default: promoted, else shipped)")
     parser.add_argument("--fer-dir", type=Path, default=DEFAULT_FER_DIR)
@@ -162,11 +192,14 @@ def main() -> None:
         folder = Path(temporary)
         photo_dir, clip_dir = make_inputs(folder, fer2013, args.photos, args.clip_seconds)
         for engine in args.engines.split(","):
-            for workers in map(int, args.workers.split(",")):
-                photos = run_job(photo_dir, folder / f"{engine}{workers}-photos", workers, engine, args.model)
-                video = run_job(clip_dir, folder / f"{engine}{workers}-clips", workers, engine, args.model)
-                rows.append((engine, workers, photos, video))
-                print(f"done: {engine} x{workers}", file=sys.stderr, flush=True)
+            with ray_cluster(2) if engine == "ray-cluster" else contextlib.nullcontext(0.0) as cluster_start_s:
+                if cluster_start_s:
+                    print(f"ray start --head: {cluster_start_s:.1f} s", file=sys.stderr, flush=True)
+                for workers in map(int, args.workers.split(",")):
+                    photos = run_job(photo_dir, folder / f"{engine}{workers}-photos", workers, engine, args.model)
+                    video = run_job(clip_dir, folder / f"{engine}{workers}-clips", workers, engine, args.model)
+                    rows.append((engine, workers, photos, video))
+                    print(f"done: {engine} x{workers}", file=sys.stderr, flush=True)
         fer_photo_rate, fer_frame_rate = fer_rates(fer, photo_dir, clip_dir)
     print(f"\n{args.photos} photos, 2 clips of {args.clip_seconds:g} s at {CLIP_FPS:g} fps (640x480)\n")
     print(

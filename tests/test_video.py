@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -236,6 +237,23 @@ def test_an_odd_sized_clip_is_padded_to_even_for_h264(tmp_path: Path) -> None:
 def test_max_seconds_stops_early(tmp_path: Path) -> None:
     clip = write_clip(tmp_path / "clip.mp4", frames=24, fps=12.0)
     assert len(list(read_frames(clip, max_seconds=1.0))) == 12
+
+
+@pytest.mark.parametrize("threads", [None, 1])
+def test_the_decoder_uses_the_threads_asked_for_and_gives_the_same_frames(
+    tmp_path: Path, threads: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clip = write_clip(tmp_path / "clip.mp4", frames=12)
+    expected = [frame for _, frame in read_frames(clip)]
+    opened: list[av.container.InputContainer] = []
+    real_open = av.open
+    monkeypatch.setattr(av, "open", lambda *args, **kwargs: opened.append(real_open(*args, **kwargs)) or opened[-1])
+    frames = read_frames(clip, threads=threads)
+    first = next(frames)[1]
+    thread_count = opened[-1].streams.video[0].codec_context.thread_count  # the decoding one (a probe came first)
+    assert thread_count == (1 if threads == 1 else min(4, os.cpu_count() or 1))
+    got = [first, *(frame for _, frame in frames)]
+    assert len(got) == len(expected) and all(np.array_equal(a, b) for a, b in zip(got, expected, strict=True))
 
 
 @pytest.mark.parametrize(
