@@ -67,6 +67,20 @@ def test_the_newest_queued_frame_is_analysed_and_the_others_counted_as_dropped()
     assert asyncio.run(live.queued_frames_callback([])) == []
 
 
+def test_frames_go_back_as_yuv420p_the_encoders_take_as_they_are() -> None:
+    live = session(mirror=False)
+    camera_frame = video_frame(square_frame()).reformat(format="yuv420p")  # as a browser's camera sends them
+    expected = live.process(camera_frame.to_ndarray(format="bgr24"))  # what the frame path annotates
+    live = session(mirror=False)
+    returned = live.video_frame_callback(camera_frame)
+    assert returned.format.name == "yuv420p" and (returned.width, returned.height) == (FRAME_WIDTH, FRAME_HEIGHT)
+    # exactly the picture the VP8 encoder made from a BGR frame before (its own reformat per frame)
+    encoders_own = av.VideoFrame.from_ndarray(expected, format="bgr24").reformat(format="yuv420p")
+    assert np.array_equal(returned.to_ndarray(), encoders_own.to_ndarray())
+    busy = live.busy_frame(camera_frame)
+    assert busy.format.name == "yuv420p" and live.snapshot().error is None
+
+
 def test_an_annotated_frame_comes_back_with_the_speed_drawn_and_the_face_recorded() -> None:
     live = session(mirror=False)
     bgr_frame = square_frame()

@@ -34,6 +34,7 @@ from fer_core.video import (
     frame_durations,
     probe_video,
     read_frames,
+    read_indexed_frames,
     records_to_json,
     summarize,
 )
@@ -237,6 +238,32 @@ def test_an_odd_sized_clip_is_padded_to_even_for_h264(tmp_path: Path) -> None:
 def test_max_seconds_stops_early(tmp_path: Path) -> None:
     clip = write_clip(tmp_path / "clip.mp4", frames=24, fps=12.0)
     assert len(list(read_frames(clip, max_seconds=1.0))) == 12
+
+
+def test_frames_not_kept_are_decoded_but_never_converted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import av.video.reformatter
+
+    clip = write_clip(tmp_path / "clip.mp4", frames=12, fps=12.0)
+    every = list(read_frames(clip))
+    conversions: list[str] = []
+
+    real_converter = av.video.reformatter.VideoReformatter
+
+    class CountingConverter:  # PyAV's converter cannot be subclassed: this one wraps it
+        def __init__(self) -> None:
+            self._converter = real_converter()
+
+        def reformat(self, frame: av.VideoFrame, **options: object) -> av.VideoFrame:
+            conversions.append(str(options.get("format")))
+            return self._converter.reformat(frame, **options)
+
+    monkeypatch.setattr(av.video.reformatter, "VideoReformatter", CountingConverter)
+    report = DecodeReport()
+    kept = list(read_indexed_frames(clip, keep=lambda index, time_s: index % 4 == 1, report=report))
+    assert [index for index, _, _ in kept] == [1, 5, 9] and report.frames == 12  # all decoded, three converted
+    assert conversions == ["bgr24"] * 3
+    for index, time_s, frame in kept:  # the same times and pixels as reading every frame
+        assert time_s == every[index][0] and np.array_equal(frame, every[index][1])
 
 
 @pytest.mark.parametrize("threads", [None, 1])

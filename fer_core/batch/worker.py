@@ -112,7 +112,14 @@ class BatchWorker:
         return records
 
     def _video(self, unit: Unit, summary: dict[str, Any]) -> list[FaceRecord]:
-        from fer_core.video import DecodeReport, VideoAnalyzer, VideoSettings, probe_video, read_frames, summarize
+        from fer_core.video import (
+            DecodeReport,
+            VideoAnalyzer,
+            VideoSettings,
+            probe_video,
+            read_indexed_frames,
+            summarize,
+        )
 
         info = probe_video(unit.path)
         summary.update(width=info.width, height=info.height, fps=info.fps, duration_s=info.duration_s)
@@ -130,11 +137,15 @@ class BatchWorker:
         records: list[FaceRecord] = []
         frames = 0
         report = DecodeReport()
-        # one decoding thread, as one OpenCV thread: the workers are the parallelism (as many as the cores)
-        frames_read = read_frames(unit.path, max_seconds=unit.end_s, info=info, report=report, threads=1)
-        for index, (time_s, bgr_frame) in enumerate(frames_read):
-            if time_s < unit.start_s or not sampler.take(index, time_s):
-                continue
+        frames_read = read_indexed_frames(
+            unit.path,
+            keep=lambda index, time_s: time_s >= unit.start_s and sampler.take(index, time_s),
+            max_seconds=unit.end_s,
+            info=info,
+            report=report,
+            threads=1,  # one decoding thread, as one OpenCV thread: the workers are the parallelism
+        )
+        for index, time_s, bgr_frame in frames_read:
             result = analyzer.analyze(bgr_frame, time_s, index)
             frames += 1
             records.extend(record._replace(file=unit.file, kind=VIDEO) for record in result.records)
