@@ -124,8 +124,7 @@ def write_part(out_dir: Path, result: UnitResult) -> None:
 
     parts = out_dir / PARTS_DIR
     parts.mkdir(parents=True, exist_ok=True)
-    for suffix in PART_FACES_SUFFIXES:
-        (parts / f"{result.unit.key}{suffix}").unlink(missing_ok=True)
+    faces_path, older_path = (parts / f"{result.unit.key}{suffix}" for suffix in PART_FACES_SUFFIXES)
     faces = result.faces
     if faces is not None:
 
@@ -133,7 +132,10 @@ def write_part(out_dir: Path, result: UnitResult) -> None:
             with pa.OSFile(str(temporary), "wb") as sink, ipc.new_file(sink, faces.schema) as writer:
                 writer.write_table(faces)
 
-        replace_atomically(parts / f"{result.unit.key}{PART_FACES_SUFFIXES[0]}", write_faces)
+        replace_atomically(faces_path, write_faces)
+    else:
+        faces_path.unlink(missing_ok=True)
+    older_path.unlink(missing_ok=True)  # an older version's rows of this unit, now replaced
     _write_json(parts / f"{result.unit.key}.json", result.summary)
 
 
