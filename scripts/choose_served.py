@@ -36,9 +36,13 @@ def main() -> int:
     from fer_core.data import load_dataset
     from training.export import as_float32
     from training.model_files import load_keras_model
-    from training.served_choice import evaluate_candidates, export_choice, trunks_of
+    from training.served_choice import evaluate_candidates, export_choice, other_validation_splits, trunks_of
     from training.splits import split_for_training
 
+    problems = other_validation_splits(args.models, args.seed, args.val_fraction)
+    if problems:
+        print("refused: " + "; ".join(problems), file=sys.stderr)
+        return 2
     _, val = split_for_training(load_dataset(args.data), args.val_fraction, args.seed)
     trunks: dict[str, object] = {}
     for path in args.models:

@@ -163,3 +163,38 @@ def test_a_run_serves_its_int8_copy_or_float32_when_the_check_refuses(tmp_path, 
     calls.clear()
     assert finish.export_served_as(tmp_path / "model.keras", None, "float32") == 0.9
     assert calls == ["float32"]  # float32 asked for: no int8 attempt
+
+
+def test_a_served_choice_refuses_trunks_validated_on_another_split(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    from conftest import PROJECT_ROOT
+
+    from training.config import TrainConfig
+    from training.records import RunConfig
+    from training.served_choice import other_validation_splits
+
+    paths = []
+    for name, seed in (("same", 42), ("other", 11)):
+        run = tmp_path / name
+        run.mkdir()
+        (run / "config.json").write_text(json.dumps(RunConfig(TrainConfig(seed=seed)).to_json()))
+        paths.append(run / "model.keras")
+    loose = tmp_path / "shipped.keras"  # outside a run folder: taken as it is
+    assert other_validation_splits([paths[0], loose], 42, 0.1) == []
+    [problem] = other_validation_splits(paths, 42, 0.1)
+    assert problem.startswith(str(paths[1])) and "seed 11" in problem and "trained on faces" in problem
+    assert other_validation_splits(paths, 11, 0.1)[0].startswith(str(paths[0]))
+    command = [
+        sys.executable,
+        "scripts/choose_served.py",
+        *map(str, paths),
+        "--data",
+        "demo",
+        "--out",
+        str(tmp_path / "o"),
+    ]
+    result = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 2 and "another validation split (seed 11" in result.stderr
+    assert not (tmp_path / "o").exists()  # refused before anything was evaluated or written

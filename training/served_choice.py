@@ -49,6 +49,33 @@ class ServedCandidate:
         return {**asdict(self), "name": self.name}
 
 
+def other_validation_splits(paths: Sequence[Path], seed: int, val_fraction: float) -> list[str]:
+    """Why each model that comes from a run folder cannot be judged on the validation faces of ``seed`` and
+    ``val_fraction``: its run carved another validation split (the trainer's ``--seed`` chooses the split
+    as well as the initial weights), so some of those faces were its training faces and its validation
+    accuracy there would be inflated. Models outside run folders are taken as they are."""
+    from fer_core.records import RecordError
+    from fer_core.run_layout import is_run_folder
+    from training.runs import Run
+
+    problems = []
+    for path in paths:
+        if not is_run_folder(path.parent):
+            continue
+        try:
+            settings = Run(path.parent).config().settings
+        except RecordError as error:
+            problems.append(f"{path}: cannot tell which faces it was validated on ({error})")
+            continue
+        if (settings.seed, settings.val_fraction) != (seed, val_fraction):
+            problems.append(
+                f"{path}: its run held out another validation split (seed {settings.seed}, share "
+                f"{settings.val_fraction:g}; here seed {seed}, share {val_fraction:g}), so it was trained on "
+                "faces this choice validates on"
+            )
+    return problems
+
+
 def trunks_of(model: Any) -> list[Any]:
     """The trunks inside a served views model (:func:`training.views.with_views`), or the model itself
     when it has none (a plain 48x48 model)."""
