@@ -176,13 +176,16 @@ def test_a_served_choice_refuses_trunks_validated_on_another_split(tmp_path) -> 
     from training.served_choice import other_validation_splits
 
     paths = []
-    for name, seed in (("same", 42), ("other", 11)):
+    for name, settings in (("same", TrainConfig(seed=42)), ("other", TrainConfig(seed=11))):
         run = tmp_path / name
         run.mkdir()
-        (run / "config.json").write_text(json.dumps(RunConfig(TrainConfig(seed=seed)).to_json()))
+        (run / "config.json").write_text(json.dumps(RunConfig(settings).to_json()))
         paths.append(run / "model.keras")
+    held = tmp_path / "held"  # another seed, the same split
+    held.mkdir()
+    (held / "config.json").write_text(json.dumps(RunConfig(TrainConfig(seed=11, split_seed=42)).to_json()))
     loose = tmp_path / "shipped.keras"  # outside a run folder: taken as it is
-    assert other_validation_splits([paths[0], loose], 42, 0.1) == []
+    assert other_validation_splits([paths[0], held / "model.keras", loose], 42, 0.1) == []
     [problem] = other_validation_splits(paths, 42, 0.1)
     assert problem.startswith(str(paths[1])) and "seed 11" in problem and "trained on faces" in problem
     assert other_validation_splits(paths, 11, 0.1)[0].startswith(str(paths[0]))

@@ -84,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     average.add_argument(
         "--seed",
         type=setting_type("seed"),
-        help="as in training: the same validation faces (default: the inputs' runs' own, else 42)",
+        help="the seed of the validation split, as in training (--split-seed, else --seed): the same validation "
+        "faces (default: the inputs' runs' own, else 42)",
     )
     average.add_argument("--json", action="store_true", help="print one JSON object to stdout")
 
@@ -105,7 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="as in training (default: the run's own, else the training default)",
     )
     export.add_argument(
-        "--seed", type=setting_type("seed"), help="as in training (default: the run's own, else the training default)"
+        "--seed",
+        type=setting_type("seed"),
+        help="the seed of the validation split, as in training (--split-seed, else --seed; default: the run's own, "
+        "else the training default)",
     )
     export.add_argument(
         "--quantize",
@@ -135,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-SETTING_PARSERS = {"int": int, "float": float, "float | None": float, "str": str}
+SETTING_PARSERS = {"int": int, "int | None": int, "float": float, "float | None": float, "str": str}
 
 
 def setting_type(name: str) -> Callable[[str], Any]:
@@ -159,7 +163,13 @@ def setting_type(name: str) -> Callable[[str], Any]:
     return parse
 
 
-_KIND_WORDS = {"int": "an integer", "float": "a number", "float | None": "a number", "str": "text"}
+_KIND_WORDS = {
+    "int": "an integer",
+    "int | None": "an integer",
+    "float": "a number",
+    "float | None": "a number",
+    "str": "text",
+}
 
 
 def add_setting_flags(parser: argparse.ArgumentParser) -> None:
@@ -187,7 +197,7 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
             dest=name,
             type=str if choices else setting_type(name),
             choices=choices,
-            metavar=None if choices else {"int": "N", "str": "TEXT"}.get(kind_of(name), "X"),
+            metavar=None if choices else {"int": "N", "int | None": "N", "str": "TEXT"}.get(kind_of(name), "X"),
             help=help_text,
         )
 
@@ -492,7 +502,7 @@ def cmd_average(args: argparse.Namespace) -> int:
         "val_accuracy": accuracy_on(combined, val),
         "recalibrated_on": len(train) if args.recalibrate else 0,
         "val_faces": len(val),
-        "seed": split.seed,
+        "seed": split.validation_seed,
         "val_fraction": split.val_fraction,
         "served": str(lite_path(args.output)),
         "temperature": temperature,
@@ -525,15 +535,15 @@ def _validation_split(paths: list[Path], *, seed: int | None, val_fraction: floa
             settings = Run(path.parent).config().settings
         except RecordError as error:
             raise ValueError(f"cannot tell which faces {path} was validated on: {error}") from None
-        used.add((settings.seed, settings.val_fraction))
+        used.add((settings.validation_seed, settings.val_fraction))
     if len(used) > 1 and (seed is None or val_fraction is None):
         raise ValueError(
-            f"the models were trained with different validation splits (seed, share: {sorted(used)}); "
+            f"the models were trained with different validation splits (split seed, share: {sorted(used)}); "
             "pass --seed and --val-fraction"
         )
     run_seed, run_fraction = used.pop() if used else (None, None)
     chosen = {
-        "seed": seed if seed is not None else run_seed,
+        "split_seed": seed if seed is not None else run_seed,
         "val_fraction": val_fraction if val_fraction is not None else run_fraction,
     }
     return config_from_mapping({key: value for key, value in chosen.items() if value is not None})
@@ -546,7 +556,7 @@ def _checked_split(data: str, split: TrainConfig) -> tuple[FaceDataset, FaceData
     from fer_core.datasets import resolve_dataset
     from training.splits import check_training_split, split_for_training
 
-    train, val = split_for_training(resolve_dataset(data), split.val_fraction, split.seed)
+    train, val = split_for_training(resolve_dataset(data), split.val_fraction, split.validation_seed)
     try:
         check_training_split(train, val)
     except DatasetError as error:

@@ -122,7 +122,24 @@ class TrainConfig:
         step=0.05,
         advanced=True,
     )
-    seed: int = _option(42, "random seed", label="Seed", minimum=0, maximum=2**32 - 1, advanced=True)
+    seed: int = _option(
+        42,
+        "random seed of the initial weights, the augmentation and, unless --split-seed is given, the validation split",
+        label="Seed",
+        minimum=0,
+        maximum=2**32 - 1,
+        advanced=True,
+    )
+    split_seed: int | None = _option(  # None: the seed (how every run before this setting carved its split)
+        None,
+        "random seed of the validation split alone: keep it while --seed varies, and models of several seeds "
+        "can be compared, averaged or chosen on the same validation faces",
+        label="Split seed",
+        minimum=0,
+        maximum=2**32 - 1,
+        advanced=True,
+        default_text="--seed",
+    )
     runs_dir: str = _option("", "folder that holds the runs", flag="--run-dir", default_text="runs/ in the project")
     strategy: str = _option(
         "default",
@@ -236,6 +253,11 @@ class TrainConfig:
         return self.lr if self.lr is not None else ARCH_LEARNING_RATES.get(self.arch, 1e-3)
 
     @property
+    def validation_seed(self) -> int:
+        """The seed the validation split is carved with."""
+        return self.split_seed if self.split_seed is not None else self.seed
+
+    @property
     def runs_path(self) -> Path:
         return Path(self.runs_dir) if self.runs_dir else default_runs_dir()
 
@@ -250,6 +272,7 @@ _KINDS = {  # the annotation, as written above -> the words an error uses
     "int": "an integer",
     "float": "a number",
     "float | None": "a number",
+    "int | None": "an integer",
     "bool": "true or false",
     "str": "text",
 }
@@ -262,7 +285,7 @@ def option(name: str) -> Option:
 
 
 def kind_of(name: str) -> str:
-    """``"int"``, ``"float"``, ``"float | None"``, ``"bool"`` or ``"str"``: the setting's type."""
+    """``"int"``, ``"float"``, ``"int | None"``, ``"float | None"``, ``"bool"`` or ``"str"``: the setting's type."""
     return str(FIELDS[name].type)
 
 
@@ -270,7 +293,7 @@ def checked_value(name: str, value: Any) -> Any:
     """``value`` if it suits setting ``name`` (an integer number for a float is made a float), else
     :class:`ConfigError` naming the setting, what it expects and what it got."""
     kind = kind_of(name)
-    if value is None and kind == "float | None":
+    if value is None and kind.endswith(" | None"):
         return None
     if kind == "bool":
         if not isinstance(value, bool):
@@ -283,9 +306,13 @@ def checked_value(name: str, value: Any) -> Any:
         if allowed and value not in allowed:
             raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
         return value
-    if isinstance(value, bool) or not isinstance(value, int | float) or (kind == "int" and isinstance(value, float)):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or (kind.startswith("int") and isinstance(value, float))
+    ):
         raise ConfigError(f"{name} must be {_KINDS[kind]}, got {describe(value)}")
-    number = value if kind == "int" else float(value)
+    number = value if kind.startswith("int") else float(value)
     declared = option(name)
     if declared.bounded and not (declared.minimum <= number <= declared.maximum):  # type: ignore[operator]
         shown = f"{number} (not a finite number)" if not math.isfinite(number) else f"{number:g}"

@@ -51,8 +51,8 @@ class ServedCandidate:
 
 def other_validation_splits(paths: Sequence[Path], seed: int, val_fraction: float) -> list[str]:
     """Why each model that comes from a run folder cannot be judged on the validation faces of ``seed`` and
-    ``val_fraction``: its run carved another validation split (the trainer's ``--seed`` chooses the split
-    as well as the initial weights), so some of those faces were its training faces and its validation
+    ``val_fraction``: its run carved another validation split (its ``--split-seed``, or its ``--seed`` when
+    it had none), so some of those faces were its training faces and its validation
     accuracy there would be inflated. Models outside run folders are taken as they are."""
     from fer_core.records import RecordError
     from fer_core.run_layout import is_run_folder
@@ -67,9 +67,9 @@ def other_validation_splits(paths: Sequence[Path], seed: int, val_fraction: floa
         except RecordError as error:
             problems.append(f"{path}: cannot tell which faces it was validated on ({error})")
             continue
-        if (settings.seed, settings.val_fraction) != (seed, val_fraction):
+        if (settings.validation_seed, settings.val_fraction) != (seed, val_fraction):
             problems.append(
-                f"{path}: its run held out another validation split (seed {settings.seed}, share "
+                f"{path}: its run held out another validation split (seed {settings.validation_seed}, share "
                 f"{settings.val_fraction:g}; here seed {seed}, share {val_fraction:g}), so it was trained on "
                 "faces this choice validates on"
             )

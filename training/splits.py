@@ -73,6 +73,6 @@ def check_training_labels(train_labels: npt.NDArray[np.int64], val_size: int) ->
 def load_training_data(config: TrainConfig) -> TrainingData:
     """The run's faces, split into train and validation, and checked: before a training starts."""
     dataset = resolve_dataset(config.data)
-    train_set, val_set = split_for_training(dataset, config.val_fraction, config.seed)
+    train_set, val_set = split_for_training(dataset, config.val_fraction, config.validation_seed)
     check_training_split(train_set, val_set)
     return TrainingData(dataset, train_set, val_set)

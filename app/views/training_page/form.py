@@ -222,13 +222,15 @@ def setting_ui(name: str, container: Any = st) -> Any:
             f" Leave it empty (auto) for {arch}'s own default, {ARCH_LEARNING_RATES.get(arch, 1e-3):g}; "
             "type a value to override it."
         )
+    if kind == "int | None":  # split_seed, the one such setting: empty means the seed's value
+        help_text += " Leave it empty to use Seed's value."
     if kind == "bool":
         return container.toggle(declared.label, key=key, help=help_text)
     if declared.allowed():
         return container.selectbox(declared.label, declared.allowed(), key=key, help=help_text)
     if kind == "str":
         return container.text_input(declared.label, key=key, help=help_text, placeholder=declared.default_text or None)
-    if kind == "int":
+    if kind in ("int", "int | None"):
         return container.number_input(
             declared.label,
             min_value=int(declared.minimum or 0),
@@ -236,6 +238,7 @@ def setting_ui(name: str, container: Any = st) -> Any:
             step=int(declared.step or 1),
             key=key,
             help=help_text,
+            placeholder="as Seed" if kind == "int | None" else None,
         )
     return container.number_input(
         declared.label,
