@@ -334,6 +334,31 @@ def test_a_job_resumed_from_parquet_parts_of_an_older_version_gives_the_same_fac
     pd.testing.assert_frame_equal(sorted_faces(out), sorted_faces(reference))
 
 
+def test_a_file_that_kills_its_worker_is_an_error_row_and_the_units_beside_it_are_analysed(
+    mixed: Path, tmp_path: Path
+) -> None:
+    from batch_crash import crash_on_marked_files
+
+    from fer_core.batch.engines import RETRYABLE, _run_local
+    from fer_core.batch.inputs import plan_units
+    from fer_core.batch.settings import load_model_files
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for index in range(9):  # in the same calls as the crash, or in flight beside it
+        (folder / f"photo{index}.jpg").write_bytes((mixed / f"photo{index % 3}.jpg").read_bytes())
+    (folder / "crash.jpg").write_bytes((mixed / "photo0.jpg").read_bytes())
+    settings = BatchSettings()
+    units = plan_units(collect_inputs([folder]), settings)
+    results: list[batch.UnitResult] = []
+    _run_local(units, load_model_files(settings), settings, 2, results.append, lambda: False, crash_on_marked_files)
+    by_name = {Path(result.unit.path).name: result for result in results}
+    assert len(results) == len(by_name) == 10  # every unit once
+    crash = by_name.pop("crash.jpg").summary
+    assert (crash["status"], crash["error"], crash["retry"]) == ("error", RETRYABLE, True)
+    assert all(result.summary["status"] == "ok" and result.summary["faces"] == 2 for result in by_name.values())
+
+
 def test_a_model_that_cannot_load_fails_the_job_and_says_so_in_job_json(tmp_path: Path) -> None:
     from fer_core.errors import ModelLoadError
 
@@ -461,13 +486,13 @@ def test_memory_stays_flat_on_a_long_clip(tmp_path: Path) -> None:
     assert peaks["long"] < peaks["short"] + 40, peaks  # frames are streamed; a segment's rows are small
 
 
-def test_ray_calls_group_photos_and_keep_video_segments_and_errors_alone() -> None:
+def test_group_calls_group_photos_and_keep_video_segments_and_errors_alone() -> None:
     def unit(index: int, kind: str) -> batch.Unit:
         return batch.Unit(f"k{index}", f"f{index}", f"/p{index}", kind, 0, 1, 0.0, None, 1, 1, 1.0)
 
     kinds = ["photo"] * 10 + ["video", "photo", "error", "photo", "photo"]
     units = [unit(index, kind) for index, kind in enumerate(kinds)]
-    calls = batch.ray_calls(units, photos_per_call=8)
+    calls = batch.group_calls(units, photos_per_call=8)
     assert [[u.key for u in call] for call in calls] == [
         [f"k{index}" for index in range(8)],
         ["k8", "k9"],

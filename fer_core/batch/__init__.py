@@ -75,7 +75,7 @@ the units in flight: every file is written to a temporary name and renamed into 
 
 from __future__ import annotations
 
-from fer_core.batch.engines import ray_calls, ray_runtime_env
+from fer_core.batch.engines import group_calls, ray_runtime_env
 from fer_core.batch.inputs import Unit, collect_inputs
 from fer_core.batch.job import (
     BatchProgress,
@@ -119,8 +119,8 @@ __all__ = [
     "analyze_batch",
     "batch_command",
     "collect_inputs",
+    "group_calls",
     "is_job_running",
-    "ray_calls",
     "ray_runtime_env",
     "read_faces",
     "read_files",

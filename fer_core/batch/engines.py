@@ -7,13 +7,22 @@ import os
 import signal
 import threading
 import time
-from collections import Counter
+from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from fer_core.batch.inputs import Unit, UnitResult
-from fer_core.batch.settings import ERROR, RAY_MISSING, RAY_PHOTOS_PER_CALL, BatchError, BatchSettings, ModelFiles
+from fer_core.batch.settings import (
+    CALLS_PER_WORKER,
+    ERROR,
+    LOCAL_PHOTOS_PER_CALL,
+    RAY_MISSING,
+    RAY_PHOTOS_PER_CALL,
+    BatchError,
+    BatchSettings,
+    ModelFiles,
+)
 from fer_core.batch.worker import BatchWorker, _summary
 from fer_core.face_table import PHOTO
 
@@ -50,10 +59,10 @@ def _die_with_job(job_pid: int) -> None:
     threading.Thread(target=watch, name="fer-batch-watch-job", daemon=True).start()
 
 
-def _run_local_unit(unit: Unit) -> UnitResult:
+def _run_local_call(units: list[Unit]) -> list[UnitResult]:
     if _WORKER is None:  # pragma: no cover - the initializer always runs first
         raise RuntimeError("the worker was not initialised")
-    return _WORKER.run(unit)
+    return [_WORKER.run(unit) for unit in units]
 
 
 def _run_local(
@@ -63,55 +72,72 @@ def _run_local(
     workers: int,
     on_result: Callable[[UnitResult], None],
     should_stop: Callable[[], bool],
+    run_call: Callable[[list[Unit]], list[UnitResult]] = _run_local_call,
 ) -> float:
+    """The units on a pool of ``workers`` processes: photos ``LOCAL_PHOTOS_PER_CALL`` a call, at most
+    ``CALLS_PER_WORKER`` calls in flight per worker (so the job's process waits on a few futures, not on
+    one per unit of the batch). A worker that dies (a crash in a decoder, the kernel's OOM killer) breaks
+    the pool: the units that were in flight are then run again one at a time on a pool of one, and a unit
+    that kills its worker there too becomes an error row; the others go on as before. ``run_call`` is what
+    a worker runs (tests pass one that crashes)."""
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
     started = time.perf_counter()
     startup = 0.0
-    crashes: Counter[str] = Counter()
-    remaining = list(units)
+    queue = deque(group_calls(units, LOCAL_PHOTOS_PER_CALL))
+    suspects: list[Unit] = []  # in flight when a worker died: run again alone
     # forkserver: workers forked from a clean, single-threaded server, never from this process, whose
     # threads (OpenCV's pool, FFmpeg's decoders, a caller's) a fork would copy mid-lock and hang on
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["fer_core.batch", "fer_core.inference", "fer_core.video"])
-    while remaining and not should_stop():
+    while (queue or suspects) and not should_stop():
+        alone = bool(suspects)
+        calls = deque([unit] for unit in suspects) if alone else queue
+        suspects = []
+        size = 1 if alone else min(workers, sum(map(len, queue)))
         executor = ProcessPoolExecutor(
-            max_workers=min(workers, len(remaining)),
+            max_workers=size,
             mp_context=context,
             initializer=_init_local_worker,
             initargs=(model, settings, os.getpid()),
         )
-        broken: list[Unit] = []
+        pending: dict[Future[list[UnitResult]], list[Unit]] = {}
+        broken = False
         try:
-            pending: dict[Future[UnitResult], Unit] = {
-                executor.submit(_run_local_unit, unit): unit for unit in remaining
-            }
-            remaining = []
-            while pending:
+            while pending or (calls and not broken):
+                while calls and not broken and len(pending) < (1 if alone else size * CALLS_PER_WORKER):
+                    try:
+                        pending[executor.submit(run_call, calls[0])] = calls[0]
+                    except BrokenProcessPool:
+                        broken = True
+                    else:
+                        calls.popleft()
                 done, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
                 for future in done:
-                    unit = pending.pop(future)
+                    call = pending.pop(future)
                     try:
-                        result = future.result()
+                        results = future.result()
                     except BrokenProcessPool:
-                        broken.append(unit)
-                        continue
-                    # start-up: until the first worker was ready (its first unit's own time taken off)
-                    startup = startup or max(0.0, time.perf_counter() - started - result.summary["seconds"])
-                    on_result(result)
+                        broken = True
+                        if alone:  # it killed a worker twice, the second time on its own
+                            summary = {**_summary(call[0]), "status": ERROR, "error": RETRYABLE, "retry": True}
+                            results = [UnitResult(call[0], None, summary)]
+                        else:
+                            suspects += call
+                            continue
+                    # start-up: until the first worker was ready (its first call's own time taken off)
+                    worked = sum(result.summary.get("seconds", 0.0) for result in results)
+                    startup = startup or max(0.0, time.perf_counter() - started - worked)
+                    for result in results:
+                        on_result(result)
                 if should_stop():
                     return startup
         finally:
             _stop_pool(executor)
-        for unit in broken:
-            crashes[unit.key] += 1
-            if crashes[unit.key] >= 2:
-                summary = {**_summary(unit), "status": ERROR, "error": RETRYABLE, "retry": True}
-                on_result(UnitResult(unit, None, summary))
-            else:
-                remaining.append(unit)
+        if alone:
+            suspects = [unit for call in calls for unit in call]  # not reached: a suspect broke the pool first
     return startup
 
 
@@ -149,9 +175,9 @@ class RayBatchWorker:
         return [self.worker.run(unit) for unit in units]
 
 
-def ray_calls(units: Sequence[Unit], photos_per_call: int = RAY_PHOTOS_PER_CALL) -> list[list[Unit]]:
-    """The units grouped into actor calls: photos ``photos_per_call`` at a time (a call costs Ray about as
-    much as a small photo's analysis), every video segment and error on its own."""
+def group_calls(units: Sequence[Unit], photos_per_call: int) -> list[list[Unit]]:
+    """The units grouped into worker calls: photos ``photos_per_call`` at a time (a call's round trip costs
+    about as much as a small photo's analysis), every video segment and error on its own."""
     calls: list[list[Unit]] = []
     for unit in units:
         if unit.kind == PHOTO and calls and calls[-1][0].kind == PHOTO and len(calls[-1]) < photos_per_call:
@@ -199,7 +225,7 @@ def _run_ray(
         actors = [actor_class.remote(model_ref, settings) for _ in range(count)]
         ray.get([actor.ready.remote() for actor in actors])
         startup = time.perf_counter() - started
-        queue = ray_calls(units)
+        queue = group_calls(units, RAY_PHOTOS_PER_CALL)
         dead: list[Any] = []
         idle = [*actors, *actors]  # two calls queued per actor: the next units are there when one ends
         pending: dict[Any, tuple[Any, list[Unit]]] = {}

@@ -12,14 +12,11 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from fer_core.batch.settings import ERROR, BatchError, BatchSettings
 from fer_core.errors import FerError
 from fer_core.face_table import PHOTO, VIDEO
-
-if TYPE_CHECKING:
-    import pyarrow as pa
 
 
 class InputFile(NamedTuple):
@@ -215,9 +212,11 @@ def _sniff(path: Path) -> tuple[str, float | None, float | None, str | None]:
 
 
 class UnitResult(NamedTuple):
-    """A finished unit: its face rows (an Arrow table, None for none) and its summary (a files-row part)."""
+    """A finished unit: its face rows and its summary (a files-row part). The rows travel as the bytes of
+    the Arrow IPC file the job writes as they are (see :func:`fer_core.batch.tables.faces_file`): built by
+    the worker, never parsed by the job's process, whose CPU is the batch's one serial share."""
 
     unit: Unit
-    faces: pa.Table | None
+    faces: bytes | None  # an Arrow IPC file of BATCH_FACE_COLUMNS; None when the unit found no face
     summary: dict[str, Any]
     worker_peak_rss_mb: float = 0.0  # the peak resident memory of the worker that ran it, so far

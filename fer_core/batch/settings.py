@@ -27,6 +27,8 @@ STATES = ("running", "finished", "stopped", "failed")
 ERROR = "error"  # a file's kind when it is neither a photo nor a video this build reads
 DEFAULT_SEGMENT_S = 300.0
 RAY_PHOTOS_PER_CALL = 8  # photos per Ray actor call (one call per photo left Ray at half the local rate)
+LOCAL_PHOTOS_PER_CALL = 4  # photos per call to a local worker (the job's process handles a quarter of the calls)
+CALLS_PER_WORKER = 2  # calls in flight per worker: the next is there when one ends
 HEARTBEAT_S = 2.0  # job.json's updated_at advances at least this often while the job runs
 # job.json follows the results at most this often (each result is in parts/ at once; a job.json rewrite and
 # a memory reading per result cost the job's process 1-2 ms, a tenth of a photo's work)

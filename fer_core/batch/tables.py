@@ -98,6 +98,17 @@ def faces_table(records: Sequence[FaceRecord], segment: int = 0) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=_face_schema())
 
 
+def faces_file(table: pa.Table) -> bytes:
+    """``table`` as the bytes of an Arrow IPC file (a part's face rows, :func:`write_part`)."""
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
+    sink = pa.BufferOutputStream()
+    with ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    return bytes(sink.getvalue())
+
+
 def _write_json(path: Path, data: Any) -> None:
     replace_atomically(
         path, lambda temporary: temporary.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
@@ -119,20 +130,12 @@ PART_FACES_SUFFIXES = (".arrow", ".parquet")
 
 def write_part(out_dir: Path, result: UnitResult) -> None:
     """A finished unit's files: the faces first, then the summary that says the unit is done."""
-    import pyarrow as pa
-    import pyarrow.ipc as ipc
-
     parts = out_dir / PARTS_DIR
     parts.mkdir(parents=True, exist_ok=True)
     faces_path, older_path = (parts / f"{result.unit.key}{suffix}" for suffix in PART_FACES_SUFFIXES)
     faces = result.faces
     if faces is not None:
-
-        def write_faces(temporary: Path) -> None:
-            with pa.OSFile(str(temporary), "wb") as sink, ipc.new_file(sink, faces.schema) as writer:
-                writer.write_table(faces)
-
-        replace_atomically(faces_path, write_faces)
+        replace_atomically(faces_path, lambda temporary: temporary.write_bytes(faces))
     else:
         faces_path.unlink(missing_ok=True)
     older_path.unlink(missing_ok=True)  # an older version's rows of this unit, now replaced

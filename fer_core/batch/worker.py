@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from fer_core.batch.inputs import Unit, UnitResult
 from fer_core.batch.settings import ERROR, LABELS, BatchSettings, ModelFiles
-from fer_core.batch.tables import faces_table
+from fer_core.batch.tables import faces_file, faces_table
 from fer_core.errors import FerError
 from fer_core.face_table import PHOTO, VIDEO, FaceRecord
 
@@ -74,7 +74,7 @@ class BatchWorker:
 
         blank = np.zeros((480, 640, 3), np.uint8)
         self.video_detector.detect(blank)
-        faces_table(face_records(analyze_image(blank, self.photo_predictor), "", whole_image=True))
+        faces_file(faces_table(face_records(analyze_image(blank, self.photo_predictor), "", whole_image=True)))
 
     def run(self, unit: Unit) -> UnitResult:
         started = time.perf_counter()
@@ -91,7 +91,7 @@ class BatchWorker:
             summary.update(status=ERROR, error=f"{type(error).__name__}: {error}")
         summary["seconds"] = time.perf_counter() - started
         _count_labels(summary, records)
-        faces = faces_table(records, unit.segment) if records else None
+        faces = faces_file(faces_table(records, unit.segment)) if records else None
         return UnitResult(unit, faces, summary, peak_rss_mb())
 
     def _photo(self, unit: Unit, summary: dict[str, Any]) -> list[FaceRecord]:
