@@ -30,8 +30,10 @@ actor per worker on a Ray cluster (``address``: None starts a local Ray, ``"auto
 ``"ray://host:10001"`` a remote one). The local engine starts its workers from a clean ``forkserver``
 process, so a script that calls :func:`analyze_batch` needs Python's usual ``if __name__ == "__main__":``
 guard. Each worker builds one predictor (a LiteRT interpreter and the two
-detectors) once, from the model's bytes it is sent (the object store, for Ray), never per file. Both
-engines give the same records.
+detectors) once, from the model's bytes it is sent (the object store, for Ray), never per file, and is
+sent photos a few to a call (:func:`group_calls`). A unit in flight when a local worker dies is run again
+alone; one that kills its worker alone, or any unit of a dead Ray actor's call, becomes an error row that
+the next run retries. Both engines give the same records.
 
 The job folder (``out_dir``)
 ----------------------------
