@@ -305,11 +305,21 @@ def test_a_run_deleted_only_in_part_leaves_the_table_and_says_which_file_stayed(
 def test_the_form_opens_with_the_last_settings_used_and_copies_an_earlier_runs(isolated_runs_dir: Path) -> None:
     older_config = TrainConfig(data="demo", arch="tiny", epochs=7, patience=3, runs_dir=str(isolated_runs_dir))
     older = create_run(older_config, now=time.time() - 300)  # five minutes before the newest
-    newest = TrainConfig(data="demo", arch="tiny", epochs=9, augment=False, lr=0.001, runs_dir=str(isolated_runs_dir))
+    newest = TrainConfig(
+        data="demo",
+        arch="tiny",
+        epochs=9,
+        augment=False,
+        lr=0.001,
+        seed=11,
+        split_seed=42,
+        runs_dir=str(isolated_runs_dir),
+    )
     create_run(newest)
     at = open_page()
     assert at.selectbox(key="train_arch").value == "tiny"
     assert at.number_input(key="train_epochs").value == 9
+    assert (at.number_input(key="train_seed").value, at.number_input(key="train_split_seed").value) == (11, 42)
     assert at.number_input(key="train_lr").value == 0.001
     assert at.toggle(key="train_augment").value is False
 
@@ -318,6 +328,7 @@ def test_the_form_opens_with_the_last_settings_used_and_copies_an_earlier_runs(i
     assert not at.exception, at.exception
     assert (at.number_input(key="train_epochs").value, at.number_input(key="train_patience").value) == (7, 3)
     assert at.toggle(key="train_augment").value is True
+    assert at.number_input(key="train_split_seed").value is None  # that run's split came from its seed
 
     at.selectbox(key="train_settings_source").set_value("Default settings")
     at.button(key="train_copy_settings").click().run()
