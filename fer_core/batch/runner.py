@@ -366,8 +366,8 @@ class _Job:
                 rows = 0
                 for summary in ordered:
                     part = read_part_faces(self.folder, summary["key"])
-                    if part is not None:
-                        gathered.append(part.cast(schema))
+                    if part is not None:  # a part of an older version may have other column types
+                        gathered.append(part if part.schema.equals(schema) else part.cast(schema))
                         rows += part.num_rows
                     if rows >= FACES_ROW_GROUP:
                         writer.write_table(pa.concat_tables(gathered))
