@@ -137,7 +137,7 @@ def _run_local(
         finally:
             _stop_pool(executor)
         if alone:
-            suspects = [unit for call in calls for unit in call]  # not reached: a suspect broke the pool first
+            suspects = [unit for call in calls for unit in call]  # not run yet: another suspect broke this pool
     return startup
 
 
