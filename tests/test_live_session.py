@@ -70,12 +70,21 @@ def test_the_newest_queued_frame_is_analysed_and_the_others_counted_as_dropped()
 def test_frames_go_back_as_yuv420p_the_encoders_take_as_they_are() -> None:
     live = session(mirror=False)
     camera_frame = video_frame(square_frame()).reformat(format="yuv420p")  # as a browser's camera sends them
-    expected = live.process(camera_frame.to_ndarray(format="bgr24"))  # what the frame path annotates
-    live = session(mirror=False)
+    annotated: list[npt.NDArray[np.uint8]] = []
+    process = live.process
+
+    def keep_annotated(bgr_frame: npt.NDArray[np.uint8], **options: int) -> npt.NDArray[np.uint8]:
+        # the frame path's own annotation (its status line shows this frame's milliseconds, which differ
+        # from one call to the next): what the encoder would have been given
+        annotated.append(process(bgr_frame, **options).copy())
+        return annotated[-1]
+
+    live.process = keep_annotated  # type: ignore[method-assign]
     returned = live.video_frame_callback(camera_frame)
     assert returned.format.name == "yuv420p" and (returned.width, returned.height) == (FRAME_WIDTH, FRAME_HEIGHT)
+    assert len(annotated) == 1 and not np.array_equal(annotated[0], camera_frame.to_ndarray(format="bgr24"))
     # exactly the picture the VP8 encoder made from a BGR frame before (its own reformat per frame)
-    encoders_own = av.VideoFrame.from_ndarray(expected, format="bgr24").reformat(format="yuv420p")
+    encoders_own = av.VideoFrame.from_ndarray(annotated[0], format="bgr24").reformat(format="yuv420p")
     assert np.array_equal(returned.to_ndarray(), encoders_own.to_ndarray())
     busy = live.busy_frame(camera_frame)
     assert busy.format.name == "yuv420p" and live.snapshot().error is None
