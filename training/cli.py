@@ -145,7 +145,7 @@ SETTING_PARSERS = {"int": int, "int | None": int, "float": float, "float | None"
 def setting_type(name: str) -> Callable[[str], Any]:
     """An argparse ``type`` for setting ``name``: converts the text and applies the setting's own
     bounds and choices (see training.config), so a bad flag is refused before anything starts."""
-    from training.config import ConfigError, checked_value, kind_of
+    from training.config import KIND_WORDS, ConfigError, checked_value, kind_of
 
     convert = SETTING_PARSERS[kind_of(name)]
 
@@ -153,7 +153,7 @@ def setting_type(name: str) -> Callable[[str], Any]:
         try:
             value = convert(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {_KIND_WORDS[kind_of(name)]}") from None
+            raise argparse.ArgumentTypeError(f"{text!r} is not {KIND_WORDS[kind_of(name)]}") from None
         try:
             return checked_value(name, value)
         except ConfigError as error:
@@ -161,15 +161,6 @@ def setting_type(name: str) -> Callable[[str], Any]:
 
     parse.__name__ = name  # argparse names the type in some messages
     return parse
-
-
-_KIND_WORDS = {
-    "int": "an integer",
-    "int | None": "an integer",
-    "float": "a number",
-    "float | None": "a number",
-    "str": "text",
-}
 
 
 def add_setting_flags(parser: argparse.ArgumentParser) -> None:
@@ -554,9 +545,9 @@ def _checked_split(data: str, split: TrainConfig) -> tuple[FaceDataset, FaceData
     ``train``: data a classifier cannot be trained and validated on is refused here too (with one face
     per class no face is left to validate or calibrate on)."""
     from fer_core.datasets import resolve_dataset
-    from training.splits import check_training_split, split_for_training
+    from training.splits import check_training_split, configured_split
 
-    train, val = split_for_training(resolve_dataset(data), split.val_fraction, split.validation_seed)
+    train, val = configured_split(resolve_dataset(data), split)
     try:
         check_training_split(train, val)
     except DatasetError as error:

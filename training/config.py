@@ -268,7 +268,7 @@ class TrainConfig:
 CROP_ARCHITECTURES = ("fernet40", "vgg40")  # trained on 40x40 crops of the 48x48 faces
 ARCH_LEARNING_RATES = {"seed": 1e-4, "fernet": 2e-3, "tiny": 3e-3, "fernet40": 3e-3, "vgg40": 3e-3}
 FIELDS = {field.name: field for field in dataclasses.fields(TrainConfig)}
-_KINDS = {  # the annotation, as written above -> the words an error uses
+KIND_WORDS = {  # the annotation, as written above -> the words an error uses (here and on the command line)
     "int": "an integer",
     "float": "a number",
     "float | None": "a number",
@@ -311,7 +311,7 @@ def checked_value(name: str, value: Any) -> Any:
         or not isinstance(value, int | float)
         or (kind.startswith("int") and isinstance(value, float))
     ):
-        raise ConfigError(f"{name} must be {_KINDS[kind]}, got {describe(value)}")
+        raise ConfigError(f"{name} must be {KIND_WORDS[kind]}, got {describe(value)}")
     number = value if kind.startswith("int") else float(value)
     declared = option(name)
     if declared.bounded and not (declared.minimum <= number <= declared.maximum):  # type: ignore[operator]

@@ -28,7 +28,7 @@ from training import runs
 from training.config import CROP_ARCHITECTURES, TrainConfig
 from training.model_files import load_keras_model, save_model_atomic
 from training.records import Mistakes, Recalibration, RunMetrics, RunPhase, RunState
-from training.splits import load_training_data, split_for_training
+from training.splits import configured_split, load_training_data
 
 MISCLASSIFIED_COUNT = 48
 
@@ -37,7 +37,7 @@ def finish(run_dir: Path, dataset: FaceDataset, config: TrainConfig) -> None:
     """Export the best checkpoint as a float32 model and its served (LiteRT) copy, calibrated on the
     validation faces, and evaluate the served copy on the held-out split: the path the app runs."""
     model_path = run_dir / run_layout.EXPORTED_MODEL
-    train, val = split_for_training(dataset, config.val_fraction, config.validation_seed)
+    train, val = configured_split(dataset, config)
     with runs.phase(run_dir, RunPhase.EXPORTING):
         export_model(run_dir / run_layout.BEST_CHECKPOINT, model_path, config.arch, tta=config.tta)
     with runs.phase(run_dir, RunPhase.RECALIBRATING):

@@ -39,6 +39,12 @@ def split_for_training(dataset: FaceDataset, val_fraction: float, seed: int) -> 
     return train.subset(~val_mask), train.subset(val_mask)
 
 
+def configured_split(dataset: FaceDataset, config: TrainConfig) -> tuple[FaceDataset, FaceDataset]:
+    """:func:`split_for_training` as ``config`` holds it out: its share, carved with its split seed (its
+    ``--split-seed``, else its ``--seed``)."""
+    return split_for_training(dataset, config.val_fraction, config.validation_seed)
+
+
 def held_out_counts(train_labels: npt.NDArray[np.int64], val_fraction: float) -> npt.NDArray[np.int64]:
     """Faces of each class held out of train for validation: ``val_fraction`` of them, at least one,
     and none of a class with a single face (it is needed for training)."""
@@ -73,6 +79,6 @@ def check_training_labels(train_labels: npt.NDArray[np.int64], val_size: int) ->
 def load_training_data(config: TrainConfig) -> TrainingData:
     """The run's faces, split into train and validation, and checked: before a training starts."""
     dataset = resolve_dataset(config.data)
-    train_set, val_set = split_for_training(dataset, config.val_fraction, config.validation_seed)
+    train_set, val_set = configured_split(dataset, config)
     check_training_split(train_set, val_set)
     return TrainingData(dataset, train_set, val_set)
