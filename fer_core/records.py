@@ -120,7 +120,7 @@ class ModelCard:
     :func:`fer_core.model_store.read_model_card`). Every key is optional; other keys are ignored."""
 
     run: str | None = None
-    arch: str | None = None
+    arch: str | None = None  # one architecture, or its trunks' joined by "+" (see trunk_archs)
     data_source: str | None = None
     trained_on: str | None = None  # in words, e.g. "FER2013 train split (28,709 faces; ...)"
     accuracy: float | None = None
@@ -147,6 +147,12 @@ class ModelCard:
             provisional=fields.flag("provisional"),
             note=fields.text("note"),
         )
+
+    @property
+    def trunk_archs(self) -> tuple[str, ...]:
+        """The architectures of the trunks a served model averages, as its ``arch`` names them
+        (``"vgg40+fernet40"``: two trunks); a plain architecture is one trunk, no ``arch`` none."""
+        return tuple(self.arch.split("+")) if self.arch else ()
 
     def to_json(self) -> dict[str, Any]:
         """The card as its file holds it: the keys that are set (``provisional`` only when true)."""

@@ -36,7 +36,7 @@ def main() -> int:
     from fer_core.data import load_dataset
     from training.export import as_float32
     from training.model_files import load_keras_model
-    from training.served_choice import evaluate_candidates, export_choice, other_validation_splits, trunks_of
+    from training.served_choice import distinct_trunks, evaluate_candidates, export_choice, other_validation_splits
     from training.splits import split_for_training
 
     problems = other_validation_splits(args.models, args.seed, args.val_fraction)
@@ -44,10 +44,10 @@ def main() -> int:
         print("refused: " + "; ".join(problems), file=sys.stderr)
         return 2
     _, val = split_for_training(load_dataset(args.data), args.val_fraction, args.seed)
-    trunks: dict[str, object] = {}
-    for path in args.models:
-        for trunk in trunks_of(as_float32(load_keras_model(path))):
-            trunks.setdefault(trunk.name, trunk)
+    trunks = {
+        trunk.name: trunk
+        for trunk in distinct_trunks([(path, as_float32(load_keras_model(path))) for path in args.models])
+    }
     print(f"{len(val):,} validation faces; trunks: {', '.join(trunks)}", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     log = lambda line: print(line, flush=True)  # noqa: E731

@@ -201,3 +201,32 @@ def test_a_served_choice_refuses_trunks_validated_on_another_split(tmp_path) -> 
     result = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 2 and "another validation split (seed 11" in result.stderr
     assert not (tmp_path / "o").exists()  # refused before anything was evaluated or written
+
+
+def test_a_served_choice_takes_each_trunk_once_and_renames_other_weights_under_a_taken_name(tmp_path) -> None:
+    from training.config import TrainConfig
+    from training.records import RunConfig
+    from training.served_choice import distinct_trunks, trunks_of
+    from training.views import with_views
+
+    first, second, third = (tiny_model(seed=seed) for seed in (0, 1, 2))  # three trunks, each named "tiny"
+    shipped = with_views([first], "center", name="shipped")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps(RunConfig(TrainConfig(seed=23, split_seed=42)).to_json()))
+    models = [
+        (tmp_path / "shipped.keras", shipped),
+        (tmp_path / "fast.keras", with_views([first], "flip", name="fast")),  # the same trunk again: taken once
+        (run / "model.keras", with_views([second], "center")),  # a run's trunk: named after the run's seed
+        (tmp_path / "loose.keras", with_views([third], "center")),  # outside a run folder: numbered
+    ]
+    trunks = distinct_trunks(models)
+    assert [trunk.name for trunk in trunks] == ["tiny", "tiny_seed23", "tiny_2"]
+    for trunk, source in zip(trunks, (first, second, third), strict=True):
+        for ours, theirs in zip(trunk.get_weights(), source.get_weights(), strict=True):
+            np.testing.assert_array_equal(ours, theirs)
+    ensemble = with_views(trunks, "center", name="ensemble")  # distinct names: they can be served together
+    assert [trunk.name for trunk in trunks_of(ensemble)] == ["tiny", "tiny_seed23", "tiny_2"]
+    faces = np.random.default_rng(0).uniform(0, 255, (3, 48, 48, 1)).astype(np.float32)
+    expected = np.mean([np.asarray(source(faces)) for source in (first, second, third)], axis=0)
+    np.testing.assert_allclose(np.asarray(ensemble(faces)), expected, atol=1e-6)

@@ -481,3 +481,28 @@ def test_train_help_reads_well_and_offers_verbose(capsys: pytest.CaptureFixture[
     assert "(default default)" not in help_text
     assert "(default 'default')" in help_text
     assert "--verbose also show TensorFlow's and LiteRT's start-up log lines" in help_text
+
+
+def test_init_from_a_served_ensemble_starts_from_its_one_trunk_of_that_architecture(tmp_path: Path) -> None:
+    import keras
+    import numpy as np
+    from photo_samples import tiny_model
+
+    from training.architectures import build_model
+    from training.views import with_views
+
+    trunk, fernet = tiny_model(seed=3), build_model("fernet")
+    path = tmp_path / "ensemble.keras"
+    with_views([trunk, fernet], "flip", name="ensemble").save(path)
+    model = build_model("tiny")
+    trainer.load_initial_weights(model, path)
+    for copied, original in zip(model.get_weights(), trunk.get_weights(), strict=True):
+        np.testing.assert_array_equal(copied, original)
+
+    other = tiny_model(seed=4)
+    twin = keras.Model(other.input, other.output, name="tiny_seed4")
+    with_views([trunk, twin], "center", name="pair").save(tmp_path / "pair.keras")
+    with pytest.raises(ValueError, match="averages 2 trunks of the architecture being trained"):
+        trainer.load_initial_weights(build_model("tiny"), tmp_path / "pair.keras")
+    with pytest.raises(ValueError, match="does not match the architecture"):
+        trainer.load_initial_weights(build_model("seed"), path)

@@ -155,6 +155,24 @@ def test_only_models_of_the_chosen_architecture_are_offered_to_start_from() -> N
     assert at.selectbox(key="train_init_from").options == ["Random weights"]
 
 
+def test_a_shipped_ensemble_is_a_start_for_each_architecture_it_holds_one_trunk_of(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.views.training_page import form
+
+    shipped = {}
+    for label, arch in (("Pair", "vgg40+fernet40"), ("Twins", "vgg40+vgg40"), ("Plain", "fernet40")):
+        path = tmp_path / f"{label}.keras"
+        path.write_bytes(b"model")
+        (tmp_path / f"{label}.json").write_text(json.dumps({"arch": arch}))
+        shipped[label] = path
+    monkeypatch.setattr(form, "SHIPPED_STARTS", shipped)
+    # two vgg40 trunks: which one to start from is not the page's guess
+    assert list(form.start_choices("vgg40", [])) == ["Random weights", "Pair"]
+    assert list(form.start_choices("fernet40", [])) == ["Random weights", "Pair", "Plain"]
+    assert list(form.start_choices("tiny", [])) == ["Random weights"]
+
+
 def test_empty_runs_folder_invites_a_first_run() -> None:
     at = open_page()
     assert any("No runs yet" in element.value for element in at.info)

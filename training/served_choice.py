@@ -85,6 +85,39 @@ def trunks_of(model: Any) -> list[Any]:
     return members or [model]
 
 
+def distinct_trunks(models: Sequence[tuple[Path, Any]]) -> list[Any]:
+    """The trunks of ``models`` (each a path and its loaded model), each once and each under a name of its
+    own. A trunk met again under its name with the same weights (a shipped model's trunk inside another) is
+    taken once; one whose name is taken by other weights (every CPU run calls its trunk ``vgg40``) is
+    renamed after its run's seed, ``vgg40_seed23``, or numbered outside a run folder (``vgg40_2``)."""
+    import keras
+
+    from fer_core.run_layout import is_run_folder
+    from training.runs import Run
+
+    found: dict[str, Any] = {}
+    for path, model in models:
+        for trunk in trunks_of(model):
+            known = found.get(trunk.name)
+            if known is not None and _same_weights(known, trunk):
+                continue
+            name = trunk.name
+            if known is not None:
+                seed = Run(path.parent).config().settings.seed if is_run_folder(path.parent) else None
+                name = f"{trunk.name}_seed{seed}" if seed is not None else trunk.name
+                number = 2
+                while name in found:
+                    name, number = f"{trunk.name}_{number}", number + 1
+                trunk = keras.Model(trunk.input, trunk.output, name=name)
+            found[name] = trunk
+    return list(found.values())
+
+
+def _same_weights(first: Any, second: Any) -> bool:
+    ours, theirs = first.get_weights(), second.get_weights()
+    return len(ours) == len(theirs) and all(np.array_equal(a, b) for a, b in zip(ours, theirs, strict=True))
+
+
 def served_latency_ms(flatbuffer: bytes, repeats: int = LATENCY_REPEATS) -> float:
     """Median milliseconds of one face through a LiteRT flatbuffer, one thread."""
     from fer_core.inference import EmotionClassifier

@@ -480,7 +480,8 @@ def check_initial_model(source: str | Path) -> Path:
 
 def load_initial_weights(model: Any, source: str | Path) -> None:
     """Copy the weights of the model at ``source`` (see :func:`check_initial_model`) into ``model``,
-    which must have the same architecture."""
+    which must have the same architecture: the model itself, or the one trunk of that architecture in a
+    served model that averages several (:func:`training.views.with_views`)."""
     path = check_initial_model(source)
     try:
         initial = load_keras_model(path)
@@ -489,12 +490,19 @@ def load_initial_weights(model: Any, source: str | Path) -> None:
     from training.served_choice import trunks_of
 
     expected = [tuple(weight.shape) for weight in model.get_weights()]
-    trunks = trunks_of(initial)  # a served model wraps its one trunk in test-time views: start from the trunk
-    for candidate in [initial, *trunks] if len(trunks) == 1 else [initial]:
-        weights = candidate.get_weights()
-        if [tuple(weight.shape) for weight in weights] == expected:
-            model.set_weights(weights)
-            return
+    matching = [
+        candidate
+        for candidate in dict.fromkeys([initial, *trunks_of(initial)])  # a served model wraps its trunks in views
+        if [tuple(weight.shape) for weight in candidate.get_weights()] == expected
+    ]
+    if len(matching) > 1 and matching[0] is not initial:
+        raise ValueError(
+            f"{path} averages {len(matching)} trunks of the architecture being trained ({model.name}); "
+            "--init-from needs one: start from the run folder of the trunk you mean"
+        )
+    if matching:
+        model.set_weights(matching[0].get_weights())
+        return
     raise ValueError(
         f"{path} ({initial.name}, {initial.count_params():,} parameters) does not match the architecture "
         f"being trained ({model.name}, {model.count_params():,} parameters); --init-from needs the same one"

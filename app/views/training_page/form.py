@@ -36,7 +36,7 @@ SETTINGS_SOURCE_KEY = "train_settings_source"
 # A run on the demo set that visibly learns in about a minute: the shipped fast model's trunk fine-tuned
 # (measured: validation 47% -> 70% -> 83% over the 3 epochs, test 92%, 29 s on 2 CPU cores). The README
 # suggests it too.
-QUICK_DEMO_ARCH = "vgg40"  # the shipped fast model's architecture (one vgg40 trunk in its test-time views)
+QUICK_DEMO_ARCH = "vgg40"  # the architecture of the shipped fast model's one vgg40 trunk, the demo's start
 
 QUICK_DEMO_SETTINGS: dict[str, Any] = {"epochs": 3, "batch_size": 64, "lr": None, "max_steps_per_epoch": 8}
 
@@ -115,11 +115,12 @@ def form_values(config: TrainConfig, snapshots: Sequence[RunSnapshot]) -> dict[s
 
 
 def start_choices(arch: str, snapshots: Sequence[RunSnapshot]) -> dict[str, str]:
-    """Models a new ``arch`` run may start from: random weights, the shipped default and every run
-    of the same architecture that has saved a model (label -> path, "" for random)."""
+    """Models a new ``arch`` run may start from: random weights, a shipped model with exactly one trunk
+    of that architecture (the run starts from that trunk) and every run of the same architecture that
+    has saved a model (label -> path, "" for random)."""
     choices = {RANDOM_START: ""}
     for label, shipped in SHIPPED_STARTS.items():
-        if shipped.is_file() and describe_model(shipped).card.arch == arch:
+        if shipped.is_file() and describe_model(shipped).card.trunk_archs.count(arch) == 1:
             choices[label] = str(shipped)
     for snapshot in snapshots:  # newest first
         model_path = snapshot.run.model_path()
