@@ -219,6 +219,7 @@ def test_a_served_choice_takes_each_trunk_once_and_renames_other_weights_under_a
         (tmp_path / "fast.keras", with_views([first], "flip", name="fast")),  # the same trunk again: taken once
         (run / "model.keras", with_views([second], "center")),  # a run's trunk: named after the run's seed
         (tmp_path / "loose.keras", with_views([third], "center")),  # outside a run folder: numbered
+        (run / "model.keras", with_views([second], "center")),  # the run given twice: its trunk taken once
     ]
     trunks = distinct_trunks(models)
     assert [trunk.name for trunk in trunks] == ["tiny", "tiny_seed23", "tiny_2"]

@@ -148,11 +148,15 @@ def test_a_failed_run_shows_its_error_and_no_traceback(isolated_runs_dir: Path) 
 def test_only_models_of_the_chosen_architecture_are_offered_to_start_from() -> None:
     at = open_page()
     # the shipped fast model averages a vgg40 and a fernet40 trunk: a start for both; the quality model
-    # ("vgg40-ensemble" on its card) is a start for neither
+    # averages three vgg40 trunks and one fernet40: a start for fernet40 only
     at.selectbox(key="train_arch").set_value("vgg40").run()
     assert at.selectbox(key="train_init_from").options == ["Random weights", "Shipped fast model"]
     at.selectbox(key="train_arch").set_value("fernet40").run()
-    assert at.selectbox(key="train_init_from").options == ["Random weights", "Shipped fast model"]
+    assert at.selectbox(key="train_init_from").options == [
+        "Random weights",
+        "Shipped quality model",
+        "Shipped fast model",
+    ]
     at.selectbox(key="train_arch").set_value("tiny").run()
     assert at.selectbox(key="train_init_from").options == ["Random weights"]
 

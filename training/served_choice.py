@@ -87,9 +87,9 @@ def trunks_of(model: Any) -> list[Any]:
 
 def distinct_trunks(models: Sequence[tuple[Path, Any]]) -> list[Any]:
     """The trunks of ``models`` (each a path and its loaded model), each once and each under a name of its
-    own. A trunk met again under its name with the same weights (a shipped model's trunk inside another) is
-    taken once; one whose name is taken by other weights (every CPU run calls its trunk ``vgg40``) is
-    renamed after its run's seed, ``vgg40_seed23``, or numbered outside a run folder (``vgg40_2``)."""
+    own. A trunk met again with the same weights (a shipped model's trunk inside another) is taken once;
+    one whose name is taken by other weights (every CPU run calls its trunk ``vgg40``) is renamed after its
+    run's seed, ``vgg40_seed23``, or numbered outside a run folder (``vgg40_2``)."""
     import keras
 
     from fer_core.run_layout import is_run_folder
@@ -98,11 +98,10 @@ def distinct_trunks(models: Sequence[tuple[Path, Any]]) -> list[Any]:
     found: dict[str, Any] = {}
     for path, model in models:
         for trunk in trunks_of(model):
-            known = found.get(trunk.name)
-            if known is not None and _same_weights(known, trunk):
+            if any(_same_weights(known, trunk) for known in found.values()):
                 continue
             name = trunk.name
-            if known is not None:
+            if name in found:
                 seed = Run(path.parent).config().settings.seed if is_run_folder(path.parent) else None
                 name = f"{trunk.name}_seed{seed}" if seed is not None else trunk.name
                 number = 2
