@@ -263,7 +263,8 @@ def start_from_ui(arch: str, snapshots: Sequence[RunSnapshot]) -> str:
         list(starts),
         key=INIT_FROM_KEY,
         help="Fine-tune: begin with the weights of a trained model of the same architecture instead of "
-        "random ones (with a lower learning rate, e.g. half the default).",
+        "random ones (with a lower learning rate, e.g. half the default). A shipped model that averages "
+        "several trunks is offered for an architecture it holds one trunk of: the run starts from that trunk.",
     )
     return starts[str(label)]
 
