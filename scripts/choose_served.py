@@ -44,15 +44,12 @@ def main() -> int:
         print("refused: " + "; ".join(problems), file=sys.stderr)
         return 2
     _, val = split_for_training(load_dataset(args.data), args.val_fraction, args.seed)
-    trunks = {
-        trunk.name: trunk
-        for trunk in distinct_trunks([(path, as_float32(load_keras_model(path))) for path in args.models])
-    }
-    print(f"{len(val):,} validation faces; trunks: {', '.join(trunks)}", flush=True)
+    trunks = distinct_trunks([(path, as_float32(load_keras_model(path))) for path in args.models])
+    print(f"{len(val):,} validation faces; trunks: {', '.join(trunk.name for trunk in trunks)}", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     log = lambda line: print(line, flush=True)  # noqa: E731
     candidates = evaluate_candidates(
-        list(trunks.values()),
+        trunks,
         val,
         max(BUDGETS_MS.values()),
         views=args.views.split(","),
@@ -61,9 +58,7 @@ def main() -> int:
     )
     chosen = {}
     for stem, budget in BUDGETS_MS.items():
-        candidate, temperature = export_choice(
-            candidates, list(trunks.values()), budget, val, args.out / f"{stem}.keras", log=log
-        )
+        candidate, temperature = export_choice(candidates, trunks, budget, val, args.out / f"{stem}.keras", log=log)
         chosen[stem] = {"budget_ms": budget, "temperature": temperature, **candidate.as_dict()}
         print(f"{stem}: {candidate.name}, {candidate.latency_ms:.2f} ms, validation {candidate.val_accuracy:.4f}")
     report = {
